@@ -1,0 +1,92 @@
+"""marl-augment: offline multi-agent RL data — adapters, a chunked Zarr episode store,
+augmenters (EAQ, EAQ⁻Q, RAD-s, RAD-m, ...) and offline MARL baselines.
+
+The public API is small and imported lazily, so ``import marl_augment`` is cheap::
+
+    import marl_augment as ma
+    ds = ma.load("runs/3m-medium.zarr")
+    ds.stats(); ds.sequences(length=20); ds.torch(view="sequences")
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import import_module
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    AlreadyExists,
+    FormatError,
+    MarlAugmentError,
+    MissingDependency,
+    NotFound,
+    SchemaError,
+    UnsupportedError,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Dataset": "marl_augment.data.dataset:Dataset",
+    "Episode": "marl_augment.data.dataset:Episode",
+    "Spec": "marl_augment.data.schema:Spec",
+    "StoreWriter": "marl_augment.data.store:StoreWriter",
+    "concat": "marl_augment.data.dataset:concat",
+    "adapters": "marl_augment.adapters",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import adapters
+    from .data.dataset import Dataset, Episode, concat
+    from .data.schema import Spec
+    from .data.store import StoreWriter
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'marl_augment' has no attribute {name!r}")
+    module, _, attr = target.partition(":")
+    value = import_module(module)
+    if attr:
+        value = getattr(value, attr)
+    globals()[name] = value
+    return value
+
+
+def resolve(source: str | os.PathLike) -> Path:
+    """A store path from a path or a dataset name in the data root (``marl-augment datasets list``)."""
+    from .config import datasets_dir
+
+    p = Path(source).expanduser()
+    if p.exists():
+        return p
+    text = str(source)
+    if os.sep not in text and not text.endswith(".zarr"):
+        named = datasets_dir() / f"{text.replace('/', '__')}.zarr"
+        if named.exists():
+            return named
+    raise NotFound(
+        f"no episode store at {text!r} (and no dataset of that name in {datasets_dir()}); "
+        f"see 'marl-augment datasets list'"
+    )
+
+
+def load(source: str | os.PathLike, *, validate: bool = True) -> Dataset:
+    """Open an episode store (path or dataset name) as a :class:`Dataset`, validating it."""
+    from .data.dataset import Dataset
+
+    return Dataset.open(resolve(source), validate=validate)
+
+
+def open_store(source: str | os.PathLike, *, validate: bool = True) -> Dataset:
+    """Alias of :func:`load`."""
+    return load(source, validate=validate)
+
+
+__all__ = [
+    "AlreadyExists", "Dataset", "Episode", "FormatError", "MarlAugmentError", "MissingDependency",
+    "NotFound", "SchemaError", "Spec", "StoreWriter", "UnsupportedError", "__version__",
+    "adapters", "concat", "load", "open_store", "resolve",
+]

@@ -1,0 +1,629 @@
+"""Logs of any PettingZoo ``ParallelEnv``: a recorder, the on-disk format, and the adapter.
+
+The log format (``marl-augment/pettingzoo-log`` v1, documented in ``docs/formats.md``) is JSON
+Lines, optionally gzip-compressed (``.jsonl.gz``): one header line, then one line per ``reset``
+and per ``step`` in the order they happened. It is plain JSON so that anyone can write it without
+our recorder, and loading it never executes code (no pickle).
+
+:class:`Recorder` wraps an env and writes that log while the user's own loop runs;
+:class:`PettingZooLogAdapter` converts logs to an episode store, streaming.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import math
+import os
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.schema import Spec
+from ..data.store import StoreWriter, check_output_path
+from ..errors import AlreadyExists, ConfigError, FormatError, NotFound, UnsupportedError
+
+LOG_FORMAT = "marl-augment/pettingzoo-log"
+LOG_VERSION = 1
+REWARD_MODES = ("sum", "mean", "max")
+WIN_KEYS = ("battle_won", "won")
+
+
+# ---------------------------------------------------------------------------------------------
+# spaces
+# ---------------------------------------------------------------------------------------------
+
+
+def _obs_part(space):
+    """The observation part of a space (``Dict(observation=..., action_mask=...)`` -> observation)."""
+    from gymnasium import spaces
+
+    if isinstance(space, spaces.Dict) and "observation" in space.spaces:
+        return space.spaces["observation"]
+    return space
+
+
+def flat_obs(space, obs) -> np.ndarray:
+    from gymnasium import spaces
+
+    if isinstance(obs, Mapping) and "observation" in obs:
+        obs = obs["observation"]
+    return np.asarray(spaces.flatten(_obs_part(space), obs), dtype=np.float32).ravel()
+
+
+def obs_dim(space) -> int:
+    from gymnasium import spaces
+
+    return int(spaces.flatdim(_obs_part(space)))
+
+
+def n_actions(space, agent: str) -> int:
+    from gymnasium import spaces
+
+    if isinstance(space, spaces.Discrete):
+        if int(space.start) != 0:
+            raise UnsupportedError(
+                f"agent {agent!r} has Discrete(start={int(space.start)}); only start=0 is supported"
+            )
+        return int(space.n)
+    kind = type(space).__name__
+    raise UnsupportedError(
+        f"agent {agent!r} has a {kind} action space; marl-augment supports discrete "
+        f"(Discrete) action spaces only for now"
+    )
+
+
+def action_mask_of(obs: Any, info: Mapping[str, Any] | None) -> np.ndarray | None:
+    """The legal-action mask from ``obs["action_mask"]`` or ``info["action_mask"]``, if any."""
+    if isinstance(obs, Mapping) and "action_mask" in obs:
+        return np.asarray(obs["action_mask"]).astype(bool).ravel()
+    if info and "action_mask" in info:
+        return np.asarray(info["action_mask"]).astype(bool).ravel()
+    return None
+
+
+def _jsonable(x: Any) -> Any:
+    """Infos made JSON-safe: numpy to lists/scalars, unknown objects to their repr."""
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items() if k != "action_mask"}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return repr(x)
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    return repr(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# writing logs
+# ---------------------------------------------------------------------------------------------
+
+
+def _open_text(path: Path, mode: str, *, gz: bool | None = None):
+    """Open a log for text I/O; gzip when writing a ``.gz`` name or reading gzip magic bytes."""
+    if gz is None:
+        if mode == "r":
+            with open(path, "rb") as f:
+                gz = f.read(2) == b"\x1f\x8b"
+        else:
+            gz = path.name.endswith(".gz")
+    if gz:
+        return io.TextIOWrapper(gzip.open(path, mode + "b", compresslevel=6), encoding="utf-8")
+    return open(path, mode, encoding="utf-8")
+
+
+class LogWriter:
+    """Writes a log file to ``<path>.partial`` and renames it into place on :meth:`close`."""
+
+    def __init__(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise AlreadyExists(f"log {str(self.path)!r} exists already; pass overwrite=True")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self._f = _open_text(self.partial, "w", gz=self.path.name.endswith(".gz"))
+        self.closed = False
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        self._f.write(json.dumps(record, separators=(",", ":"), allow_nan=False))
+        self._f.write("\n")
+
+    def close(self) -> None:
+        if not self.closed:
+            self._f.close()
+            os.replace(self.partial, self.path)
+            self.closed = True
+
+
+class Recorder:
+    """Wraps a PettingZoo ``ParallelEnv`` and logs every reset and step to a JSON Lines file.
+
+    Use it in place of the env in your own loop, then ``close()`` it::
+
+        env = Recorder(mpe2.simple_spread_v3.parallel_env(), "run.jsonl.gz")
+        obs, infos = env.reset(seed=0)
+        while env.agents:
+            obs, rew, term, trunc, infos = env.step({a: policy(obs[a]) for a in env.agents})
+        env.close()
+
+    Until ``close()`` the log is ``<path>.partial`` (the adapter reads that too, dropping an
+    unfinished last episode). Observations are flattened with ``gymnasium.spaces.flatten``
+    (the ``observation`` part of a ``Dict`` space holding an ``action_mask``); masks come from
+    ``obs[agent]["action_mask"]`` or ``infos[agent]["action_mask"]``.
+    """
+
+    def __init__(self, env, path: str | os.PathLike, *, env_id: str | None = None,
+                 overwrite: bool = False, meta: Mapping[str, Any] | None = None) -> None:
+        self.env = env
+        self.env_id = env_id or _guess_env_id(env)
+        agents = list(env.possible_agents)
+        self._obs_spaces = {a: env.observation_space(a) for a in agents}
+        self._n_actions = {a: n_actions(env.action_space(a), a) for a in agents}
+        self._obs_dims = {a: obs_dim(self._obs_spaces[a]) for a in agents}
+        self._agents = agents
+        self._meta = dict(meta or {})
+        self._log = LogWriter(path, overwrite=overwrite)
+        self._header_written = False
+        self._has_state: bool | None = None
+        self.episodes = 0
+
+    # the ParallelEnv surface ------------------------------------------------------------------
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.env, name)
+
+    @property
+    def agents(self):
+        return self.env.agents
+
+    @property
+    def possible_agents(self):
+        return self.env.possible_agents
+
+    def observation_space(self, agent):
+        return self.env.observation_space(agent)
+
+    def action_space(self, agent):
+        return self.env.action_space(agent)
+
+    def state(self):
+        return self.env.state()
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        obs, infos = self.env.reset(seed=seed, options=options)
+        record = {"t": "reset", "seed": seed, **self._observe(obs, infos)}
+        if not self._header_written:
+            self._write_header(record)
+        self._log.write(record)
+        self.episodes += 1
+        return obs, infos
+
+    def step(self, actions: Mapping[str, Any]):
+        obs, rewards, terms, truncs, infos = self.env.step(actions)
+        record = {
+            "t": "step",
+            "actions": {a: int(np.asarray(v).item()) for a, v in actions.items()},
+            "rewards": {a: float(r) for a, r in rewards.items()},
+            "terminations": {a: bool(v) for a, v in terms.items()},
+            "truncations": {a: bool(v) for a, v in truncs.items()},
+            **self._observe(obs, infos),
+        }
+        self._log.write(record)
+        return obs, rewards, terms, truncs, infos
+
+    def close(self) -> None:
+        self._log.close()
+        self.env.close()
+
+    @property
+    def log_path(self) -> Path:
+        return self._log.path
+
+    # helpers --------------------------------------------------------------------------------
+    def _observe(self, obs: Mapping[str, Any], infos: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "obs": {a: flat_obs(self._obs_spaces[a], o).tolist() for a, o in obs.items()},
+        }
+        masks = {}
+        for a, o in obs.items():
+            m = action_mask_of(o, infos.get(a))
+            if m is not None:
+                masks[a] = m.astype(int).tolist()
+        if masks:
+            out["action_mask"] = masks
+        if self._has_state is None:
+            self._has_state = _try_state(self.env) is not None
+        if self._has_state:
+            out["state"] = np.asarray(self.env.state(), dtype=np.float32).ravel().tolist()
+        out["infos"] = _jsonable(dict(infos))
+        return out
+
+    def _write_header(self, first: Mapping[str, Any]) -> None:
+        state_dim = len(first["state"]) if "state" in first else None
+        header = {
+            "format": LOG_FORMAT,
+            "version": LOG_VERSION,
+            "env_id": self.env_id,
+            "agents": self._agents,
+            "obs_dims": self._obs_dims,
+            "n_actions": self._n_actions,
+            "state_dim": state_dim,
+            "has_action_mask": "action_mask" in first,
+            "meta": _jsonable(self._meta),
+        }
+        self._log.write(header)
+        self._header_written = True
+
+
+def _try_state(env) -> np.ndarray | None:
+    try:
+        s = env.state()
+    except (NotImplementedError, AttributeError):
+        return None
+    return None if s is None else np.asarray(s)
+
+
+def _guess_env_id(env) -> str:
+    module = type(env.unwrapped).__module__
+    name = env.metadata.get("name") if hasattr(env, "metadata") else None
+    if module.startswith("mpe2.") and name:
+        return f"pettingzoo:mpe2.{name}"
+    return f"pettingzoo:{name or module}"
+
+
+# ---------------------------------------------------------------------------------------------
+# reading logs
+# ---------------------------------------------------------------------------------------------
+
+
+def read_log(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, record) of a log, with one-line errors for malformed lines."""
+    path = Path(path)
+    if not path.exists():
+        raise NotFound(f"no log file at {str(path)!r}")
+    try:
+        with _open_text(path, "r") as f:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise FormatError(
+                        f"{path.name} line {lineno} is not valid JSON ({exc.msg} at column "
+                        f"{exc.colno}); the log is corrupted or truncated"
+                    ) from None
+                if not isinstance(rec, dict):
+                    raise FormatError(f"{path.name} line {lineno} is not a JSON object")
+                yield lineno, rec
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise NotFound(f"no log file at {str(path)!r}") from None
+        raise FormatError(f"{path.name} cannot be read as a (gzip) text log: {exc}") from None
+
+
+@dataclass
+class PettingZooLogConfig:
+    """Options of the ``pettingzoo-log`` adapter."""
+
+    reward: str = "sum"
+    """Team reward from the agents' rewards: ``sum`` (default), ``mean`` or ``max``."""
+    env_id: str | None = None
+    """Override the env id recorded in the log header."""
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Extra facts to keep in the store's spec."""
+
+
+class _Episode:
+    """Rows of one episode being assembled."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[np.ndarray]] = {k: [] for k in (
+            "obs", "state", "avail_actions", "actions", "rewards", "agent_rewards", "alive")}
+        self.steps = 0
+
+
+class PettingZooLogAdapter:
+    """Converts ``marl-augment/pettingzoo-log`` files into an episode store (streaming)."""
+
+    Config = PettingZooLogConfig
+    name = "pettingzoo-log"
+
+    def __init__(self, config: PettingZooLogConfig | None = None) -> None:
+        self.config = config or PettingZooLogConfig()
+        if self.config.reward not in REWARD_MODES:
+            raise ConfigError(f"reward must be one of {REWARD_MODES}, got {self.config.reward!r}")
+
+    def convert(self, src: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
+                progress: Any = None):
+        src = Path(src)
+        if not src.exists():
+            raise NotFound(f"no log file at {str(src)!r}")
+        check_output_path(out, overwrite=overwrite, inputs=[src])
+        records = read_log(src)
+        try:
+            lineno, header = next(records)
+        except StopIteration:
+            raise FormatError(f"{src.name} is empty: expected a header line") from None
+        spec, ctx = self._spec_from_header(src, lineno, header)
+        report = {"cut_episodes": 0, "dropped_unfinished": 0, "empty_episodes": 0}
+        source = {"adapter": self.name, "path": str(src.resolve()), "sha256": _sha256(src),
+                  "log_version": header.get("version"), "meta": header.get("meta", {})}
+        with StoreWriter(out, spec, overwrite=overwrite, source=source, inputs=[src]) as w:
+            for cols, won in self._episodes(src, records, ctx, report):
+                w.append_episode(cols, won=won)
+                if progress is not None:
+                    progress(cols["actions"].shape[0])
+            w.source.update(report)
+        if report["dropped_unfinished"]:
+            import warnings
+
+            warnings.warn(f"{src.name}: the last episode was unfinished and was dropped", stacklevel=2)
+        return w.result
+
+    # -- header -----------------------------------------------------------------------------
+    def _spec_from_header(self, src: Path, lineno: int, h: Mapping[str, Any]):
+        if h.get("format") != LOG_FORMAT:
+            raise FormatError(
+                f"{src.name} line {lineno} is not a {LOG_FORMAT} header (got format="
+                f"{h.get('format')!r}); see docs/formats.md"
+            )
+        if h.get("version") != LOG_VERSION:
+            raise FormatError(f"{src.name}: log version {h.get('version')} is not supported (expected {LOG_VERSION})")
+        try:
+            agents = [str(a) for a in h["agents"]]
+            obs_dims = [int(h["obs_dims"][a]) for a in agents]
+            acts = [int(h["n_actions"][a]) for a in agents]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatError(f"{src.name} header lacks agents/obs_dims/n_actions for every agent ({exc})") from None
+        if not agents:
+            raise FormatError(f"{src.name} header lists no agents")
+        state_dim = h.get("state_dim")
+        has_mask = bool(h.get("has_action_mask", False))
+        hetero_act = len(set(acts)) > 1
+        hetero_obs = len(set(obs_dims)) > 1
+        spec = Spec(
+            env_id=self.config.env_id or str(h.get("env_id") or "pettingzoo:unknown"),
+            agent_ids=tuple(agents), obs_dim=max(obs_dims), n_actions=max(acts),
+            state_dim=None if state_dim is None else int(state_dim),
+            obs_dims=tuple(obs_dims) if hetero_obs else None,
+            agent_n_actions=tuple(acts) if hetero_act else None,
+            has_avail_actions=has_mask or hetero_act, has_alive=True, has_agent_rewards=True,
+            reward_mode=self.config.reward, extras=dict(self.config.extras),
+        )
+        spec.check()
+        ctx = {"agents": agents, "index": {a: i for i, a in enumerate(agents)}, "obs_dims": obs_dims,
+               "acts": acts, "has_mask": has_mask, "spec": spec}
+        return spec, ctx
+
+    # -- episodes ---------------------------------------------------------------------------
+    def _episodes(self, src: Path, records, ctx, report) -> Iterator[tuple[dict[str, np.ndarray], bool | None]]:
+        spec: Spec = ctx["spec"]
+        ep: _Episode | None = None
+        cur: dict[str, Any] = {}
+        for lineno, rec in records:
+            kind = rec.get("t")
+            where = f"{src.name} line {lineno}"
+            if kind == "reset":
+                if ep is not None and ep.steps:
+                    report["cut_episodes"] += 1  # reset while agents were live: cut by the user
+                    yield self._finish(ep, spec, terminated=False, won=None)
+                elif ep is not None:
+                    report["empty_episodes"] += 1
+                ep = _Episode()
+                cur = self._observation(rec, ctx, where)
+            elif kind == "step":
+                if ep is None:
+                    raise FormatError(f"{where}: a step before any reset, or after the episode ended")
+                self._step(ep, rec, cur, ctx, where)
+                terms = rec.get("terminations") or {}
+                truncs = rec.get("truncations") or {}
+                done = {a for a in rec["actions"] if terms.get(a) or truncs.get(a)}
+                cur = self._observation(rec, ctx, where)
+                # PettingZoo drops done agents from env.agents; the episode ends when none is left
+                if not set(cur["obs"]) - done:
+                    terminated = any(bool(terms.get(a)) for a in rec["actions"])
+                    yield self._finish(ep, spec, terminated=terminated, won=_won(rec.get("infos") or {}))
+                    ep = None
+            else:
+                raise FormatError(f"{where}: unknown record type t={kind!r} (expected 'reset' or 'step')")
+        if ep is not None and ep.steps:
+            report["dropped_unfinished"] += 1
+
+    def _observation(self, rec, ctx, where) -> dict[str, Any]:
+        spec: Spec = ctx["spec"]
+        obs_in = rec.get("obs")
+        if not isinstance(obs_in, dict):
+            raise FormatError(f"{where}: 'obs' must be an object mapping agents to observations")
+        masks_in = rec.get("action_mask", {}) or {}
+        infos = rec.get("infos", {}) or {}
+        out: dict[str, Any] = {"obs": {}, "mask": {}}
+        for a, o in obs_in.items():
+            i = ctx["index"].get(a)
+            if i is None:
+                raise FormatError(f"{where}: unknown agent {a!r} (header lists {ctx['agents']})")
+            mask = masks_in.get(a)
+            if isinstance(o, dict):
+                mask = o.get("action_mask", mask)
+                o = o.get("observation")
+            if mask is None and isinstance(infos.get(a), dict):
+                mask = infos[a].get("action_mask")
+            vec = _floats(o, where, f"obs of {a!r}")
+            if vec.shape[0] != ctx["obs_dims"][i]:
+                raise FormatError(
+                    f"{where}: obs of {a!r} has {vec.shape[0]} values, header says {ctx['obs_dims'][i]}"
+                )
+            out["obs"][a] = vec
+            if mask is not None:
+                m = np.asarray(mask)
+                if m.ndim != 1 or m.shape[0] != ctx["acts"][i]:
+                    raise FormatError(f"{where}: action mask of {a!r} must have {ctx['acts'][i]} entries")
+                out["mask"][a] = m.astype(bool)
+            elif ctx["has_mask"]:
+                raise FormatError(f"{where}: no action mask for {a!r} but the header says has_action_mask")
+        if spec.state_dim is not None:
+            if "state" not in rec:
+                raise FormatError(f"{where}: no 'state' but the header says state_dim={spec.state_dim}")
+            st = _floats(rec["state"], where, "state")
+            if st.shape[0] != spec.state_dim:
+                raise FormatError(f"{where}: state has {st.shape[0]} values, header says {spec.state_dim}")
+            out["state"] = st
+        return out
+
+    def _step(self, ep: _Episode, rec, cur, ctx, where) -> None:
+        spec: Spec = ctx["spec"]
+        actions = rec.get("actions")
+        rewards = rec.get("rewards", {})
+        if not isinstance(actions, dict) or not isinstance(rewards, dict):
+            raise FormatError(f"{where}: 'actions' and 'rewards' must be objects keyed by agent")
+        n, o_dim, n_act = spec.n_agents, spec.obs_dim, spec.n_actions
+        obs = np.zeros((n, o_dim), np.float32)
+        avail = np.zeros((n, n_act), bool)
+        act = np.zeros(n, np.int32)
+        rew = np.zeros(n, np.float32)
+        alive = np.zeros(n, bool)
+        for a, v in actions.items():
+            i = ctx["index"].get(a)
+            if i is None:
+                raise FormatError(f"{where}: unknown agent {a!r} (header lists {ctx['agents']})")
+            if a not in cur["obs"]:
+                raise FormatError(f"{where}: agent {a!r} acted without an observation before")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v):
+                raise UnsupportedError(
+                    f"{where}: action of {a!r} is {v!r}; only discrete (integer) actions are supported"
+                )
+            v = int(v)
+            if not 0 <= v < ctx["acts"][i]:
+                raise FormatError(f"{where}: action {v} of {a!r} is outside 0..{ctx['acts'][i] - 1}")
+            o = cur["obs"][a]
+            obs[i, : o.shape[0]] = o
+            m = cur["mask"].get(a)
+            if m is not None:
+                avail[i, : m.shape[0]] = m
+                if not m[v]:
+                    raise FormatError(f"{where}: {a!r} took action {v}, which its action mask forbids")
+            else:
+                avail[i, : ctx["acts"][i]] = True
+            act[i] = v
+            r = rewards.get(a, 0.0)
+            if not isinstance(r, (int, float)) or not math.isfinite(r):
+                raise FormatError(f"{where}: reward of {a!r} is {r!r}, not a finite number")
+            rew[i] = r
+            alive[i] = True
+        if not alive.any():
+            raise FormatError(f"{where}: a step in which no agent acted")
+        team = {"sum": np.sum, "mean": np.mean, "max": np.max}[self.config.reward](
+            rew[alive].astype(np.float64))
+        for k, v in (("obs", obs), ("avail_actions", avail), ("actions", act),
+                     ("agent_rewards", rew), ("alive", alive),
+                     ("rewards", np.float32(team))):
+            ep.rows[k].append(v)
+        if spec.state_dim is not None:
+            ep.rows["state"].append(cur["state"])
+        ep.steps += 1
+
+    def _finish(self, ep: _Episode, spec: Spec, *, terminated: bool, won: bool | None):
+        keep = spec.arrays()
+        cols = {k: np.stack(v) for k, v in ep.rows.items() if v and k in keep}
+        t = ep.steps
+        cols["terminated"] = np.zeros(t, bool)
+        cols["truncated"] = np.zeros(t, bool)
+        (cols["terminated"] if terminated else cols["truncated"])[-1] = True
+        return cols, won
+
+
+def _floats(values: Any, where: str, what: str) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise FormatError(f"{where}: {what} is not a list of numbers") from None
+    if not np.isfinite(arr).all():
+        raise FormatError(f"{where}: {what} holds a non-finite value (NaN or inf)")
+    return arr.astype(np.float32)
+
+
+def _won(infos: Mapping[str, Any]) -> bool | None:
+    for info in infos.values():
+        if isinstance(info, Mapping):
+            for k in WIN_KEYS:
+                if k in info and isinstance(info[k], (bool, int)):
+                    return bool(info[k])
+    return None
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# recording with a built-in policy
+# ---------------------------------------------------------------------------------------------
+
+
+def random_policy(seed: int):
+    """Uniformly random legal actions (respecting action masks)."""
+    rng = np.random.default_rng(seed)
+
+    def act(env, obs, infos) -> dict[str, int]:
+        out = {}
+        for a in env.agents:
+            n = int(env.action_space(a).n)
+            m = action_mask_of(obs.get(a), infos.get(a))
+            legal = np.flatnonzero(m) if m is not None else np.arange(n)
+            if legal.size == 0:
+                raise FormatError(f"agent {a!r} has no legal action (its action mask is all zero)")
+            out[a] = int(rng.choice(legal))
+        return out
+
+    return act
+
+
+POLICIES = {"random": random_policy}
+
+
+def record(env, log_path: str | os.PathLike, *, episodes: int, policy: str = "random",
+           seed: int = 0, env_id: str | None = None, overwrite: bool = False,
+           progress: Any = None, meta: Mapping[str, Any] | None = None) -> Path:
+    """Run ``episodes`` episodes of ``env`` with a built-in policy and log them."""
+    if policy not in POLICIES:
+        raise ConfigError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
+    if episodes < 1:
+        raise ConfigError(f"episodes must be >= 1, got {episodes}")
+    act = POLICIES[policy](seed)
+    rec = Recorder(env, log_path, env_id=env_id, overwrite=overwrite,
+                   meta={"policy": policy, "seed": seed, **(meta or {})})
+    try:
+        for e in range(episodes):
+            obs, infos = rec.reset(seed=seed + e)
+            while rec.agents:
+                obs, _, _, _, infos = rec.step(act(rec, obs, infos))
+            if progress is not None:
+                progress(1)
+        rec.close()
+    except BaseException:
+        rec.env.close()
+        rec._log._f.close()
+        rec._log.partial.unlink(missing_ok=True)
+        raise
+    return rec.log_path
+
+
+def temp_log_path(directory: Path) -> Path:
+    return directory / f"record-{uuid.uuid4().hex[:8]}.jsonl.gz"

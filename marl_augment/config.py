@@ -1,0 +1,23 @@
+"""Where marl-augment keeps datasets it downloads or creates by name."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_VAR = "MARL_AUGMENT_HOME"
+
+
+def home() -> Path:
+    """The data root: ``$MARL_AUGMENT_HOME``, else ``$XDG_DATA_HOME/marl-augment``,
+    else ``~/.local/share/marl-augment``."""
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "marl-augment"
+
+
+def datasets_dir() -> Path:
+    """Folder of named episode stores (``<name>.zarr``)."""
+    return home() / "datasets"

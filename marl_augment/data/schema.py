@@ -1,0 +1,310 @@
+"""The episode-store contract: which arrays exist, their dtypes and shapes, and how to check them.
+
+One store holds the transitions of all episodes concatenated along axis 0 (no padding on disk).
+Row ``t`` holds ``(o_t, s_t, legal_t, a_t, r_t, done_t)`` as in OG-MARL. Episode ``e`` is rows
+``[episode_offsets[e], episode_offsets[e+1])``.
+
+The checks here are shared by the writer (before anything reaches disk) and the reader (on open),
+so both refuse the same things with the same one-line :class:`SchemaError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import SchemaError
+
+SCHEMA_VERSION = 1
+FORMAT_NAME = "marl-augment/episode-store"
+
+#: Per-transition arrays: name -> (dtype, trailing dims expressed with spec fields, required).
+#: The trailing dims use "N" (agents), "O" (obs dim), "S" (state dim), "A" (actions).
+TRANSITION_ARRAYS: dict[str, tuple[np.dtype, tuple[str, ...], bool]] = {
+    "obs": (np.dtype("float32"), ("N", "O"), True),
+    "state": (np.dtype("float32"), ("S",), False),
+    "avail_actions": (np.dtype("bool"), ("N", "A"), False),
+    "actions": (np.dtype("int32"), ("N",), True),
+    "rewards": (np.dtype("float32"), (), True),
+    "agent_rewards": (np.dtype("float32"), ("N",), False),
+    "terminated": (np.dtype("bool"), (), True),
+    "truncated": (np.dtype("bool"), (), True),
+    "alive": (np.dtype("bool"), ("N",), False),
+}
+#: Per-episode arrays (besides ``episode_offsets``, which has E+1 entries).
+EPISODE_ARRAYS: dict[str, tuple[np.dtype, bool]] = {
+    "episode_origin": (np.dtype("uint8"), True),
+    "episode_won": (np.dtype("bool"), False),
+}
+FLOAT_ARRAYS = ("obs", "state", "rewards", "agent_rewards")
+OFFSETS = "episode_offsets"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a dataset looks like: agents, sizes and where it came from."""
+
+    env_id: str
+    """Environment id, e.g. ``smax:3m``, ``smac:3m``, ``pettingzoo:mpe2.simple_spread_v3``."""
+    agent_ids: tuple[str, ...]
+    """Agent names in the order of the agent axis."""
+    obs_dim: int
+    """Width of ``obs`` (the largest agent's observation size; smaller ones are zero padded)."""
+    n_actions: int
+    """Width of ``avail_actions`` and the bound of ``actions`` (largest agent's action count)."""
+    state_dim: int | None = None
+    """Width of ``state``, or None when the dataset has no global state."""
+    obs_dims: tuple[int, ...] | None = None
+    """True observation size per agent when agents differ (None: all equal ``obs_dim``)."""
+    agent_n_actions: tuple[int, ...] | None = None
+    """True action count per agent when agents differ (None: all equal ``n_actions``)."""
+    has_avail_actions: bool = False
+    """Whether the store holds legal-action masks (absent means every action is legal)."""
+    has_alive: bool = False
+    """Whether the store marks dead / absent agents in ``alive``."""
+    has_agent_rewards: bool = False
+    """Whether per-agent rewards are stored besides the team reward."""
+    reward_mode: str = "sum"
+    """How the team reward was formed from agent rewards (``sum``, ``mean``, ``max``, ``given``)."""
+    max_episode_len: int | None = None
+    """Longest episode in the dataset (filled in by the writer)."""
+    extras: Mapping[str, Any] = field(default_factory=dict)
+    """Free-form JSON-compatible facts about the source (kept verbatim)."""
+
+    @property
+    def n_agents(self) -> int:
+        return len(self.agent_ids)
+
+    @property
+    def has_state(self) -> bool:
+        return self.state_dim is not None
+
+    def dims(self) -> dict[str, int]:
+        d = {"N": self.n_agents, "O": self.obs_dim, "A": self.n_actions}
+        if self.state_dim is not None:
+            d["S"] = self.state_dim
+        return d
+
+    def arrays(self) -> list[str]:
+        """Names of the per-transition arrays a store with this spec holds."""
+        present = {
+            "state": self.has_state,
+            "avail_actions": self.has_avail_actions,
+            "alive": self.has_alive,
+            "agent_rewards": self.has_agent_rewards,
+        }
+        return [n for n, (_, _, req) in TRANSITION_ARRAYS.items() if req or present.get(n, False)]
+
+    def row_shape(self, name: str) -> tuple[int, ...]:
+        dims = self.dims()
+        return tuple(dims[d] for d in TRANSITION_ARRAYS[name][1])
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["agent_ids"] = list(self.agent_ids)
+        for k in ("obs_dims", "agent_n_actions"):
+            if d[k] is not None:
+                d[k] = list(d[k])
+        d["extras"] = dict(self.extras)
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Spec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise SchemaError(f"store spec has unknown fields {sorted(unknown)}; upgrade marl-augment")
+        try:
+            kw = dict(d)
+            kw["agent_ids"] = tuple(kw["agent_ids"])
+            for k in ("obs_dims", "agent_n_actions"):
+                if kw.get(k) is not None:
+                    kw[k] = tuple(int(x) for x in kw[k])
+            return cls(**kw)
+        except (KeyError, TypeError) as exc:
+            raise SchemaError(f"store spec is incomplete or malformed: {exc}") from None
+
+    def replace(self, **changes: Any) -> Spec:
+        return dataclasses.replace(self, **changes)
+
+    def check(self) -> None:
+        """Refuse specs that cannot describe a store."""
+        if not self.agent_ids:
+            raise SchemaError("spec has no agents")
+        if len(set(self.agent_ids)) != len(self.agent_ids):
+            raise SchemaError(f"spec has duplicate agent ids {list(self.agent_ids)}")
+        for name in ("obs_dim", "n_actions"):
+            if int(getattr(self, name)) < 1:
+                raise SchemaError(f"spec.{name} must be >= 1, got {getattr(self, name)}")
+        if self.state_dim is not None and self.state_dim < 1:
+            raise SchemaError(f"spec.state_dim must be >= 1 or None, got {self.state_dim}")
+        for name, bound in (("obs_dims", self.obs_dim), ("agent_n_actions", self.n_actions)):
+            v = getattr(self, name)
+            if v is not None and (len(v) != self.n_agents or max(v) > bound or min(v) < 1):
+                raise SchemaError(
+                    f"spec.{name} must list one size in 1..{bound} per agent, got {list(v)}"
+                )
+        try:
+            json.dumps(dict(self.extras))
+        except TypeError as exc:
+            raise SchemaError(f"spec.extras must be JSON-serialisable: {exc}") from None
+
+
+def check_columns(columns: Mapping[str, np.ndarray], spec: Spec, *, where: str = "",
+                  row0: int = 0) -> None:
+    """Check a block of transition rows against the spec (dtype, shape, values).
+
+    ``row0`` is the global index of the block's first row, used in messages.
+    """
+    at = f" {where}" if where else ""
+    expected = spec.arrays()
+    missing = [n for n in expected if n not in columns]
+    if missing:
+        raise SchemaError(f"missing array(s) {missing}{at}")
+    extra = [n for n in columns if n not in expected]
+    if extra:
+        raise SchemaError(
+            f"unexpected array(s) {extra}{at}: the spec does not declare them "
+            f"(set has_state/has_avail_actions/has_alive/has_agent_rewards)"
+        )
+    n_rows = None
+    for name in expected:
+        arr = columns[name]
+        dtype, _, _ = TRANSITION_ARRAYS[name]
+        if arr.dtype != dtype:
+            raise SchemaError(f"array {name!r}{at} has dtype {arr.dtype}, expected {dtype}")
+        want = spec.row_shape(name)
+        if arr.shape[1:] != want:
+            raise SchemaError(
+                f"array {name!r}{at} has rows of shape {arr.shape[1:]}, expected {want}"
+            )
+        if n_rows is None:
+            n_rows = arr.shape[0]
+        elif arr.shape[0] != n_rows:
+            raise SchemaError(
+                f"array {name!r}{at} has {arr.shape[0]} rows but {expected[0]!r} has {n_rows} "
+                f"(an array is truncated or padded)"
+            )
+    for name in FLOAT_ARRAYS:
+        if name in columns:
+            finite = np.isfinite(columns[name])
+            if not finite.all():
+                bad = np.argwhere(~finite)[0]
+                raise SchemaError(
+                    f"array {name!r}{at} holds a non-finite value ({columns[name][tuple(bad)]}) "
+                    f"at row {row0 + int(bad[0])}"
+                )
+    actions = columns["actions"]
+    if actions.size:
+        lo, hi = int(actions.min()), int(actions.max())
+        if lo < 0 or hi >= spec.n_actions:
+            bad = np.argwhere((actions < 0) | (actions >= spec.n_actions))[0]
+            raise SchemaError(
+                f"array 'actions'{at} holds action {int(actions[tuple(bad)])} at row "
+                f"{row0 + int(bad[0])}, agent {int(bad[1])}; expected 0..{spec.n_actions - 1}"
+            )
+    if "avail_actions" in columns and actions.size:
+        avail = columns["avail_actions"]
+        taken_legal = np.take_along_axis(avail, actions[..., None].astype(np.intp), axis=-1)[..., 0]
+        if "alive" in columns:
+            taken_legal = taken_legal | ~columns["alive"]
+        if not taken_legal.all():
+            r, a = (int(x) for x in np.argwhere(~taken_legal)[0])
+            raise SchemaError(
+                f"array 'actions'{at} holds an illegal action: agent {a} took action "
+                f"{int(actions[r, a])} at row {row0 + r}, which 'avail_actions' marks unavailable"
+            )
+    both = columns["terminated"] & columns["truncated"]
+    if both.any():
+        r = int(np.argmax(both))
+        raise SchemaError(
+            f"row {row0 + r}{at} is marked both terminated and truncated; an episode ends one way"
+        )
+
+
+def check_offsets(offsets: np.ndarray, n_rows: int) -> None:
+    """Offsets must start at 0, strictly increase (no empty episode) and end at ``n_rows``."""
+    if offsets.ndim != 1 or offsets.shape[0] < 1:
+        raise SchemaError(f"array {OFFSETS!r} must be 1-D with E+1 entries, got shape {offsets.shape}")
+    if offsets.dtype != np.int64:
+        raise SchemaError(f"array {OFFSETS!r} has dtype {offsets.dtype}, expected int64")
+    if offsets[0] != 0:
+        raise SchemaError(f"array {OFFSETS!r} must start at 0, starts at {int(offsets[0])}")
+    steps = np.diff(offsets)
+    if (steps <= 0).any():
+        e = int(np.argmax(steps <= 0))
+        raise SchemaError(
+            f"array {OFFSETS!r} is not strictly increasing at episode {e} "
+            f"({int(offsets[e])} -> {int(offsets[e + 1])})"
+        )
+    if offsets[-1] != n_rows:
+        raise SchemaError(
+            f"array {OFFSETS!r} covers rows 0..{int(offsets[-1])} but the store has {n_rows} rows"
+        )
+
+
+def check_episode_ends(offsets: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> None:
+    """Every episode ends with exactly one of terminated / truncated, and only there."""
+    done = terminated | truncated
+    ends = offsets[1:] - 1
+    not_ended = ~done[ends]
+    if not_ended.any():
+        e = int(np.argmax(not_ended))
+        raise SchemaError(
+            f"episode {e} (rows {int(offsets[e])}..{int(offsets[e + 1]) - 1}) has neither "
+            f"'terminated' nor 'truncated' set on its last row"
+        )
+    is_end = np.zeros(done.shape[0], dtype=bool)
+    is_end[ends] = True
+    early = done & ~is_end
+    if early.any():
+        r = int(np.argmax(early))
+        e = int(np.searchsorted(offsets, r, side="right") - 1)
+        raise SchemaError(
+            f"row {r} is marked done but is not the last row of episode {e}; "
+            f"episode boundaries and done flags disagree"
+        )
+
+
+def normalise_columns(columns: Mapping[str, Any], spec: Spec) -> dict[str, np.ndarray]:
+    """Cast user-supplied columns to the contract dtypes (refusing lossy casts of actions)."""
+    out: dict[str, np.ndarray] = {}
+    for name, value in columns.items():
+        if name not in TRANSITION_ARRAYS:
+            raise SchemaError(
+                f"unknown array {name!r}; a store holds {sorted(TRANSITION_ARRAYS)}"
+            )
+        arr = np.asarray(value)
+        dtype = TRANSITION_ARRAYS[name][0]
+        if name == "actions" and arr.dtype.kind == "f":
+            if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+                raise SchemaError(
+                    "array 'actions' holds non-integer values: only discrete actions are supported"
+                )
+        out[name] = np.ascontiguousarray(arr, dtype=dtype)
+    return out
+
+
+def episode_ids(offsets: np.ndarray) -> np.ndarray:
+    """Episode index of every row."""
+    lengths = np.diff(offsets)
+    return np.repeat(np.arange(lengths.shape[0], dtype=np.int64), lengths)
+
+
+def episode_returns(offsets: np.ndarray, rewards: np.ndarray) -> np.ndarray:
+    """Undiscounted team return of each episode."""
+    if offsets.shape[0] <= 1:
+        return np.zeros(0, dtype=np.float64)
+    return np.add.reduceat(rewards.astype(np.float64), offsets[:-1]) if rewards.size else \
+        np.zeros(offsets.shape[0] - 1)
+
+
+def check_names(names: Sequence[str]) -> None:
+    for n in names:
+        if n not in TRANSITION_ARRAYS and n not in EPISODE_ARRAYS and n != OFFSETS:
+            raise SchemaError(f"unknown array {n!r} in store")

@@ -1,0 +1,542 @@
+"""Reading and writing episode stores (Zarr v3 groups).
+
+Writing streams: rows are buffered up to one block (a whole number of chunks of every array),
+compressed and written, so memory is bounded by a block, not by the dataset. Everything goes to a
+hidden temporary sibling of the output, which is renamed into place only when complete; an
+interrupted write leaves no output and never touches its input.
+
+Reading validates: on open, every array is checked against the contract in :mod:`.schema` and the
+content fingerprint recorded at write time is recomputed, so a truncated, corrupted or edited
+store is refused with one :class:`SchemaError` line instead of yielding silent zeros.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import AlreadyExists, NotFound, SchemaError
+from .schema import (
+    EPISODE_ARRAYS,
+    FORMAT_NAME,
+    OFFSETS,
+    SCHEMA_VERSION,
+    TRANSITION_ARRAYS,
+    Spec,
+    check_columns,
+    check_episode_ends,
+    check_offsets,
+    episode_returns,
+    normalise_columns,
+)
+
+#: Target uncompressed bytes per chunk; chunk rows are the power of two nearest to this.
+#: Chosen by ``benchmarks/store_io.py`` (see docs/performance.md).
+DEFAULT_CHUNK_BYTES = 1 << 22
+MIN_CHUNK_ROWS = 1 << 10
+MAX_CHUNK_ROWS = 1 << 17
+PARTIAL_MARK = ".partial-"
+
+
+def package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("marl-augment")
+    except Exception:  # pragma: no cover - running from a source tree without install
+        return "0+unknown"
+
+
+def _codec(kind: str):
+    from zarr.codecs import BloscCodec
+
+    if kind == "bool":
+        return BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+    return BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+
+
+def chunk_rows_for(row_bytes: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    """Rows per chunk: a power of two giving about ``chunk_bytes`` uncompressed bytes."""
+    rows = max(1, chunk_bytes // max(1, row_bytes))
+    rows = 1 << int(round(np.log2(rows)))
+    return int(min(MAX_CHUNK_ROWS, max(MIN_CHUNK_ROWS, rows)))
+
+
+class Fingerprint:
+    """Content hash of a store: one BLAKE2b stream per array, combined in a fixed order.
+
+    Streaming per array makes the result independent of how rows were split into blocks.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self._h = {n: hashlib.blake2b(digest_size=20) for n in names}
+
+    def update(self, name: str, arr: np.ndarray) -> None:
+        a = np.ascontiguousarray(arr)
+        if a.dtype.byteorder == ">":
+            a = a.byteswap().view(a.dtype.newbyteorder("<"))
+        self._h[name].update(memoryview(a).cast("B"))
+
+    def hexdigest(self, shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, Any]) -> str:
+        top = hashlib.blake2b(digest_size=20)
+        for name in sorted(self._h):
+            top.update(f"{name}|{np.dtype(dtypes[name]).str}|{tuple(shapes[name])}|".encode())
+            top.update(self._h[name].digest())
+        return "blake2b:" + top.hexdigest()
+
+
+def summarise(lengths: np.ndarray, returns: np.ndarray, won: np.ndarray | None) -> dict[str, Any]:
+    """The summary statistics kept in a store's attributes."""
+    out: dict[str, Any] = {"episodes": int(lengths.shape[0]), "transitions": int(lengths.sum())}
+    if lengths.size:
+        out.update(
+            return_mean=float(returns.mean()), return_std=float(returns.std()),
+            return_min=float(returns.min()), return_max=float(returns.max()),
+            length_mean=float(lengths.mean()), length_min=int(lengths.min()),
+            length_max=int(lengths.max()),
+        )
+    if won is not None and won.size:
+        out["win_rate"] = float(won.mean())
+    return out
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def check_output_path(out: str | os.PathLike, *, overwrite: bool,
+                      inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """Refuse an output that exists (unless overwrite) or that is, or lies inside, an input."""
+    out = Path(out)
+    for src in inputs:
+        src = Path(src)
+        if _same_path(out, src) or (src.exists() and src.resolve() in out.resolve().parents):
+            raise AlreadyExists(
+                f"output {str(out)!r} is the input {str(src)!r} (or inside it); "
+                f"stores are never modified in place: choose another output path"
+            )
+    if out.exists() and not overwrite:
+        raise AlreadyExists(f"output {str(out)!r} exists already; pass --overwrite to replace it")
+    if out.exists() and not (out / "zarr.json").exists() and any(out.iterdir()):
+        raise AlreadyExists(
+            f"output {str(out)!r} exists and is not an episode store; refusing to replace it"
+        )
+    return out
+
+
+def _remove_stale_partials(out: Path) -> None:
+    """Delete partial outputs of ``out`` left by writers that were killed (their pid is gone)."""
+    prefix = f".{out.name}{PARTIAL_MARK}"
+    if not out.parent.exists():
+        return
+    for p in out.parent.glob(prefix + "*"):
+        pid = p.name[len(prefix):].split("-", 1)[0]
+        try:
+            alive = pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid))
+        except OSError:
+            alive = True
+        if not alive and pid.isdigit() and int(pid) != os.getpid():
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class StoreWriter:
+    """Streams episodes into a new episode store.
+
+    Use as a context manager::
+
+        with StoreWriter("out.zarr", spec) as w:
+            w.append_episode({"obs": ..., "actions": ..., "rewards": ..., ...})
+        ds = w.result   # the finished, validated store opened as a Dataset
+
+    If the block raises, nothing is left behind. ``provenance`` is the history to record
+    (parent's entries plus the new one), ``source`` where the data came from.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        spec: Spec,
+        *,
+        overwrite: bool = False,
+        source: Mapping[str, Any] | None = None,
+        provenance: Sequence[Mapping[str, Any]] = (),
+        inputs: Sequence[str | os.PathLike] = (),
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        spec.check()
+        self.path = check_output_path(path, overwrite=overwrite, inputs=inputs)
+        self.spec = spec
+        self.overwrite = overwrite
+        self.source = dict(source or {})
+        self.provenance = [dict(p) for p in provenance]
+        self.extra_attrs = dict(attrs or {})
+        self.names = spec.arrays()
+        row_bytes = {n: TRANSITION_ARRAYS[n][0].itemsize * int(np.prod(spec.row_shape(n), dtype=np.int64))
+                     for n in self.names}
+        self.chunk_rows = {n: chunk_rows_for(b, chunk_bytes) for n, b in row_bytes.items()}
+        self.block_rows = max(self.chunk_rows.values())
+        self._buf: dict[str, list[np.ndarray]] = {n: [] for n in self.names}
+        self._buf_rows = 0
+        self._rows = 0
+        self._offsets: list[int] = [0]
+        self._origin: list[int] = []
+        self._won: list[bool | None] = []
+        self._max_len = 0
+        self._returns: list[float] = []
+        self._fp = Fingerprint([*self.names, OFFSETS, "episode_origin"])
+        self._tmp: Path | None = None
+        self._group = None
+        self._arrays: dict[str, Any] = {}
+        self.result = None
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> StoreWriter:
+        self.open()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def open(self) -> None:
+        import zarr
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_partials(self.path)
+        self._tmp = self.path.parent / f".{self.path.name}{PARTIAL_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._group = zarr.open_group(str(self._tmp), mode="w", zarr_format=3)
+        for n in self.names:
+            dtype, _, _ = TRANSITION_ARRAYS[n]
+            shape = self.spec.row_shape(n)
+            self._arrays[n] = self._group.create_array(
+                n, shape=(0, *shape), chunks=(self.chunk_rows[n], *shape), dtype=dtype,
+                compressors=_codec("bool" if dtype == np.bool_ else "num"), fill_value=0,
+            )
+
+    def abort(self) -> None:
+        if self._tmp is not None and self._tmp.exists():
+            shutil.rmtree(self._tmp, ignore_errors=True)
+        self._closed = True
+
+    # -- appending -------------------------------------------------------------------------
+    def append_episode(self, columns: Mapping[str, Any], *, origin: int = 0,
+                       won: bool | None = None) -> None:
+        """Append one episode given as per-transition columns (``obs`` (T, N, O), ...)."""
+        cols = normalise_columns(columns, self.spec)
+        n = cols["obs"].shape[0] if "obs" in cols else 0
+        self.append_episodes(cols, np.array([n], dtype=np.int64), origins=[origin], won=[won])
+
+    def append_episodes(self, columns: Mapping[str, Any], lengths: Sequence[int], *,
+                        origins: Sequence[int] | int = 0,
+                        won: Sequence[bool | None] | None = None) -> None:
+        """Append several consecutive episodes: columns hold their rows back to back."""
+        if self._group is None:
+            raise RuntimeError("StoreWriter used outside 'with' (call open() first)")
+        cols = normalise_columns(columns, self.spec)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        ep = len(self._origin)
+        where = f"(episodes {ep}..{ep + len(lengths) - 1} being written)"
+        check_columns(cols, self.spec, where=where, row0=self._rows + self._buf_rows)
+        n_rows = next(iter(cols.values())).shape[0]
+        if (lengths <= 0).any():
+            raise SchemaError(f"an episode has no transitions {where}; episodes need >= 1 step")
+        if int(lengths.sum()) != n_rows:
+            raise SchemaError(
+                f"episode lengths sum to {int(lengths.sum())} but {n_rows} rows were given {where}"
+            )
+        local = np.concatenate([[0], np.cumsum(lengths)])
+        check_episode_ends(local, cols["terminated"], cols["truncated"])
+        if isinstance(origins, int):
+            origins = [origins] * len(lengths)
+        if len(origins) != len(lengths):
+            raise SchemaError(f"got {len(origins)} origins for {len(lengths)} episodes {where}")
+        won = [None] * len(lengths) if won is None else list(won)
+        if len(won) != len(lengths):
+            raise SchemaError(f"got {len(won)} win flags for {len(lengths)} episodes {where}")
+        start = self._offsets[-1]
+        self._offsets.extend((start + local[1:]).tolist())
+        self._origin.extend(int(o) for o in origins)
+        self._won.extend(won)
+        self._returns.extend(episode_returns(local, cols["rewards"]).tolist())
+        self._max_len = max(self._max_len, int(lengths.max()))
+        for n in self.names:
+            self._buf[n].append(cols[n])
+        self._buf_rows += n_rows
+        while self._buf_rows >= self.block_rows:
+            self._flush(self.block_rows)
+
+    def _flush(self, rows: int) -> None:
+        if rows == 0:
+            return
+        for n in self.names:
+            parts = self._buf[n]
+            data = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+            head, tail = data[:rows], data[rows:]
+            arr = self._arrays[n]
+            arr.resize((self._rows + rows, *arr.shape[1:]))
+            arr[self._rows:self._rows + rows] = head
+            self._fp.update(n, head)
+            self._buf[n] = [tail] if tail.shape[0] else []
+        self._rows += rows
+        self._buf_rows -= rows
+
+    # -- finishing -------------------------------------------------------------------------
+    @property
+    def n_episodes(self) -> int:
+        return len(self._origin)
+
+    @property
+    def n_rows(self) -> int:
+        return self._rows + self._buf_rows
+
+    def close(self):
+        """Flush, write episode arrays and attributes, then atomically move into place."""
+        if self._closed:
+            return self.result
+        try:
+            if not self._origin:
+                raise SchemaError("no episodes were written; refusing to create an empty store")
+            self._flush(self._buf_rows)
+            offsets = np.asarray(self._offsets, dtype=np.int64)
+            origin = np.asarray(self._origin, dtype=np.uint8)
+            known = [w for w in self._won if w is not None]
+            won = None
+            if known and len(known) == len(self._won):
+                won = np.asarray(self._won, dtype=bool)
+            ep_arrays = {OFFSETS: offsets, "episode_origin": origin}
+            if won is not None:
+                ep_arrays["episode_won"] = won
+                self._fp._h["episode_won"] = hashlib.blake2b(digest_size=20)
+            for n, a in ep_arrays.items():
+                self._group.create_array(
+                    n, data=a, chunks=(max(1, min(a.shape[0], 1 << 16)),),
+                    compressors=_codec("bool" if a.dtype == np.bool_ else "num"),
+                )
+                self._fp.update(n, a)
+            shapes = {n: self._arrays[n].shape for n in self.names}
+            shapes.update({n: a.shape for n, a in ep_arrays.items()})
+            dtypes = {n: TRANSITION_ARRAYS[n][0] for n in self.names}
+            dtypes.update({n: a.dtype for n, a in ep_arrays.items()})
+            summary = summarise(np.diff(offsets), np.asarray(self._returns), won)
+            spec = self.spec.replace(max_episode_len=self._max_len)
+            attrs = {
+                "format": FORMAT_NAME,
+                "schema_version": SCHEMA_VERSION,
+                "spec": spec.to_json(),
+                "source": self.source,
+                "provenance": self.provenance,
+                "summary": summary,
+                "fingerprint": self._fp.hexdigest(shapes, dtypes),
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "marl_augment_version": package_version(),
+                "chunk_rows": self.chunk_rows,
+                **self.extra_attrs,
+            }
+            self._group.attrs.update(attrs)
+            self._move_into_place()
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        from .dataset import Dataset
+
+        self.result = Dataset.open(self.path, validate=False)
+        return self.result
+
+    def _move_into_place(self) -> None:
+        assert self._tmp is not None
+        if self.path.exists():
+            if not self.overwrite:  # appeared while we were writing
+                raise AlreadyExists(f"output {str(self.path)!r} appeared while writing; not replaced")
+            trash = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(self.path, trash)
+            os.replace(self._tmp, self.path)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(self._tmp, self.path)
+        self._tmp = None
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StoreContents:
+    """Everything read from a store: attributes, spec, and (if kept) the arrays."""
+
+    path: Path
+    attrs: dict[str, Any]
+    spec: Spec
+    offsets: np.ndarray
+    origin: np.ndarray
+    won: np.ndarray | None
+    columns: dict[str, np.ndarray] | None
+
+
+def _read(arr, name: str, sl=slice(None)) -> np.ndarray:
+    try:
+        return np.asarray(arr[sl])
+    except Exception as exc:  # corrupted chunk bytes, unreadable files
+        raise SchemaError(
+            f"array {name!r} could not be read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            f"the store is corrupted or truncated: re-create it from its source"
+        ) from None
+
+
+def open_group(path: str | os.PathLike):
+    """Open a store's Zarr group read-only, with clear errors for missing / foreign paths."""
+    import zarr
+
+    p = Path(path)
+    if not p.exists():
+        raise NotFound(f"no episode store at {str(p)!r}")
+    if not (p / "zarr.json").exists():
+        raise SchemaError(
+            f"{str(p)!r} is not a Zarr v3 episode store (no zarr.json); "
+            f"convert your data first: marl-augment convert --help"
+        )
+    try:
+        group = zarr.open_group(str(p), mode="r")
+    except Exception as exc:
+        raise SchemaError(f"{str(p)!r} is not a readable Zarr group: {exc}") from None
+    return group
+
+
+def read_store(path: str | os.PathLike, *, validate: bool = True, keep: bool = True,
+               progress: Any = None) -> StoreContents:
+    """Read (and by default fully validate) a store.
+
+    With ``keep=False`` the arrays are streamed through validation and not retained (for
+    ``info`` on datasets larger than memory).
+    """
+    group = open_group(path)
+    attrs = dict(group.attrs)
+    if attrs.get("format") != FORMAT_NAME:
+        raise SchemaError(f"{str(path)!r} is a Zarr group but not an episode store (format attribute missing)")
+    if attrs.get("schema_version") != SCHEMA_VERSION:
+        raise SchemaError(
+            f"store schema version {attrs.get('schema_version')} is not supported by this "
+            f"marl-augment (which reads version {SCHEMA_VERSION}); upgrade marl-augment"
+        )
+    spec = Spec.from_json(attrs.get("spec", {}))
+    names = spec.arrays()
+    present = set(group.array_keys())
+    for n in [*names, OFFSETS, "episode_origin"]:
+        if n not in present:
+            raise SchemaError(f"array {n!r} is missing from store {str(path)!r}")
+    arrays = {n: group[n] for n in names}
+    n_rows = arrays["obs"].shape[0]
+    for n, arr in arrays.items():
+        dtype = TRANSITION_ARRAYS[n][0]
+        if arr.dtype != dtype:
+            raise SchemaError(f"array {n!r} has dtype {arr.dtype}, expected {dtype}")
+        if tuple(arr.shape[1:]) != spec.row_shape(n):
+            raise SchemaError(f"array {n!r} has rows of shape {tuple(arr.shape[1:])}, expected {spec.row_shape(n)}")
+        if arr.shape[0] != n_rows:
+            raise SchemaError(
+                f"array {n!r} has {arr.shape[0]} rows but 'obs' has {n_rows} (an array is truncated)"
+            )
+    offsets = _read(group[OFFSETS], OFFSETS)
+    check_offsets(offsets, n_rows)
+    n_eps = offsets.shape[0] - 1
+    origin = _read(group["episode_origin"], "episode_origin")
+    if origin.shape != (n_eps,) or origin.dtype != np.uint8:
+        raise SchemaError(f"array 'episode_origin' must be uint8 of shape ({n_eps},), got {origin.dtype} {origin.shape}")
+    won = None
+    if "episode_won" in present:
+        won = _read(group["episode_won"], "episode_won")
+        if won.shape != (n_eps,) or won.dtype != np.bool_:
+            raise SchemaError(f"array 'episode_won' must be bool of shape ({n_eps},)")
+    ep_arrays = {OFFSETS: offsets, "episode_origin": origin}
+    if won is not None:
+        ep_arrays["episode_won"] = won
+    fp = Fingerprint([*names, *ep_arrays])
+    block = max(int(arrays[n].chunks[0]) for n in names)
+    kept: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    if validate or keep:
+        for lo in range(0, n_rows, block):
+            hi = min(n_rows, lo + block)
+            cols = {n: _read(arrays[n], n, slice(lo, hi)) for n in names}
+            if validate:
+                check_columns(cols, spec, row0=lo)
+                for n in names:
+                    fp.update(n, cols[n])
+            if keep:
+                for n in names:
+                    kept[n].append(cols[n])
+            if progress is not None:
+                progress(hi - lo)
+    columns = None
+    if keep:
+        columns = {
+            n: (parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)) if parts
+            else np.zeros((0, *spec.row_shape(n)), dtype=TRANSITION_ARRAYS[n][0])
+            for n, parts in kept.items()
+        }
+    if validate:
+        if columns is not None:
+            check_episode_ends(offsets, columns["terminated"], columns["truncated"])
+        else:
+            term = _read(arrays["terminated"], "terminated")
+            trunc = _read(arrays["truncated"], "truncated")
+            check_episode_ends(offsets, term, trunc)
+        for n, a in ep_arrays.items():
+            fp.update(n, a)
+        shapes = {n: tuple(arrays[n].shape) for n in names}
+        shapes.update({n: a.shape for n, a in ep_arrays.items()})
+        dtypes = {n: TRANSITION_ARRAYS[n][0] for n in names}
+        dtypes.update({n: a.dtype for n, a in ep_arrays.items()})
+        digest = fp.hexdigest(shapes, dtypes)
+        if attrs.get("fingerprint") != digest:
+            raise SchemaError(
+                f"store {str(path)!r} content does not match its fingerprint (a chunk is missing, "
+                f"truncated or was edited); re-create it from its source"
+            )
+    return StoreContents(Path(path), attrs, spec, offsets, origin, won, columns)
+
+
+def iter_blocks(columns: Mapping[str, np.ndarray], offsets: np.ndarray,
+                block_rows: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, slice]]:
+    """Split in-memory columns into groups of whole episodes of about ``block_rows`` rows.
+
+    Yields (columns block, episode lengths, episode slice).
+    """
+    n_eps = offsets.shape[0] - 1
+    e = 0
+    while e < n_eps:
+        target = offsets[e] + block_rows
+        e2 = int(np.searchsorted(offsets, target, side="right") - 1)
+        e2 = max(e2, e + 1)
+        e2 = min(e2, n_eps)
+        lo, hi = int(offsets[e]), int(offsets[e2])
+        yield ({n: a[lo:hi] for n, a in columns.items()}, np.diff(offsets[e:e2 + 1]),
+               slice(e, e2))
+        e = e2

@@ -1,0 +1,93 @@
+"""A small registry of named, lazily imported components (adapters, augmenters, envs, ...).
+
+Entries are registered either as objects or as ``"module.path:attribute"`` strings, so optional
+dependencies are only imported when the entry is actually used (the Minari / Gymnasium pattern).
+A miss lists what exists.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+from .errors import MissingDependency, NotFound
+
+T = TypeVar("T")
+
+
+def import_string(path: str):
+    """Import ``"package.module:attr"`` and return the attribute."""
+    module_name, _, attr = path.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attr) if attr else module
+
+
+class Registry(Generic[T]):
+    """Maps names to components; values may be lazy ``"module:attr"`` strings.
+
+    ``extras`` optionally names, per entry, the pip extra that provides its dependencies, so an
+    ``ImportError`` while loading becomes a :class:`MissingDependency` saying what to install.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T | str] = {}
+        self._extras: dict[str, str] = {}
+        self._docs: dict[str, str] = {}
+
+    def register(self, name: str, target: T | str, *, extra: str = "", doc: str = "",
+                 overwrite: bool = False) -> None:
+        if name in self._entries and not overwrite:
+            raise ValueError(f"{self.kind} {name!r} is registered already (pass overwrite=True)")
+        self._entries[name] = target
+        if extra:
+            self._extras[name] = extra
+        if doc:
+            self._docs[name] = doc
+
+    def __call__(self, name: str, *, extra: str = "", doc: str = "") -> Callable[[T], T]:
+        """Decorator form: ``@registry("name")``."""
+
+        def deco(obj: T) -> T:
+            self.register(name, obj, extra=extra, doc=doc)
+            return obj
+
+        return deco
+
+    def keys(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def doc(self, name: str) -> str:
+        return self._docs.get(name, "")
+
+    def get(self, name: str) -> T:
+        """The registered object, importing it on first use."""
+        if name not in self._entries:
+            close = difflib.get_close_matches(name, self.keys(), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise NotFound(
+                f"unknown {self.kind} {name!r}.{hint} Available: {', '.join(self.keys()) or 'none'}"
+            )
+        target = self._entries[name]
+        if isinstance(target, str):
+            try:
+                target = import_string(target)
+            except ImportError as exc:
+                extra = self._extras.get(name)
+                if extra:
+                    raise MissingDependency(exc.name or str(exc), extra, f"{self.kind} {name!r}") from exc
+                raise
+            self._entries[name] = target
+        return target  # type: ignore[return-value]
+
+    def make(self, name: str, *args, **kwargs):
+        """Call the registered factory/class with the given arguments."""
+        return self.get(name)(*args, **kwargs)
