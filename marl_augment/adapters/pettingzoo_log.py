@@ -346,7 +346,8 @@ class PettingZooLogAdapter:
             raise ConfigError(f"reward must be one of {REWARD_MODES}, got {self.config.reward!r}")
 
     def convert(self, src: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
-                progress: Any = None):
+                progress: Any = None, source: Mapping[str, Any] | None = None):
+        """Convert log ``src`` into a new store at ``out``; ``source`` adds facts to its attrs."""
         src = Path(src)
         if not src.exists():
             raise NotFound(f"no log file at {str(src)!r}")
@@ -359,7 +360,8 @@ class PettingZooLogAdapter:
         spec, ctx = self._spec_from_header(src, lineno, header)
         report = {"cut_episodes": 0, "dropped_unfinished": 0, "empty_episodes": 0}
         source = {"adapter": self.name, "path": str(src.resolve()), "sha256": _sha256(src),
-                  "log_version": header.get("version"), "meta": header.get("meta", {})}
+                  "log_version": header.get("version"), "meta": header.get("meta", {}),
+                  **dict(source or {})}
         with StoreWriter(out, spec, overwrite=overwrite, source=source, inputs=[src]) as w:
             for cols, won in self._episodes(src, records, ctx, report):
                 w.append_episode(cols, won=won)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, SchemaError
-from .schema import TRANSITION_ARRAYS, Spec, episode_returns
+from .schema import TRANSITION_ARRAYS, Spec, episode_returns, episode_stats
 from .store import StoreWriter, iter_blocks, package_version, read_store
 
 ORIGIN_REAL = 0
@@ -282,29 +282,9 @@ class Dataset:
     # -- statistics ------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Episode count, transitions, return and length distribution, win rate when known."""
-        returns = self.episode_returns
-        lengths = self.episode_lengths
-        qs = (0.05, 0.25, 0.5, 0.75, 0.95)
-        out: dict[str, Any] = {
-            "episodes": len(self),
-            "transitions": self.num_transitions,
-            "real_episodes": int((self._origin == ORIGIN_REAL).sum()),
-            "synthetic_episodes": int((self._origin != ORIGIN_REAL).sum()),
-            "return_mean": float(returns.mean()),
-            "return_std": float(returns.std()),
-            "return_min": float(returns.min()),
-            "return_max": float(returns.max()),
-            "return_quantiles": {str(q): float(v) for q, v in zip(qs, np.quantile(returns, qs))},
-            "length_mean": float(lengths.mean()),
-            "length_min": int(lengths.min()),
-            "length_max": int(lengths.max()),
-            "length_quantiles": {str(q): float(v) for q, v in zip(qs, np.quantile(lengths, qs))},
-            "terminated": int(self._cols["terminated"].sum()),
-            "truncated": int(self._cols["truncated"].sum()),
-        }
-        if self._won is not None:
-            out["win_rate"] = float(self._won.mean())
-        return out
+        ends = self._cols["terminated"][self._offsets[1:] - 1]
+        return episode_stats(self.episode_lengths, self.episode_returns, self._origin, self._won,
+                             ends)
 
     # -- writing ---------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, *, overwrite: bool = False,

@@ -308,3 +308,36 @@ def check_names(names: Sequence[str]) -> None:
     for n in names:
         if n not in TRANSITION_ARRAYS and n not in EPISODE_ARRAYS and n != OFFSETS:
             raise SchemaError(f"unknown array {n!r} in store")
+
+
+def episode_stats(lengths: np.ndarray, returns: np.ndarray, origin: np.ndarray,
+                  won: np.ndarray | None, ends: np.ndarray | None = None) -> dict[str, Any]:
+    """Summary statistics of a dataset from per-episode arrays.
+
+    ``ends`` (optional, per episode): True where the episode terminated, False where truncated.
+    """
+    qs = (0.05, 0.25, 0.5, 0.75, 0.95)
+    out: dict[str, Any] = {
+        "episodes": int(lengths.shape[0]),
+        "transitions": int(lengths.sum()),
+        "real_episodes": int((origin == 0).sum()),
+        "synthetic_episodes": int((origin != 0).sum()),
+    }
+    if lengths.size:
+        out.update({
+            "return_mean": float(returns.mean()),
+            "return_std": float(returns.std()),
+            "return_min": float(returns.min()),
+            "return_max": float(returns.max()),
+            "return_quantiles": {str(q): float(v) for q, v in zip(qs, np.quantile(returns, qs))},
+            "length_mean": float(lengths.mean()),
+            "length_min": int(lengths.min()),
+            "length_max": int(lengths.max()),
+            "length_quantiles": {str(q): float(v) for q, v in zip(qs, np.quantile(lengths, qs))},
+        })
+    if ends is not None:
+        out["terminated"] = int(ends.sum())
+        out["truncated"] = int((~ends).sum())
+    if won is not None:
+        out["win_rate"] = float(won.mean())
+    return out

@@ -36,6 +36,7 @@ from .schema import (
     check_episode_ends,
     check_offsets,
     episode_returns,
+    episode_stats,
     normalise_columns,
 )
 
@@ -92,21 +93,6 @@ class Fingerprint:
             top.update(f"{name}|{np.dtype(dtypes[name]).str}|{tuple(shapes[name])}|".encode())
             top.update(self._h[name].digest())
         return "blake2b:" + top.hexdigest()
-
-
-def summarise(lengths: np.ndarray, returns: np.ndarray, won: np.ndarray | None) -> dict[str, Any]:
-    """The summary statistics kept in a store's attributes."""
-    out: dict[str, Any] = {"episodes": int(lengths.shape[0]), "transitions": int(lengths.sum())}
-    if lengths.size:
-        out.update(
-            return_mean=float(returns.mean()), return_std=float(returns.std()),
-            return_min=float(returns.min()), return_max=float(returns.max()),
-            length_mean=float(lengths.mean()), length_min=int(lengths.min()),
-            length_max=int(lengths.max()),
-        )
-    if won is not None and won.size:
-        out["win_rate"] = float(won.mean())
-    return out
 
 
 def _same_path(a: Path, b: Path) -> bool:
@@ -196,8 +182,10 @@ class StoreWriter:
         self.names = spec.arrays()
         row_bytes = {n: TRANSITION_ARRAYS[n][0].itemsize * int(np.prod(spec.row_shape(n), dtype=np.int64))
                      for n in self.names}
-        self.chunk_rows = {n: chunk_rows_for(b, chunk_bytes) for n, b in row_bytes.items()}
-        self.block_rows = max(self.chunk_rows.values())
+        # one chunk length for every array, set by the widest row: blocks of whole chunks can then
+        # be written without read-modify-write, and the write buffer is one block of all arrays
+        self.block_rows = chunk_rows_for(max(row_bytes.values()), chunk_bytes)
+        self.chunk_rows = {n: self.block_rows for n in self.names}
         self._buf: dict[str, list[np.ndarray]] = {n: [] for n in self.names}
         self._buf_rows = 0
         self._rows = 0
@@ -206,6 +194,7 @@ class StoreWriter:
         self._won: list[bool | None] = []
         self._max_len = 0
         self._returns: list[float] = []
+        self._ends: list[bool] = []  # per episode: terminated (True) or truncated
         self._fp = Fingerprint([*self.names, OFFSETS, "episode_origin"])
         self._tmp: Path | None = None
         self._group = None
@@ -284,6 +273,7 @@ class StoreWriter:
         self._origin.extend(int(o) for o in origins)
         self._won.extend(won)
         self._returns.extend(episode_returns(local, cols["rewards"]).tolist())
+        self._ends.extend(cols["terminated"][local[1:] - 1].tolist())
         self._max_len = max(self._max_len, int(lengths.max()))
         for n in self.names:
             self._buf[n].append(cols[n])
@@ -343,7 +333,8 @@ class StoreWriter:
             shapes.update({n: a.shape for n, a in ep_arrays.items()})
             dtypes = {n: TRANSITION_ARRAYS[n][0] for n in self.names}
             dtypes.update({n: a.dtype for n, a in ep_arrays.items()})
-            summary = summarise(np.diff(offsets), np.asarray(self._returns), won)
+            summary = episode_stats(np.diff(offsets), np.asarray(self._returns), origin, won,
+                                    np.asarray(self._ends, dtype=bool))
             spec = self.spec.replace(max_episode_len=self._max_len)
             attrs = {
                 "format": FORMAT_NAME,

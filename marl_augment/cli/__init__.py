@@ -1,0 +1,47 @@
+"""The ``marl-augment`` command line (Typer + rich).
+
+Commands are thin: parse, call the library, print. Each command group lives in its own module.
+User errors print one red line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from . import data as _data
+from . import datasets as _datasets
+
+app = typer.Typer(
+    name="marl-augment",
+    help="Offline multi-agent RL data: convert, inspect, record, subsample and augment episode stores.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"marl-augment {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.",
+                                 is_eager=True, callback=_print_version),
+) -> None:
+    """Offline multi-agent RL data: convert, inspect, record, subsample and augment episode stores."""
+
+
+_data.register(app)
+app.add_typer(_datasets.app, name="datasets")
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

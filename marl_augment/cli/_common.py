@@ -1,0 +1,86 @@
+"""What every command shares: one-line errors, rich output, progress bars, key=value options."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from ..errors import MarlAugmentError
+
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one red line on stderr and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_USER_ERROR)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn marl-augment's own errors into one red line and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any):
+        try:
+            return fn(*args, **kwargs)
+        except MarlAugmentError as exc:
+            raise fail(str(exc)) from None
+        except KeyboardInterrupt:
+            err_console.print("[bold red]interrupted:[/] nothing was written to the output")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None = None, unit: str = "") -> Iterator[Callable[[int], None]]:
+    """A rich progress bar; yields ``advance(n)``. Without a total it shows a counter."""
+    columns: list[Any] = [SpinnerColumn(), TextColumn("[progress.description]{task.description}")]
+    if total is not None:
+        columns += [BarColumn(), MofNCompleteColumn(), TaskProgressColumn(), TimeRemainingColumn()]
+    else:
+        columns += [TextColumn("{task.completed:,} " + unit)]
+    columns.append(TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=False,
+                  disable=not err_console.is_terminal) as prog:
+        task = prog.add_task(description, total=total)
+        yield lambda n=1: prog.advance(task, n)
+
+
+def parse_options(pairs: list[str] | None, what: str) -> dict[str, Any]:
+    """``key=value`` pairs; values are parsed as JSON when they can be (numbers, true, lists)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise MarlAugmentError(f"{what} {pair!r} is not of the form key=value")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")

@@ -1,0 +1,183 @@
+"""Commands on episode stores: info, convert, record, subsample."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ._common import console, parse_options, print_json, progress_bar, user_errors
+
+
+def register(app: typer.Typer) -> None:
+    app.command("info")(info)
+    app.command("convert")(convert)
+    app.command("record")(record)
+    app.command("subsample")(subsample)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return ", ".join(str(x) for x in v)
+    return str(v)
+
+
+@user_errors
+def info(
+    path: Annotated[str, typer.Argument(help="Episode store (.zarr) path or dataset name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    validate: Annotated[bool, typer.Option(help="Check every value and the fingerprint.")] = True,
+) -> None:
+    """Show a store's spec, statistics, source and provenance (validating it first)."""
+    import numpy as np
+
+    from .. import resolve
+    from ..data.schema import episode_returns, episode_stats
+    from ..data.store import open_group, read_store
+
+    p = resolve(path)
+    total = None
+    if validate:
+        total = int(open_group(p)["obs"].shape[0])
+    with progress_bar(f"validating {p.name}", total=total) as advance:
+        c = read_store(p, validate=validate, keep=False, progress=advance)
+    group = open_group(p)
+    rewards = np.asarray(group["rewards"][:])
+    terminated = np.asarray(group["terminated"][:])
+    stats = episode_stats(np.diff(c.offsets), episode_returns(c.offsets, rewards), c.origin, c.won,
+                          terminated[c.offsets[1:] - 1])
+    attrs = c.attrs
+    if as_json:
+        print_json({"path": str(p), "spec": c.spec.to_json(), "stats": stats,
+                    "source": attrs.get("source", {}), "provenance": attrs.get("provenance", []),
+                    "fingerprint": attrs.get("fingerprint"), "validated": validate})
+        return
+    spec = c.spec.to_json()
+    t = Table(title=f"{p}", show_header=False, title_justify="left")
+    t.add_column("field", style="bold cyan")
+    t.add_column("value")
+    for k in ("env_id", "agent_ids", "obs_dim", "obs_dims", "state_dim", "n_actions",
+              "agent_n_actions", "has_avail_actions", "has_alive", "has_agent_rewards",
+              "reward_mode", "max_episode_len"):
+        if spec.get(k) is not None:
+            t.add_row(k, _fmt(spec[k]))
+    t.add_row("fingerprint", str(attrs.get("fingerprint")) + (" (verified)" if validate else ""))
+    t.add_row("created", f"{attrs.get('created')} by marl-augment {attrs.get('marl_augment_version')}")
+    console.print(t)
+    s = Table(title="statistics", show_header=False, title_justify="left")
+    s.add_column("stat", style="bold cyan")
+    s.add_column("value")
+    for k, v in stats.items():
+        s.add_row(k, _fmt(v))
+    console.print(s)
+    src = attrs.get("source", {})
+    if src:
+        st = Table(title="source", show_header=False, title_justify="left")
+        st.add_column("key", style="bold cyan")
+        st.add_column("value")
+        for k, v in src.items():
+            st.add_row(k, _fmt(v))
+        console.print(st)
+    prov = attrs.get("provenance", [])
+    if not prov:
+        console.print("provenance: none (original data, not derived from another store)")
+        return
+    pt = Table(title=f"provenance ({len(prov)} step{'s' if len(prov) != 1 else ''})", title_justify="left")
+    for col in ("step", "method", "config", "seed", "parent", "time"):
+        pt.add_column(col)
+    for e in prov:
+        parent = e.get("parent_fingerprint")
+        parent = ", ".join(x[:20] for x in parent if x) if isinstance(parent, list) else str(parent)[:20]
+        pt.add_row(str(e.get("step")), str(e.get("method")), _fmt(e.get("config", {})),
+                   str(e.get("seed")), parent, str(e.get("time")))
+    console.print(pt)
+
+
+@user_errors
+def convert(
+    src: Annotated[Path, typer.Argument(help="Input to convert (a log file, a vault, ...).")],
+    out: Annotated[Path, typer.Argument(help="Output episode store (.zarr).")],
+    from_: Annotated[str, typer.Option("--from", help="Adapter: see 'marl-augment datasets adapters'.")] = "pettingzoo-log",
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Adapter option key=value (repeatable), e.g. -o reward=mean.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Convert a dataset into an episode store with one of the registered adapters."""
+    from .. import adapters
+
+    adapter = adapters.make(from_, **parse_options(option, "adapter option"))
+    with progress_bar(f"converting {src.name}", unit="transitions") as advance:
+        ds = adapter.convert(src, out, overwrite=overwrite, progress=advance)
+    _done(ds)
+
+
+@user_errors
+def record(
+    env_module: Annotated[str, typer.Argument(help="PettingZoo env module, e.g. mpe2.simple_spread_v3.")],
+    out: Annotated[Path, typer.Argument(help="Output episode store (.zarr).")],
+    episodes: Annotated[int, typer.Option("--episodes", "-n", min=1, help="Episodes to record.")] = 10,
+    policy: Annotated[str, typer.Option(help="Behaviour policy: random (uniform over legal actions).")] = "random",
+    seed: Annotated[int, typer.Option(help="Seed of episode e is seed+e; also seeds the policy.")] = 0,
+    env_arg: Annotated[Optional[list[str]], typer.Option("--env-arg", "-e", help="parallel_env() argument key=value (repeatable), e.g. -e max_cycles=25.")] = None,
+    log: Annotated[Optional[Path], typer.Option(help="Also keep the raw JSON Lines log here (.jsonl or .jsonl.gz).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT (and --log) if they exist.")] = False,
+) -> None:
+    """Record episodes of a PettingZoo ParallelEnv with a built-in policy into a store."""
+    from ..adapters.pettingzoo_log import PettingZooLogAdapter, record as record_log, temp_log_path
+    from ..data.store import check_output_path
+    from ..envs.pettingzoo import env_id_for, make_parallel_env
+
+    check_output_path(out, overwrite=overwrite)
+    kwargs = parse_options(env_arg, "env argument")
+    env = make_parallel_env(env_module, **kwargs)
+    with tempfile.TemporaryDirectory(prefix="marl-augment-") as tmp:
+        log_path = log if log is not None else temp_log_path(Path(tmp))
+        with progress_bar(f"recording {env_module}", total=episodes) as advance:
+            record_log(env, log_path, episodes=episodes, policy=policy, seed=seed,
+                       env_id=env_id_for(env_module), overwrite=overwrite, progress=advance,
+                       meta={"env_kwargs": kwargs})
+        with progress_bar("writing store", unit="transitions") as advance:
+            recorded = {"recorded_from": env_id_for(env_module), "policy": policy, "seed": seed}
+            if log is None:
+                recorded.update(path=None, sha256=None)  # the log was temporary
+            ds = PettingZooLogAdapter().convert(log_path, out, overwrite=overwrite,
+                                                progress=advance, source=recorded)
+    _done(ds)
+
+
+@user_errors
+def subsample(
+    src: Annotated[str, typer.Argument(help="Input store (path or dataset name).")],
+    out: Annotated[Path, typer.Argument(help="Output episode store (.zarr).")],
+    fraction: Annotated[Optional[float], typer.Option(help="Share of episodes to keep, in (0, 1] (EAQ paper: 0.03).")] = None,
+    episodes: Annotated[Optional[int], typer.Option("--episodes", "-n", help="Number of episodes to keep (instead of --fraction).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random choice of episodes.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Keep a seeded random subset of whole episodes (as the EAQ paper's 3% datasets)."""
+    from .. import load
+    from ..data.store import check_output_path
+    from ..errors import ConfigError
+
+    if (fraction is None) == (episodes is None):
+        raise ConfigError("give exactly one of --fraction or --episodes")
+    ds = load(src)
+    check_output_path(out, overwrite=overwrite, inputs=[ds.path] if ds.path else [])
+    sub = ds.subsample(fraction, n_episodes=episodes, seed=seed)
+    with progress_bar("writing store", total=sub.num_transitions) as advance:
+        new = sub.save(out, overwrite=overwrite, progress=advance)
+    _done(new)
+
+
+def _done(ds) -> None:
+    s = ds.stats()
+    console.print(
+        f"[green]wrote[/] {ds.path}: {s['episodes']} episodes, {s['transitions']} transitions, "
+        f"return {s['return_mean']:.3f} ± {s['return_std']:.3f} ({ds.spec.env_id})"
+    )

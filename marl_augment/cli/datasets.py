@@ -1,0 +1,87 @@
+"""``marl-augment datasets``: what datasets exist locally and in the catalog, and the adapters."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ._common import console, print_json, user_errors
+
+app = typer.Typer(help="Datasets: local stores, the catalog, adapters.", no_args_is_help=True)
+
+
+def local_stores() -> list[dict]:
+    """Named stores in the data root with their summary (read from attributes only)."""
+    from ..config import datasets_dir
+    from ..data.store import open_group
+    from ..errors import MarlAugmentError
+
+    root = datasets_dir()
+    rows = []
+    if not root.is_dir():
+        return rows
+    for p in sorted(root.glob("*.zarr")):
+        row = {"name": p.name[: -len(".zarr")].replace("__", "/"), "path": str(p)}
+        try:
+            attrs = dict(open_group(p).attrs)
+            summary = attrs.get("summary", {})
+            row.update(env_id=attrs.get("spec", {}).get("env_id"), episodes=summary.get("episodes"),
+                       transitions=summary.get("transitions"), return_mean=summary.get("return_mean"))
+        except MarlAugmentError as exc:
+            row["error"] = str(exc)
+        rows.append(row)
+    return rows
+
+
+@app.command("list")
+@user_errors
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the catalog's datasets and the stores in the local data root."""
+    from ..catalog import cards
+    from ..config import datasets_dir
+
+    local = local_stores()
+    local_names = {r["name"] for r in local}
+    catalog = [{**card, "local": card["id"] in local_names} for card in cards().values()]
+    if as_json:
+        print_json({"data_root": str(datasets_dir()), "local": local, "catalog": catalog})
+        return
+    t = Table(title=f"local stores in {datasets_dir()}", title_justify="left")
+    for col in ("name", "env", "episodes", "transitions", "mean return"):
+        t.add_column(col)
+    for r in local:
+        if "error" in r:
+            t.add_row(r["name"], f"[red]{r['error']}[/]", "", "", "")
+            continue
+        ret = r.get("return_mean")
+        t.add_row(r["name"], str(r.get("env_id")), str(r.get("episodes")), str(r.get("transitions")),
+                  "" if ret is None else f"{ret:.3f}")
+    console.print(t if local else f"no local stores in {datasets_dir()} (set MARL_AUGMENT_HOME to move it)")
+    if catalog:
+        c = Table(title="catalog", title_justify="left")
+        for col in ("id", "env", "episodes", "local"):
+            c.add_column(col)
+        for card in catalog:
+            c.add_row(card["id"], str(card.get("env_id", "")), str(card.get("episodes", "")),
+                      "yes" if card["local"] else "no")
+        console.print(c)
+    else:
+        console.print("the catalog has no cards in this version")
+
+
+@app.command("adapters")
+@user_errors
+def adapters_() -> None:
+    """List the registered dataset adapters (for 'marl-augment convert --from')."""
+    from ..adapters import ADAPTERS
+
+    t = Table(title="adapters", title_justify="left")
+    t.add_column("name")
+    t.add_column("reads")
+    for name in ADAPTERS.keys():
+        t.add_row(name, ADAPTERS.doc(name))
+    console.print(t)
