@@ -8,6 +8,8 @@ from typing import Any
 from ..errors import MissingDependency, NotFound
 
 PREFIX = "pettingzoo:"
+#: top-level packages of environments that one of our extras installs
+EXTRAS = {"mpe2": "mpe", "jaxmarl": "smax"}
 
 
 def env_id_for(module_path: str) -> str:
@@ -19,15 +21,14 @@ def make_parallel_env(module_path: str, **kwargs: Any):
     path = module_path[len(PREFIX):] if module_path.startswith(PREFIX) else module_path
     if not path or any(not part.isidentifier() for part in path.split(".")):
         raise NotFound(f"{module_path!r} is not a module path like 'mpe2.simple_spread_v3'")
+    top = path.split(".")[0]
     try:
         module = importlib.import_module(path)
     except ModuleNotFoundError as exc:
-        top = path.split(".")[0]
-        if exc.name and top.startswith(exc.name.split(".")[0]):
-            hint = {"mpe2": "marl-augment[mpe]"}.get(top)
-            if hint:
-                raise MissingDependency(top, "mpe", f"environment {path!r}") from None
-            raise NotFound(f"cannot import environment module {path!r}: {exc}; is it installed?") from None
+        if exc.name == top and top in EXTRAS:
+            raise MissingDependency(top, EXTRAS[top], f"environment {path!r}") from None
+        if exc.name and (exc.name == path or path.startswith(exc.name + ".")):
+            raise NotFound(f"cannot import environment module {path!r} ({exc}); is it installed?") from None
         raise
     factory = getattr(module, "parallel_env", None)
     if factory is None:
