@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import AlreadyExists, NotFound, SchemaError
+from ..errors import AlreadyExists, ConfigError, NotFound, SchemaError
 from .schema import (
     EPISODE_ARRAYS,
     FORMAT_NAME,
@@ -40,9 +40,11 @@ from .schema import (
     normalise_columns,
 )
 
-#: Target uncompressed bytes per chunk; chunk rows are the power of two nearest to this.
-#: Chosen by ``benchmarks/store_io.py`` (see docs/performance.md).
-DEFAULT_CHUNK_BYTES = 1 << 22
+#: Target uncompressed bytes per chunk of the widest array; chunk rows are the power of two
+#: nearest to this. Chosen by ``benchmarks/store_io.py --codecs`` (see docs/performance.md).
+DEFAULT_CHUNK_BYTES = 1 << 23
+#: Blosc compressor per store: ``lz4`` (default: fast to read) or ``zstd`` (smaller, slower).
+COMPRESSIONS = ("lz4", "zstd")
 MIN_CHUNK_ROWS = 1 << 10
 MAX_CHUNK_ROWS = 1 << 17
 PARTIAL_MARK = ".partial-"
@@ -57,12 +59,15 @@ def package_version() -> str:
         return "0+unknown"
 
 
-def _codec(kind: str):
+def _codec(kind: str, compression: str = "lz4"):
+    """Blosc with byte shuffle for numbers, bit shuffle for booleans."""
     from zarr.codecs import BloscCodec
 
-    if kind == "bool":
-        return BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
-    return BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+    if compression not in COMPRESSIONS:
+        raise ConfigError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+    clevel = 5 if compression == "lz4" else 3
+    return BloscCodec(cname=compression, clevel=clevel,
+                      shuffle="bitshuffle" if kind == "bool" else "shuffle")
 
 
 def chunk_rows_for(row_bytes: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
@@ -73,13 +78,13 @@ def chunk_rows_for(row_bytes: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> in
 
 
 class Fingerprint:
-    """Content hash of a store: one BLAKE2b stream per array, combined in a fixed order.
+    """Content hash of a store: one SHA-256 stream per array, combined in a fixed order.
 
     Streaming per array makes the result independent of how rows were split into blocks.
     """
 
     def __init__(self, names: Sequence[str]) -> None:
-        self._h = {n: hashlib.blake2b(digest_size=20) for n in names}
+        self._h = {n: hashlib.sha256() for n in names}
 
     def update(self, name: str, arr: np.ndarray) -> None:
         a = np.ascontiguousarray(arr)
@@ -88,11 +93,11 @@ class Fingerprint:
         self._h[name].update(memoryview(a).cast("B"))
 
     def hexdigest(self, shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, Any]) -> str:
-        top = hashlib.blake2b(digest_size=20)
+        top = hashlib.sha256()
         for name in sorted(self._h):
             top.update(f"{name}|{np.dtype(dtypes[name]).str}|{tuple(shapes[name])}|".encode())
             top.update(self._h[name].digest())
-        return "blake2b:" + top.hexdigest()
+        return "sha256:" + top.hexdigest()
 
 
 def _same_path(a: Path, b: Path) -> bool:
@@ -170,6 +175,7 @@ class StoreWriter:
         provenance: Sequence[Mapping[str, Any]] = (),
         inputs: Sequence[str | os.PathLike] = (),
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        compression: str = "lz4",
         attrs: Mapping[str, Any] | None = None,
     ) -> None:
         spec.check()
@@ -179,6 +185,8 @@ class StoreWriter:
         self.source = dict(source or {})
         self.provenance = [dict(p) for p in provenance]
         self.extra_attrs = dict(attrs or {})
+        _codec("num", compression)  # refuse an unknown compression before anything is written
+        self.compression = compression
         self.names = spec.arrays()
         row_bytes = {n: TRANSITION_ARRAYS[n][0].itemsize * int(np.prod(spec.row_shape(n), dtype=np.int64))
                      for n in self.names}
@@ -225,7 +233,8 @@ class StoreWriter:
             shape = self.spec.row_shape(n)
             self._arrays[n] = self._group.create_array(
                 n, shape=(0, *shape), chunks=(self.chunk_rows[n], *shape), dtype=dtype,
-                compressors=_codec("bool" if dtype == np.bool_ else "num"), fill_value=0,
+                compressors=_codec("bool" if dtype == np.bool_ else "num", self.compression),
+                fill_value=0,
             )
 
     def abort(self) -> None:
@@ -322,11 +331,11 @@ class StoreWriter:
             ep_arrays = {OFFSETS: offsets, "episode_origin": origin}
             if won is not None:
                 ep_arrays["episode_won"] = won
-                self._fp._h["episode_won"] = hashlib.blake2b(digest_size=20)
+                self._fp._h["episode_won"] = hashlib.sha256()
             for n, a in ep_arrays.items():
                 self._group.create_array(
                     n, data=a, chunks=(max(1, min(a.shape[0], 1 << 16)),),
-                    compressors=_codec("bool" if a.dtype == np.bool_ else "num"),
+                    compressors=_codec("bool" if a.dtype == np.bool_ else "num", self.compression),
                 )
                 self._fp.update(n, a)
             shapes = {n: self._arrays[n].shape for n in self.names}
@@ -396,10 +405,120 @@ def _read(arr, name: str, sl=slice(None)) -> np.ndarray:
     try:
         return np.asarray(arr[sl])
     except Exception as exc:  # corrupted chunk bytes, unreadable files
-        raise SchemaError(
-            f"array {name!r} could not be read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-            f"the store is corrupted or truncated: re-create it from its source"
-        ) from None
+        raise _unreadable(name, exc) from None
+
+
+def _unreadable(name: str, exc: BaseException, chunk: int | None = None) -> SchemaError:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    where = f" (chunk {chunk})" if chunk is not None else ""
+    return SchemaError(
+        f"array {name!r}{where} could not be read ({type(exc).__name__}: {first}); "
+        f"the store is corrupted or truncated: re-create it from its source"
+    )
+
+
+_POOL = None
+
+
+def _pool():
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
+                                   thread_name_prefix="marl-augment-read")
+    return _POOL
+
+
+class RowReader:
+    """Reads row ranges of a store's arrays into numpy.
+
+    For local stores in the layout our writer produces (regular chunks along axis 0,
+    little-endian ``bytes`` + ``blosc`` codecs, default ``c/i/0/...`` chunk keys) it decodes
+    chunk files straight into the destination array, several chunks at once in a thread pool
+    (Blosc releases the GIL): about 1.6x faster than going through zarr-python, which decodes
+    into a temporary and copies (docs/performance.md). Any other layout or store goes through
+    zarr-python unchanged.
+    """
+
+    def __init__(self, root: Path, group, names: Sequence[str]) -> None:
+        self.root = Path(root)
+        self.arrays = {n: group[n] for n in names}
+        self._fast = {n: self._layout(n, a) for n, a in self.arrays.items()}
+
+    def _layout(self, name: str, arr) -> dict[str, Any] | None:
+        import json
+        import sys
+
+        meta_path = self.root / name / "zarr.json"
+        if sys.byteorder != "little" or not meta_path.is_file():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            codecs = meta["codecs"]
+            grid = meta["chunk_grid"]
+            keys = meta["chunk_key_encoding"]
+            chunk_shape = grid["configuration"]["chunk_shape"]
+            ok = (
+                grid["name"] == "regular"
+                and list(chunk_shape[1:]) == list(arr.shape[1:])
+                and keys["name"] == "default"
+                and keys.get("configuration", {}).get("separator", "/") == "/"
+                and len(codecs) == 2
+                and codecs[0]["name"] == "bytes"
+                and codecs[0].get("configuration", {}).get("endian", "little") == "little"
+                and codecs[1]["name"] == "blosc"
+                and meta.get("fill_value") in (0, False, 0.0)
+            )
+        except (KeyError, TypeError, ValueError, IndexError):
+            return None
+        if not ok:
+            return None
+        return {"rows": int(chunk_shape[0]), "suffix": "/0" * (arr.ndim - 1)}
+
+    def read(self, lo: int = 0, hi: int | None = None) -> dict[str, np.ndarray]:
+        """Rows [lo, hi) of every array."""
+        out: dict[str, np.ndarray] = {}
+        tasks = []
+        for name, arr in self.arrays.items():
+            end = arr.shape[0] if hi is None else hi
+            layout = self._fast[name]
+            if layout is None:
+                out[name] = _read(arr, name, slice(lo, end))
+                continue
+            dest = np.empty((end - lo, *arr.shape[1:]), dtype=arr.dtype)
+            out[name] = dest
+            rows = layout["rows"]
+            for c in range(lo // rows, -(-end // rows)):
+                tasks.append((name, arr, layout, c, dest, lo, end))
+        if tasks:
+            for f in [_pool().submit(self._decode, *t) for t in tasks]:
+                f.result()
+        return out
+
+    def _decode(self, name, arr, layout, c, dest, lo, end) -> None:
+        from numcodecs import Blosc
+
+        rows = layout["rows"]
+        c_lo, c_hi = c * rows, (c + 1) * rows
+        a, b = max(c_lo, lo), min(c_hi, end, arr.shape[0])
+        path = self.root / name / f"c/{c}{layout['suffix']}"
+        try:
+            buf = path.read_bytes()
+        except FileNotFoundError:  # zarr does not write chunks holding only the fill value
+            dest[a - lo:b - lo] = 0
+            return
+        except OSError as exc:
+            raise _unreadable(name, exc, c) from None
+        try:
+            if a == c_lo and b == c_hi:
+                Blosc().decode(buf, out=dest[a - lo:b - lo])
+            else:
+                full = np.empty((rows, *arr.shape[1:]), dtype=arr.dtype)
+                Blosc().decode(buf, out=full)
+                dest[a - lo:b - lo] = full[a - c_lo:b - c_lo]
+        except Exception as exc:
+            raise _unreadable(name, exc, c) from None
 
 
 def open_group(path: str | os.PathLike):
@@ -470,28 +589,34 @@ def read_store(path: str | os.PathLike, *, validate: bool = True, keep: bool = T
     if won is not None:
         ep_arrays["episode_won"] = won
     fp = Fingerprint([*names, *ep_arrays])
+    reader = RowReader(Path(path), group, names)
     block = max(int(arrays[n].chunks[0]) for n in names)
-    kept: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    if validate or keep:
-        for lo in range(0, n_rows, block):
-            hi = min(n_rows, lo + block)
-            cols = {n: _read(arrays[n], n, slice(lo, hi)) for n in names}
-            if validate:
-                check_columns(cols, spec, row0=lo)
-                for n in names:
-                    fp.update(n, cols[n])
-            if keep:
-                for n in names:
-                    kept[n].append(cols[n])
-            if progress is not None:
-                progress(hi - lo)
     columns = None
     if keep:
-        columns = {
-            n: (parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)) if parts
-            else np.zeros((0, *spec.row_shape(n)), dtype=TRANSITION_ARRAYS[n][0])
-            for n, parts in kept.items()
-        }
+        # everything at once (most parallel decode), then checks block by block on views while
+        # the per-array hashes run in the thread pool (hashlib releases the GIL)
+        columns = reader.read(0, n_rows)
+        if validate:
+            hashing = [_pool().submit(fp.update, n, columns[n]) for n in names]
+            for lo in range(0, n_rows, block):
+                hi = min(n_rows, lo + block)
+                check_columns({n: c[lo:hi] for n, c in columns.items()}, spec, row0=lo)
+                if progress is not None:
+                    progress(hi - lo)
+            for f in hashing:
+                f.result()
+        elif progress is not None:
+            progress(n_rows)
+    elif validate:
+        step = block * max(1, (64 << 20) // max(1, block * _row_bytes(spec)))  # ~64 MiB at a time
+        for lo in range(0, n_rows, step):
+            hi = min(n_rows, lo + step)
+            cols = reader.read(lo, hi)
+            check_columns(cols, spec, row0=lo)
+            for n in names:
+                fp.update(n, cols[n])
+            if progress is not None:
+                progress(hi - lo)
     if validate:
         if columns is not None:
             check_episode_ends(offsets, columns["terminated"], columns["truncated"])
@@ -512,6 +637,11 @@ def read_store(path: str | os.PathLike, *, validate: bool = True, keep: bool = T
                 f"truncated or was edited); re-create it from its source"
             )
     return StoreContents(Path(path), attrs, spec, offsets, origin, won, columns)
+
+
+def _row_bytes(spec: Spec) -> int:
+    return sum(TRANSITION_ARRAYS[n][0].itemsize * int(np.prod(spec.row_shape(n), dtype=np.int64))
+               for n in spec.arrays())
 
 
 def iter_blocks(columns: Mapping[str, np.ndarray], offsets: np.ndarray,
