@@ -97,8 +97,10 @@ def test_fingerprint_independent_of_chunking(tmp_path):
 
 
 def test_chunk_rows_is_power_of_two_near_target():
-    r = chunk_rows_for(360)  # 3m obs rows: 360 B -> about 4 MiB chunks
-    assert 2**22 / 1.5 <= r * 360 <= 2**22 * 1.5
+    from marl_augment.data.store import DEFAULT_CHUNK_BYTES
+
+    r = chunk_rows_for(360)  # 3m obs rows: 360 B -> about DEFAULT_CHUNK_BYTES per chunk
+    assert DEFAULT_CHUNK_BYTES / 1.5 <= r * 360 <= DEFAULT_CHUNK_BYTES * 1.5
     for b in (1, 7, 100, 5000, 1 << 20):
         r = chunk_rows_for(b)
         assert r & (r - 1) == 0
