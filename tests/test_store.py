@@ -263,7 +263,7 @@ def test_corrupted_chunk_bytes(good_store, tmp_path):
     chunk = next(p for p in sorted((bad / "obs" / "c").rglob("*")) if p.is_file())
     data = chunk.read_bytes()
     chunk.write_bytes(data[: len(data) // 2])
-    with pytest.raises(SchemaError, match="'obs' \(chunk 0\) could not be read") as e:
+    with pytest.raises(SchemaError, match=r"'obs' \(chunk 0\) could not be read") as e:
         ma.load(bad)
     _assert_one_line(e)
 
