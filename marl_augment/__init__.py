@@ -63,8 +63,10 @@ def resolve(source: str | os.PathLike) -> Path:
     if p.exists():
         return p
     text = str(source)
-    if os.sep not in text and not text.endswith(".zarr"):
-        named = datasets_dir() / f"{text.replace('/', '__')}.zarr"
+    if not text.endswith(".zarr"):
+        from .catalog import store_name
+
+        named = datasets_dir() / store_name(text.strip("/"))
         if named.exists():
             return named
     raise NotFound(

@@ -23,6 +23,9 @@ from ..registry import Registry
 ADAPTERS: Registry[Any] = Registry("adapter")
 ADAPTERS.register("pettingzoo-log", "marl_augment.adapters.pettingzoo_log:PettingZooLogAdapter",
                   doc="JSON Lines logs of any PettingZoo ParallelEnv (see docs/formats.md)")
+ADAPTERS.register("ogmarl-vault", "marl_augment.adapters.ogmarl_vault:OgMarlVaultAdapter",
+                  extra="ogmarl",
+                  doc="OG-MARL / flashbax Vaults: '<name>.vlt/<uid>', a .vlt folder or its .zip")
 
 
 def register(name: str, target: Any, *, extra: str = "", doc: str = "", overwrite: bool = False) -> None:

@@ -17,6 +17,7 @@ def register(app: typer.Typer) -> None:
     app.command("convert")(convert)
     app.command("record")(record)
     app.command("subsample")(subsample)
+    app.command("export")(export)
 
 
 def _fmt(v) -> str:
@@ -181,3 +182,28 @@ def _done(ds) -> None:
         f"[green]wrote[/] {ds.path}: {s['episodes']} episodes, {s['transitions']} transitions, "
         f"return {s['return_mean']:.3f} ± {s['return_std']:.3f} ({ds.spec.env_id})"
     )
+
+
+@user_errors
+def export(
+    src: Annotated[str, typer.Argument(help="Store to export (path or dataset name).")],
+    out: Annotated[Path, typer.Argument(help="Output Vault folder, e.g. 3m-aug.vlt (the dataset goes to OUT/UID).")],
+    to: Annotated[str, typer.Option("--to", help="Target format: ogmarl-vault.")] = "ogmarl-vault",
+    uid: Annotated[str, typer.Option(help="Dataset name inside the Vault (OG-MARL uses Good/Medium/Poor).")] = "Medium",
+    truncation_as_terminal: Annotated[bool, typer.Option("--truncation-as-terminal", help="Write time-outs as terminals, as SMAC reports them.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT/UID if it exists.")] = False,
+) -> None:
+    """Export a store for another library: an OG-MARL / flashbax Vault."""
+    from .. import load
+    from ..adapters.ogmarl_vault import export_vault
+    from ..errors import ConfigError
+
+    if to != "ogmarl-vault":
+        raise ConfigError(f"unknown export format {to!r}; available: ogmarl-vault")
+    ds = load(src)
+    with progress_bar(f"exporting {ds.path.name if ds.path else src}", total=ds.num_transitions) as advance:
+        target = export_vault(ds, out, uid=uid, overwrite=overwrite,
+                              truncation_as_terminal=truncation_as_terminal, progress=advance)
+    console.print(f"[green]wrote[/] Vault {target}: {ds.num_transitions} transitions, "
+                  f"{len(ds)} episodes (read it with flashbax: Vault(vault_name={out.name!r}, "
+                  f"rel_dir={str(out.parent)!r}, vault_uid={uid!r}).read())")

@@ -62,12 +62,15 @@ def list_(
                   "" if ret is None else f"{ret:.3f}")
     console.print(t if local else f"no local stores in {datasets_dir()} (set MARL_AUGMENT_HOME to move it)")
     if catalog:
-        c = Table(title="catalog", title_justify="left")
-        for col in ("id", "env", "episodes", "local"):
+        c = Table(title="catalog (download with: marl-augment datasets download <scenario id>)",
+                  title_justify="left")
+        c.add_column("id", no_wrap=True)
+        for col in ("env", "agents", "obs", "state", "actions", "local"):
             c.add_column(col)
         for card in catalog:
-            c.add_row(card["id"], str(card.get("env_id", "")), str(card.get("episodes", "")),
-                      "yes" if card["local"] else "no")
+            c.add_row(card["id"], str(card.get("env_id", "")).removeprefix("smac:"), str(card.get("agents", "")),
+                      str(card.get("obs_dim", "")), str(card.get("state_dim", "")),
+                      str(card.get("n_actions", "")), "[green]yes[/]" if card["local"] else "no")
         console.print(c)
     else:
         console.print("the catalog has no cards in this version")
@@ -85,3 +88,36 @@ def adapters_() -> None:
     for name in ADAPTERS.keys():
         t.add_row(name, ADAPTERS.doc(name))
     console.print(t)
+
+
+@app.command("download")
+@user_errors
+def download_(
+    dataset_id: Annotated[str, typer.Argument(help="Catalog id: a scenario (og-marl/smac_v1/3m, every uid) or one dataset (og-marl/smac_v1/3m/Good).")],
+    url: Annotated[str, typer.Option(help="Download from this URL instead of the card's (a mirror).")] = "",
+    sha256: Annotated[str, typer.Option(help="Expected SHA-256 of the archive (checked after download).")] = "",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Convert again even if the store exists.")] = False,
+    keep_archive: Annotated[bool, typer.Option("--keep-archive", help="Keep the downloaded .zip after unpacking.")] = False,
+) -> None:
+    """Download an OG-MARL dataset (resumable, checked, safely unpacked) and convert it."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from ..catalog import download
+    from ._common import err_console, progress_bar
+
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), console=err_console,
+                  disable=not err_console.is_terminal) as prog:
+        task = prog.add_task(f"downloading {dataset_id}", total=None)
+
+        def on_bytes(done: int, total: int | None) -> None:
+            prog.update(task, completed=done, total=total)
+
+        with progress_bar("converting", unit="transitions") as advance:
+            got = download(dataset_id, url=url or None, sha256=sha256 or None, overwrite=overwrite,
+                           keep_archive=keep_archive, progress_bytes=on_bytes,
+                           progress_rows=advance)
+    for ds in got:
+        s = ds.stats()
+        console.print(f"[green]ready[/] {ds.path.name[:-5].replace('__', '/')}: {s['episodes']} episodes, "
+                      f"{s['transitions']} transitions, return {s['return_mean']:.3f} ± {s['return_std']:.3f}")

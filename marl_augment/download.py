@@ -1,0 +1,164 @@
+"""Resumable downloads and safe archive extraction (standard library only).
+
+``fetch`` downloads to ``<dest>.part`` and continues from where an interrupted transfer stopped
+(HTTP ``Range``), verifies the size and, when known, the SHA-256, and only then renames the file
+into place. ``safe_extract`` refuses archive members that would land outside the target folder
+(absolute paths, ``..``), links and device files, and extracts into a temporary sibling that is
+renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import urllib.error
+import urllib.request
+import uuid
+import zipfile
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+
+from .errors import FormatError, MarlAugmentError
+
+CHUNK = 1 << 20
+USER_AGENT = "marl-augment (+https://github.com/marl-augment)"
+
+
+class DownloadError(MarlAugmentError):
+    """A download failed or delivered something other than what was expected."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch(url: str, dest: str | os.PathLike, *, sha256: str | None = None, timeout: float = 60.0,
+          progress: Callable[[int, int | None], None] | None = None, retries: int = 3) -> Path:
+    """Download ``url`` to ``dest``, resuming a previous partial download of the same file.
+
+    ``progress(bytes_so_far, total_or_None)`` is called as data arrives. A size or checksum
+    mismatch deletes the partial file and raises :class:`DownloadError`.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    attempt = 0
+    while True:
+        try:
+            _fetch_once(url, part, timeout=timeout, progress=progress)
+            break
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
+            if isinstance(exc, urllib.error.HTTPError) and exc.code not in (408, 429, 500, 502, 503, 504):
+                raise DownloadError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
+            attempt += 1
+            if attempt > retries:
+                raise DownloadError(
+                    f"download of {url} failed after {retries} retries ({exc}); run the same "
+                    f"command again to resume from {part.stat().st_size if part.exists() else 0} bytes"
+                ) from None
+    if sha256:
+        got = sha256_file(part)
+        if got != sha256.lower().removeprefix("sha256:"):
+            part.unlink(missing_ok=True)
+            raise DownloadError(
+                f"download of {url} is corrupted (sha256 {got[:16]}… expected "
+                f"{sha256.removeprefix('sha256:')[:16]}…); it was deleted, run the command again"
+            )
+    os.replace(part, dest)
+    return dest
+
+
+def _fetch_once(url: str, part: Path, *, timeout: float, progress) -> None:
+    have = part.stat().st_size if part.exists() else 0
+    req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    if have:
+        req.add_header("Range", f"bytes={have}-")
+    try:
+        resp = urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 - URL from catalog/user
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # nothing left to fetch: the partial file is complete
+            return
+        raise
+    with resp:
+        if have and resp.status == 206:
+            total = _total_from_range(resp.headers.get("Content-Range"))
+            mode = "ab"
+        else:  # server ignored the range (or fresh start): begin again
+            have = 0
+            length = resp.headers.get("Content-Length")
+            total = int(length) if length is not None else None
+            mode = "wb"
+        with open(part, mode) as f:
+            got = have
+            if progress:
+                progress(got, total)
+            while True:
+                block = resp.read(CHUNK)
+                if not block:
+                    break
+                f.write(block)
+                got += len(block)
+                if progress:
+                    progress(got, total)
+    if total is not None and got != total:
+        raise ConnectionError(f"connection closed after {got} of {total} bytes")
+
+
+def _total_from_range(header: str | None) -> int | None:
+    # "bytes 100-999/1000"
+    if not header or "/" not in header:
+        return None
+    tail = header.rsplit("/", 1)[1]
+    return int(tail) if tail.isdigit() else None
+
+
+def check_zip(path: Path) -> None:
+    """Refuse a zip that is not one or whose members fail their CRC check."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except zipfile.BadZipFile as exc:
+        raise FormatError(f"{path.name} is not a valid zip archive ({exc}); delete it and download again") from None
+    if bad is not None:
+        raise FormatError(f"{path.name} is corrupted: member {bad!r} fails its CRC check")
+
+
+def safe_extract(zip_path: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
+    """Extract a zip into ``dest`` (which must not exist yet), refusing unsafe members.
+
+    Returns the top-level entries created.
+    """
+    zip_path, dest = Path(zip_path), Path(dest)
+    if dest.exists():
+        raise FormatError(f"extraction target {str(dest)!r} exists already")
+    check_zip(zip_path)
+    tmp = dest.with_name(f".{dest.name}.partial-{uuid.uuid4().hex[:8]}")
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            for info in zf.infolist():
+                name = info.filename
+                pure = PurePosixPath(name.replace("\\", "/"))
+                mode = info.external_attr >> 16
+                if pure.is_absolute() or ".." in pure.parts or (pure.parts and pure.parts[0].endswith(":")):
+                    raise FormatError(f"{zip_path.name}: member {name!r} would be written outside the target folder; refused")
+                kind = stat.S_IFMT(mode)  # 0 when the archiver recorded no file type
+                if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+                    raise FormatError(f"{zip_path.name}: member {name!r} is a link or special file; refused")
+                target = tmp.joinpath(*pure.parts)
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out, CHUNK)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return sorted(dest.iterdir())
