@@ -105,5 +105,5 @@ def download(dataset_id: str, *, url: str | None = None, sha256: str | None = No
             adapter.convert(vlts[0], out_paths[c["id"]], overwrite=overwrite, progress=progress_rows,
                             source={"catalog_id": c["id"], "url": src_url})
     for c in chosen:
-        results.append(Dataset.open(out_paths[c["id"]], validate=False))
+        results.append(Dataset.open(out_paths[c["id"]], validate=False, lazy=True))
     return results

@@ -177,7 +177,7 @@ def test_plain_training_loop_runs(smac_ds):
     net = torch.nn.Sequential(torch.nn.Linear(30, 64), torch.nn.ReLU(), torch.nn.Linear(64, 9))
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     losses = []
-    for epoch in range(3):
+    for _ in range(3):
         for b in smac_ds.torch("sequences", batch_size=32, length=20, seed=0):
             logits = net(b["obs"]).masked_fill(~b["avail_actions"], -1e9)
             ce = torch.nn.functional.cross_entropy(logits.flatten(0, 2), b["actions"].long().flatten(),

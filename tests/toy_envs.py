@@ -25,14 +25,14 @@ class Skirmish(ParallelEnv):
         self.mask_in = mask_in
         self.rng = np.random.default_rng(0)
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def observation_space(self, agent):
         box = spaces.Box(-10, 10, (4,), np.float32)
         if self.mask_in == "obs":
             return spaces.Dict({"observation": box, "action_mask": spaces.MultiBinary(5)})
         return box
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def action_space(self, agent):
         return spaces.Discrete(5)
 

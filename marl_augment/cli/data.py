@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -106,7 +106,7 @@ def convert(
     src: Annotated[Path, typer.Argument(help="Input to convert (a log file, a vault, ...).")],
     out: Annotated[Path, typer.Argument(help="Output episode store (.zarr).")],
     from_: Annotated[str, typer.Option("--from", help="Adapter: see 'marl-augment datasets adapters'.")] = "pettingzoo-log",
-    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Adapter option key=value (repeatable), e.g. -o reward=mean.")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="Adapter option key=value (repeatable), e.g. -o reward=mean.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Convert a dataset into an episode store with one of the registered adapters."""
@@ -125,12 +125,13 @@ def record(
     episodes: Annotated[int, typer.Option("--episodes", "-n", min=1, help="Episodes to record.")] = 10,
     policy: Annotated[str, typer.Option(help="Behaviour policy: random (uniform over legal actions).")] = "random",
     seed: Annotated[int, typer.Option(help="Seed of episode e is seed+e; also seeds the policy.")] = 0,
-    env_arg: Annotated[Optional[list[str]], typer.Option("--env-arg", "-e", help="parallel_env() argument key=value (repeatable), e.g. -e max_cycles=25.")] = None,
-    log: Annotated[Optional[Path], typer.Option(help="Also keep the raw JSON Lines log here (.jsonl or .jsonl.gz).")] = None,
+    env_arg: Annotated[list[str] | None, typer.Option("--env-arg", "-e", help="parallel_env() argument key=value (repeatable), e.g. -e max_cycles=25.")] = None,
+    log: Annotated[Path | None, typer.Option(help="Also keep the raw JSON Lines log here (.jsonl or .jsonl.gz).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT (and --log) if they exist.")] = False,
 ) -> None:
     """Record episodes of a PettingZoo ParallelEnv with a built-in policy into a store."""
-    from ..adapters.pettingzoo_log import PettingZooLogAdapter, record as record_log, temp_log_path
+    from ..adapters.pettingzoo_log import PettingZooLogAdapter, temp_log_path
+    from ..adapters.pettingzoo_log import record as record_log
     from ..data.store import check_output_path
     from ..envs.pettingzoo import env_id_for, make_parallel_env
 
@@ -156,8 +157,8 @@ def record(
 def subsample(
     src: Annotated[str, typer.Argument(help="Input store (path or dataset name).")],
     out: Annotated[Path, typer.Argument(help="Output episode store (.zarr).")],
-    fraction: Annotated[Optional[float], typer.Option(help="Share of episodes to keep, in (0, 1] (EAQ paper: 0.03).")] = None,
-    episodes: Annotated[Optional[int], typer.Option("--episodes", "-n", help="Number of episodes to keep (instead of --fraction).")] = None,
+    fraction: Annotated[float | None, typer.Option(help="Share of episodes to keep, in (0, 1] (EAQ paper: 0.03).")] = None,
+    episodes: Annotated[int | None, typer.Option("--episodes", "-n", help="Number of episodes to keep (instead of --fraction).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random choice of episodes.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
 ) -> None:
@@ -177,7 +178,7 @@ def subsample(
 
 
 def _done(ds) -> None:
-    s = ds.stats()
+    s = ds.attrs["summary"]  # written with the store: no need to load its arrays
     console.print(
         f"[green]wrote[/] {ds.path}: {s['episodes']} episodes, {s['transitions']} transitions, "
         f"return {s['return_mean']:.3f} ± {s['return_std']:.3f} ({ds.spec.env_id})"

@@ -118,6 +118,6 @@ def download_(
                            keep_archive=keep_archive, progress_bytes=on_bytes,
                            progress_rows=advance)
     for ds in got:
-        s = ds.stats()
+        s = ds.attrs["summary"]
         console.print(f"[green]ready[/] {ds.path.name[:-5].replace('__', '/')}: {s['episodes']} episodes, "
                       f"{s['transitions']} transitions, return {s['return_mean']:.3f} ± {s['return_std']:.3f}")

@@ -66,7 +66,9 @@ class Dataset:
                  pending: Sequence[Mapping[str, Any]] = (),
                  inputs: Sequence[Path] = ()) -> None:
         self._spec = spec
-        self._cols = {n: _readonly(a) for n, a in columns.items()}
+        # columns may be a zero-argument loader: the arrays are then read on first use
+        self._loader = columns if callable(columns) else None
+        self._cols_data = None if callable(columns) else {n: _readonly(a) for n, a in columns.items()}
         self._offsets = _readonly(np.asarray(offsets, dtype=np.int64))
         self._origin = _readonly(np.asarray(origin, dtype=np.uint8))
         self._won = None if won is None else _readonly(np.asarray(won, dtype=bool))
@@ -76,10 +78,29 @@ class Dataset:
         # stores this dataset was read from: a save() never writes over any of them
         self._inputs = tuple(inputs) or ((path,) if path else ())
 
+    @property
+    def _cols(self) -> dict[str, np.ndarray]:
+        if self._cols_data is None:
+            self._cols_data = {n: _readonly(a) for n, a in self._loader().items()}
+            self._loader = None
+        return self._cols_data
+
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike, *, validate: bool = True, progress: Any = None) -> Dataset:
-        """Read a store into memory; with ``validate`` (default) check it fully first."""
+    def open(cls, path: str | os.PathLike, *, validate: bool = True, lazy: bool = False,
+             progress: Any = None) -> Dataset:
+        """Read a store into memory; with ``validate`` (default) check it fully first.
+
+        ``lazy=True`` (only without validation) reads the per-transition arrays on first use:
+        episode counts, offsets, provenance and summary are available without loading them.
+        """
+        if lazy and not validate:
+            c = read_store(path, validate=False, keep=False)
+
+            def load() -> dict[str, np.ndarray]:
+                return read_store(path, validate=False, keep=True).columns or {}
+
+            return cls(c.spec, load, c.offsets, c.origin, won=c.won, attrs=c.attrs, path=c.path)
         c = read_store(path, validate=validate, keep=True, progress=progress)
         return cls(c.spec, c.columns or {}, c.offsets, c.origin, won=c.won, attrs=c.attrs,
                    path=c.path)

@@ -26,7 +26,6 @@ import numpy as np
 
 from ..errors import AlreadyExists, ConfigError, NotFound, SchemaError
 from .schema import (
-    EPISODE_ARRAYS,
     FORMAT_NAME,
     OFFSETS,
     SCHEMA_VERSION,
@@ -43,8 +42,9 @@ from .schema import (
 #: Target uncompressed bytes per chunk of the widest array; chunk rows are the power of two
 #: nearest to this. Chosen by ``benchmarks/store_io.py --codecs`` (see docs/performance.md).
 DEFAULT_CHUNK_BYTES = 1 << 23
-#: Blosc compressor per store: ``lz4`` (default: fast to read) or ``zstd`` (smaller, slower).
-COMPRESSIONS = ("lz4", "zstd")
+#: Blosc compressor per store: ``lz4`` (default: fastest to read) or ``zstd`` (smaller, slower);
+#: ``+shuffle`` byte-shuffles numeric arrays first (helps dense float data, hurts sparse data).
+COMPRESSIONS = ("lz4", "zstd", "lz4+shuffle", "zstd+shuffle")
 MIN_CHUNK_ROWS = 1 << 10
 MAX_CHUNK_ROWS = 1 << 17
 PARTIAL_MARK = ".partial-"
@@ -60,14 +60,14 @@ def package_version() -> str:
 
 
 def _codec(kind: str, compression: str = "lz4"):
-    """Blosc with byte shuffle for numbers, bit shuffle for booleans."""
+    """Blosc: bit shuffle for booleans; numbers unshuffled unless ``+shuffle`` is asked for."""
     from zarr.codecs import BloscCodec
 
     if compression not in COMPRESSIONS:
         raise ConfigError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
-    clevel = 5 if compression == "lz4" else 3
-    return BloscCodec(cname=compression, clevel=clevel,
-                      shuffle="bitshuffle" if kind == "bool" else "shuffle")
+    cname, _, extra = compression.partition("+")
+    shuffle = "bitshuffle" if kind == "bool" else ("shuffle" if extra == "shuffle" else "noshuffle")
+    return BloscCodec(cname=cname, clevel=5 if cname == "lz4" else 3, shuffle=shuffle)
 
 
 def chunk_rows_for(row_bytes: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
@@ -207,6 +207,8 @@ class StoreWriter:
         self._tmp: Path | None = None
         self._group = None
         self._arrays: dict[str, Any] = {}
+        self._layouts: dict[str, Any] = {}
+        self._encoders: dict[str, Any] = {}
         self.result = None
         self._closed = False
 
@@ -236,6 +238,11 @@ class StoreWriter:
                 compressors=_codec("bool" if dtype == np.bool_ else "num", self.compression),
                 fill_value=0,
             )
+            layout = chunk_layout(self._tmp, n, (0, *shape))
+            if layout is None:  # pragma: no cover - our own metadata always has this layout
+                raise RuntimeError(f"unexpected Zarr layout for array {n!r}")
+            self._layouts[n] = layout
+            self._encoders[n] = _encoder(layout["blosc"], dtype.itemsize)
 
     def abort(self) -> None:
         if self._tmp is not None and self._tmp.exists():
@@ -291,19 +298,42 @@ class StoreWriter:
             self._flush(self.block_rows)
 
     def _flush(self, rows: int) -> None:
+        """Write the first ``rows`` buffered rows: chunks encoded and hashed in the pool.
+
+        ``rows`` is a whole number of chunks except at close. Chunk files are written where
+        zarr expects them (see :func:`chunk_layout`); the arrays' shapes are set at close.
+        """
         if rows == 0:
             return
+        tasks = []
         for n in self.names:
             parts = self._buf[n]
             data = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
             head, tail = data[:rows], data[rows:]
-            arr = self._arrays[n]
-            arr.resize((self._rows + rows, *arr.shape[1:]))
-            arr[self._rows:self._rows + rows] = head
-            self._fp.update(n, head)
+            layout = self._layouts[n]
+            step = layout["rows"]
+            first = self._rows // step
+            for k, lo in enumerate(range(0, rows, step)):
+                tasks.append(_pool().submit(self._write_chunk, n, layout, first + k,
+                                            head[lo:lo + step]))
+            tasks.append(_pool().submit(self._fp.update, n, head))
             self._buf[n] = [tail] if tail.shape[0] else []
+        for t in tasks:
+            t.result()
         self._rows += rows
         self._buf_rows -= rows
+
+    def _write_chunk(self, name: str, layout: Mapping[str, Any], c: int, rows: np.ndarray) -> None:
+        step = layout["rows"]
+        if rows.shape[0] < step:  # zarr stores edge chunks at full size, padded with fill
+            full = np.zeros((step, *rows.shape[1:]), dtype=rows.dtype)
+            full[: rows.shape[0]] = rows
+            rows = full
+        data = np.ascontiguousarray(rows)
+        encoded = self._encoders[name].encode(data)
+        path = chunk_path(layout, c)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encoded)
 
     # -- finishing -------------------------------------------------------------------------
     @property
@@ -322,6 +352,9 @@ class StoreWriter:
             if not self._origin:
                 raise SchemaError("no episodes were written; refusing to create an empty store")
             self._flush(self._buf_rows)
+            for n in self.names:  # metadata only: every chunk file is on disk already
+                arr = self._arrays[n]
+                arr.resize((self._rows, *arr.shape[1:]))
             offsets = np.asarray(self._offsets, dtype=np.int64)
             origin = np.asarray(self._origin, dtype=np.uint8)
             known = [w for w in self._won if w is not None]
@@ -366,7 +399,8 @@ class StoreWriter:
         self._closed = True
         from .dataset import Dataset
 
-        self.result = Dataset.open(self.path, validate=False)
+        # validated as it was written; arrays are read only if the caller uses them
+        self.result = Dataset.open(self.path, validate=False, lazy=True)
         return self.result
 
     def _move_into_place(self) -> None:
@@ -420,6 +454,58 @@ def _unreadable(name: str, exc: BaseException, chunk: int | None = None) -> Sche
 _POOL = None
 
 
+def chunk_layout(root: Path, name: str, shape: Sequence[int]) -> dict[str, Any] | None:
+    """Where the chunk files of array ``name`` are, if it has the layout our writer produces.
+
+    That layout: regular chunks along axis 0 only, ``bytes`` (little-endian) then ``blosc``
+    codecs, default ``c/<i>/0/...`` chunk keys, fill value 0. None for anything else (the caller
+    then goes through zarr-python).
+    """
+    import json
+    import sys
+
+    meta_path = Path(root) / name / "zarr.json"
+    if sys.byteorder != "little" or not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        codecs = meta["codecs"]
+        grid = meta["chunk_grid"]
+        keys = meta["chunk_key_encoding"]
+        chunk_shape = grid["configuration"]["chunk_shape"]
+        ok = (
+            grid["name"] == "regular"
+            and list(chunk_shape[1:]) == list(shape[1:])
+            and keys["name"] == "default"
+            and keys.get("configuration", {}).get("separator", "/") == "/"
+            and len(codecs) == 2
+            and codecs[0]["name"] == "bytes"
+            and codecs[0].get("configuration", {}).get("endian", "little") == "little"
+            and codecs[1]["name"] == "blosc"
+            and meta.get("fill_value") in (0, False, 0.0)
+        )
+        blosc = codecs[1].get("configuration", {})
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+    if not ok:
+        return None
+    return {"rows": int(chunk_shape[0]), "suffix": "/0" * (len(shape) - 1), "blosc": blosc,
+            "dir": Path(root) / name}
+
+
+def chunk_path(layout: Mapping[str, Any], c: int) -> Path:
+    return layout["dir"] / f"c/{c}{layout['suffix']}"
+
+
+def _encoder(blosc: Mapping[str, Any], itemsize: int):
+    from numcodecs import Blosc
+
+    shuffle = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE,
+               "bitshuffle": Blosc.BITSHUFFLE}[blosc.get("shuffle", "shuffle")]
+    return Blosc(cname=blosc.get("cname", "lz4"), clevel=int(blosc.get("clevel", 5)),
+                 shuffle=shuffle, blocksize=int(blosc.get("blocksize", 0)))
+
+
 def _pool():
     global _POOL
     if _POOL is None:
@@ -444,37 +530,7 @@ class RowReader:
     def __init__(self, root: Path, group, names: Sequence[str]) -> None:
         self.root = Path(root)
         self.arrays = {n: group[n] for n in names}
-        self._fast = {n: self._layout(n, a) for n, a in self.arrays.items()}
-
-    def _layout(self, name: str, arr) -> dict[str, Any] | None:
-        import json
-        import sys
-
-        meta_path = self.root / name / "zarr.json"
-        if sys.byteorder != "little" or not meta_path.is_file():
-            return None
-        try:
-            meta = json.loads(meta_path.read_text())
-            codecs = meta["codecs"]
-            grid = meta["chunk_grid"]
-            keys = meta["chunk_key_encoding"]
-            chunk_shape = grid["configuration"]["chunk_shape"]
-            ok = (
-                grid["name"] == "regular"
-                and list(chunk_shape[1:]) == list(arr.shape[1:])
-                and keys["name"] == "default"
-                and keys.get("configuration", {}).get("separator", "/") == "/"
-                and len(codecs) == 2
-                and codecs[0]["name"] == "bytes"
-                and codecs[0].get("configuration", {}).get("endian", "little") == "little"
-                and codecs[1]["name"] == "blosc"
-                and meta.get("fill_value") in (0, False, 0.0)
-            )
-        except (KeyError, TypeError, ValueError, IndexError):
-            return None
-        if not ok:
-            return None
-        return {"rows": int(chunk_shape[0]), "suffix": "/0" * (arr.ndim - 1)}
+        self._fast = {n: chunk_layout(self.root, n, a.shape) for n, a in self.arrays.items()}
 
     def read(self, lo: int = 0, hi: int | None = None) -> dict[str, np.ndarray]:
         """Rows [lo, hi) of every array."""
@@ -502,7 +558,7 @@ class RowReader:
         rows = layout["rows"]
         c_lo, c_hi = c * rows, (c + 1) * rows
         a, b = max(c_lo, lo), min(c_hi, end, arr.shape[0])
-        path = self.root / name / f"c/{c}{layout['suffix']}"
+        path = chunk_path(layout, c)
         try:
             buf = path.read_bytes()
         except FileNotFoundError:  # zarr does not write chunks holding only the fill value
