@@ -65,12 +65,16 @@ def list_(
         c = Table(title="catalog (download with: marl-augment datasets download <scenario id>)",
                   title_justify="left")
         c.add_column("id", no_wrap=True)
-        for col in ("env", "agents", "obs", "state", "actions", "local"):
+        for col in ("agents", "obs", "state", "actions", "episodes", "return", "local"):
             c.add_column(col)
         for card in catalog:
-            c.add_row(card["id"], str(card.get("env_id", "")).removeprefix("smac:"), str(card.get("agents", "")),
-                      str(card.get("obs_dim", "")), str(card.get("state_dim", "")),
-                      str(card.get("n_actions", "")), "[green]yes[/]" if card["local"] else "no")
+            pub = card.get("published") or {}
+            ret = (f"{pub['return_mean']:.2f} ± {pub['return_std']:.2f}"
+                   if pub.get("return_mean") is not None else "")
+            c.add_row(card["id"], str(card.get("agents", "")), str(card.get("obs_dim", "")),
+                      str(card.get("state_dim", "")), str(card.get("n_actions", "")),
+                      f"{pub['episodes']:,}" if pub.get("episodes") else "", ret,
+                      "[green]yes[/]" if card["local"] else "no")
         console.print(c)
     else:
         console.print("the catalog has no cards in this version")
