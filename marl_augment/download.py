@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 import uuid
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
@@ -125,6 +126,8 @@ def check_zip(path: Path) -> None:
             bad = zf.testzip()
     except zipfile.BadZipFile as exc:
         raise FormatError(f"{path.name} is not a valid zip archive ({exc}); delete it and download again") from None
+    except (zlib.error, EOFError, OSError, ValueError) as exc:  # damaged compressed data
+        raise FormatError(f"{path.name} is corrupted ({exc}); delete it and download again") from None
     if bad is not None:
         raise FormatError(f"{path.name} is corrupted: member {bad!r} fails its CRC check")
 

@@ -162,11 +162,25 @@ def test_corrupted_downloads_are_refused(scenario_zip, tmp_path):
         srv.files["/broken.zip"] = bytes(broken)
         r = CliRunner().invoke(app, ["datasets", "download", "og-marl/smac_v1/3m", "--url", srv.url("broken.zip")])
         assert r.exit_code == 2, r.output
-        assert "error:" in r.output and ("CRC" in r.output or "not a valid zip" in r.output)
+        assert "error:" in r.output and ("CRC" in r.output or "corrupted" in r.output
+                                          or "not a valid zip" in r.output)
         with pytest.raises(DownloadError, match="HTTP 404"):
             fetch(srv.url("missing.zip"), tmp_path / "m.zip")
     assert not list((Path(os.environ["MARL_AUGMENT_HOME"]) / "datasets").glob("*.zarr")) if \
         (Path(os.environ["MARL_AUGMENT_HOME"]) / "datasets").exists() else True
+
+
+@pytest.mark.parametrize("where", [0.1, 0.3, 0.5, 0.7, 0.9])
+def test_damaged_archives_are_refused(scenario_zip, tmp_path, where):
+    """Wherever the damage lands (headers, deflated data), one FormatError, nothing extracted."""
+    broken = bytearray(scenario_zip)
+    at = int(len(broken) * where)
+    broken[at:at + 64] = bytes(64)
+    path = tmp_path / "b.zip"
+    path.write_bytes(bytes(broken))
+    with pytest.raises(FormatError):
+        safe_extract(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_unsafe_archives_are_refused(tmp_path):
