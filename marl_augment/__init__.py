@@ -34,6 +34,8 @@ _LAZY = {
     "StoreWriter": "marl_augment.data.store:StoreWriter",
     "concat": "marl_augment.data.dataset:concat",
     "adapters": "marl_augment.adapters",
+    "make_env": "marl_augment.envs:make_env",
+    "evaluate": "marl_augment.envs.evaluate:evaluate",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,6 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .data.dataset import Dataset, Episode, concat
     from .data.schema import Spec
     from .data.store import StoreWriter
+    from .envs import make_env
+    from .envs.evaluate import evaluate
 
 
 def __getattr__(name: str) -> Any:
@@ -90,5 +94,5 @@ def open_store(source: str | os.PathLike, *, validate: bool = True) -> Dataset:
 __all__ = [
     "AlreadyExists", "Dataset", "Episode", "FormatError", "MarlAugmentError", "MissingDependency",
     "NotFound", "SchemaError", "Spec", "StoreWriter", "UnsupportedError", "__version__",
-    "adapters", "concat", "load", "open_store", "resolve",
+    "adapters", "concat", "evaluate", "load", "make_env", "open_store", "resolve",
 ]

@@ -10,6 +10,7 @@ import typer
 
 from . import data as _data
 from . import datasets as _datasets
+from . import envs as _envs
 
 app = typer.Typer(
     name="marl-augment",
@@ -37,6 +38,7 @@ def _root(
 
 
 _data.register(app)
+_envs.register(app)
 app.add_typer(_datasets.app, name="datasets")
 
 

@@ -1,1 +1,53 @@
-"""Environments as PettingZoo ParallelEnvs."""
+"""Environments as PettingZoo ParallelEnvs: ``smac:<map>``, ``smax:<map>``, ``pettingzoo:<module>``.
+
+``make_env(id)`` returns a ParallelEnv with the legal-action mask (when the env has one) in
+``obs[agent]["action_mask"]`` and ``state()``. Backends import lazily; a missing one raises an
+error naming what to install.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import NotFound
+
+#: env-id prefix -> (maximum team return used to normalise, description)
+BACKENDS = {
+    "smax": (2.0, "JaxMARL's SMAX with the heuristic enemy (pip install 'marl-augment[smax]')"),
+    "smac": (20.0, "StarCraft SMAC's StarCraft2Env (needs StarCraft II and SC2PATH)"),
+    "pettingzoo": (None, "any PettingZoo ParallelEnv module, e.g. pettingzoo:mpe2.simple_spread_v3"),
+}
+
+
+def split_id(env_id: str) -> tuple[str, str]:
+    backend, sep, name = env_id.partition(":")
+    if not sep or backend not in BACKENDS or not name:
+        raise NotFound(
+            f"unknown environment id {env_id!r}; use smax:<map> (e.g. smax:3m), smac:<map> or "
+            f"pettingzoo:<module> (e.g. pettingzoo:mpe2.simple_spread_v3)"
+        )
+    return backend, name
+
+
+def max_return(env_id: str) -> float | None:
+    """The maximum team return of an env family (SMAX 2, SMAC 20), for normalised returns."""
+    return BACKENDS[split_id(env_id)[0]][0]
+
+
+def make_env(env_id: str, **kwargs: Any):
+    """A PettingZoo ParallelEnv for ``smax:<map>``, ``smac:<map>`` or ``pettingzoo:<module>``."""
+    backend, name = split_id(env_id)
+    if backend == "smax":
+        from .smax import SmaxParallelEnv
+
+        return SmaxParallelEnv(name, **kwargs)
+    if backend == "smac":
+        from .smac import SmacParallelEnv
+
+        return SmacParallelEnv(name, **kwargs)
+    from .pettingzoo import make_parallel_env
+
+    return make_parallel_env(name, **kwargs)
+
+
+__all__ = ["BACKENDS", "make_env", "max_return", "split_id"]

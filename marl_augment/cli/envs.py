@@ -1,0 +1,63 @@
+"""Commands on environments: collect datasets with scripted policies, evaluate policies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ._common import console, print_json, progress_bar, user_errors
+
+
+def register(app: typer.Typer) -> None:
+    app.command("collect")(collect)
+    app.command("evaluate")(evaluate)
+
+
+@user_errors
+def collect(
+    env_id: Annotated[str, typer.Argument(help="Environment, e.g. smax:3m (SMAX maps: 3m, 8m, 2s3z, 5m_vs_6m, ...).")],
+    out: Annotated[Path, typer.Argument(help="Output episode store (.zarr).")],
+    quality: Annotated[str, typer.Option(help="Behaviour policy: poor|medium|good|random, or closest|focus[:epsilon].")] = "medium",
+    episodes: Annotated[int, typer.Option("--episodes", "-n", min=1, help="Episodes to collect.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the environments and the policy.")] = 0,
+    batch: Annotated[int, typer.Option(min=1, help="Episodes run in parallel (jit + vmap).")] = 256,
+    max_steps: Annotated[int, typer.Option(min=1, help="Episode time limit (SMAX's default: 100).")] = 100,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Collect a dataset on SMAX with a scripted policy of a chosen quality (fast, batched)."""
+    from ..envs.smax import collect as collect_smax
+
+    with progress_bar(f"collecting {env_id} ({quality})", total=episodes) as advance:
+        ds = collect_smax(env_id, out, quality=quality, episodes=episodes, seed=seed, batch=batch,
+                          max_steps=max_steps, overwrite=overwrite, progress=advance)
+    s = ds.attrs["summary"]
+    console.print(f"[green]wrote[/] {ds.path}: {s['episodes']} episodes, {s['transitions']} transitions, "
+                  f"return {s['return_mean']:.3f} ± {s['return_std']:.3f}, win rate {s.get('win_rate', 0):.2f}")
+
+
+@user_errors
+def evaluate(
+    env_id: Annotated[str, typer.Argument(help="Environment: smax:<map>, smac:<map> or pettingzoo:<module>.")],
+    policy: Annotated[str, typer.Option(help="Scripted policy: random|poor|medium|good|closest[:eps]|focus[:eps] (scripted ones on smax:* only).")] = "random",
+    episodes: Annotated[int, typer.Option("--episodes", "-n", min=1)] = 32,
+    seed: Annotated[int, typer.Option()] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Evaluate a policy: mean/std return, normalised return, win rate, episode length."""
+    from ..envs.evaluate import evaluate as run
+
+    with progress_bar(f"evaluating {policy} on {env_id}", total=episodes) as advance:
+        res = run(policy, env_id, episodes=episodes, seed=seed, progress=advance)
+    res["policy"] = policy
+    if as_json:
+        print_json(res)
+        return
+    t = Table(title=f"{policy} on {env_id}", show_header=False, title_justify="left")
+    t.add_column("metric", style="bold cyan")
+    t.add_column("value")
+    for k, v in res.items():
+        t.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+    console.print(t)

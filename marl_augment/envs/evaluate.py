@@ -1,0 +1,157 @@
+"""Evaluate a policy in an environment: returns, normalised returns, win rate, lengths.
+
+A policy is a scripted behaviour name (``random``, ``poor``, ``medium``, ``good``,
+``closest[:eps]``, ``focus[:eps]``; SMAX only, except ``random``) or a *batch policy*: a
+callable ``policy(obs, avail, first) -> actions`` on arrays ``obs`` (B, N, O), ``avail``
+(B, N, A) bool and ``first`` (B,) bool (True where an episode starts: reset recurrent state),
+returning int actions (B, N). Trained policies from the offline baselines implement it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from . import make_env, max_return, split_id
+
+BatchPolicy = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def summarise(returns, lengths, won, env_id: str) -> dict[str, Any]:
+    returns = np.asarray(returns, dtype=np.float64)
+    out: dict[str, Any] = {
+        "env_id": env_id, "episodes": int(returns.shape[0]),
+        "return_mean": float(returns.mean()), "return_std": float(returns.std()),
+        "length_mean": float(np.mean(lengths)),
+    }
+    top = max_return(env_id)
+    if top:
+        out["normalised_return_mean"] = float(returns.mean() / top)
+    if won is not None and len(won):
+        out["win_rate"] = float(np.mean(won))
+    return out
+
+
+def evaluate(policy: str | BatchPolicy, env_id: str, episodes: int = 32, seed: int = 0, *,
+             batch: int = 32, progress: Any = None, **env_kwargs: Any) -> dict[str, Any]:
+    """Run ``episodes`` episodes and summarise them (see the module docstring)."""
+    if episodes < 1:
+        raise ConfigError(f"episodes must be >= 1, got {episodes}")
+    backend, name = split_id(env_id)
+    if backend == "smax" and isinstance(policy, str):
+        from .smax import rollout
+
+        rets, lens, wins = [], [], []
+        for cols, lengths, won in rollout(name, policy, episodes, seed=seed, batch=batch,
+                                          max_steps=env_kwargs.get("max_steps", 100), progress=progress):
+            off = np.r_[0, np.cumsum(lengths)]
+            rets += np.add.reduceat(cols["rewards"].astype(np.float64), off[:-1]).tolist()
+            lens += lengths.tolist()
+            wins += won.tolist()
+        return summarise(rets, lens, wins, env_id)
+    if backend == "smax":
+        return _evaluate_smax_batch(policy, name, env_id, episodes, seed, batch, progress, **env_kwargs)
+    return _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs)
+
+
+def _evaluate_smax_batch(policy, name, env_id, episodes, seed, batch, progress, max_steps=100):
+    from .smax import STOP, core
+
+    c = core(name, max_steps)
+    rets, lens, wins = [], [], []
+    left = episodes
+    batch = max(1, min(int(batch), int(episodes)))
+    for key in c.keys(seed, -(-episodes // batch)):
+        # always `batch` envs (one compiled shape); only the first `take` count in a last batch
+        b, take = batch, min(batch, left)
+        o, w, m, state = c.reset_batch(c.jax.random.split(key, b))
+        o, m = np.array(o), np.array(m)  # writable copies, safe to hand to torch
+        running = np.arange(b) < take
+        first = np.ones(b, bool)
+        ret = np.zeros(b)
+        length = np.zeros(b, np.int64)
+        won = np.zeros(b, bool)
+        step_key = key
+        while running.any():
+            acts = np.asarray(policy(o, m, first), dtype=np.int32)
+            if acts.shape != (b, c.n_agents):
+                raise ConfigError(f"policy returned actions of shape {acts.shape}, expected {(b, c.n_agents)}")
+            acts = np.where(running[:, None], acts, STOP)
+            legal = np.take_along_axis(m, acts[..., None].clip(0, c.n_actions - 1), -1)[..., 0]
+            if (running[:, None] & ~legal).any():
+                bi, ai = np.argwhere(running[:, None] & ~legal)[0]
+                raise ConfigError(f"policy chose illegal action {acts[bi, ai]} for agent {ai}")
+            step_key, sub = c.jax.random.split(step_key)
+            o, w, m, r, done, win, _, _, _, state = c.step_batch(c.jax.random.split(sub, b), state, acts)
+            o, m = np.array(o), np.array(m)
+            ret += np.where(running, np.asarray(r), 0.0)
+            length += running
+            won |= running & np.asarray(win)
+            running &= ~np.asarray(done)
+            first[:] = False
+        rets += ret[:take].tolist()
+        lens += length[:take].tolist()
+        wins += won[:take].tolist()
+        left -= take
+        if progress is not None:
+            progress(take)
+    return summarise(rets, lens, wins, env_id)
+
+
+def _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs):
+    """One PettingZoo env, one episode at a time (any backend)."""
+    env = make_env(env_id, **env_kwargs)
+    agents = list(env.possible_agents)
+    rng = np.random.default_rng(seed)
+    if isinstance(policy, str) and policy != "random":
+        raise ConfigError(f"scripted policy {policy!r} runs on smax:* only; use 'random' or a batch policy")
+    rets, lens, wins = [], [], []
+    try:
+        for e in range(episodes):
+            obs, infos = env.reset(seed=seed + e)
+            ret, length, won, first = 0.0, 0, None, True
+            while env.agents:
+                acts = _act(policy, env, agents, obs, infos, rng, first)
+                obs, rewards, terms, truncs, infos = env.step(acts)
+                ret += float(np.mean(list(rewards.values()))) if env_id.startswith(("smax:", "smac:")) \
+                    else float(np.sum(list(rewards.values())))
+                length += 1
+                first = False
+                for info in infos.values():
+                    if isinstance(info, dict) and "battle_won" in info:
+                        won = bool(info["battle_won"])
+            rets.append(ret)
+            lens.append(length)
+            if won is not None:
+                wins.append(won)
+            if progress is not None:
+                progress(1)
+    finally:
+        env.close()
+    return summarise(rets, lens, wins if len(wins) == len(rets) else None, env_id)
+
+
+def _act(policy, env, agents, obs, infos, rng, first):
+    from ..adapters.pettingzoo_log import action_mask_of, flat_obs
+
+    live = list(env.agents)
+    masks = {}
+    for a in live:
+        m = action_mask_of(obs.get(a), infos.get(a))
+        masks[a] = m if m is not None else np.ones(int(env.action_space(a).n), bool)
+    if isinstance(policy, str):
+        return {a: int(rng.choice(np.flatnonzero(masks[a]))) for a in live}
+    n_act = max(int(env.action_space(a).n) for a in agents)
+    dims = [flat_obs(env.observation_space(a), obs[a]).shape[0] if a in obs else 0 for a in agents]
+    o = np.zeros((1, len(agents), max(dims)), np.float32)
+    m = np.zeros((1, len(agents), n_act), bool)
+    for i, a in enumerate(agents):
+        if a in live:
+            v = flat_obs(env.observation_space(a), obs[a])
+            o[0, i, : v.shape[0]] = v
+            m[0, i, : masks[a].shape[0]] = masks[a]
+    acts = np.asarray(policy(o, m, np.array([first])))[0]
+    return {a: int(acts[agents.index(a)]) for a in live}
