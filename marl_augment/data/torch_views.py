@@ -9,6 +9,7 @@ batches, so each unit is seen exactly once per epoch.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -123,5 +124,8 @@ def make_loader(ds: Dataset, view: str, *, num_workers: int = 0, **kwargs: Any) 
     loader_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in loader_keys}
     if loader_kwargs.get("persistent_workers"):
         raise ConfigError("persistent_workers would freeze the shuffle order; leave it off")
+    if num_workers and "multiprocessing_context" not in loader_kwargs and "jax" in sys.modules:
+        # forking a process that runs JAX's threads can deadlock: start workers from a server
+        loader_kwargs["multiprocessing_context"] = "forkserver"
     return _EpochLoader(EpisodeIterable(ds, view, **kwargs), num_workers=num_workers,
                         **loader_kwargs)
