@@ -36,10 +36,13 @@ _LAZY = {
     "adapters": "marl_augment.adapters",
     "make_env": "marl_augment.envs:make_env",
     "evaluate": "marl_augment.envs.evaluate:evaluate",
+    "make_augmenter": "marl_augment.augment:make_augmenter",
+    "load_augmenter": "marl_augment.augment:load_augmenter",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import adapters
+    from .augment import load_augmenter, make_augmenter
     from .data.dataset import Dataset, Episode, concat
     from .data.schema import Spec
     from .data.store import StoreWriter
@@ -94,5 +97,6 @@ def open_store(source: str | os.PathLike, *, validate: bool = True) -> Dataset:
 __all__ = [
     "AlreadyExists", "Dataset", "Episode", "FormatError", "MarlAugmentError", "MissingDependency",
     "NotFound", "SchemaError", "Spec", "StoreWriter", "UnsupportedError", "__version__",
-    "adapters", "concat", "evaluate", "load", "make_env", "open_store", "resolve",
+    "adapters", "concat", "evaluate", "load", "load_augmenter", "make_augmenter", "make_env",
+    "open_store", "resolve",
 ]

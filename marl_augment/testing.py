@@ -117,3 +117,64 @@ class AdapterTests(ABC):
         a = self._convert(src, tmp_path / "a.zarr")
         b = self._convert(src, tmp_path / "b.zarr")
         assert a.fingerprint == b.fingerprint
+
+
+class AugmenterTests:
+    """pytest mix-in every augmenter's tests reuse: subclass, set ``method`` (and ``options``,
+    ``scale``), and provide a ``dataset`` fixture (a small saved store)."""
+
+    method: str = ""
+    options: dict[str, Any] = {}
+    scale: float | None = 2.0
+
+    def make(self):
+        from .augment import make_augmenter
+
+        return make_augmenter(self.method, **self.options)
+
+    def test_output_validates_and_keeps_the_spec(self, dataset, tmp_path):
+        out = self.make().augment(dataset, scale=self.scale, seed=0, out=tmp_path / "aug.zarr")
+        reopened = Dataset.open(out.path, validate=True)
+        assert reopened.spec.arrays() == dataset.spec.arrays()
+        for f in ("env_id", "agent_ids", "obs_dim", "n_actions", "state_dim"):
+            assert getattr(reopened.spec, f) == getattr(dataset.spec, f), f
+        for n in dataset.spec.arrays():
+            assert reopened.columns[n].shape[1:] == dataset.columns[n].shape[1:]
+
+    def test_origin_marks_and_provenance(self, dataset, tmp_path):
+        out = self.make().augment(dataset, scale=self.scale, seed=3, out=tmp_path / "aug.zarr")
+        step = len(dataset.provenance) + 1
+        n_real = len(dataset)
+        assert (out.episode_origin[:n_real] == dataset.episode_origin).all()
+        assert (out.episode_origin[n_real:] == step).all()
+        if self.scale is not None:
+            assert len(out) - n_real == max(1, round(self.scale * n_real))
+        real = out.where("real")
+        for n in dataset.spec.arrays():  # the real episodes are kept exactly
+            np.testing.assert_array_equal(real.columns[n], dataset.columns[n])
+        entry = out.provenance[-1]
+        assert entry["method"] == self.method and entry["seed"] == 3 and entry["step"] == step
+        assert entry["parent_fingerprint"] == dataset.fingerprint
+        assert entry["config"] == self.make().config_dict()
+
+    def test_seeds_reproduce(self, dataset, tmp_path):
+        a = self.make().augment(dataset, scale=self.scale, seed=1, out=tmp_path / "a.zarr")
+        b = self.make().augment(dataset, scale=self.scale, seed=1, out=tmp_path / "b.zarr")
+        assert a.fingerprint == b.fingerprint
+        s1 = self.make().fit(dataset).sample(6, seed=1)
+        s2 = self.make().fit(dataset).sample(6, seed=2)
+        assert len(s1) == 6 and (s1.episode_origin == 1).all()
+        differs = any(not np.array_equal(s1.columns[n], s2.columns[n]) if s1.columns[n].shape == s2.columns[n].shape else True
+                      for n in dataset.spec.arrays())
+        assert differs, "different seeds gave identical synthetic episodes"
+
+    def test_save_and_load(self, dataset, tmp_path):
+        from .augment import load_augmenter
+
+        aug = self.make().fit(dataset)
+        aug.save(tmp_path / "model")
+        again = load_augmenter(tmp_path / "model")
+        assert type(again) is type(aug) and again.config_dict() == aug.config_dict()
+        a = aug.augment(dataset, scale=self.scale, seed=5, out=tmp_path / "a.zarr")
+        b = again.augment(dataset, scale=self.scale, seed=5, out=tmp_path / "b.zarr")
+        assert a.fingerprint == b.fingerprint

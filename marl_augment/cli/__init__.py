@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from . import augment as _augment
 from . import data as _data
 from . import datasets as _datasets
 from . import envs as _envs
@@ -39,6 +40,7 @@ def _root(
 
 _data.register(app)
 _envs.register(app)
+_augment.register(app)
 app.add_typer(_datasets.app, name="datasets")
 
 

@@ -1,0 +1,42 @@
+"""Augmenters: make synthetic episodes from a dataset and write D_real ∪ D_syn.
+
+    aug = marl_augment.make_augmenter("rad-s", alpha=0.8, beta=1.2)
+    new = aug.fit(ds).augment(ds, scale=5.0, seed=0, out="3m-rad-s.zarr")
+
+Registered lazily by name; ``keys()`` lists them. Write your own by subclassing
+:class:`~marl_augment.augment.base.Augmenter`; test it with
+:class:`marl_augment.testing.AugmenterTests`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..registry import Registry
+
+AUGMENTERS: Registry[Any] = Registry("augmenter")
+AUGMENTERS.register("rad-s", "marl_augment.augment.rad:RadS",
+                    doc="RAD-s: copies of real episodes, observations and state scaled by one z ~ U[alpha, beta] per episode")
+AUGMENTERS.register("rad-m", "marl_augment.augment.rad:RadM",
+                    doc="RAD-m: copies of real episodes, one z ~ U[alpha, beta] per observation / state dimension")
+AUGMENTERS.register("return-replicate", "marl_augment.augment.replicate:ReturnReplicate",
+                    doc="DOM2's augmentation: episodes replicated once per return threshold they reach")
+
+
+def keys() -> list[str]:
+    return AUGMENTERS.keys()
+
+
+def make_augmenter(name: str, **config: Any):
+    """An augmenter; ``config`` fills its ``Config`` dataclass (unknown options refused)."""
+    return AUGMENTERS.get(name)(**config)
+
+
+def load_augmenter(directory):
+    """A fitted augmenter saved with ``Augmenter.save``."""
+    from .base import Augmenter
+
+    return Augmenter.load(directory)
+
+
+__all__ = ["AUGMENTERS", "keys", "load_augmenter", "make_augmenter"]

@@ -1,0 +1,203 @@
+"""The Augmenter interface.
+
+An augmenter has a ``Config`` dataclass (one docstring per field), learns what it needs from a
+dataset in :meth:`Augmenter.fit`, makes synthetic episodes with :meth:`Augmenter.sample`, and
+:meth:`Augmenter.augment` writes a new store holding the real episodes followed by
+``scale × |D_real|`` synthetic ones, marked in ``episode_origin`` with their provenance step and
+with the full config, seed and parent fingerprint appended to the provenance.
+:meth:`Augmenter.save` / :meth:`Augmenter.load` keep a fitted augmenter as JSON (config and
+facts) plus safetensors (arrays, weights) — never pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import uuid
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..data.dataset import Dataset
+from ..data.store import check_output_path, package_version
+from ..errors import ConfigError, FormatError, NotFound
+
+MAX_ORIGIN = 255
+STATE_FILE = "augmenter.json"
+ARRAYS_FILE = "arrays.safetensors"
+
+
+class Augmenter(ABC):
+    """Base class of augmenters (see the module docstring)."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type] = object
+    #: copy-based methods (RAD, replication) always fit on the dataset they augment; learned
+    #: models (EAQ) keep what they learned and may augment any dataset of the same spec
+    refit_on_augment: ClassVar[bool] = False
+
+    def __init__(self, config: Any = None, **options: Any) -> None:
+        if config is not None and options:
+            raise ConfigError("give a config object or options, not both")
+        if config is None:
+            fields = {f.name for f in dataclasses.fields(self.Config)}
+            unknown = sorted(set(options) - fields)
+            if unknown:
+                raise ConfigError(f"augmenter {self.name!r} has no option(s) {unknown}; "
+                                  f"its options are {sorted(fields)}")
+            config = self.Config(**options)
+        self.config = config
+        self.check_config()
+        self.fitted_on: dict[str, Any] | None = None
+
+    # -- to implement ---------------------------------------------------------------------------
+    def check_config(self) -> None:
+        """Refuse impossible option values (override)."""
+
+    @abstractmethod
+    def _fit(self, ds: Dataset, progress: Any = None) -> None:
+        """Learn from ``ds`` (keep what :meth:`_sample` needs)."""
+
+    @abstractmethod
+    def _sample(self, n_episodes: int, rng: np.random.Generator, seed: int) -> Dataset:
+        """``n_episodes`` synthetic episodes as an in-memory Dataset (origin is set by the caller)."""
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """Arrays to save with a fitted augmenter (override; e.g. network weights)."""
+        return {}
+
+    def _restore(self, arrays: dict[str, np.ndarray], facts: dict[str, Any]) -> None:
+        """Inverse of :meth:`_arrays` (override)."""
+
+    def natural_size(self) -> int | None:
+        """Synthetic episodes the method makes by itself when no scale is given (override)."""
+        return None
+
+    # -- the interface ------------------------------------------------------------------------
+    def fit(self, ds: Dataset, *, progress: Any = None) -> Augmenter:
+        if len(ds) == 0:
+            raise ConfigError("cannot fit an augmenter on an empty dataset")
+        self._fit(ds, progress=progress)
+        self.fitted_on = {"fingerprint": ds.fingerprint, "episodes": len(ds),
+                          "spec": ds.spec.to_json()}
+        return self
+
+    def sample(self, n_episodes: int, seed: int = 0) -> Dataset:
+        """Synthetic episodes only (origin marked 1), seeded."""
+        if self.fitted_on is None:
+            raise ConfigError(f"augmenter {self.name!r} is not fitted: call fit(dataset) first")
+        if n_episodes < 1:
+            raise ConfigError(f"n_episodes must be >= 1, got {n_episodes}")
+        syn = self._sample(int(n_episodes), np.random.default_rng(seed), int(seed))
+        return Dataset(syn.spec, syn.columns, syn.episode_offsets,
+                       np.ones(len(syn), np.uint8), won=syn.episode_won, attrs=syn.attrs)
+
+    def augment(self, ds: Dataset, *, scale: float | None = 5.0, seed: int = 0,
+                out: str | os.PathLike | None = None, overwrite: bool = False,
+                progress: Any = None) -> Dataset:
+        """D_real ∪ D_syn with |D_syn| = scale × |D_real| (paper: 5), written to ``out``.
+
+        Fits on ``ds`` first unless already fitted on it. Without ``out`` the result stays in
+        memory (its provenance is written whenever it is saved).
+        """
+        if out is not None:
+            check_output_path(out, overwrite=overwrite, inputs=[ds.path] if ds.path else [])
+        if self.fitted_on is None or self.refit_on_augment:
+            self.fit(ds, progress=progress)
+        elif self.fitted_on.get("spec") != ds.spec.to_json():
+            raise ConfigError(
+                f"augmenter was fitted on a dataset with another spec "
+                f"({self.fitted_on['spec'].get('env_id')}); fit it on this one")
+        if scale is None:
+            n = self.natural_size()
+            if n is None:
+                raise ConfigError(f"augmenter {self.name!r} needs a scale (e.g. 5.0)")
+        else:
+            if scale <= 0:
+                raise ConfigError(f"scale must be > 0, got {scale}")
+            n = max(1, int(round(float(scale) * len(ds))))
+        step = len(ds.provenance) + 1
+        if step > MAX_ORIGIN:
+            raise ConfigError(f"the dataset already has {step - 1} provenance steps; origin marks end at {MAX_ORIGIN}")
+        syn = self.sample(n, seed)
+        if syn.spec.arrays() != ds.spec.arrays():
+            raise FormatError(f"augmenter {self.name!r} produced arrays {syn.spec.arrays()}, "
+                              f"expected {ds.spec.arrays()}")
+        cols = {k: np.concatenate([ds.columns[k], syn.columns[k]]) for k in ds.spec.arrays()}
+        lengths = np.concatenate([ds.episode_lengths, syn.episode_lengths])
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        origin = np.concatenate([ds.episode_origin, np.full(len(syn), step, np.uint8)])
+        won = None
+        if ds.episode_won is not None and syn.episode_won is not None:
+            won = np.concatenate([ds.episode_won, syn.episode_won])
+        spec = ds.spec.replace(max_episode_len=int(lengths.max()))
+        entry = {"method": self.name, "config": self.config_dict(), "seed": int(seed),
+                 "parent_fingerprint": ds.fingerprint, "scale": scale,
+                 "real_episodes": len(ds), "synthetic_episodes": len(syn)}
+        combined = Dataset(spec, cols, offsets, origin, won=won, attrs=ds.attrs,
+                           inputs=(ds.path,) if ds.path else ())
+        if out is None:
+            combined._pending.append(entry)
+            return combined
+        return combined.save(out, overwrite=overwrite, provenance=entry, progress=progress)
+
+    # -- persistence ------------------------------------------------------------------------
+    def config_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self.config), default=list))
+
+    def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Config and facts as JSON, arrays as safetensors, written atomically."""
+        from safetensors.numpy import save_file
+
+        if self.fitted_on is None:
+            raise ConfigError("only a fitted augmenter can be saved: call fit(dataset) first")
+        directory = Path(directory)
+        if directory.exists() and not overwrite:
+            raise ConfigError(f"{directory} exists already; pass overwrite=True")
+        tmp = directory.with_name(f".{directory.name}.partial-{uuid.uuid4().hex[:8]}")
+        tmp.mkdir(parents=True)
+        try:
+            arrays = {k: np.ascontiguousarray(v) for k, v in self._arrays().items()}
+            if arrays:
+                save_file(arrays, str(tmp / ARRAYS_FILE))
+            state = {"method": self.name, "config": self.config_dict(), "fitted_on": self.fitted_on,
+                     "facts": self._facts(), "marl_augment_version": package_version()}
+            (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
+            if directory.exists():
+                shutil.rmtree(directory)
+            os.replace(tmp, directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return directory
+
+    def _facts(self) -> dict[str, Any]:
+        """JSON-compatible fitted facts to save besides the arrays (override)."""
+        return {}
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> Augmenter:
+        from safetensors.numpy import load_file
+
+        from . import AUGMENTERS
+
+        directory = Path(directory)
+        path = directory / STATE_FILE
+        if not path.exists():
+            raise NotFound(f"{directory} is not a saved augmenter (no {STATE_FILE})")
+        try:
+            state = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise FormatError(f"{path} is not valid JSON: {exc}") from None
+        klass = AUGMENTERS.get(state["method"])
+        if cls is not Augmenter and klass is not cls:
+            raise ConfigError(f"{directory} holds a {state['method']!r} augmenter, not {cls.name!r}")
+        aug = klass(**state["config"])
+        arrays = load_file(str(directory / ARRAYS_FILE)) if (directory / ARRAYS_FILE).exists() else {}
+        aug._restore(arrays, state.get("facts", {}))
+        aug.fitted_on = state["fitted_on"]
+        return aug
