@@ -85,3 +85,25 @@ def parse_options(pairs: list[str] | None, what: str) -> dict[str, Any]:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return ", ".join(str(x) for x in v)
+    return str(v)
+
+
+def kv_table(title: str, rows: dict[str, Any]):
+    """A two-column key / value table."""
+    from rich.table import Table
+
+    t = Table(title=title, show_header=False, title_justify="left")
+    t.add_column("key", style="bold cyan")
+    t.add_column("value")
+    for k, v in rows.items():
+        t.add_row(str(k), _fmt(v))
+    return t

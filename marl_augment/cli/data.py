@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ._common import console, parse_options, print_json, progress_bar, user_errors
+from ._common import _fmt, console, kv_table, parse_options, print_json, progress_bar, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -20,14 +20,6 @@ def register(app: typer.Typer) -> None:
     app.command("export")(export)
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, dict):
-        return ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items())
-    if isinstance(v, (list, tuple)):
-        return ", ".join(str(x) for x in v)
-    return str(v)
 
 
 @user_errors
@@ -61,31 +53,16 @@ def info(
                     "fingerprint": attrs.get("fingerprint"), "validated": validate})
         return
     spec = c.spec.to_json()
-    t = Table(title=f"{p}", show_header=False, title_justify="left")
-    t.add_column("field", style="bold cyan")
-    t.add_column("value")
-    for k in ("env_id", "agent_ids", "obs_dim", "obs_dims", "state_dim", "n_actions",
-              "agent_n_actions", "has_avail_actions", "has_alive", "has_agent_rewards",
-              "reward_mode", "max_episode_len"):
-        if spec.get(k) is not None:
-            t.add_row(k, _fmt(spec[k]))
-    t.add_row("fingerprint", str(attrs.get("fingerprint")) + (" (verified)" if validate else ""))
-    t.add_row("created", f"{attrs.get('created')} by marl-augment {attrs.get('marl_augment_version')}")
-    console.print(t)
-    s = Table(title="statistics", show_header=False, title_justify="left")
-    s.add_column("stat", style="bold cyan")
-    s.add_column("value")
-    for k, v in stats.items():
-        s.add_row(k, _fmt(v))
-    console.print(s)
-    src = attrs.get("source", {})
-    if src:
-        st = Table(title="source", show_header=False, title_justify="left")
-        st.add_column("key", style="bold cyan")
-        st.add_column("value")
-        for k, v in src.items():
-            st.add_row(k, _fmt(v))
-        console.print(st)
+    rows = {k: spec[k] for k in ("env_id", "agent_ids", "obs_dim", "obs_dims", "state_dim",
+                                 "n_actions", "agent_n_actions", "has_avail_actions", "has_alive",
+                                 "has_agent_rewards", "reward_mode", "max_episode_len")
+            if spec.get(k) is not None}
+    rows["fingerprint"] = str(attrs.get("fingerprint")) + (" (verified)" if validate else "")
+    rows["created"] = f"{attrs.get('created')} by marl-augment {attrs.get('marl_augment_version')}"
+    console.print(kv_table(str(p), rows))
+    console.print(kv_table("statistics", stats))
+    if attrs.get("source"):
+        console.print(kv_table("source", attrs["source"]))
     prov = attrs.get("provenance", [])
     if not prov:
         console.print("provenance: none (original data, not derived from another store)")

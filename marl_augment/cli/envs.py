@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from ._common import console, print_json, progress_bar, user_errors
+from ._common import console, kv_table, print_json, progress_bar, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -55,9 +54,4 @@ def evaluate(
     if as_json:
         print_json(res)
         return
-    t = Table(title=f"{policy} on {env_id}", show_header=False, title_justify="left")
-    t.add_column("metric", style="bold cyan")
-    t.add_column("value")
-    for k, v in res.items():
-        t.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
-    console.print(t)
+    console.print(kv_table(f"{policy} on {env_id}", res))
