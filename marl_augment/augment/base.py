@@ -124,8 +124,8 @@ class Augmenter(ABC):
         if step > MAX_ORIGIN:
             raise ConfigError(f"the dataset already has {step - 1} provenance steps; origin marks end at {MAX_ORIGIN}")
         syn = self.sample(n, seed)
-        if syn.spec.arrays() != ds.spec.arrays():
-            raise FormatError(f"augmenter {self.name!r} produced arrays {syn.spec.arrays()}, "
+        if syn.spec.arrays() != ds.spec.arrays() or set(syn.columns) != set(ds.spec.arrays()):
+            raise FormatError(f"augmenter {self.name!r} produced arrays {sorted(syn.columns)}, "
                               f"expected {ds.spec.arrays()}")
         cols = {k: np.concatenate([ds.columns[k], syn.columns[k]]) for k in ds.spec.arrays()}
         lengths = np.concatenate([ds.episode_lengths, syn.episode_lengths])
@@ -138,6 +138,9 @@ class Augmenter(ABC):
         entry = {"method": self.name, "config": self.config_dict(), "seed": int(seed),
                  "parent_fingerprint": ds.fingerprint, "scale": scale,
                  "real_episodes": len(ds), "synthetic_episodes": len(syn)}
+        report = getattr(self, "last_report", None)
+        if report:
+            entry["sample_report"] = dict(report)
         combined = Dataset(spec, cols, offsets, origin, won=won, attrs=ds.attrs,
                            inputs=(ds.path,) if ds.path else ())
         if out is None:

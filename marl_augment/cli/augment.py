@@ -13,6 +13,7 @@ from ._common import console, parse_options, progress_bar, user_errors
 
 def register(app: typer.Typer) -> None:
     app.command("augment")(augment)
+    app.command("fidelity")(fidelity)
 
 
 @user_errors
@@ -26,6 +27,8 @@ def augment(
     checkpoint: Annotated[Path | None, typer.Option(help="Use a saved, fitted augmenter (from --save-model) instead of --method/-o.")] = None,
     save_model: Annotated[Path | None, typer.Option(help="Save the fitted augmenter here (config JSON + safetensors).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT (and --save-model) if they exist.")] = False,
+    device: Annotated[str | None, typer.Option(help="Torch device for learned augmenters (eaq, eaq-q): auto, cpu, cuda, cuda:1.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted fit from OUT's training checkpoint (eaq, eaq-q).")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the augmenters and exit.")] = False,
 ) -> None:
     """Augment a dataset: write D_real ∪ D_syn with provenance (method, config, seed, parent)."""
@@ -46,12 +49,25 @@ def augment(
         raise ConfigError("give SRC and OUT (or --list)")
     ds = load(src)
     check_output_path(out, overwrite=overwrite, inputs=[ds.path] if ds.path else [])
+    options = parse_options(option, "augmenter option")
+    if device is not None:
+        options["device"] = device
     if checkpoint is not None:
-        if option:
-            raise ConfigError("--checkpoint fixes the augmenter's options; drop -o")
+        if options:
+            raise ConfigError("--checkpoint fixes the augmenter's options; drop -o / --device")
         aug = load_augmenter(checkpoint)
     else:
-        aug = make_augmenter(method, **parse_options(option, "augmenter option"))
+        aug = make_augmenter(method, **options)
+    learned = hasattr(aug.config, "train_steps")
+    if resume and not learned:
+        raise ConfigError(f"--resume applies to learned augmenters (eaq, eaq-q), not {aug.name!r}")
+    if learned and aug.fitted_on is None:
+        train_dir = out.with_name(out.name + ".train")  # resumable checkpoints of the fit
+        with loss_bar(f"fitting {aug.name}", aug.config.train_steps) as advance:
+            aug.fit(ds, progress=advance, checkpoint_dir=train_dir, resume=resume)
+        import shutil
+
+        shutil.rmtree(train_dir, ignore_errors=True)
     if save_model is not None:
         if aug.fitted_on is None or aug.refit_on_augment:
             aug.fit(ds)
@@ -62,3 +78,54 @@ def augment(
     s = new.attrs["summary"]
     console.print(f"[green]wrote[/] {new.path}: {s['real_episodes']} real + {s['synthetic_episodes']} "
                   f"synthetic episodes ({aug.name}, seed {seed}), return {s['return_mean']:.3f} ± {s['return_std']:.3f}")
+
+
+def loss_bar(description: str, total: int):
+    """A progress bar that also shows the running training loss."""
+    from contextlib import contextmanager
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from ._common import err_console
+
+    @contextmanager
+    def bar():
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
+                      console=err_console, disable=not err_console.is_terminal) as prog:
+            task = prog.add_task(description, total=total, loss="-")
+
+            def advance(n: int = 1, loss: float | None = None) -> None:
+                prog.update(task, advance=n, loss=f"{loss:.4f}" if loss is not None else "-")
+
+            yield advance
+
+    return bar()
+
+
+@user_errors
+def fidelity(
+    real: Annotated[str, typer.Argument(help="Real dataset (path or name).")],
+    augmented: Annotated[str, typer.Argument(help="Augmented store (its synthetic episodes are compared) or a synthetic-only store.")],
+    out: Annotated[Path | None, typer.Option(help="Folder for the plots (t-SNE map, return histogram).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Compare synthetic episodes with real ones: returns, lengths, features, legality, focus fire, t-SNE."""
+    from .. import load
+    from ..augment.fidelity import fidelity_report
+    from ._common import kv_table, print_json
+
+    r = load(real)
+    a = load(augmented)
+    syn = a.where("synthetic") if (a.episode_origin != 0).any() else a
+    rep = fidelity_report(r.where("real") if (r.episode_origin == 0).any() else r, syn, out_dir=out)
+    if as_json:
+        print_json(rep)
+        return
+    console.print(kv_table(f"fidelity: {augmented} vs {real}", rep))

@@ -1,0 +1,293 @@
+"""EAQ and EAQ⁻Q: a Conv1D diffusion model over whole multi-agent episodes, guided by Q_tot.
+
+Training (paper Alg. 1, eq. 5): a DDPM whose network predicts tau_0; the loss is the masked MSE
+to the clean episode plus lambda * [max over the batch of mean_t Q(tau_0) - mean_t Q of the
+prediction]_+, where Q is the Q_tot (reward-to-go) channel of the episode tensor. EMA weights
+are used for sampling. EAQ⁻Q is the same model with lambda = 0. Sampling uses the full DDPM
+chain or DDIM over a few steps; episodes are decoded as described in ``features.decode``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ...data.dataset import Dataset
+from ...data.schema import Spec
+from ...errors import ConfigError
+from ..base import Augmenter
+from . import features as F
+
+
+@dataclass
+class EAQConfig:
+    """Options of EAQ (defaults sized for a 2-core CPU; the paper used a GPU)."""
+
+    lam: float = 0.1
+    """Weight of the Q_tot guidance loss (paper: 0.5, 0.1 or 0.01; 0 is EAQ⁻Q)."""
+    dims: list[int] = field(default_factory=lambda: [32, 64, 128])
+    """Channels of the U-Net levels (the horizon is padded to a multiple of 2^(levels-1))."""
+    diffusion_steps: int = 100
+    """DDPM steps K of the noise schedule."""
+    sampler: str = "ddim"
+    """Sampler for synthetic episodes: ``ddim`` (fast) or ``ddpm`` (the full chain)."""
+    sample_steps: int = 10
+    """DDIM steps when sampler='ddim'."""
+    train_steps: int = 2000
+    """Gradient steps."""
+    batch_size: int = 32
+    """Episodes per gradient step."""
+    lr: float = 2e-4
+    """Adam learning rate."""
+    ema_decay: float = 0.995
+    """Decay of the exponential moving average of the weights used for sampling."""
+    episode_weight: float = 1.0
+    """Loss weight of the reward, Q_tot and done channels relative to the others (1: plain MSE)."""
+    clip: float = 5.0
+    """Clamp predicted tau_0 (in normalised units) while sampling."""
+    sample_batch: int = 256
+    """Episodes generated at once."""
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ..."""
+    checkpoint_every: int = 500
+    """Save a resumable checkpoint every this many steps (when fit has a checkpoint_dir)."""
+    seed: int = 0
+    """Seed of initialisation and training batches."""
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA device; use --device cpu")
+    return dev
+
+
+class EAQ(Augmenter):
+    name = "eaq"
+    Config: ClassVar[type] = EAQConfig
+
+    def check_config(self) -> None:
+        c = self.config
+        if c.lam < 0:
+            raise ConfigError(f"lam must be >= 0, got {c.lam}")
+        if c.sampler not in ("ddim", "ddpm"):
+            raise ConfigError(f"sampler must be 'ddim' or 'ddpm', got {c.sampler!r}")
+        if not c.dims or any(d < 8 for d in c.dims):
+            raise ConfigError(f"dims must be channel counts >= 8, got {c.dims}")
+        for k in ("diffusion_steps", "sample_steps", "train_steps", "batch_size", "sample_batch"):
+            if getattr(c, k) < 1:
+                raise ConfigError(f"{k} must be >= 1")
+        if not 0 <= c.ema_decay < 1:
+            raise ConfigError("ema_decay must be in [0, 1)")
+
+    # -- building ---------------------------------------------------------------------------
+    def _build(self, spec: Spec, horizon: int):
+        import torch
+
+        from .denoiser import TemporalUnet
+        from .diffusion import Schedule
+
+        self.device = resolve_device(self.config.device)
+        self.spec = spec
+        self.layout = F.Layout.from_spec(spec)
+        torch.manual_seed(self.config.seed)
+        self.model = TemporalUnet(self.layout.width, tuple(self.config.dims)).to(self.device)
+        self.ema = TemporalUnet(self.layout.width, tuple(self.config.dims)).to(self.device)
+        self.ema.load_state_dict(self.model.state_dict())
+        self.ema.requires_grad_(False)
+        mult = self.model.multiple
+        self.horizon = -(-int(horizon) // mult) * mult
+        self.sched = Schedule(self.config.diffusion_steps).to(self.device)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    # -- training ---------------------------------------------------------------------------
+    def _fit(self, ds: Dataset, progress: Any = None, checkpoint_dir: str | Path | None = None,
+             resume: bool = False) -> None:
+        import torch
+
+        c = self.config
+        self._build(ds.spec, int(ds.episode_lengths.max()))
+        x, mask = F.encode(ds, self.layout, self.horizon)
+        self.norm = F.Normaliser.fit(x, mask, self.layout.kinds())
+        y = torch.from_numpy(self.norm.forward(x, mask)).to(self.device)
+        m = torch.from_numpy(mask.astype(np.float32)).to(self.device)
+        sl = self.layout.slices()
+        q_ch = sl["q"].start
+        chan_w = torch.ones(self.layout.width, device=self.device)
+        chan_w[sl["reward"].start:sl["done"].stop] = c.episode_weight
+        opt = torch.optim.Adam(self.model.parameters(), lr=c.lr)
+        start = 0
+        ckpt = Path(checkpoint_dir) if checkpoint_dir else None
+        if ckpt is not None and resume and (ckpt / "train_state.json").exists():
+            start = self._load_checkpoint(ckpt, opt)
+        gen = torch.Generator(device="cpu").manual_seed(c.seed + start)
+        self.losses: list[dict[str, float]] = []
+        e = y.shape[0]
+        t0 = time.perf_counter()
+        for step in range(start, c.train_steps):
+            idx = torch.randint(0, e, (min(c.batch_size, e),), generator=gen).to(self.device)
+            x0, mk = y[idx], m[idx]
+            k = torch.randint(0, c.diffusion_steps, (x0.shape[0],), generator=gen).to(self.device)
+            noise = torch.randn(x0.shape, generator=gen).to(self.device)
+            xk = self.sched.q_sample(x0, k, noise)
+            pred = self.model(xk, k)
+            w = mk[:, None, :].expand_as(x0).clone()
+            w[:, -1, :] = 1.0  # the done channel is learnt over the whole horizon
+            w = w * chan_w[None, :, None]
+            mse = (((pred - x0) ** 2) * w).sum() / w.sum()
+            if c.lam > 0:
+                steps = mk.sum(1).clamp(min=1)
+                q_true = (x0[:, q_ch, :] * mk).sum(1) / steps          # mean_t Q(tau_0) per episode
+                q_pred = (pred[:, q_ch, :] * mk).sum(1) / steps
+                q_loss = torch.relu(q_true.max() - q_pred).mean()      # [max_B Q(tau_0) - Q(f(tau_k))]_+
+            else:
+                q_loss = torch.zeros((), device=self.device)
+            loss = mse + c.lam * q_loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            opt.step()
+            with torch.no_grad():
+                for pe, pm in zip(self.ema.parameters(), self.model.parameters()):
+                    pe.mul_(c.ema_decay).add_(pm, alpha=1 - c.ema_decay)
+            if step % 10 == 0 or step == c.train_steps - 1:
+                self.losses.append({"step": step, "loss": float(loss.detach()), "mse": float(mse.detach()),
+                                    "q_loss": float(q_loss.detach())})
+            if progress is not None:
+                progress(1, float(loss.detach()))
+            if ckpt is not None and (step + 1) % c.checkpoint_every == 0 and step + 1 < c.train_steps:
+                self._save_checkpoint(ckpt, opt, step + 1)
+        self.train_seconds = time.perf_counter() - t0
+        if ckpt is not None and (ckpt / "train_state.json").exists():
+            (ckpt / "train_state.json").unlink()
+
+    def fit(self, ds: Dataset, *, progress: Any = None, checkpoint_dir: str | Path | None = None,
+            resume: bool = False) -> EAQ:
+        """Train on ``ds``; with ``checkpoint_dir`` save resumable checkpoints, ``resume`` from one."""
+        if len(ds) == 0:
+            raise ConfigError("cannot fit an augmenter on an empty dataset")
+        self._fit(ds, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
+        self.fitted_on = {"fingerprint": ds.fingerprint, "episodes": len(ds), "spec": ds.spec.to_json()}
+        return self
+
+    def _save_checkpoint(self, d: Path, opt, step: int) -> None:
+        import torch
+        from safetensors.torch import save_file
+
+        d.mkdir(parents=True, exist_ok=True)
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in self.ema.state_dict().items()})
+        state = opt.state_dict()
+        for pid, st in state["state"].items():
+            for k, v in st.items():
+                if isinstance(v, torch.Tensor):
+                    tensors[f"opt.{pid}.{k}"] = v.detach().cpu().contiguous()
+        tmp = d / "train.safetensors.tmp"
+        save_file(tensors, str(tmp))
+        tmp.replace(d / "train.safetensors")
+        (d / "train_state.json").write_text(json.dumps({"step": step, "config": self.config_dict()}))
+
+    def _load_checkpoint(self, d: Path, opt) -> int:
+        from safetensors.torch import load_file
+
+        meta = json.loads((d / "train_state.json").read_text())
+        if meta["config"] != self.config_dict():
+            raise ConfigError(f"checkpoint in {d} was made with other options; resume with the same ones")
+        t = load_file(str(d / "train.safetensors"), device=str(self.device))
+        self.model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+        self.ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")})
+        state = opt.state_dict()
+        for key, v in t.items():
+            if key.startswith("opt."):
+                _, pid, name = key.split(".", 2)
+                state["state"].setdefault(int(pid), {})[name] = v
+        opt.load_state_dict(state)
+        return int(meta["step"])
+
+    # -- sampling ---------------------------------------------------------------------------
+    def generate(self, n: int, seed: int, *, sampler: str | None = None, progress: Any = None) -> np.ndarray:
+        """De-normalised episode tensors (n, F, horizon) from the EMA model."""
+        import torch
+
+        from .diffusion import ddim_sample, ddpm_sample
+
+        c = self.config
+        sampler = sampler or c.sampler
+        gen = torch.Generator(device=self.device).manual_seed(int(seed))
+        self.ema.eval()
+        out = []
+        for lo in range(0, n, c.sample_batch):
+            b = min(c.sample_batch, n - lo)
+            shape = (b, self.layout.width, self.horizon)
+            if sampler == "ddpm":
+                y = ddpm_sample(self.ema, self.sched, shape, gen, self.device, clip=c.clip)
+            else:
+                y = ddim_sample(self.ema, self.sched, shape, gen, self.device, n_steps=c.sample_steps,
+                                clip=c.clip)
+            out.append(self.norm.inverse(y.cpu().numpy()))
+            if progress is not None:
+                progress(b)
+        return np.concatenate(out)
+
+    def _sample(self, n_episodes: int, rng: np.random.Generator, seed: int) -> Dataset:
+        x = self.generate(n_episodes, seed)
+        cols, lengths, report = F.decode(x, self.layout, self.spec)
+        self.last_report = report
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        return Dataset(self.spec, cols, offsets, np.ones(n_episodes, np.uint8))
+
+    # -- persistence --------------------------------------------------------------------------
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays = {f"ema.{k}": v.detach().cpu().numpy() for k, v in self.ema.state_dict().items()}
+        arrays["norm.mean"] = self.norm.mean
+        arrays["norm.std"] = self.norm.std
+        arrays["norm.kinds"] = self.norm.kinds
+        arrays["norm.low"] = self.norm.low
+        arrays["norm.high"] = self.norm.high
+        return arrays
+
+    def _facts(self) -> dict[str, Any]:
+        return {"spec": self.spec.to_json(), "horizon": self.horizon,
+                "layout": self.layout.to_json(),
+                "train_seconds": getattr(self, "train_seconds", None),
+                "final_loss": self.losses[-1] if getattr(self, "losses", None) else None}
+
+    def _restore(self, arrays: dict[str, np.ndarray], facts: dict[str, Any]) -> None:
+        import torch
+
+        spec = Spec.from_json(facts["spec"])
+        self._build(spec, facts["horizon"])
+        state = {k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("ema.")}
+        self.ema.load_state_dict(state)
+        self.model.load_state_dict(state)
+        self.norm = F.Normaliser(arrays["norm.kinds"], arrays["norm.mean"], arrays["norm.std"],
+                                 arrays.get("norm.low"), arrays.get("norm.high"))
+
+
+@dataclass
+class EAQNoQConfig(EAQConfig):
+    """EAQ⁻Q: EAQ without the Q_tot guidance (lambda fixed to 0)."""
+
+    lam: float = 0.0
+    """Always 0 for EAQ⁻Q."""
+
+
+class EAQNoQ(EAQ):
+    name = "eaq-q"
+    Config: ClassVar[type] = EAQNoQConfig
+
+    def check_config(self) -> None:
+        if self.config.lam != 0:
+            raise ConfigError("eaq-q is EAQ with lam = 0; use --method eaq for lam > 0")
+        super().check_config()

@@ -1,0 +1,133 @@
+"""EAQ and EAQ⁻Q: the shared augmenter tests on a tiny config, decoding, guidance, resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import marl_augment as ma
+from marl_augment.augment.eaq import features as F
+from marl_augment.augment.eaq.denoiser import TemporalUnet
+from marl_augment.augment.fidelity import fidelity_report, shuffled_baseline, wasserstein1
+from marl_augment.errors import ConfigError
+from marl_augment.testing import AugmenterTests
+
+TINY = {"dims": [16, 32], "train_steps": 40, "batch_size": 16, "diffusion_steps": 20,
+        "sample_steps": 5, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, smac_store):
+    path = tmp_path_factory.mktemp("eaq") / "small.zarr"
+    return ma.load(smac_store).subsample(n_episodes=40, seed=0).save(path)
+
+
+class TestEAQ(AugmenterTests):
+    method = "eaq"
+    options = TINY
+    scale = 1.0
+
+
+class TestEAQNoQ(AugmenterTests):
+    method = "eaq-q"
+    options = TINY
+    scale = 1.0
+
+
+def test_features_roundtrip_exactly(dataset):
+    layout = F.Layout.from_spec(dataset.spec)
+    x, mask = F.encode(dataset, layout, 64)
+    norm = F.Normaliser.fit(x, mask, layout.kinds())
+    back = norm.inverse(norm.forward(x, mask))
+    cols, lengths, report = F.decode(back, layout, dataset.spec)
+    np.testing.assert_array_equal(lengths, dataset.episode_lengths)
+    np.testing.assert_array_equal(cols["actions"], dataset.columns["actions"])
+    np.testing.assert_array_equal(cols["avail_actions"], dataset.columns["avail_actions"])
+    np.testing.assert_array_equal(cols["alive"], dataset.columns["alive"])
+    np.testing.assert_allclose(cols["obs"], dataset.columns["obs"], atol=1e-5)
+    np.testing.assert_allclose(cols["rewards"], dataset.columns["rewards"], atol=1e-5)
+    np.testing.assert_array_equal(cols["terminated"], dataset.columns["terminated"]
+                                  | dataset.columns["truncated"])   # every real episode has a done
+    assert report["legal_before_masking"] == 1.0
+    s = layout.slices()
+    q = x[:, s["q"], :][:, 0, :]
+    np.testing.assert_allclose(q[:, 0], dataset.episode_returns, rtol=1e-5)   # Q_tot = reward-to-go
+
+
+def test_decoding_always_keeps_a_legal_action(dataset):
+    layout = F.Layout.from_spec(dataset.spec)
+    x, mask = F.encode(dataset, layout, 64)
+    s = layout.slices()
+    x[:, s["avail"], :] = 0.0          # the model 'forgot' every legal action
+    cols, lengths, report = F.decode(x, layout, dataset.spec)
+    taken = np.take_along_axis(cols["avail_actions"], cols["actions"][..., None].astype(np.intp), -1)
+    assert taken.all() and report["legal_before_masking"] == 0.0
+
+
+def test_unet_shapes_and_parameter_count():
+    net = TemporalUnet(351, (32, 64, 128))
+    y = net(torch.randn(2, 351, 24), torch.tensor([0, 5]))
+    assert y.shape == (2, 351, 24) and net.multiple == 4
+
+
+def test_options_are_checked():
+    with pytest.raises(ConfigError, match="lam = 0"):
+        ma.make_augmenter("eaq-q", lam=0.1)
+    with pytest.raises(ConfigError, match="sampler"):
+        ma.make_augmenter("eaq", sampler="euler")
+    if not torch.cuda.is_available():
+        from marl_augment.augment.eaq.augmenter import resolve_device
+
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            resolve_device("cuda:7")
+
+
+def test_interrupted_fit_resumes(dataset, tmp_path):
+    full = ma.make_augmenter("eaq", **{**TINY, "train_steps": 30, "checkpoint_every": 10}).fit(dataset)
+    ck = tmp_path / "train"
+    part = ma.make_augmenter("eaq", **{**TINY, "train_steps": 30, "checkpoint_every": 10})
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def interrupt(n, loss):
+        seen.append(loss)
+        if len(seen) == 25:
+            raise Stop
+
+    with pytest.raises(Stop):
+        part.fit(dataset, progress=interrupt, checkpoint_dir=ck)
+    assert (ck / "train_state.json").exists()
+    resumed = ma.make_augmenter("eaq", **{**TINY, "train_steps": 30, "checkpoint_every": 10})
+    steps = []
+    resumed.fit(dataset, progress=lambda n, loss: steps.append(loss), checkpoint_dir=ck, resume=True)
+    assert len(steps) == 10                     # only the steps after the step-20 checkpoint ran
+    a = full.sample(8, seed=0)
+    b = resumed.sample(8, seed=0)
+    assert len(a) == len(b) == 8
+    assert not (ck / "train_state.json").exists()
+
+
+def test_fidelity_report_and_plots(dataset, tmp_path):
+    syn = shuffled_baseline(dataset, 40, seed=0)
+    rep = fidelity_report(dataset, syn, out_dir=tmp_path)
+    assert rep["return_wasserstein"] == pytest.approx(wasserstein1(dataset.episode_returns, syn.episode_returns))
+    assert (tmp_path / "tsne_obs.png").stat().st_size > 10_000
+    assert "focus_fire_share" in rep and 0 <= rep["focus_fire_share"]["real"] <= 1
+    assert wasserstein1([0, 1], [0, 1]) == 0 and wasserstein1([0, 0], [1, 1]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_q_guidance_raises_q_of_synthetic_episodes(smac_store, seed):
+    """Same data, seed and budget: lambda > 0 gives synthetic episodes a higher mean Q_tot."""
+    ds = ma.load(smac_store).subsample(n_episodes=60, seed=0)
+    q = {}
+    for lam in (0.0, 0.5):
+        aug = ma.make_augmenter("eaq", lam=lam, dims=[16, 32], train_steps=150, batch_size=16,
+                                diffusion_steps=50, sample_steps=10, seed=seed, device="cpu").fit(ds)
+        aug.sample(64, seed=seed)
+        q[lam] = aug.last_report["q_mean"]
+    assert q[0.5] > q[0.0], q
