@@ -107,3 +107,15 @@ def kv_table(title: str, rows: dict[str, Any]):
     for k, v in rows.items():
         t.add_row(str(k), _fmt(v))
     return t
+
+
+def registry_table(registry, title: str, key: str, doc: str):
+    """The entries of a registry and their one-line descriptions."""
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    t.add_column(key)
+    t.add_column(doc)
+    for name in registry.keys():
+        t.add_row(name, registry.doc(name))
+    return t

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from ._common import console, parse_options, progress_bar, user_errors
+from ._common import console, parse_options, progress_bar, registry_table, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -38,12 +37,7 @@ def augment(
     from ..errors import ConfigError
 
     if list_:
-        t = Table(title="augmenters", title_justify="left")
-        t.add_column("method")
-        t.add_column("what it does")
-        for k in AUGMENTERS.keys():
-            t.add_row(k, AUGMENTERS.doc(k))
-        console.print(t)
+        console.print(registry_table(AUGMENTERS, "augmenters", "method", "what it does"))
         return
     if src is None or out is None:
         raise ConfigError("give SRC and OUT (or --list)")

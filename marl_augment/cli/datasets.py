@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ._common import console, print_json, user_errors
+from ._common import console, print_json, registry_table, user_errors
 
 app = typer.Typer(help="Datasets: local stores, the catalog, adapters.", no_args_is_help=True)
 
@@ -86,12 +86,7 @@ def adapters_() -> None:
     """List the registered dataset adapters (for 'marl-augment convert --from')."""
     from ..adapters import ADAPTERS
 
-    t = Table(title="adapters", title_justify="left")
-    t.add_column("name")
-    t.add_column("reads")
-    for name in ADAPTERS.keys():
-        t.add_row(name, ADAPTERS.doc(name))
-    console.print(t)
+    console.print(registry_table(ADAPTERS, "adapters", "name", "reads"))
 
 
 @app.command("download")
