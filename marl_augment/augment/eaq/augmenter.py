@@ -36,8 +36,8 @@ class EAQConfig:
     """DDPM steps K of the noise schedule."""
     sampler: str = "ddim"
     """Sampler for synthetic episodes: ``ddim`` (fast) or ``ddpm`` (the full chain)."""
-    sample_steps: int = 10
-    """DDIM steps when sampler='ddim'."""
+    sample_steps: int = 8
+    """DDIM steps when sampler='ddim' (DDPM uses all diffusion_steps)."""
     train_steps: int = 2000
     """Gradient steps."""
     batch_size: int = 32
@@ -120,6 +120,7 @@ class EAQ(Augmenter):
         self._build(ds.spec, int(ds.episode_lengths.max()))
         x, mask = F.encode(ds, self.layout, self.horizon)
         self.norm = F.Normaliser.fit(x, mask, self.layout.kinds())
+        self.norm.reward_like = self.layout.reward_like()
         y = torch.from_numpy(self.norm.forward(x, mask)).to(self.device)
         m = torch.from_numpy(mask.astype(np.float32)).to(self.device)
         sl = self.layout.slices()
@@ -141,7 +142,7 @@ class EAQ(Augmenter):
             k = torch.randint(0, c.diffusion_steps, (x0.shape[0],), generator=gen).to(self.device)
             noise = torch.randn(x0.shape, generator=gen).to(self.device)
             xk = self.sched.q_sample(x0, k, noise)
-            pred = self.model(xk, k)
+            pred = self.denoise(self.model, xk, k)
             w = mk[:, None, :].expand_as(x0).clone()
             w[:, -1, :] = 1.0  # the done channel is learnt over the whole horizon
             w = w * chan_w[None, :, None]
@@ -215,6 +216,16 @@ class EAQ(Augmenter):
         opt.load_state_dict(state)
         return int(meta["step"])
 
+    def denoise(self, net, xk, k):
+        """tau_0 predicted from tau_k: sqrt(abar) tau_k + sqrt(1 - abar) net(tau_k, k).
+
+        The skip term is the best linear guess of tau_0 for unit-variance data, so the network
+        only learns a correction: near-clean inputs pass through sharply instead of having to
+        squeeze F features through the U-Net's first (narrower) layer.
+        """
+        a = self.sched.abar[k][:, None, None]
+        return a.sqrt() * xk + (1 - a).sqrt() * net(xk, k)
+
     # -- sampling ---------------------------------------------------------------------------
     def generate(self, n: int, seed: int, *, sampler: str | None = None, progress: Any = None) -> np.ndarray:
         """De-normalised episode tensors (n, F, horizon) from the EMA model."""
@@ -230,10 +241,13 @@ class EAQ(Augmenter):
         for lo in range(0, n, c.sample_batch):
             b = min(c.sample_batch, n - lo)
             shape = (b, self.layout.width, self.horizon)
+            def model(x, k):
+                return self.denoise(self.ema, x, k)
+
             if sampler == "ddpm":
-                y = ddpm_sample(self.ema, self.sched, shape, gen, self.device, clip=c.clip)
+                y = ddpm_sample(model, self.sched, shape, gen, self.device, clip=c.clip)
             else:
-                y = ddim_sample(self.ema, self.sched, shape, gen, self.device, n_steps=c.sample_steps,
+                y = ddim_sample(model, self.sched, shape, gen, self.device, n_steps=c.sample_steps,
                                 clip=c.clip)
             out.append(self.norm.inverse(y.cpu().numpy()))
             if progress is not None:
@@ -273,6 +287,7 @@ class EAQ(Augmenter):
         self.model.load_state_dict(state)
         self.norm = F.Normaliser(arrays["norm.kinds"], arrays["norm.mean"], arrays["norm.std"],
                                  arrays.get("norm.low"), arrays.get("norm.high"))
+        self.norm.reward_like = self.layout.reward_like()
 
 
 @dataclass

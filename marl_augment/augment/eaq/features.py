@@ -66,6 +66,14 @@ class Layout:
             k[s[name]] = BIN
         return k
 
+    def reward_like(self) -> np.ndarray:
+        """Features holding rewards (team, per agent, Q_tot): never clipped when decoding."""
+        r = np.zeros(self.width, bool)
+        s = self.slices()
+        for name in ("agent_rewards", "reward", "q"):
+            r[s[name]] = True
+        return r
+
     @classmethod
     def from_spec(cls, spec: Spec) -> Layout:
         return cls(spec.n_agents, spec.obs_dim, spec.n_actions, spec.state_dim or 0,
@@ -114,6 +122,7 @@ class Normaliser:
         # the range each feature took in the real data: decoded values are clipped to it
         self.low = None if low is None else low.astype(np.float32)
         self.high = None if high is None else high.astype(np.float32)
+        self.reward_like = np.zeros(kinds.shape[0], bool)
 
     @classmethod
     def fit(cls, x: np.ndarray, mask: np.ndarray, kinds: np.ndarray) -> Normaliser:
@@ -141,23 +150,37 @@ class Normaliser:
     def inverse(self, y: np.ndarray) -> np.ndarray:
         x = y * self.std[None, :, None] + self.mean[None, :, None]
         if self.low is not None:
-            cont = (self.kinds == CONT)[None, :, None]
+            # clip observations and state to their real range; rewards are left unclipped, since
+            # clipping a mostly-zero channel at 0 turns symmetric noise into a positive bias
+            cont = ((self.kinds == CONT) & ~self.reward_like)[None, :, None]
             x = np.where(cont, np.clip(x, self.low[None, :, None], self.high[None, :, None]), x)
         return x.astype(np.float32)
+
+
+def episode_ends(done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Episode lengths from the done channel (E, T), which is trained as a step: 0 before the
+    last step, 1 from it on. The length L is the step function 1[t >= L-1] closest to the
+    decoded channel in squared error (robust to a single noisy step, unlike a threshold);
+    an episode whose channel stays below 0.5 at the horizon has no end there (truncated)."""
+    d = np.clip(done.astype(np.float64), -0.5, 1.5)
+    # cost(L) = sum_{t < L-1} d_t^2 + sum_{t >= L-1} (1 - d_t)^2, for L = 1..T
+    before = np.concatenate([np.zeros((d.shape[0], 1)), np.cumsum(d ** 2, 1)[:, :-1]], 1)
+    after = np.cumsum(((1 - d) ** 2)[:, ::-1], 1)[:, ::-1]
+    lengths = (before + after).argmin(1) + 1
+    has_end = d[np.arange(d.shape[0]), lengths - 1] > 0.5
+    return lengths.astype(np.int64), has_end
 
 
 def decode(x: np.ndarray, layout: Layout, spec: Spec) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, Any]]:
     """De-normalised features (E, F, T) -> store columns, episode lengths and a report.
 
-    An episode ends at its first step with done > 0.5 (terminated), or at the horizon
-    (truncated). Actions are each agent's one-hot argmax restricted to the decoded legal mask,
+    An episode ends where the done channel's step best fits (see :func:`episode_ends`); it is
+    terminated there, or truncated when its done is still below 0.5 at the horizon. Actions are each agent's one-hot argmax restricted to the decoded legal mask,
     which always keeps at least one action (the unrestricted argmax when the mask is empty).
     """
     s = layout.slices()
     e, _, t = x.shape
-    done = x[:, s["done"], :][:, 0, :] > 0.5
-    has_end = done.any(1)
-    lengths = np.where(has_end, done.argmax(1) + 1, t).astype(np.int64)
+    lengths, has_end = episode_ends(x[:, s["done"], :][:, 0, :])
     valid = np.arange(t)[None, :] < lengths[:, None]
     n, a = layout.n_agents, layout.n_actions
     logits = np.stack([x[:, s[f"act{i}"], :] for i in range(n)], 1).transpose(0, 3, 1, 2)  # (E,T,N,A)
