@@ -267,10 +267,12 @@ class Recorder:
 
 
 def _try_state(env) -> np.ndarray | None:
-    try:
-        s = env.state()
-    except (NotImplementedError, AttributeError):
+    """The env's global state, or None when its class does not provide ``state()``."""
+    from pettingzoo import ParallelEnv
+
+    if type(env.unwrapped).state is ParallelEnv.state:  # the base class's "not implemented"
         return None
+    s = env.state()
     return None if s is None else np.asarray(s)
 
 
