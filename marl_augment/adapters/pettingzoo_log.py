@@ -144,6 +144,13 @@ class LogWriter:
             os.replace(self.partial, self.path)
             self.closed = True
 
+    def abort(self) -> None:
+        """Close and delete the partial log (nothing is left at the target path)."""
+        if not self.closed:
+            self._f.close()
+            self.partial.unlink(missing_ok=True)
+            self.closed = True
+
 
 class Recorder:
     """Wraps a PettingZoo ``ParallelEnv`` and logs every reset and step to a JSON Lines file.
@@ -224,6 +231,11 @@ class Recorder:
 
     def close(self) -> None:
         self._log.close()
+        self.env.close()
+
+    def abort(self) -> None:
+        """Stop recording without keeping the log (e.g. after an error in the loop)."""
+        self._log.abort()
         self.env.close()
 
     @property
@@ -622,9 +634,7 @@ def record(env, log_path: str | os.PathLike, *, episodes: int, policy: str = "ra
                 progress(1)
         rec.close()
     except BaseException:
-        rec.env.close()
-        rec._log._f.close()
-        rec._log.partial.unlink(missing_ok=True)
+        rec.abort()
         raise
     return rec.log_path
 

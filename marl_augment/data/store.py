@@ -86,6 +86,10 @@ class Fingerprint:
     def __init__(self, names: Sequence[str]) -> None:
         self._h = {n: hashlib.sha256() for n in names}
 
+    def add(self, name: str) -> None:
+        """Hash one more array (one decided on only at the end, like ``episode_won``)."""
+        self._h.setdefault(name, hashlib.sha256())
+
     def update(self, name: str, arr: np.ndarray) -> None:
         a = np.ascontiguousarray(arr)
         if a.dtype.byteorder == ">":
@@ -364,7 +368,7 @@ class StoreWriter:
             ep_arrays = {OFFSETS: offsets, "episode_origin": origin}
             if won is not None:
                 ep_arrays["episode_won"] = won
-                self._fp._h["episode_won"] = hashlib.sha256()
+                self._fp.add("episode_won")
             for n, a in ep_arrays.items():
                 self._group.create_array(
                     n, data=a, chunks=(max(1, min(a.shape[0], 1 << 16)),),
