@@ -77,7 +77,7 @@ def test_options_are_checked():
     with pytest.raises(ConfigError, match="sampler"):
         ma.make_augmenter("eaq", sampler="euler")
     if not torch.cuda.is_available():
-        from marl_augment.augment.eaq.augmenter import resolve_device
+        from marl_augment.torch_state import resolve_device
 
         with pytest.raises(ConfigError, match="no CUDA device"):
             resolve_device("cuda:7")

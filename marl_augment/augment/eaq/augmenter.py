@@ -20,6 +20,14 @@ import numpy as np
 from ...data.dataset import Dataset
 from ...data.schema import Spec
 from ...errors import ConfigError
+from ...torch_state import (
+    STATE_META,
+    clear_training_state,
+    has_training_state,
+    load_training_state,
+    resolve_device,
+    save_training_state,
+)
 from ..base import Augmenter
 from . import features as F
 
@@ -58,17 +66,6 @@ class EAQConfig:
     """Save a resumable checkpoint every this many steps (when fit has a checkpoint_dir)."""
     seed: int = 0
     """Seed of initialisation and training batches."""
-
-
-def resolve_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA device; use --device cpu")
-    return dev
 
 
 class EAQ(Augmenter):
@@ -130,7 +127,7 @@ class EAQ(Augmenter):
         opt = torch.optim.Adam(self.model.parameters(), lr=c.lr)
         start = 0
         ckpt = Path(checkpoint_dir) if checkpoint_dir else None
-        if ckpt is not None and resume and (ckpt / "train_state.json").exists():
+        if ckpt is not None and resume and has_training_state(ckpt):
             start = self._load_checkpoint(ckpt, opt)
         gen = torch.Generator(device="cpu").manual_seed(c.seed + start)
         self.losses: list[dict[str, float]] = []
@@ -170,8 +167,8 @@ class EAQ(Augmenter):
             if ckpt is not None and (step + 1) % c.checkpoint_every == 0 and step + 1 < c.train_steps:
                 self._save_checkpoint(ckpt, opt, step + 1)
         self.train_seconds = time.perf_counter() - t0
-        if ckpt is not None and (ckpt / "train_state.json").exists():
-            (ckpt / "train_state.json").unlink()
+        if ckpt is not None:
+            clear_training_state(ckpt)
 
     def fit(self, ds: Dataset, *, progress: Any = None, checkpoint_dir: str | Path | None = None,
             resume: bool = False) -> EAQ:
@@ -183,37 +180,14 @@ class EAQ(Augmenter):
         return self
 
     def _save_checkpoint(self, d: Path, opt, step: int) -> None:
-        import torch
-        from safetensors.torch import save_file
-
-        d.mkdir(parents=True, exist_ok=True)
-        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in self.ema.state_dict().items()})
-        state = opt.state_dict()
-        for pid, st in state["state"].items():
-            for k, v in st.items():
-                if isinstance(v, torch.Tensor):
-                    tensors[f"opt.{pid}.{k}"] = v.detach().cpu().contiguous()
-        tmp = d / "train.safetensors.tmp"
-        save_file(tensors, str(tmp))
-        tmp.replace(d / "train.safetensors")
-        (d / "train_state.json").write_text(json.dumps({"step": step, "config": self.config_dict()}))
+        save_training_state(d, {"model": self.model, "ema": self.ema}, {"adam": opt},
+                            {"step": step, "config": self.config_dict()})
 
     def _load_checkpoint(self, d: Path, opt) -> int:
-        from safetensors.torch import load_file
-
-        meta = json.loads((d / "train_state.json").read_text())
+        meta = json.loads((d / STATE_META).read_text())
         if meta["config"] != self.config_dict():
             raise ConfigError(f"checkpoint in {d} was made with other options; resume with the same ones")
-        t = load_file(str(d / "train.safetensors"), device=str(self.device))
-        self.model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
-        self.ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")})
-        state = opt.state_dict()
-        for key, v in t.items():
-            if key.startswith("opt."):
-                _, pid, name = key.split(".", 2)
-                state["state"].setdefault(int(pid), {})[name] = v
-        opt.load_state_dict(state)
+        meta = load_training_state(d, {"model": self.model, "ema": self.ema}, {"adam": opt}, self.device)
         return int(meta["step"])
 
     def denoise(self, net, xk, k):
