@@ -38,10 +38,16 @@ _LAZY = {
     "evaluate": "marl_augment.envs.evaluate:evaluate",
     "make_augmenter": "marl_augment.augment:make_augmenter",
     "load_augmenter": "marl_augment.augment:load_augmenter",
+    "make_algorithm": "marl_augment.algos:make_algorithm",
+    "load_policy": "marl_augment.algos:load_policy",
+    "algos": "marl_augment.algos",
+    "envs": "marl_augment.envs",
+    "augment": "marl_augment.augment",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import adapters
+    from . import adapters, algos, augment, envs
+    from .algos import load_policy, make_algorithm
     from .augment import load_augmenter, make_augmenter
     from .data.dataset import Dataset, Episode, concat
     from .data.schema import Spec
@@ -97,6 +103,6 @@ def open_store(source: str | os.PathLike, *, validate: bool = True) -> Dataset:
 __all__ = [
     "AlreadyExists", "Dataset", "Episode", "FormatError", "MarlAugmentError", "MissingDependency",
     "NotFound", "SchemaError", "Spec", "StoreWriter", "UnsupportedError", "__version__",
-    "adapters", "concat", "evaluate", "load", "load_augmenter", "make_augmenter", "make_env",
-    "open_store", "resolve",
+    "adapters", "algos", "augment", "concat", "envs", "evaluate", "load", "load_augmenter",
+    "load_policy", "make_algorithm", "make_augmenter", "make_env", "open_store", "resolve",
 ]

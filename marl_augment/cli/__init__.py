@@ -12,10 +12,11 @@ from . import augment as _augment
 from . import data as _data
 from . import datasets as _datasets
 from . import envs as _envs
+from . import train as _train
 
 app = typer.Typer(
     name="marl-augment",
-    help="Offline multi-agent RL data: convert, inspect, record, subsample and augment episode stores.",
+    help="Offline multi-agent RL data: convert, inspect, record, subsample, augment, train and evaluate.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -41,6 +42,7 @@ def _root(
 _data.register(app)
 _envs.register(app)
 _augment.register(app)
+_train.register(app)
 app.add_typer(_datasets.app, name="datasets")
 
 

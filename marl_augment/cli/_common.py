@@ -69,6 +69,26 @@ def progress_bar(description: str, total: int | None = None, unit: str = "") -> 
         yield lambda n=1: prog.advance(task, n)
 
 
+@contextmanager
+def metrics_bar(description: str, total: int, fields: tuple[str, ...]) -> Iterator[Callable[..., None]]:
+    """A progress bar that also shows running numbers; yields ``advance(n, *values, **named)``.
+
+    Positional values fill ``fields`` in order; named ones fill fields by name; None shows "-".
+    """
+    columns: list[Any] = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    columns += [TextColumn(f"{f.replace('_', ' ')} {{task.fields[{f}]}}") for f in fields]
+    columns += [TimeRemainingColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=err_console, disable=not err_console.is_terminal) as prog:
+        task = prog.add_task(description, total=total, **dict.fromkeys(fields, "-"))
+
+        def advance(n: int = 1, *values: Any, **named: Any) -> None:
+            shown = dict(zip(fields, values))
+            shown.update({k: v for k, v in named.items() if k in fields})
+            prog.update(task, advance=n, **{k: "-" if v is None else f"{v:.4g}" for k, v in shown.items()})
+
+        yield advance
+
+
 def parse_options(pairs: list[str] | None, what: str) -> dict[str, Any]:
     """``key=value`` pairs; values are parsed as JSON when they can be (numbers, true, lists)."""
     out: dict[str, Any] = {}

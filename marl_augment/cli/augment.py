@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import console, parse_options, progress_bar, registry_table, user_errors
+from ._common import console, metrics_bar, parse_options, progress_bar, registry_table, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -57,7 +57,7 @@ def augment(
         raise ConfigError(f"--resume applies to learned augmenters (eaq, eaq-q), not {aug.name!r}")
     if learned and aug.fitted_on is None:
         train_dir = out.with_name(out.name + ".train")  # resumable checkpoints of the fit
-        with loss_bar(f"fitting {aug.name}", aug.config.train_steps) as advance:
+        with metrics_bar(f"fitting {aug.name}", aug.config.train_steps, ("loss",)) as advance:
             aug.fit(ds, progress=advance, checkpoint_dir=train_dir, resume=resume)
         import shutil
 
@@ -72,35 +72,6 @@ def augment(
     s = new.attrs["summary"]
     console.print(f"[green]wrote[/] {new.path}: {s['real_episodes']} real + {s['synthetic_episodes']} "
                   f"synthetic episodes ({aug.name}, seed {seed}), return {s['return_mean']:.3f} ± {s['return_std']:.3f}")
-
-
-def loss_bar(description: str, total: int):
-    """A progress bar that also shows the running training loss."""
-    from contextlib import contextmanager
-
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    from ._common import err_console
-
-    @contextmanager
-    def bar():
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
-                      console=err_console, disable=not err_console.is_terminal) as prog:
-            task = prog.add_task(description, total=total, loss="-")
-
-            def advance(n: int = 1, loss: float | None = None) -> None:
-                prog.update(task, advance=n, loss=f"{loss:.4f}" if loss is not None else "-")
-
-            yield advance
-
-    return bar()
 
 
 @user_errors

@@ -40,16 +40,22 @@ def collect(
 @user_errors
 def evaluate(
     env_id: Annotated[str, typer.Argument(help="Environment: smax:<map>, smac:<map> or pettingzoo:<module>.")],
-    policy: Annotated[str, typer.Option(help="Scripted policy: random|poor|medium|good|closest[:eps]|focus[:eps] (scripted ones on smax:* only).")] = "random",
+    policy: Annotated[str, typer.Option(help="A trained run folder (marl-augment train --out), or a scripted policy: random|poor|medium|good|closest[:eps]|focus[:eps] (scripted ones on smax:* only).")] = "random",
     episodes: Annotated[int, typer.Option("--episodes", "-n", min=1)] = 32,
     seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="Torch device of a trained policy: cpu, auto, cuda.")] = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Evaluate a policy: mean/std return, normalised return, win rate, episode length."""
+    """Evaluate a policy (trained or scripted): mean/std return, normalised return, win rate, length."""
     from ..envs.evaluate import evaluate as run
 
+    actor = policy
+    if Path(policy).is_dir():
+        from ..algos import load_policy
+
+        actor = load_policy(policy, device=device)
     with progress_bar(f"evaluating {policy} on {env_id}", total=episodes) as advance:
-        res = run(policy, env_id, episodes=episodes, seed=seed, progress=advance)
+        res = run(actor, env_id, episodes=episodes, seed=seed, progress=advance)
     res["policy"] = policy
     if as_json:
         print_json(res)

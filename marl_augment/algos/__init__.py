@@ -1,0 +1,48 @@
+"""Offline MARL baselines in torch: QMIX+CQL, QMIX+BCQ and BC (OG-MARL's discrete-action systems).
+
+    algo = marl_augment.algos.make_algorithm("qmix-cql", ds.spec, state_dim, cql_alpha=3.0)
+    run = marl_augment.algos.train(ds, "qmix-cql", env_id="smax:3m", steps=15000, out="runs/cql")
+
+Registered lazily by name; ``keys()`` lists them. A trained policy (``load_policy(run_dir)``) is
+a batch policy that :func:`marl_augment.evaluate` runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..registry import Registry
+
+ALGORITHMS: Registry[Any] = Registry("algorithm")
+ALGORITHMS.register("qmix-cql", "marl_augment.algos.qmix_cql:QmixCql",
+                    doc="QMIX with a CQL penalty on sampled legal joint actions (alpha 3.0)")
+ALGORITHMS.register("qmix-bcq", "marl_augment.algos.qmix_bcq:QmixBcq",
+                    doc="QMIX whose greedy actions are restricted to likely ones under a cloned behaviour (threshold 0.4)")
+ALGORITHMS.register("bc", "marl_augment.algos.bc:BC",
+                    doc="Behaviour cloning of the data's actions with the recurrent agent network")
+
+
+def keys() -> list[str]:
+    return ALGORITHMS.keys()
+
+
+def make_algorithm(name: str, spec, state_dim: int, *, seed: int = 0, **config: Any):
+    """An algorithm for datasets of ``spec``; ``config`` fills its ``Config`` (unknown options refused)."""
+    return ALGORITHMS.get(name)(spec, state_dim, seed=seed, **config)
+
+
+def train(*args: Any, **kwargs: Any):
+    """See :func:`marl_augment.algos.runner.train`."""
+    from .runner import train as _train
+
+    return _train(*args, **kwargs)
+
+
+def load_policy(directory, device: str = "cpu"):
+    """See :func:`marl_augment.algos.common.load_policy`."""
+    from .common import load_policy as _load
+
+    return _load(directory, device)
+
+
+__all__ = ["ALGORITHMS", "keys", "load_policy", "make_algorithm", "train"]

@@ -1,0 +1,416 @@
+"""Parts shared by the offline MARL baselines (OG-MARL's discrete-action systems, in torch).
+
+- :class:`AgentNet`: Linear(64) → ReLU → GRU(64) → ReLU → Linear(n_actions), one network for all
+  agents, the observation extended by a one-hot agent id; the recurrent state starts from zeros
+  at the start of every training window and of every episode when acting.
+- :class:`SequenceSampler`: batches of fixed-length windows (``Dataset.sequences``' layout, with
+  a step mask), drawn uniformly with replacement; batch ``k`` depends only on ``(seed, k)``, so a
+  resumed run sees exactly the batches an uninterrupted one would.
+- :class:`OfflineAlgorithm`: the interface of an algorithm (config dataclass, ``update``,
+  greedy acting, saving a policy); :class:`TrainedPolicy` is the batch policy
+  ``policy(obs, avail, first) -> actions`` that :func:`marl_augment.envs.evaluate.evaluate` runs.
+
+Illegal actions are masked wherever a max or an argmax is taken; steps outside an episode
+(``mask`` False) never enter a loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.dataset import Dataset
+from ..data.schema import Spec
+from ..errors import ConfigError, FormatError, NotFound
+from ..torch_state import resolve_device
+
+#: logit / Q value given to illegal actions before a max (finite, so no NaN from inf - inf)
+NEG = -1e9
+POLICY_FILE = "policy.json"
+WEIGHTS_FILE = "weights.safetensors"
+
+
+@dataclass
+class AlgoConfig:
+    """Hyper-parameters every baseline shares (OG-MARL's defaults)."""
+
+    lr: float = 3e-4
+    """Adam learning rate."""
+    batch_size: int = 32
+    """Training windows per update."""
+    seq_len: int = 20
+    """Length of a training window (steps)."""
+    period: int = 10
+    """Windows start every this many steps inside an episode (overlap, so every step is a TD
+    target in some window; the last window of an episode is aligned to its end)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    hidden: int = 64
+    """Width of the agent network's linear and GRU layers."""
+    max_grad_norm: float = 20.0
+    """Gradients are clipped to this global norm."""
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ..."""
+
+
+class AgentNet(nn.Module):
+    """Linear → ReLU → GRU → ReLU → Linear over (rows, time, features).
+
+    ``in_scale`` (a buffer, saved with the weights) multiplies the inputs first: 1 for features
+    already within [-1, 1], 1/max|x| for larger ones (SMAX's positions), see :func:`input_scales`.
+    """
+
+    def __init__(self, in_dim: int, n_actions: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.register_buffer("in_scale", torch.ones(in_dim))
+        self.fc = nn.Linear(in_dim, hidden)
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, n_actions)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        y, h = self.gru(torch.relu(self.fc(x * self.in_scale)), h)
+        return self.out(torch.relu(y)), h
+
+
+def input_scales(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature input scales of observations and of the mixer's state: 1 / max(1, max|x|).
+
+    Features within [-1, 1] pass unchanged; larger ones (absolute positions, hit points) are
+    brought into [-1, 1], so the hyper-networks do not start with huge mixing weights.
+    """
+    obs = ds.columns["obs"]
+    state = ds.columns["state"] if "state" in ds.columns else obs.reshape(obs.shape[0], -1)
+
+    def scale(a: np.ndarray) -> np.ndarray:
+        top = np.abs(a).max(axis=tuple(range(a.ndim - 1))) if a.shape[0] else np.ones(a.shape[-1])
+        return (1.0 / np.maximum(top, 1.0)).astype(np.float32)
+
+    return scale(obs), scale(state)
+
+
+def agent_inputs(obs: torch.Tensor) -> torch.Tensor:
+    """(B, T, N, O) observations → (B·N, T, O + N) rows with a one-hot agent id appended."""
+    b, t, n, _ = obs.shape
+    ids = torch.eye(n, device=obs.device, dtype=obs.dtype).expand(b, t, n, n)
+    x = torch.cat([obs, ids], dim=-1)
+    return x.permute(0, 2, 1, 3).reshape(b * n, t, -1)
+
+
+def per_agent(y: torch.Tensor, b: int, n: int) -> torch.Tensor:
+    """(B·N, T, A) network outputs → (B, T, N, A)."""
+    return y.reshape(b, n, y.shape[1], -1).permute(0, 2, 1, 3)
+
+
+def run_agents(net: AgentNet, obs: torch.Tensor) -> torch.Tensor:
+    """Outputs of ``net`` for every agent and step of a (B, T, N, O) window batch: (B, T, N, A)."""
+    b, _, n, _ = obs.shape
+    y, _ = net(agent_inputs(obs))
+    return per_agent(y, b, n)
+
+
+def masked(values: torch.Tensor, legal: torch.Tensor) -> torch.Tensor:
+    """``values`` with illegal entries set to a large negative number."""
+    return values.masked_fill(~legal, NEG)
+
+
+def masked_argmax(values: torch.Tensor, legal: torch.Tensor) -> torch.Tensor:
+    return masked(values, legal).argmax(-1)
+
+
+def legal_or_all(avail: torch.Tensor) -> torch.Tensor:
+    """Legal masks where rows without any legal action (padding) count every action as legal."""
+    return avail | ~avail.any(-1, keepdim=True)
+
+
+def masked_mean(x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over the True entries of ``where`` (0 when there are none); no gradient
+    flows from the other entries, whatever they hold."""
+    w = where.to(x.dtype)
+    return torch.where(where, x, torch.zeros_like(x)).sum() / w.sum().clamp(min=1.0)
+
+
+def cross_entropy(logits: torch.Tensor, actions: torch.Tensor, legal: torch.Tensor,
+                  where: torch.Tensor) -> torch.Tensor:
+    """Behaviour-cloning loss: CE of the data actions under legal-masked logits, over ``where``."""
+    logp = torch.log_softmax(masked(logits, legal), dim=-1)
+    nll = -logp.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    return masked_mean(nll, where)
+
+
+# -- data ---------------------------------------------------------------------------------------
+def state_dim_of(spec: Spec) -> int:
+    """Width of the mixer's state: the dataset's state, else all agents' observations."""
+    return int(spec.state_dim) if spec.has_state else spec.n_agents * spec.obs_dim
+
+
+class SequenceSampler:
+    """Uniformly drawn batches of training windows as tensors on ``device``.
+
+    Fields: ``obs`` (B, T, N, O), ``state`` (B, T, S; the agents' observations concatenated when
+    the dataset has no state), ``avail`` (B, T, N, A) bool (all True when the dataset has no
+    masks), ``actions`` (B, T, N) long, ``rewards`` (B, T), ``terminated`` (B, T) bool, ``mask``
+    (B, T) bool (True on steps of the episode).
+    """
+
+    def __init__(self, ds: Dataset, seq_len: int, period: int, batch_size: int, seed: int,
+                 device: torch.device) -> None:
+        if len(ds) == 0:
+            raise ConfigError("cannot train on an empty dataset")
+        self.spec = ds.spec
+        self.batch_size = int(batch_size)
+        self.seq_len = int(seq_len)
+        self.seed = int(seed)
+        self.device = device
+        self.ep, self.start = ds.sequence_index(self.seq_len, period)
+        self.offsets = ds.episode_offsets
+        self.lengths = ds.episode_lengths
+        cols = ds.columns
+        obs = cols["obs"]
+        state = cols["state"] if "state" in cols else obs.reshape(obs.shape[0], -1)
+        self.cols = {
+            "obs": _tensor(obs, np.float32, device),
+            "state": _tensor(state, np.float32, device),
+            "actions": _tensor(cols["actions"], np.int64, device),
+            "rewards": _tensor(cols["rewards"], np.float32, device),
+            "terminated": _tensor(cols["terminated"], bool, device),
+        }
+        if "avail_actions" in cols:
+            self.cols["avail"] = _tensor(cols["avail_actions"], bool, device)
+
+    @property
+    def state_dim(self) -> int:
+        return int(self.cols["state"].shape[-1])
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.ep.shape[0])
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        """The batch of update ``step`` (a function of the seed and the step only)."""
+        idx = np.random.default_rng([self.seed, int(step)]).integers(0, self.n_windows, self.batch_size)
+        return self.windows(idx)
+
+    def windows(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
+        ep, start = self.ep[idx], self.start[idx]
+        steps = start[:, None] + np.arange(self.seq_len)[None, :]
+        mask = steps < self.lengths[ep][:, None]
+        rows = self.offsets[ep][:, None] + np.minimum(steps, self.lengths[ep][:, None] - 1)
+        r = torch.from_numpy(rows).to(self.device)
+        m = torch.from_numpy(mask).to(self.device)
+        out = {k: v[r] for k, v in self.cols.items()}
+        out["mask"] = m
+        if "avail" not in out:
+            out["avail"] = torch.ones(*out["actions"].shape, self.spec.n_actions, dtype=torch.bool,
+                                      device=self.device)
+        # steps past the episode: zero data, nothing legal, not terminal
+        for k in ("obs", "state", "rewards"):
+            out[k] = out[k] * _expand(m, out[k]).to(out[k].dtype)
+        out["avail"] = out["avail"] & _expand(m, out["avail"])
+        out["actions"] = out["actions"] * _expand(m, out["actions"])
+        out["terminated"] = out["terminated"] & m
+        return out
+
+
+def _tensor(a: np.ndarray, dtype: Any, device: torch.device) -> torch.Tensor:
+    """A tensor of its own (the dataset's columns are read-only) on ``device``."""
+    return torch.from_numpy(np.array(a, dtype=dtype, copy=True)).to(device)
+
+
+def _expand(m: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return m.reshape(*m.shape, *([1] * (like.dim() - 2)))
+
+
+# -- the algorithm interface ----------------------------------------------------------------------
+class OfflineAlgorithm(ABC):
+    """An offline MARL algorithm over recurrent per-agent networks (see the module docstring)."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type] = AlgoConfig
+
+    def __init__(self, spec: Spec, state_dim: int, config: Any = None, *, seed: int = 0,
+                 scales: tuple[np.ndarray, np.ndarray] | None = None, **options: Any) -> None:
+        if config is not None and options:
+            raise ConfigError("give a config object or options, not both")
+        if config is None:
+            fields = {f.name for f in dataclasses.fields(self.Config)}
+            unknown = sorted(set(options) - fields)
+            if unknown:
+                raise ConfigError(f"algorithm {self.name!r} has no option(s) {unknown}; "
+                                  f"its options are {sorted(fields)}")
+            config = self.Config(**options)
+        self.config = config
+        self.check_config()
+        self.spec = spec
+        self.state_dim = int(state_dim)
+        self.n_agents = spec.n_agents
+        self.n_actions = spec.n_actions
+        self.in_dim = spec.obs_dim + spec.n_agents
+        self.device = resolve_device(config.device)
+        self.seed = int(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.build()
+        if scales is not None:
+            self.set_input_scales(*scales)
+        for m in self.modules().values():
+            m.to(self.device)
+        self.optimizer = torch.optim.Adam([p for m in self.trained_modules() for p in m.parameters()],
+                                          lr=config.lr)
+        self.updates = 0
+
+    def check_config(self) -> None:
+        c = self.config
+        for f in ("lr", "batch_size", "seq_len", "period", "hidden"):
+            if getattr(c, f) <= 0:
+                raise ConfigError(f"{f} must be > 0, got {getattr(c, f)}")
+        if not 0 <= c.gamma <= 1:
+            raise ConfigError(f"gamma must be in [0, 1], got {c.gamma}")
+
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    def set_input_scales(self, obs_scale: np.ndarray, state_scale: np.ndarray) -> None:
+        """Scale inputs of every agent network (obs) and mixer (state); see :func:`input_scales`."""
+        o = torch.ones(self.in_dim)
+        o[: self.spec.obs_dim] = torch.as_tensor(obs_scale, dtype=torch.float32)
+        for m in self.modules().values():
+            if isinstance(m, AgentNet):
+                m.in_scale.copy_(o)
+            elif hasattr(m, "state_scale"):
+                m.state_scale.copy_(torch.as_tensor(state_scale, dtype=torch.float32))
+
+    # -- to implement -----------------------------------------------------------------------------
+    @abstractmethod
+    def build(self) -> None:
+        """Create the networks (called under the algorithm's seed)."""
+
+    @abstractmethod
+    def modules(self) -> dict[str, nn.Module]:
+        """Every network, by name (checkpointed; target networks included)."""
+
+    @abstractmethod
+    def trained_modules(self) -> list[nn.Module]:
+        """Networks the optimiser updates."""
+
+    @abstractmethod
+    def acting_modules(self) -> list[str]:
+        """Names of the networks a trained policy needs."""
+
+    @abstractmethod
+    def loss(self, batch: dict[str, torch.Tensor], gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of one batch and the numbers worth logging."""
+
+    @abstractmethod
+    def act_logits(self, outputs: dict[str, torch.Tensor], avail: torch.Tensor) -> torch.Tensor:
+        """Per-action scores whose argmax over legal actions is the greedy action (B, N, A)."""
+
+    def after_update(self) -> None:
+        """Called after every optimiser step (target-network updates)."""
+
+    # -- training -----------------------------------------------------------------------------------
+    def update(self, batch: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, float]:
+        loss, info = self.loss(batch, gen)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for m in self.trained_modules() for p in m.parameters()]
+        info["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm))
+        self.optimizer.step()
+        self.updates += 1
+        self.after_update()
+        return info
+
+    # -- acting -------------------------------------------------------------------------------------
+    def policy(self) -> TrainedPolicy:
+        return TrainedPolicy(self)
+
+    def save_policy(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Write what acting needs: ``policy.json`` + ``weights.safetensors`` (no pickle)."""
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        tensors = {f"{name}.{k}": v.detach().cpu().contiguous()
+                   for name in self.acting_modules() for k, v in self.modules()[name].state_dict().items()}
+        tmp = d / (WEIGHTS_FILE + ".tmp")
+        save_file(tensors, str(tmp))
+        tmp.replace(d / WEIGHTS_FILE)
+        meta = {"format": "marl-augment/policy", "algo": self.name, "config": self.config_dict(),
+                "spec": self.spec.to_json(), "state_dim": self.state_dim, "seed": self.seed,
+                "updates": self.updates, **(extra or {})}
+        (d / POLICY_FILE).write_text(json.dumps(meta, indent=2))
+        return d
+
+
+class TrainedPolicy:
+    """A batch policy over an algorithm's networks: greedy, legal, recurrent state per env."""
+
+    def __init__(self, algo: OfflineAlgorithm) -> None:
+        self.algo = algo
+        self.hidden: dict[str, torch.Tensor] = {}
+
+    @property
+    def name(self) -> str:
+        return self.algo.name
+
+    @torch.no_grad()
+    def __call__(self, obs: np.ndarray, avail: np.ndarray, first: np.ndarray) -> np.ndarray:
+        a = self.algo
+        obs = np.asarray(obs, dtype=np.float32)
+        avail = np.asarray(avail, dtype=bool)
+        b = obs.shape[0]
+        if obs.ndim != 3 or obs.shape[1:] != (a.n_agents, a.spec.obs_dim) or avail.shape[1:] != (a.n_agents, a.n_actions):
+            raise ConfigError(
+                f"this {a.name} policy was trained on {a.n_agents} agents × {a.spec.obs_dim} obs × "
+                f"{a.n_actions} actions ({a.spec.env_id}); the env gives obs {tuple(obs.shape[1:])} and "
+                f"masks {tuple(avail.shape[1:])}: evaluate it on the env its dataset came from")
+        x = agent_inputs(torch.from_numpy(obs).to(a.device)[:, None])
+        reset = torch.from_numpy(np.repeat(np.asarray(first, dtype=bool), a.n_agents)).to(a.device)
+        outputs = {}
+        for name in a.acting_modules():
+            h = self.hidden.get(name)
+            if h is None or h.shape[1] != x.shape[0]:
+                h = torch.zeros(1, x.shape[0], a.config.hidden, device=a.device)
+            h = h.masked_fill(reset[None, :, None], 0.0)
+            y, h = a.modules()[name](x, h)
+            self.hidden[name] = h
+            outputs[name] = per_agent(y, b, a.n_agents)[:, 0]
+        legal = legal_or_all(torch.from_numpy(avail).to(a.device))
+        return masked_argmax(a.act_logits(outputs, legal), legal).cpu().numpy()
+
+
+def load_policy(directory: str | Path, device: str = "cpu") -> TrainedPolicy:
+    """A policy saved by a training run (the run directory or its ``policy/`` folder)."""
+    from safetensors.torch import load_file
+
+    from . import ALGORITHMS
+
+    d = Path(directory)
+    if (d / "policy" / POLICY_FILE).is_file():
+        d = d / "policy"
+    if not (d / POLICY_FILE).is_file():
+        raise NotFound(f"no trained policy in {directory} (expected {POLICY_FILE}); "
+                       "train one with 'marl-augment train'")
+    try:
+        meta = json.loads((d / POLICY_FILE).read_text())
+        cls = ALGORITHMS.get(meta["algo"])
+        config = cls.Config(**{**meta["config"], "device": device})
+        algo = cls(Spec.from_json(meta["spec"]), meta["state_dim"], config, seed=meta.get("seed", 0))
+        tensors = load_file(str(d / WEIGHTS_FILE), device=str(algo.device))
+    except (OSError, KeyError, TypeError, ValueError) as e:
+        if isinstance(e, (NotFound, ConfigError)):
+            raise
+        raise FormatError(f"unreadable policy in {d}: {e}") from None
+    for name in algo.acting_modules():
+        prefix = name + "."
+        algo.modules()[name].load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        algo.modules()[name].eval()
+    algo.updates = int(meta.get("updates", 0))
+    return algo.policy()

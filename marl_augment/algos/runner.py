@@ -1,0 +1,253 @@
+"""A training run: an offline algorithm on a dataset, evaluated in an environment as it learns.
+
+The run folder holds everything a run makes, written as it goes:
+
+- ``run.json``: the run's settings, the algorithm's full config, the dataset (path, fingerprint,
+  size, mean return) and the package version;
+- ``metrics.jsonl``: one JSON object a line, ``{"kind": "train", "step", "loss", ...}`` every
+  ``log_every`` updates and ``{"kind": "eval", "step", "return_mean", "win_rate", ...}`` at every
+  evaluation (step 0 included: the untrained network);
+- ``checkpoint/``: the resumable training state (safetensors + JSON), every ``checkpoint_every``;
+- ``policy/``: the trained policy (``marl-augment evaluate ENV --policy RUN``);
+- ``learning_curve.png``: evaluation return and training loss against updates;
+- ``summary.json``: the final evaluation; written last, so its presence marks a finished run.
+
+Batch ``k`` is a function of ``(seed, k)`` only, and the CQL samples of update ``k`` come from a
+generator seeded with ``(seed, k)``: a resumed run continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.dataset import Dataset
+from ..data.store import package_version
+from ..errors import AlreadyExists, ConfigError
+from ..torch_state import has_training_state, load_training_state, save_training_state
+from .common import SequenceSampler, state_dim_of
+
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+CURVE_FILE = "learning_curve.png"
+#: evaluation episodes use seeds from here on, away from the seeds datasets are collected with
+EVAL_SEED_BASE = 1_000_000
+
+
+@dataclass
+class RunConfig:
+    """Settings of a training run (the algorithm's own hyper-parameters live in its Config)."""
+
+    algo: str
+    """Registered algorithm: qmix-cql, qmix-bcq, bc."""
+    env_id: str | None = None
+    """Environment to evaluate in (default: the dataset's env id); None with eval_every=0 skips evaluation."""
+    steps: int = 10_000
+    """Gradient updates."""
+    seed: int = 0
+    """Seed of initialisation, batches and evaluation."""
+    eval_every: int = 1000
+    """Evaluate every this many updates (0: only at the end)."""
+    eval_episodes: int = 32
+    """Episodes per periodic evaluation."""
+    final_episodes: int = 128
+    """Episodes of the final evaluation."""
+    log_every: int = 100
+    """Write training metrics every this many updates."""
+    checkpoint_every: int = 1000
+    """Save the resumable state every this many updates."""
+
+    def check(self) -> None:
+        for f in ("steps", "eval_episodes", "final_episodes", "log_every", "checkpoint_every"):
+            if getattr(self, f) < 1:
+                raise ConfigError(f"{f} must be >= 1, got {getattr(self, f)}")
+        if self.eval_every < 0:
+            raise ConfigError(f"eval_every must be >= 0, got {self.eval_every}")
+
+
+def train(dataset: Dataset | str | os.PathLike, algo: str, *, out: str | os.PathLike,
+          env_id: str | None = None, steps: int = 10_000, seed: int = 0, eval_every: int = 1000,
+          eval_episodes: int = 32, final_episodes: int = 128, log_every: int = 100,
+          checkpoint_every: int = 1000, options: dict[str, Any] | None = None, resume: bool = False,
+          overwrite: bool = False, evaluate: bool = True, progress: Any = None) -> dict[str, Any]:
+    """Train ``algo`` on ``dataset``, evaluating in ``env_id``; returns the summary (see module doc).
+
+    ``options`` fill the algorithm's Config (e.g. ``{"cql_alpha": 1.0, "device": "cuda"}``).
+    ``progress(n, **fields)`` is called after every update. ``evaluate=False`` trains without
+    an environment (summary without returns).
+    """
+    from .. import load
+    from . import ALGORITHMS
+
+    ds = dataset if isinstance(dataset, Dataset) else load(dataset)
+    run = RunConfig(algo=algo, env_id=env_id or (ds.spec.env_id if evaluate else None), steps=steps,
+                    seed=seed, eval_every=eval_every if evaluate else 0, eval_episodes=eval_episodes,
+                    final_episodes=final_episodes, log_every=log_every, checkpoint_every=checkpoint_every)
+    run.check()
+    cls = ALGORITHMS.get(algo)
+    out = Path(out)
+    start_fresh = _prepare_dir(out, resume, overwrite)
+    agent = cls(ds.spec, state_dim_of(ds.spec), seed=seed, **(options or {}))
+    c = agent.config
+    sampler = SequenceSampler(ds, c.seq_len, c.period, c.batch_size, seed, agent.device)
+    meta = {"run": asdict(run), "algo_config": agent.config_dict(), "dataset": _dataset_facts(ds),
+            "package_version": package_version()}
+    ckpt = out / "checkpoint"
+    first = 0
+    if not start_fresh:
+        saved = json.loads((out / RUN_FILE).read_text())
+        same = {k: v for k, v in saved["run"].items() if k != "steps"} == {k: v for k, v in meta["run"].items() if k != "steps"}
+        if not same or saved["algo_config"] != meta["algo_config"] or saved["dataset"]["fingerprint"] != meta["dataset"]["fingerprint"]:
+            raise ConfigError(f"{out} holds a run with other settings or data; resume with the same ones, "
+                              "or pass --overwrite to start over")
+        if has_training_state(ckpt):
+            first = int(load_training_state(ckpt, agent.modules(), {"adam": agent.optimizer}, agent.device)["step"])
+            agent.updates = first
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / RUN_FILE, meta)
+    metrics = _Metrics(out / METRICS_FILE, keep_until=first)
+
+    def run_eval(at: int, episodes: int) -> dict[str, Any]:
+        from ..envs.evaluate import evaluate as evaluate_env
+
+        res = evaluate_env(agent.policy(), run.env_id, episodes=episodes, seed=EVAL_SEED_BASE + seed)
+        row = {"kind": "eval", "step": at, **res}
+        metrics.write(row)
+        return row
+
+    last_eval: dict[str, Any] | None = None
+    if run.eval_every and first == 0:
+        last_eval = run_eval(0, run.eval_episodes)
+    t0, n0 = time.perf_counter(), first
+    window: list[dict[str, float]] = []
+    for step in range(first, run.steps):
+        gen = torch.Generator(device=agent.device).manual_seed(_mix(seed, step))
+        info = agent.update(sampler.batch(step), gen)
+        window.append(info)
+        done = step + 1
+        if done % run.log_every == 0 or done == run.steps:
+            dt = time.perf_counter() - t0
+            row = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+            metrics.write({"kind": "train", "step": done, **row, "updates_per_s": (done - n0) / max(dt, 1e-9)})
+            window = []
+        if run.eval_every and done % run.eval_every == 0 and done < run.steps:
+            last_eval = run_eval(done, run.eval_episodes)
+        if done % run.checkpoint_every == 0 and done < run.steps:
+            save_training_state(ckpt, agent.modules(), {"adam": agent.optimizer}, {"step": done})
+        if progress is not None:
+            progress(1, loss=info.get("loss"), eval_return=(last_eval or {}).get("return_mean"))
+    train_seconds = time.perf_counter() - t0
+    agent.save_policy(out / "policy", {"dataset": meta["dataset"], "env_id": run.env_id})
+    summary: dict[str, Any] = {"algo": algo, "steps": run.steps, "seed": seed, "dataset": meta["dataset"],
+                               "train_seconds": round(train_seconds, 2),
+                               "updates_per_s": (run.steps - n0) / max(train_seconds, 1e-9)}
+    if evaluate:
+        final = run_eval(run.steps, run.final_episodes)
+        summary["eval"] = {k: v for k, v in final.items() if k not in ("kind", "step")}
+    save_training_state(ckpt, agent.modules(), {"adam": agent.optimizer}, {"step": run.steps})
+    plot_learning_curve(out / METRICS_FILE, out / CURVE_FILE, title=f"{algo} on {meta['dataset']['name']}",
+                        data_return=meta["dataset"]["return_mean"])
+    _write_json(out / SUMMARY_FILE, summary)
+    return summary
+
+
+def _mix(seed: int, step: int) -> int:
+    return int(np.random.SeedSequence([seed, step]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def _prepare_dir(out: Path, resume: bool, overwrite: bool) -> bool:
+    """True when the run starts from scratch in ``out``."""
+    if not out.exists():
+        return True
+    if overwrite:
+        shutil.rmtree(out)
+        return True
+    if not (out / RUN_FILE).is_file():
+        if out.is_dir() and not any(out.iterdir()):
+            return True
+        raise AlreadyExists(f"{out} exists and is not a training run; choose another --out")
+    if (out / SUMMARY_FILE).is_file() and not resume:
+        raise AlreadyExists(f"{out} holds a finished run; pass --overwrite to replace it "
+                            "(or --resume with more --steps to continue it)")
+    if not resume:
+        raise AlreadyExists(f"{out} holds an unfinished run; pass --resume to continue it or --overwrite to start over")
+    (out / SUMMARY_FILE).unlink(missing_ok=True)
+    return False
+
+
+def _dataset_facts(ds: Dataset) -> dict[str, Any]:
+    rets = ds.episode_returns
+    return {"name": ds.path.name if ds.path else "in-memory", "path": str(ds.path) if ds.path else None,
+            "fingerprint": ds.fingerprint, "env_id": ds.spec.env_id, "episodes": len(ds),
+            "transitions": ds.num_transitions, "return_mean": float(rets.mean()) if len(rets) else 0.0,
+            "synthetic_episodes": int((ds.episode_origin != 0).sum())}
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float))
+    tmp.replace(path)
+
+
+class _Metrics:
+    """Appends JSON lines; on resume, drops lines written after the checkpoint it resumes from."""
+
+    def __init__(self, path: Path, keep_until: int) -> None:
+        self.path = path
+        if path.exists():
+            rows = read_metrics(path)
+            kept = [r for r in rows if r["step"] < keep_until or (r["step"] == keep_until and keep_until > 0)]
+            path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        else:
+            path.write_text("")
+
+    def write(self, row: dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(row, default=float) + "\n")
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of a run's ``metrics.jsonl`` (or of the run folder's)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / METRICS_FILE
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def plot_learning_curve(metrics_path: Path, out: Path, *, title: str = "", data_return: float | None = None) -> Path:
+    """Evaluation return (and win rate) and training loss against updates, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(metrics_path)
+    ev = [r for r in rows if r["kind"] == "eval"]
+    tr = [r for r in rows if r["kind"] == "train"]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    if ev:
+        a1.plot([r["step"] for r in ev], [r["return_mean"] for r in ev], marker="o", label="policy")
+        if data_return is not None:
+            a1.axhline(data_return, ls="--", c="grey", label="dataset mean")
+        a1.set_xlabel("updates")
+        a1.set_ylabel("evaluation return")
+        a1.legend(loc="lower right")
+    if tr:
+        a2.plot([r["step"] for r in tr], [r["loss"] for r in tr])
+        a2.set_xlabel("updates")
+        a2.set_ylabel("training loss")
+        a2.set_yscale("log" if all(r["loss"] > 0 for r in tr) else "linear")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

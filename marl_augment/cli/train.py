@@ -1,0 +1,71 @@
+"""``marl-augment train``: an offline MARL baseline on a dataset, evaluated in an environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._common import (
+    console,
+    kv_table,
+    metrics_bar,
+    parse_options,
+    print_json,
+    registry_table,
+    user_errors,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+
+
+@user_errors
+def train(
+    dataset: Annotated[str | None, typer.Argument(help="Dataset to learn from (path or dataset name).")] = None,
+    algo: Annotated[str, typer.Option(help="Algorithm: qmix-cql, qmix-bcq, bc (see --list).")] = "qmix-cql",
+    out: Annotated[Path | None, typer.Option(help="Run folder (metrics, checkpoints, policy, plot).")] = None,
+    env: Annotated[str | None, typer.Option(help="Environment to evaluate in (default: the dataset's env id).")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Gradient updates.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, batches and evaluation.")] = 0,
+    eval_every: Annotated[int, typer.Option(min=0, help="Evaluate every this many updates (0: only at the end).")] = 1000,
+    eval_episodes: Annotated[int, typer.Option(min=1, help="Episodes per periodic evaluation.")] = 32,
+    final_episodes: Annotated[int, typer.Option(min=1, help="Episodes of the final evaluation.")] = 128,
+    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="Algorithm option key=value (repeatable), e.g. -o cql_alpha=1.0.")] = None,
+    device: Annotated[str | None, typer.Option(help="Torch device: auto, cpu, cuda, cuda:1.")] = None,
+    no_eval: Annotated[bool, typer.Option("--no-eval", help="Train without an environment (no returns reported).")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run in --out.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="List the algorithms and exit.")] = False,
+) -> None:
+    """Train QMIX+CQL, QMIX+BCQ or BC on a dataset; evaluate as it learns; save the policy."""
+    from ..algos import ALGORITHMS
+    from ..algos.runner import train as run
+    from ..errors import ConfigError
+
+    if list_:
+        console.print(registry_table(ALGORITHMS, "offline algorithms", "algo", "what it does"))
+        return
+    if dataset is None or out is None:
+        raise ConfigError("give DATASET and --out RUN (or --list)")
+    options = parse_options(option, "algorithm option")
+    if device is not None:
+        options["device"] = device
+    with metrics_bar(f"training {algo}", steps, ("loss", "eval_return")) as advance:
+        summary = run(dataset, algo, out=out, env_id=env, steps=steps, seed=seed, eval_every=eval_every,
+                      eval_episodes=eval_episodes, final_episodes=final_episodes, options=options,
+                      resume=resume, overwrite=overwrite, evaluate=not no_eval, progress=advance)
+    if as_json:
+        print_json(summary)
+        return
+    rows = {"algo": summary["algo"], "dataset": summary["dataset"]["name"],
+            "dataset return": summary["dataset"]["return_mean"], "updates": summary["steps"],
+            "updates/s": summary["updates_per_s"], "train seconds": summary["train_seconds"]}
+    for k, v in (summary.get("eval") or {}).items():
+        rows[f"eval {k}"] = v
+    console.print(kv_table(f"{algo} → {out}", rows))
+    console.print(f"policy: {out / 'policy'}  learning curve: {out / 'learning_curve.png'}  "
+                  f"metrics: {out / 'metrics.jsonl'}")

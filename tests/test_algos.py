@@ -1,0 +1,300 @@
+"""Offline baselines: loss terms against direct computations, masking, BCQ's filter, the mixer's
+monotonicity, and end-to-end training runs on SMAX (resume, policy, CLI)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import marl_augment as ma
+from marl_augment.algos import make_algorithm
+from marl_augment.algos.common import (
+    SequenceSampler,
+    legal_or_all,
+    masked_argmax,
+    run_agents,
+    state_dim_of,
+)
+from marl_augment.algos.qmix import QMixer
+from marl_augment.algos.qmix_bcq import allowed_actions
+from marl_augment.algos.qmix_cql import cql_term, sample_legal
+from marl_augment.data.schema import Spec
+
+from .test_cli import assert_user_error, run
+
+N, A, O, S = 3, 5, 4, 6
+
+
+def toy_spec() -> Spec:
+    return Spec(env_id="toy", agent_ids=tuple(f"a{i}" for i in range(N)), obs_dim=O, n_actions=A,
+                state_dim=S, has_avail_actions=True)
+
+
+def toy_batch(seed: int = 0, b: int = 4, t: int = 6) -> dict[str, torch.Tensor]:
+    """Windows with padding at the end of some, a terminated and a truncated episode end."""
+    g = torch.Generator().manual_seed(seed)
+    avail = torch.rand(b, t, N, A, generator=g) < 0.6
+    avail[..., 0] = True  # no-op always legal
+    actions = torch.multinomial(avail.reshape(-1, A).float(), 1, generator=g).reshape(b, t, N)
+    mask = torch.ones(b, t, dtype=torch.bool)
+    mask[1, 4:] = False   # window 1: episode terminated at step 3
+    mask[2, 3:] = False   # window 2: episode truncated at step 2
+    term = torch.zeros(b, t, dtype=torch.bool)
+    term[1, 3] = True
+    batch = {"obs": torch.randn(b, t, N, O, generator=g), "state": torch.randn(b, t, S, generator=g),
+             "avail": avail, "actions": actions, "rewards": torch.rand(b, t, generator=g),
+             "terminated": term, "mask": mask}
+    for k in ("obs", "state", "rewards"):
+        batch[k][~mask] = 0
+    batch["avail"][~mask] = False
+    batch["actions"][~mask] = 0
+    return batch
+
+
+def make(name: str, **kw):
+    return make_algorithm(name, toy_spec(), S, device="cpu", hidden=16, **kw)
+
+
+def test_sample_legal_is_uniform_over_legal_actions():
+    avail = torch.tensor([[True, False, True, True, False], [False, False, False, False, True]])
+    draws = sample_legal(avail, 30_000, torch.Generator().manual_seed(0))
+    assert draws.shape == (2, 30_000)
+    assert set(draws[0].tolist()) == {0, 2, 3} and set(draws[1].tolist()) == {4}
+    share = np.bincount(draws[0].numpy(), minlength=A)[[0, 2, 3]] / 30_000
+    assert np.allclose(share, 1 / 3, atol=0.015)
+    none = sample_legal(torch.zeros(1, A, dtype=torch.bool), 1000, torch.Generator().manual_seed(0))
+    assert set(none[0].tolist()) == set(range(A))  # padding rows: anything, never an error
+
+
+def test_cql_term_equals_direct_computation():
+    algo = make("qmix-cql", num_ood_actions=7)
+    batch = toy_batch()
+    gen = torch.Generator().manual_seed(3)
+    loss, info = algo.loss(batch, gen)
+    q = run_agents(algo.agent, batch["obs"]).detach()
+    ood = sample_legal(batch["avail"], 7, torch.Generator().manual_seed(3))
+    b, t = batch["mask"].shape
+    terms = []
+    with torch.no_grad():
+        for i in range(b):
+            for j in range(t):
+                if not batch["mask"][i, j]:
+                    continue
+                s = batch["state"][i, j].reshape(1, 1, S)
+
+                def qtot(joint):
+                    qs = q[i, j, torch.arange(N), joint].reshape(1, 1, N)
+                    return float(algo.mixer(qs, s))
+
+                data = qtot(batch["actions"][i, j])
+                values = [qtot(ood[i, j, :, k]) for k in range(7)] + [data]
+                terms.append(float(torch.logsumexp(torch.tensor(values, dtype=torch.float64), 0)) - data)
+    assert info["cql_loss"] == pytest.approx(np.mean(terms), rel=1e-4)
+    assert float(loss.detach()) == pytest.approx(info["td_loss"] + 3.0 * info["cql_loss"], rel=1e-5)
+    # logsumexp over a set holding the data action is >= its value: the term is never negative
+    assert min(terms) >= 0
+    assert float(cql_term(torch.zeros(2, 3, 1), torch.ones(2, 3, dtype=torch.bool))) == 0.0
+
+
+def test_td_target_terminal_truncated_and_double_q():
+    algo = make("qmix-cql", gamma=0.9)
+    batch = toy_batch(1)
+    with torch.no_grad():
+        q = run_agents(algo.agent, batch["obs"])
+        tq = run_agents(algo.target_agent, batch["obs"])
+        chosen = q.gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)
+        q_tot = algo.mixer(chosen, batch["state"])
+        td, _ = algo.td_loss(batch, q, q_tot, legal_or_all(batch["avail"]))
+        legal = legal_or_all(batch["avail"])
+        errs = []
+        b, t = batch["mask"].shape
+        for i in range(b):
+            for j in range(t):
+                m = batch["mask"][i]
+                if not m[j]:
+                    continue
+                last_in_window = j + 1 >= t or not m[j + 1]
+                if batch["terminated"][i, j]:
+                    y = float(batch["rewards"][i, j])
+                elif last_in_window:
+                    continue  # truncated end or window end: nothing to bootstrap from
+                else:
+                    a_star = masked_argmax(q[i, j + 1], legal[i, j + 1])           # online argmax
+                    qn = tq[i, j + 1, torch.arange(N), a_star].reshape(1, 1, N)   # target value
+                    y = float(batch["rewards"][i, j]) + 0.9 * float(algo.target_mixer(qn, batch["state"][i, j + 1].reshape(1, 1, S)))
+                errs.append(0.5 * (y - float(q_tot[i, j])) ** 2)
+    assert float(td) == pytest.approx(np.mean(errs), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["qmix-cql", "qmix-bcq", "bc"])
+def test_masked_steps_change_no_gradient(name):
+    def grads(batch):
+        algo = make(name)
+        loss, _ = algo.loss(batch, torch.Generator().manual_seed(0))
+        loss.backward()
+        return [p.grad.clone() for m in algo.trained_modules() for p in m.parameters()]
+
+    batch = toy_batch(2)
+    base = grads(batch)
+    noisy = {k: v.clone() for k, v in batch.items()}
+    pad = ~batch["mask"]
+    g = torch.Generator().manual_seed(9)
+    noisy["obs"][pad] = torch.randn(int(pad.sum()), N, O, generator=g) * 50
+    noisy["state"][pad] = torch.randn(int(pad.sum()), S, generator=g) * 50
+    noisy["rewards"][pad] = torch.randn(int(pad.sum()), generator=g) * 50
+    noisy["actions"][pad] = torch.randint(0, A, (int(pad.sum()), N), generator=g)
+    noisy["avail"][pad] = torch.rand(int(pad.sum()), N, A, generator=g) < 0.5
+    changed = grads(noisy)
+    assert all(torch.equal(x, y) for x, y in zip(base, changed))
+    assert any(x.abs().sum() > 0 for x in base)
+
+
+def test_mixer_is_monotone_in_every_agent_q():
+    torch.manual_seed(0)
+    mixer = QMixer(N, S, embed=8, hypernet=16)
+    state = torch.randn(64, 5, S) * 3
+    qs = (torch.randn(64, 5, N) * 4).requires_grad_()
+    mixer(qs, state).sum().backward()
+    assert (qs.grad >= 0).all()
+    for i in range(N):
+        up = qs.detach().clone()
+        up[..., i] += torch.rand(64, 5) * 2
+        assert (mixer(up, state) >= mixer(qs.detach(), state) - 1e-6).all()
+
+
+def test_bcq_allowed_actions_and_policy_respect_threshold_and_legality():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(500, A, generator=g) * 3
+    legal = torch.rand(500, A, generator=g) < 0.5
+    legal[:, 2] = True
+    allowed = allowed_actions(logits, legal, 0.4)
+    probs = torch.softmax(logits.masked_fill(~legal, -1e9), -1)
+    ratio = probs / probs.max(-1, keepdim=True).values
+    assert not (allowed & ~legal).any()
+    assert (ratio[allowed] >= 0.4).all() and (ratio[legal & ~allowed] < 0.4).all()
+    assert allowed.any(-1).all()
+
+    algo = make("qmix-bcq")
+    with torch.no_grad():  # a peaked behaviour model, as after cloning a fairly deterministic policy
+        algo.bc.out.weight.mul_(40)
+    pol = algo.policy()
+    obs = np.random.default_rng(0).normal(size=(64, N, O)).astype(np.float32)
+    avail = np.random.default_rng(1).random((64, N, A)) < 0.5
+    avail[..., 0] = True
+    acts = pol(obs, avail, np.ones(64, bool))
+    with torch.no_grad():
+        x = torch.from_numpy(obs)[:, None]
+        bc = run_agents(algo.bc, x)[:, 0]
+        q = run_agents(algo.agent, x)[:, 0]
+    ok = allowed_actions(bc, torch.from_numpy(avail), 0.4)
+    rows = np.arange(64)[:, None], np.arange(N)[None, :]
+    assert ok.numpy()[rows[0], rows[1], acts].all()          # never below the threshold or illegal
+    best_allowed = q.masked_fill(~ok, -1e9).argmax(-1).numpy()
+    assert (acts == best_allowed).all()
+    # the Q network alone would often pick something else: the filter is doing work
+    assert (q.masked_fill(~torch.from_numpy(avail), -1e9).argmax(-1).numpy() != acts).any()
+
+
+def test_policy_keeps_recurrent_state_per_env_and_resets_on_first():
+    algo = make("bc")
+    pol = algo.policy()
+    obs = np.random.default_rng(0).normal(size=(2, N, O)).astype(np.float32)
+    avail = np.ones((2, N, A), bool)
+    pol(obs, avail, np.array([True, True]))
+    h1 = pol.hidden["agent"].clone()
+    pol(obs, avail, np.array([False, True]))
+    h2 = pol.hidden["agent"]
+    assert not torch.equal(h1[:, :N], h2[:, :N])   # env 0 carried its state on
+    assert torch.equal(h1[:, N:], h2[:, N:])       # env 1 restarted: same input, same state
+
+
+def test_options_are_checked():
+    with pytest.raises(ma.errors.ConfigError, match="no option"):
+        make("bc", cql_alpha=1.0)
+    with pytest.raises(ma.errors.ConfigError, match="threshold"):
+        make("qmix-bcq", threshold=2.0)
+    with pytest.raises(ma.errors.NotFound, match="qmix-cql"):
+        make("qmix-cq")
+
+
+def test_sampler_windows_match_dataset_sequences(smac_ds):
+    s = SequenceSampler(smac_ds, 20, 10, 8, seed=0, device=torch.device("cpu"))
+    ref = smac_ds.sequences(20, 10)
+    idx = np.array([0, 5, len(ref["mask"]) - 1])
+    got = s.windows(idx)
+    assert np.array_equal(got["mask"].numpy(), ref["mask"][idx])
+    assert np.array_equal(got["obs"].numpy(), ref["obs"][idx])
+    assert np.array_equal(got["actions"].numpy(), ref["actions"][idx])
+    assert np.array_equal(got["terminated"].numpy(), ref["terminated"][idx])
+    assert state_dim_of(smac_ds.spec) == got["state"].shape[-1]
+    assert torch.equal(s.batch(3)["obs"], s.batch(3)["obs"]) and not torch.equal(s.batch(3)["obs"], s.batch(4)["obs"])
+
+
+# -- end to end on SMAX ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def good_3m(tmp_path_factory):
+    path = tmp_path_factory.mktemp("smax") / "3m-good.zarr"
+    from marl_augment.envs.smax import collect
+
+    return collect("smax:3m", path, quality="good", episodes=128, seed=0)
+
+
+def test_bc_learns_the_behaviour_and_the_run_folder_is_complete(good_3m, tmp_path):
+    out = tmp_path / "bc"
+    s = ma.algos.train(good_3m, "bc", out=out, steps=400, eval_every=200, eval_episodes=16,
+                       final_episodes=64, log_every=50, options={"device": "cpu"})
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [0, 200, 400]
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    assert [r["step"] for r in train_rows] == list(range(50, 401, 50))
+    assert train_rows[-1]["loss"] < 0.6 * train_rows[0]["loss"]
+    data_return = float(good_3m.episode_returns.mean())
+    # the untrained network does nothing useful; the cloned one gets much of the data's return
+    assert evals[0]["return_mean"] < 0.5 * data_return
+    assert s["eval"]["return_mean"] > 0.6 * data_return, (s["eval"], data_return)
+    for f in ("run.json", "summary.json", "learning_curve.png", "policy/policy.json", "policy/weights.safetensors"):
+        assert (out / f).is_file(), f
+    pol = ma.algos.load_policy(out)
+    again = ma.evaluate(pol, "smax:3m", episodes=64, seed=1_000_000)
+    assert again["return_mean"] == pytest.approx(s["eval"]["return_mean"])
+
+
+@pytest.mark.parametrize("name", ["qmix-cql", "qmix-bcq"])
+def test_resumed_run_equals_uninterrupted_run(good_3m, tmp_path, name):
+    kw = dict(eval_every=0, final_episodes=4, log_every=10, checkpoint_every=20, options={"device": "cpu"},
+              evaluate=False)
+    ma.algos.train(good_3m, name, out=tmp_path / "full", steps=40, **kw)
+    ma.algos.train(good_3m, name, out=tmp_path / "part", steps=20, **kw)
+    s = ma.algos.train(good_3m, name, out=tmp_path / "part", steps=40, resume=True, **kw)
+    assert s["steps"] == 40
+    from safetensors.numpy import load_file
+
+    a = load_file(str(tmp_path / "full" / "policy" / "weights.safetensors"))
+    b = load_file(str(tmp_path / "part" / "policy" / "weights.safetensors"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    rows = lambda p: [{k: v for k, v in json.loads(x).items() if k != "updates_per_s"}  # noqa: E731
+                      for x in (p / "metrics.jsonl").read_text().splitlines()]
+    assert rows(tmp_path / "full") == rows(tmp_path / "part")
+
+
+def test_cli_train_evaluate_and_errors(good_3m, tmp_path):
+    out = tmp_path / "run"
+    r = run("train", good_3m.path, "--algo", "qmix-cql", "--out", out, "--steps", "30", "--eval-every", "15",
+            "--eval-episodes", "4", "--final-episodes", "8", "--device", "cpu", "--json")
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output)
+    assert summary["algo"] == "qmix-cql" and summary["eval"]["episodes"] == 8
+    r = run("evaluate", "smax:3m", "--policy", out, "-n", "8", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["episodes"] == 8
+    assert_user_error(run("train", good_3m.path, "--out", out, "--steps", "30"), "finished run", "--overwrite")
+    assert_user_error(run("evaluate", "smax:8m", "--policy", out, "-n", "2"), "trained on 3 agents")
+    assert_user_error(run("train", good_3m.path, "--algo", "qmix", "--out", tmp_path / "x"), "unknown algorithm")
+    assert_user_error(run("train", good_3m.path, "--out", tmp_path / "y", "-o", "alpha=1"), "no option")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    r = run("train", "--list")
+    assert r.exit_code == 0 and "qmix-bcq" in r.output
