@@ -1,0 +1,106 @@
+"""Training speed of the offline baselines (issue 6's target: >= 100 updates/s for QMIX+CQL).
+
+    python benchmarks/train_speed.py                  # 3m, default configs, batch 32 x 20
+    python benchmarks/train_speed.py --updates 500 --threads 1 2
+
+Data: 1,000 smax:3m medium episodes collected with ``marl-augment collect``'s code path. Every
+algorithm runs its default config (batch 32 windows of 20 steps, 3 agents, 75-dim observations,
+72-dim state) on the CPU; the clock covers ``--updates`` full updates (batch gathering, forward,
+backward, Adam, target sync) after 20 warm-up updates. A breakdown of one QMIX+CQL update is
+printed too, so it is clear where the time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+
+def timed(fn, n: int) -> float:
+    fn()
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t) / n
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--updates", type=int, default=300)
+    p.add_argument("--threads", type=int, nargs="+", default=[2])
+    p.add_argument("--algos", nargs="+", default=["qmix-cql", "qmix-bcq", "bc"])
+    args = p.parse_args()
+
+    import torch
+
+    from marl_augment.algos import make_algorithm
+    from marl_augment.algos.common import SequenceSampler, legal_or_all, run_agents, state_dim_of
+    from marl_augment.algos.qmix_cql import sample_legal
+    from marl_augment.envs.smax import collect
+
+    tmp = Path(tempfile.mkdtemp())
+    ds = collect("smax:3m", tmp / "3m-medium.zarr", quality="medium", episodes=1000, seed=0)
+    results: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+                     "dataset": {"episodes": len(ds), "transitions": ds.num_transitions}, "runs": []}
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for name in args.algos:
+            algo = make_algorithm(name, ds.spec, state_dim_of(ds.spec), device="cpu")
+            c = algo.config
+            sampler = SequenceSampler(ds, c.seq_len, c.period, c.batch_size, 0, algo.device)
+            step = iter(range(10**9))
+
+            def one() -> None:
+                k = next(step)
+                algo.update(sampler.batch(k), torch.Generator().manual_seed(k))
+
+            for _ in range(20):
+                one()
+            dt = timed(one, args.updates)
+            row = {"algo": name, "threads": threads, "updates_per_s": round(1 / dt, 1),
+                   "ms_per_update": round(dt * 1000, 2)}
+            results["runs"].append(row)
+            print(json.dumps(row), flush=True)
+    # where one QMIX+CQL update spends its time
+    torch.set_num_threads(args.threads[0])
+    algo = make_algorithm("qmix-cql", ds.spec, state_dim_of(ds.spec), device="cpu")
+    sampler = SequenceSampler(ds, 20, 10, 32, 0, algo.device)
+    b = sampler.batch(0)
+    g = torch.Generator().manual_seed(0)
+
+    def agents_fb() -> None:
+        run_agents(algo.agent, b["obs"]).sum().backward()
+
+    def target_fwd() -> None:
+        with torch.no_grad():
+            run_agents(algo.target_agent, b["obs"])
+
+    q = run_agents(algo.agent, b["obs"]).detach().requires_grad_()
+
+    def mix_cql_fb() -> None:
+        ood = sample_legal(b["avail"], 20, g)
+        joint = torch.cat([b["actions"].unsqueeze(-1), ood], -1)
+        tots = algo.mixer.mix(q.gather(-1, joint), algo.mixer.weights(b["state"]))
+        torch.logsumexp(tots, -1).sum().backward()
+
+    def td_targets() -> None:
+        algo.td_loss(b, q, q[..., 0, 0], legal_or_all(b["avail"]))
+
+    results["breakdown_ms"] = {
+        "batch gather": round(timed(lambda: sampler.batch(1), 50) * 1000, 2),
+        "agent GRU net fwd+bwd": round(timed(agents_fb, 50) * 1000, 2),
+        "target agent net fwd": round(timed(target_fwd, 50) * 1000, 2),
+        "mixer over 1+20 joint actions fwd+bwd": round(timed(mix_cql_fb, 50) * 1000, 2),
+        "TD targets (incl. target net fwd)": round(timed(td_targets, 50) * 1000, 2),
+        "Adam step": round(timed(algo.optimizer.step, 50) * 1000, 2),
+    }
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
