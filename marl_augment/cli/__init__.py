@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from . import augment as _augment
+from . import bench as _bench
 from . import data as _data
 from . import datasets as _datasets
 from . import envs as _envs
@@ -43,6 +44,7 @@ _data.register(app)
 _envs.register(app)
 _augment.register(app)
 _train.register(app)
+_bench.register(app)
 app.add_typer(_datasets.app, name="datasets")
 
 

@@ -1,0 +1,161 @@
+"""Cells of the benchmark grid: what each computes, its cache key, and how it runs.
+
+Three kinds, each depending on the one before:
+
+- ``data``: a dataset — collected on ``smax:<map>`` with a scripted policy of a quality (seed 0)
+  or an explicit store — subsampled to a fraction (seed 0);
+- ``augment``: that dataset augmented by one method with one seed (D_real ∪ D_syn);
+- ``train``: one offline algorithm trained with one seed on a data or augment cell's store,
+  evaluated in the dataset's environment.
+
+A cell's key is a hash of everything that determines its output, its upstream cells' keys
+included (the torch device is not part of it: it changes where, not what, is computed). A cell's
+folder ``<work>/cells/<key>/`` gets ``result.json`` last, so a finished cell is never computed
+again and an interrupted one resumes (augmenter fits and training runs from their checkpoints).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import ORIGINAL
+
+RESULT = "result.json"
+
+
+@dataclass(frozen=True)
+class Cell:
+    kind: str
+    """``data``, ``augment`` or ``train``."""
+    config: dict[str, Any] = field(hash=False)
+    """Everything that determines the output (upstream keys included)."""
+    labels: dict[str, Any] = field(hash=False, default_factory=dict)
+    """What the cell is, for people (dataset label, method, algo, seed)."""
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps({"kind": self.kind, **self.config}, sort_keys=True, separators=(",", ":"), default=str)
+        return f"{self.kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+    def folder(self, work: Path) -> Path:
+        return Path(work) / "cells" / self.key
+
+    def done(self, work: Path) -> bool:
+        return (self.folder(work) / RESULT).is_file()
+
+    def result(self, work: Path) -> dict[str, Any]:
+        return json.loads((self.folder(work) / RESULT).read_text())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "config": self.config, "labels": self.labels}
+
+
+def run_cell(cell: dict[str, Any], work: str, device: str = "auto", threads: int = 1) -> dict[str, Any]:
+    """Compute one cell (a plain function of JSON-able arguments, so any executor can ship it)."""
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+    c = Cell(cell["kind"], cell["config"], cell.get("labels", {}))
+    folder = c.folder(Path(work))
+    if c.done(Path(work)):
+        return c.result(Path(work))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cell.json").write_text(json.dumps(c.to_json(), indent=2))
+    result = {"data": _data, "augment": _augment, "train": _train}[c.kind](c, folder, Path(work), device)
+    result = {"key": c.key, "kind": c.kind, **c.labels, **result}
+    tmp = folder / (RESULT + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=float))
+    tmp.replace(folder / RESULT)
+    return result
+
+
+def store_of(work: Path, key: str) -> Path:
+    """The episode store a data or augment cell made."""
+    return Path(work) / "cells" / key / "store.zarr"
+
+
+def _summary(ds) -> dict[str, Any]:
+    rets = ds.episode_returns
+    won = ds.episode_won
+    return {"episodes": len(ds), "transitions": ds.num_transitions, "return_mean": float(rets.mean()),
+            "return_std": float(rets.std()), "win_rate": float(won.mean()) if won is not None else None,
+            "synthetic_episodes": int((ds.episode_origin != 0).sum()), "env_id": ds.spec.env_id}
+
+
+def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
+    from .. import load
+
+    cfg = c.config
+    out = folder / "store.zarr"
+    if "scenario" in cfg:
+        from ..envs.smax import collect
+
+        raw_path = folder / "collected.zarr"
+        raw = load(raw_path) if raw_path.exists() else collect(
+            cfg["scenario"], raw_path, quality=cfg["quality"], episodes=cfg["episodes"], seed=cfg["collect_seed"])
+    else:
+        raw = load(cfg["dataset"])
+    if cfg["subsample"] < 1:
+        ds = raw.subsample(cfg["subsample"], seed=cfg["subsample_seed"]).save(out, overwrite=True)
+    elif "scenario" in cfg:
+        raw_path.rename(out)
+        ds = load(out)
+    else:
+        ds = raw.save(out, overwrite=True)
+    shutil.rmtree(folder / "collected.zarr", ignore_errors=True)
+    return {"store": str(out), **_summary(ds)}
+
+
+def _augment(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
+    import time
+
+    from .. import load
+    from ..augment import AUGMENTERS, make_augmenter
+
+    cfg = c.config
+    ds = load(store_of(work, cfg["data"]))
+    fields = AUGMENTERS.get(cfg["method"]).Config.__dataclass_fields__
+    options = dict(cfg["options"])
+    if "seed" in fields:
+        options.setdefault("seed", cfg["seed"])    # learned augmenters: the fit is seeded too
+    if "device" in fields:
+        options["device"] = device
+    aug = make_augmenter(cfg["method"], **options)
+    t0 = time.perf_counter()
+    if "train_steps" in fields:
+        aug.fit(ds, checkpoint_dir=folder / "fit", resume=True)
+    else:
+        aug.fit(ds)
+    fit_s = time.perf_counter() - t0
+    out = folder / "store.zarr"
+    new = aug.augment(ds, scale=cfg["scale"], seed=cfg["seed"], out=out, overwrite=True)
+    shutil.rmtree(folder / "fit", ignore_errors=True)
+    return {"store": str(out), "fit_seconds": round(fit_s, 2),
+            "augment_seconds": round(time.perf_counter() - t0, 2), **_summary(new)}
+
+
+def _train(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
+    from ..algos.runner import read_metrics, train
+    from ..envs import max_return
+
+    cfg = c.config
+    store = store_of(work, cfg["augment"] or cfg["data"])
+    run = folder / "run"
+    s = train(store, cfg["algo"], out=run, env_id=cfg["env_id"], steps=cfg["steps"], seed=cfg["seed"],
+              eval_every=cfg["eval_every"] or 0, eval_episodes=32, final_episodes=cfg["eval_episodes"],
+              options={**cfg["options"], "device": device}, resume=run.exists())
+    top = max_return(cfg["env_id"])
+    ev = s["eval"]
+    curve = [(r["step"], r["return_mean"]) for r in read_metrics(run) if r["kind"] == "eval"]
+    return {"return_mean": ev["return_mean"], "return_std": ev["return_std"], "win_rate": ev.get("win_rate"),
+            "normalised_return": ev["return_mean"] / top if top else None, "train_seconds": s["train_seconds"],
+            "updates_per_s": s["updates_per_s"], "curve": curve, "run": str(run),
+            "dataset_return": s["dataset"]["return_mean"], "dataset_episodes": s["dataset"]["episodes"]}
+
+
+__all__ = ["ORIGINAL", "RESULT", "Cell", "run_cell", "store_of"]

@@ -1,0 +1,130 @@
+"""The benchmark's configuration: datasets × augmenters × offline algorithms × seeds.
+
+A config file (TOML or JSON) holds the same keys as :class:`BenchConfig`; command-line flags
+override it. ``[method_options.<method>]`` and ``[algo_options.<algo>]`` tables pass options to
+augmenters and algorithms. Example (``benchmarks/configs/paper-smax.toml``)::
+
+    scenarios = ["smax:3m", "smax:2s3z", "smax:8m"]
+    qualities = ["poor", "medium"]
+    methods = ["original", "rad-s", "rad-m", "eaq-q", "eaq"]
+    algos = ["qmix-cql", "qmix-bcq"]
+    seeds = [0, 1, 2]
+
+    [method_options.eaq]
+    train_steps = 2000
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, FormatError, NotFound
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+ORIGINAL = "original"
+
+
+@dataclass
+class BenchConfig:
+    """One benchmark: every (dataset, method, algorithm, seed) cell of the grid."""
+
+    scenarios: list[str] = field(default_factory=lambda: ["smax:3m"])
+    """Environments whose datasets are collected with scripted policies (``smax:<map>``)."""
+    qualities: list[str] = field(default_factory=lambda: ["medium"])
+    """Behaviour qualities collected per scenario: poor, medium, good (see docs/envs.md)."""
+    datasets: list[str] = field(default_factory=list)
+    """Explicit datasets (paths or names) used besides / instead of collected ones."""
+    episodes: int = 1000
+    """Episodes collected per scenario × quality (collection seed 0)."""
+    subsample: float = 1.0
+    """Fraction of each dataset's episodes kept (subsample seed 0; the EAQ paper keeps 3%)."""
+    methods: list[str] = field(default_factory=lambda: [ORIGINAL, "rad-s", "eaq"])
+    """``original`` (no augmentation) and registered augmenters."""
+    scale: float = 5.0
+    """Synthetic episodes per real one for every augmenter (paper: 5)."""
+    algos: list[str] = field(default_factory=lambda: ["qmix-cql"])
+    """Offline algorithms trained on every (augmented) dataset."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Seeds; each seeds the augmenter's fit and sampling and the algorithm's training."""
+    steps: int = 2000
+    """Gradient updates per training run."""
+    eval_every: int = 500
+    """Evaluate during training every this many updates (learning curves)."""
+    eval_episodes: int = 128
+    """Episodes of each run's final evaluation."""
+    device: str = "auto"
+    """Torch device of augmenters and algorithms."""
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Options per augmenter, e.g. ``{"eaq": {"train_steps": 1000}}``."""
+    algo_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Options per algorithm, e.g. ``{"qmix-cql": {"cql_alpha": 1.0}}``."""
+
+    def check(self) -> BenchConfig:
+        from ..algos import ALGORITHMS
+        from ..augment import AUGMENTERS
+
+        if not self.scenarios and not self.datasets:
+            raise ConfigError("the benchmark has no data: give scenarios (e.g. smax:3m) or datasets")
+        for s in self.scenarios:
+            if not s.startswith("smax:"):
+                raise ConfigError(f"scenario {s!r}: datasets can be collected on smax:<map> only; "
+                                  "pass other data with datasets = [...] (e.g. a converted OG-MARL Vault)")
+        for q in self.qualities:
+            if q not in ("poor", "medium", "good", "random"):
+                raise ConfigError(f"unknown quality {q!r}; choose poor, medium, good or random")
+        for m in self.methods:
+            if m != ORIGINAL:
+                AUGMENTERS.get(m)
+        for a in self.algos:
+            ALGORITHMS.get(a)
+        for key, reg in (("method_options", self.methods), ("algo_options", self.algos)):
+            extra = sorted(set(getattr(self, key)) - set(reg))
+            if extra:
+                raise ConfigError(f"{key} for {extra}, which the benchmark does not run ({reg})")
+        if not (0 < self.subsample <= 1):
+            raise ConfigError(f"subsample must be in (0, 1], got {self.subsample}")
+        for f in ("episodes", "steps", "eval_episodes"):
+            if getattr(self, f) < 1:
+                raise ConfigError(f"{f} must be >= 1, got {getattr(self, f)}")
+        if self.scale <= 0:
+            raise ConfigError(f"scale must be > 0, got {self.scale}")
+        if not self.methods or not self.algos or not self.seeds:
+            raise ConfigError("methods, algos and seeds must not be empty")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds repeat: {self.seeds}")
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> BenchConfig:
+    """A config from a TOML / JSON file (optional) with ``overrides`` (None values ignored)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise NotFound(f"no benchmark config at {p}")
+        try:
+            data = tomllib.loads(p.read_text()) if p.suffix == ".toml" else json.loads(p.read_text())
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+            raise FormatError(f"benchmark config {p} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {e}") from None
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if data.get("datasets") and "scenarios" not in data:
+        data["scenarios"] = []   # explicit datasets alone: collect nothing
+    known = {f.name for f in dataclasses.fields(BenchConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown benchmark setting(s) {unknown}; the settings are {sorted(known)}")
+    try:
+        return BenchConfig(**data).check()
+    except TypeError as e:
+        raise ConfigError(f"bad benchmark config: {e}") from None

@@ -1,0 +1,187 @@
+"""The benchmark as a plain product of configs, run stage by stage on an executor.
+
+``plan(config)`` lists the cells (data → augment → train); ``run_benchmark`` computes the ones
+not cached yet — each stage's cells in parallel on the executor — then writes
+``results.jsonl`` (one line per training run) and the report (``report.md``, plots).
+
+Executors map :func:`marl_augment.bench.cells.run_cell` over cells:
+
+- ``local`` (default): ``--workers`` spawned worker processes (one: in this process);
+- ``ray``: Ray tasks on the cluster ``ray.init`` finds (``RAY_ADDRESS``, or a local instance).
+
+Every cell runs torch on one thread, so a cell's result does not depend on the executor or on
+how many cells run beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, MissingDependency
+from .cells import Cell, run_cell
+from .config import ORIGINAL, BenchConfig
+
+RESULTS_FILE = "results.jsonl"
+CONFIG_FILE = "benchmark.json"
+EXECUTORS = ("local", "ray")
+
+
+def plan(cfg: BenchConfig) -> tuple[list[Cell], list[Cell], list[Cell]]:
+    """The grid's data, augment and train cells."""
+    from .. import resolve
+
+    data: list[Cell] = []
+    for scenario in cfg.scenarios:
+        for q in cfg.qualities:
+            data.append(Cell("data", {"scenario": scenario, "quality": q, "episodes": cfg.episodes,
+                                      "collect_seed": 0, "subsample": cfg.subsample, "subsample_seed": 0},
+                             {"dataset": f"{scenario} {q}", "env_id": scenario}))
+    for name in cfg.datasets:
+        path = resolve(name)
+        fp, env_id = _fingerprint_and_env(path)
+        data.append(Cell("data", {"dataset": str(path), "fingerprint": fp, "subsample": cfg.subsample,
+                                  "subsample_seed": 0}, {"dataset": Path(name).name.removesuffix(".zarr"), "env_id": env_id}))
+    augment: list[Cell] = []
+    train: list[Cell] = []
+    for d in data:
+        for method in cfg.methods:
+            for seed in cfg.seeds:
+                a = None
+                if method != ORIGINAL:
+                    a = Cell("augment", {"data": d.key, "method": method, "scale": cfg.scale, "seed": seed,
+                                         "options": cfg.method_options.get(method, {})},
+                             {**d.labels, "method": method, "seed": seed})
+                    augment.append(a)
+                for algo in cfg.algos:
+                    train.append(Cell("train", {"data": d.key, "augment": a.key if a else None, "algo": algo,
+                                                "options": cfg.algo_options.get(algo, {}), "steps": cfg.steps,
+                                                "seed": seed, "eval_every": cfg.eval_every,
+                                                "eval_episodes": cfg.eval_episodes, "env_id": d.labels["env_id"]},
+                                      {**d.labels, "method": method, "algo": algo, "seed": seed}))
+    return data, augment, train
+
+
+def _fingerprint_and_env(path: Path) -> tuple[str, str]:
+    from ..data.dataset import Dataset
+
+    ds = Dataset.open(path, validate=False, lazy=True)
+    return str(ds.fingerprint), ds.spec.env_id
+
+
+def run_benchmark(cfg: BenchConfig, work: str | os.PathLike, *, executor: str = "local", workers: int = 1,
+                  device: str | None = None, ray_address: str | None = None,
+                  progress: Callable[[str, int, int], Any] | None = None,
+                  report: bool = True) -> list[dict[str, Any]]:
+    """Run (or resume) the grid in ``work``; return the training runs' result rows.
+
+    ``progress(stage, done, total)`` is called as cells finish.
+    """
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}; choose {' or '.join(EXECUTORS)}")
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / CONFIG_FILE).write_text(json.dumps(cfg.to_json(), indent=2))
+    stages = plan(cfg)
+    dev = device or cfg.device
+    run = _executor(executor, workers, ray_address)
+    results: dict[str, dict[str, Any]] = {}
+    for name, cells in zip(("data", "augment", "train"), stages):
+        todo = [c for c in cells if not c.done(work)]
+        for c in cells:
+            if c.done(work):
+                results[c.key] = c.result(work)
+        if progress:
+            progress(name, len(cells) - len(todo), len(cells))
+        for res in run([c.to_json() for c in todo], str(work), dev):
+            results[res["key"]] = res
+            if progress:
+                progress(name, 1, 0)
+    rows = [results[c.key] for c in stages[2]]
+    tmp = work / (RESULTS_FILE + ".tmp")
+    tmp.write_text("".join(json.dumps(r, default=float) + "\n" for r in rows))
+    tmp.replace(work / RESULTS_FILE)
+    if report:
+        from .report import write_report
+
+        write_report(rows, work, cfg)
+    return rows
+
+
+def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a benchmark's ``results.jsonl`` (the file or its folder)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / RESULTS_FILE
+    if not p.is_file():
+        from ..errors import NotFound
+
+        raise NotFound(f"no benchmark results at {path} (expected {RESULTS_FILE}); run 'marl-augment benchmark' first")
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+# -- executors -------------------------------------------------------------------------------------
+Runner = Callable[[list[dict[str, Any]], str, str], Iterator[dict[str, Any]]]
+
+
+def _executor(kind: str, workers: int, ray_address: str | None) -> Runner:
+    if kind == "ray":
+        return _ray_runner(ray_address, workers)
+    return _local_runner(workers)
+
+
+def _local_runner(workers: int) -> Runner:
+    def run(cells: list[dict[str, Any]], work: str, device: str) -> Iterator[dict[str, Any]]:
+        if not cells:
+            return
+        if workers == 1 or len(cells) == 1:
+            for c in cells:
+                yield run_cell(c, work, device)
+            return
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn: JAX and torch do not survive fork with threads running
+        with ProcessPoolExecutor(max_workers=min(workers, len(cells)), mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(run_cell, c, work, device) for c in cells]
+            try:
+                for f in as_completed(futures):
+                    yield f.result()
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+
+    return run
+
+
+def _ray_runner(address: str | None, workers: int) -> Runner:
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependency("ray", "ray", "--executor ray") from None
+
+    def run(cells: list[dict[str, Any]], work: str, device: str) -> Iterator[dict[str, Any]]:
+        if not cells:
+            return
+        if not ray.is_initialized():
+            ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
+                     log_to_driver=False, ignore_reinit_error=True)
+        task = ray.remote(num_cpus=1)(run_cell)
+        pending = [task.remote(c, work, device) for c in cells]
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(ready[0])
+
+    return run
+
+
+def count_cells(stages: Iterable[list[Cell]], work: Path) -> tuple[int, int]:
+    """(cells done, cells in all) over the stages."""
+    cells = [c for s in stages for c in s]
+    return sum(c.done(work) for c in cells), len(cells)

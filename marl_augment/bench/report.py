@@ -1,0 +1,212 @@
+"""Benchmark reporting: a table shaped like the EAQ paper's Table 1, robust aggregates, plots.
+
+- **Table 1**: rows dataset (scenario-quality), columns algorithm × method, mean ± std of the
+  final evaluation return over seeds, the best method per (row, algorithm) in bold; ``AVG``
+  rows per quality average the normalised return (return / the env's maximum) over scenarios,
+  and a row gives each method's improvement of that average over ``original``, in percent.
+- **Aggregates**: per (algorithm, method), the interquartile mean (IQM) of normalised returns
+  over all runs with a 95% stratified-bootstrap confidence interval (runs resampled with
+  replacement within each dataset, 2,000 resamples; Agarwal et al. 2021, as rliable computes it).
+- **Plots**: ``iqm.png`` (IQM bars with CIs) and ``learning_curves.png`` (mean evaluation return
+  over seeds against updates, one panel per dataset × algorithm).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import ORIGINAL
+
+REPORT_FILE = "report.md"
+
+
+def _order(values: list[str], preferred: list[str] | None) -> list[str]:
+    seen = list(dict.fromkeys(values))
+    if preferred:
+        return [v for v in preferred if v in seen] + [v for v in seen if v not in preferred]
+    return seen
+
+
+def table1(rows: list[dict[str, Any]], methods: list[str] | None = None, algos: list[str] | None = None) -> str:
+    """The Markdown table (see the module docstring)."""
+    datasets = _order([r["dataset"] for r in rows], None)
+    methods = _order([r["method"] for r in rows], methods)
+    algos = _order([r["algo"] for r in rows], algos)
+    cell: dict[tuple, list[float]] = defaultdict(list)
+    norm: dict[tuple, list[float]] = defaultdict(list)
+    for r in rows:
+        cell[r["dataset"], r["algo"], r["method"]].append(r["return_mean"])
+        if r.get("normalised_return") is not None:
+            norm[r["dataset"], r["algo"], r["method"]].append(r["normalised_return"])
+    cols = [(a, m) for a in algos for m in methods]
+    head = "| dataset | " + " | ".join(f"{a} · {m}" for a, m in cols) + " |"
+    lines = [head, "|---|" + "---:|" * len(cols)]
+    for d in datasets:
+        cells = []
+        for a in algos:
+            means = {m: float(np.mean(cell[d, a, m])) for m in methods if cell[d, a, m]}
+            best = max(means.values()) if means else None
+            for m in methods:
+                v = cell[d, a, m]
+                if not v:
+                    cells.append("–")
+                    continue
+                text = f"{np.mean(v):.3f} ± {np.std(v):.3f}"
+                cells.append(f"**{text}**" if len(means) > 1 and means[m] == best else text)
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    # AVG rows per quality (the dataset label's last word), on normalised returns
+    groups: dict[str, list[str]] = defaultdict(list)
+    for d in datasets:
+        groups[d.split()[-1] if " " in d else "all"].append(d)
+    for g, ds_in in groups.items():
+        avg = {}
+        for a in algos:
+            for m in methods:
+                per_ds = [float(np.mean(norm[d, a, m])) for d in ds_in if norm[d, a, m]]
+                avg[a, m] = float(np.mean(per_ds)) if len(per_ds) == len(ds_in) else None
+        if all(v is None for v in avg.values()):
+            continue
+        lines.append(f"| AVG {g} (normalised) | " + " | ".join(
+            "–" if avg[a, m] is None else f"{avg[a, m]:.3f}" for a, m in cols) + " |")
+        if ORIGINAL in methods:
+            cells = []
+            for a, m in cols:
+                base, v = avg.get((a, ORIGINAL)), avg[a, m]
+                cells.append("–" if base in (None, 0) or v is None or m == ORIGINAL
+                             else f"{100 * (v - base) / base:+.1f}%")
+            lines.append(f"| vs original, {g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def iqm(x: np.ndarray) -> float:
+    """Interquartile mean: the mean after cutting int(n/4) values from each end (as
+    ``scipy.stats.trim_mean(x, 0.25)``, which rliable uses)."""
+    x = np.sort(np.asarray(x, dtype=np.float64))
+    n = x.shape[0]
+    if n == 0:
+        return float("nan")
+    cut = int(0.25 * n)
+    return float(x[cut: n - cut].mean())
+
+
+def stratified_bootstrap_ci(groups: list[np.ndarray], stat=iqm, reps: int = 2000, seed: int = 0,
+                            level: float = 0.95) -> tuple[float, float]:
+    """Percentile CI of ``stat`` over runs resampled with replacement within each group."""
+    rng = np.random.default_rng(seed)
+    vals = np.empty(reps)
+    for i in range(reps):
+        vals[i] = stat(np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups if len(g)]))
+    a = (1 - level) / 2
+    return float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))
+
+
+def aggregates(rows: list[dict[str, Any]], methods: list[str] | None = None,
+               algos: list[str] | None = None) -> list[dict[str, Any]]:
+    """IQM, mean and 95% CI of normalised returns per (algorithm, method)."""
+    out = []
+    for a in _order([r["algo"] for r in rows], algos):
+        for m in _order([r["method"] for r in rows], methods):
+            sel = [r for r in rows if r["algo"] == a and r["method"] == m and r.get("normalised_return") is not None]
+            if not sel:
+                continue
+            by_ds: dict[str, list[float]] = defaultdict(list)
+            for r in sel:
+                by_ds[r["dataset"]].append(r["normalised_return"])
+            groups = [np.asarray(v) for v in by_ds.values()]
+            allv = np.concatenate(groups)
+            lo, hi = stratified_bootstrap_ci(groups)
+            out.append({"algo": a, "method": m, "runs": int(allv.shape[0]), "iqm": iqm(allv),
+                        "mean": float(allv.mean()), "ci_low": lo, "ci_high": hi})
+    return out
+
+
+def aggregates_table(aggs: list[dict[str, Any]]) -> str:
+    lines = ["| algorithm | method | runs | IQM (95% CI) | mean |", "|---|---|---:|---:|---:|"]
+    for g in aggs:
+        lines.append(f"| {g['algo']} | {g['method']} | {g['runs']} | {g['iqm']:.3f} "
+                     f"({g['ci_low']:.3f}–{g['ci_high']:.3f}) | {g['mean']:.3f} |")
+    return "\n".join(lines)
+
+
+def plot_iqm(aggs: list[dict[str, Any]], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    algos = list(dict.fromkeys(g["algo"] for g in aggs))
+    methods = list(dict.fromkeys(g["method"] for g in aggs))
+    width = 0.8 / max(1, len(methods))
+    fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(algos) * len(methods) / 2), 3.6))
+    for j, m in enumerate(methods):
+        xs, ys, err = [], [], [[], []]
+        for i, a in enumerate(algos):
+            g = next((g for g in aggs if g["algo"] == a and g["method"] == m), None)
+            if g is None:
+                continue
+            xs.append(i + (j - (len(methods) - 1) / 2) * width)
+            ys.append(g["iqm"])
+            err[0].append(g["iqm"] - g["ci_low"])
+            err[1].append(g["ci_high"] - g["iqm"])
+        ax.bar(xs, ys, width, yerr=err, capsize=3, label=m)
+    ax.set_xticks(range(len(algos)), algos)
+    ax.set_ylabel("IQM normalised return")
+    ax.legend(fontsize=8, ncols=min(5, len(methods)))
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_curves(rows: list[dict[str, Any]], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(dict.fromkeys((r["dataset"], r["algo"]) for r in rows))
+    cols = min(3, len(panels))
+    nrows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.2 * nrows), squeeze=False)
+    for ax, (d, a) in zip(axes.flat, panels):
+        for m in dict.fromkeys(r["method"] for r in rows):
+            curves = [r["curve"] for r in rows if r["dataset"] == d and r["algo"] == a and r["method"] == m and r.get("curve")]
+            if not curves:
+                continue
+            steps = [s for s, _ in curves[0]]
+            ys = np.array([[v for _, v in c] for c in curves if len(c) == len(steps)])
+            ax.plot(steps, ys.mean(0), label=m)
+        ax.set_title(f"{d} · {a}", fontsize=9)
+        ax.set_xlabel("updates")
+        ax.set_ylabel("return")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def write_report(rows: list[dict[str, Any]], work: Path, cfg: Any = None) -> Path:
+    """``report.md`` with the tables and the plots next to it."""
+    work = Path(work)
+    methods = list(cfg.methods) if cfg is not None else None
+    algos = list(cfg.algos) if cfg is not None else None
+    aggs = aggregates(rows, methods, algos)
+    parts = ["# Benchmark report", "",
+             f"{len(rows)} training runs; final evaluation return, mean ± std over seeds "
+             f"({len({r['seed'] for r in rows})} seeds).", "", table1(rows, methods, algos), ""]
+    if aggs:
+        plot_iqm(aggs, work / "iqm.png")
+        parts += ["## Normalised return, all datasets", "", aggregates_table(aggs), "", "![IQM](iqm.png)", ""]
+    if any(r.get("curve") for r in rows):
+        plot_curves(rows, work / "learning_curves.png")
+        parts += ["## Learning curves", "", "![learning curves](learning_curves.png)", ""]
+    path = work / REPORT_FILE
+    path.write_text("\n".join(parts))
+    return path

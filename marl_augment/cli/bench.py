@@ -1,0 +1,264 @@
+"""``benchmark``, ``compare`` and ``quickstart``: the EAQ paper's experiment, and the main job."""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ._common import console, err_console, print_json, user_errors
+
+
+def register(app: typer.Typer) -> None:
+    app.command("benchmark")(benchmark)
+    app.command("compare")(compare)
+    app.command("quickstart")(quickstart)
+
+
+@contextmanager
+def stage_bars():
+    """One progress bar per benchmark stage (data, augment, train), counting cells."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, disable=not err_console.is_terminal) as prog:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, n: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = prog.add_task(stage, total=total)
+                prog.update(tasks[stage], completed=n)
+            else:
+                prog.advance(tasks[stage], n)
+
+        yield update
+
+
+def _default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _run_and_print(cfg, out: Path, executor: str, workers: int, device: str | None,
+                   ray_address: str | None, as_json: bool) -> list[dict[str, Any]]:
+    from ..bench import run_benchmark
+    from ..bench.report import table1
+
+    t0 = time.perf_counter()
+    with stage_bars() as update:
+        rows = run_benchmark(cfg, out, executor=executor, workers=workers, device=device,
+                             ray_address=ray_address, progress=update)
+    if as_json:
+        print_json(rows)
+        return rows
+    from rich.markdown import Markdown
+
+    console.print(Markdown(table1(rows, list(cfg.methods), list(cfg.algos))))
+    console.print(f"[green]{len(rows)} runs[/] in {time.perf_counter() - t0:.0f} s; report: {out / 'report.md'} "
+                  f"(plots: {out / 'iqm.png'}, {out / 'learning_curves.png'}); results: {out / 'results.jsonl'}")
+    return rows
+
+
+@user_errors
+def benchmark(
+    config: Annotated[Path | None, typer.Argument(help="Benchmark config (TOML or JSON); flags override it.")] = None,
+    out: Annotated[Path, typer.Option(help="Work folder: cached cells, results.jsonl, report.md, plots.")] = Path("benchmark"),
+    scenario: Annotated[list[str] | None, typer.Option("--scenario", help="smax:<map> to collect datasets on (repeatable).")] = None,
+    quality: Annotated[list[str] | None, typer.Option("--quality", help="poor, medium, good (repeatable).")] = None,
+    dataset: Annotated[list[str] | None, typer.Option("--dataset", help="An explicit dataset, path or name (repeatable).")] = None,
+    episodes: Annotated[int | None, typer.Option(help="Episodes collected per scenario × quality.")] = None,
+    subsample: Annotated[float | None, typer.Option(help="Fraction of episodes kept (paper: 0.03).")] = None,
+    method: Annotated[list[str] | None, typer.Option("--method", help="original or an augmenter (repeatable).")] = None,
+    algo: Annotated[list[str] | None, typer.Option("--algo", help="qmix-cql, qmix-bcq, bc (repeatable).")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Seeds, e.g. 0,1,2 (paper: 5 seeds).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Updates per training run.")] = None,
+    eval_episodes: Annotated[int | None, typer.Option(help="Episodes of each run's final evaluation.")] = None,
+    scale: Annotated[float | None, typer.Option(help="Synthetic episodes per real one (paper: 5).")] = None,
+    device: Annotated[str | None, typer.Option(help="Torch device: auto, cpu, cuda.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Cells run at once (worker processes or Ray CPUs).")] = _default_workers(),
+    executor: Annotated[str, typer.Option(help="local (worker processes) or ray.")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS or a local instance).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the grid and what is cached, run nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result rows as JSON.")] = False,
+) -> None:
+    """Run the EAQ paper's experiment: datasets × augmenters × algorithms × seeds, cached and resumable."""
+    from ..bench import load_config, plan
+    from ..errors import ConfigError
+
+    seed_list = None
+    if seeds is not None:
+        try:
+            seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds takes integers separated by commas, got {seeds!r}") from None
+    cfg = load_config(config, scenarios=scenario, qualities=quality, datasets=dataset, episodes=episodes,
+                      subsample=subsample, methods=method, algos=algo, seeds=seed_list, steps=steps,
+                      eval_episodes=eval_episodes, scale=scale)
+    if dry_run:
+        stages = plan(cfg)
+        for name, cells in zip(("data", "augment", "train"), stages):
+            done = sum(c.done(out) for c in cells)
+            console.print(f"{name:<8} {len(cells):4d} cells, {done} cached")
+        return
+    _run_and_print(cfg, out, executor, workers, device, ray_address, as_json)
+
+
+@user_errors
+def quickstart(
+    out: Annotated[Path, typer.Option(help="Work folder of the run.")] = Path("marl-augment-quickstart"),
+    episodes: Annotated[int, typer.Option(min=10, help="smax:3m medium episodes to collect.")] = 300,
+    steps: Annotated[int, typer.Option(min=1, help="QMIX+CQL updates per dataset.")] = 2000,
+    fit_steps: Annotated[int, typer.Option(min=1, help="EAQ training steps.")] = 2000,
+    workers: Annotated[int, typer.Option(min=1, help="Cells run at once.")] = _default_workers(),
+    device: Annotated[str, typer.Option(help="Torch device: auto, cpu, cuda.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result rows as JSON.")] = False,
+) -> None:
+    """The main job on an embedded default: collect smax:3m, augment (EAQ, RAD-s), train QMIX+CQL, compare."""
+    from ..bench import BenchConfig
+
+    cfg = BenchConfig(scenarios=["smax:3m"], qualities=["medium"], episodes=episodes, subsample=1.0,
+                      methods=["original", "rad-s", "eaq"], algos=["qmix-cql"], seeds=[0], steps=steps,
+                      eval_every=500, eval_episodes=128, device=device,
+                      method_options={"eaq": {"train_steps": fit_steps}}).check()
+    if not as_json:
+        console.print(f"quickstart: {episodes} smax:3m medium episodes → original, RAD-s and EAQ (×{cfg.scale:g}, "
+                      f"{fit_steps} fit steps) → QMIX+CQL ({steps} updates each) → evaluation on 128 episodes; "
+                      f"work folder {out}")
+    _run_and_print(cfg, out, "local", workers, device, None, as_json)
+
+
+@user_errors
+def compare(
+    items: Annotated[list[str], typer.Argument(help="Datasets (paths or names), or benchmark folders / results.jsonl files.")],
+    out: Annotated[Path | None, typer.Option(help="Folder for plots (return histograms; t-SNE map for two datasets).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Compare datasets (stats, returns, fidelity, t-SNE) or two benchmark result sets."""
+    from ..errors import ConfigError
+
+    kinds = {_kind(i) for i in items}
+    if len(kinds) != 1:
+        raise ConfigError("compare datasets with datasets, or benchmark results with benchmark results, not both")
+    if kinds == {"results"}:
+        if len(items) != 2:
+            raise ConfigError(f"compare takes two benchmark result sets, got {len(items)}")
+        res = compare_results(items[0], items[1])
+        if as_json:
+            print_json(res)
+            return
+        from rich.markdown import Markdown
+
+        console.print(Markdown(res["table"]))
+        return
+    if len(items) < 2:
+        raise ConfigError("give at least two datasets to compare")
+    res = compare_datasets(items, out)
+    if as_json:
+        print_json(res)
+        return
+    from rich.table import Table
+
+    t = Table(title="datasets", title_justify="left")
+    t.add_column("")
+    for i in items:
+        t.add_column(Path(i).name)
+    for key in ("episodes", "real_episodes", "synthetic_episodes", "transitions", "return_mean", "return_std",
+                "length_mean", "win_rate"):
+        t.add_row(key, *[_fmt(s.get(key)) for s in res["stats"]])
+    console.print(t)
+    if "fidelity" in res:
+        from ._common import kv_table
+
+        console.print(kv_table(f"fidelity: {Path(items[1]).name} vs {Path(items[0]).name}", res["fidelity"]))
+    if out is not None:
+        console.print(f"plots in {out}")
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _kind(item: str) -> str:
+    p = Path(item)
+    if p.suffix == ".jsonl" or (p.is_dir() and (p / "results.jsonl").is_file()):
+        return "results"
+    return "dataset"
+
+
+def compare_datasets(items: list[str], out: Path | None) -> dict[str, Any]:
+    """Stats of every dataset; for two, the fidelity of the second against the first."""
+    from .. import load
+    from ..augment.fidelity import fidelity_report
+
+    dss = [load(i) for i in items]
+    res: dict[str, Any] = {"datasets": items, "stats": [d.stats() for d in dss]}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        res["returns_plot"] = str(_histograms(dss, [Path(i).name for i in items], out / "returns.png"))
+    if len(dss) == 2:
+        real = dss[0].where("real") if (dss[0].episode_origin == 0).any() else dss[0]
+        other = dss[1].where("synthetic") if (dss[1].episode_origin != 0).any() else dss[1]
+        try:
+            res["fidelity"] = fidelity_report(real, other, out_dir=out)
+        except Exception as e:  # different specs: stats only
+            from ..errors import ConfigError
+
+            if not isinstance(e, ConfigError):
+                raise
+    return res
+
+
+def _histograms(dss, names: list[str], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    allr = np.concatenate([d.episode_returns for d in dss])
+    bins = np.linspace(float(allr.min()), float(allr.max()) + 1e-9, 30)
+    for d, n in zip(dss, names):
+        ax.hist(d.episode_returns, bins=bins, alpha=0.5, density=True, label=n)
+    ax.set_xlabel("episode return")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def compare_results(a: str, b: str) -> dict[str, Any]:
+    """Per (dataset, algorithm, method): mean final return over seeds in A and B, and B − A."""
+    from collections import defaultdict
+
+    import numpy as np
+
+    from ..bench import read_results
+
+    ra, rb = read_results(a), read_results(b)
+    groups: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: {"a": [], "b": []})
+    for tag, rows in (("a", ra), ("b", rb)):
+        for r in rows:
+            groups[r["dataset"], r["algo"], r["method"]][tag].append(r["return_mean"])
+    lines = [f"| dataset | algorithm | method | A ({Path(a).name}) | B ({Path(b).name}) | B − A |",
+             "|---|---|---|---:|---:|---:|"]
+    rows = []
+    for (d, al, m), v in groups.items():
+        ma_ = float(np.mean(v["a"])) if v["a"] else None
+        mb = float(np.mean(v["b"])) if v["b"] else None
+        delta = mb - ma_ if ma_ is not None and mb is not None else None
+        rows.append({"dataset": d, "algo": al, "method": m, "a": ma_, "b": mb, "delta": delta,
+                     "seeds_a": len(v["a"]), "seeds_b": len(v["b"])})
+        lines.append(f"| {d} | {al} | {m} | {_fmt(ma_)} | {_fmt(mb)} | "
+                     f"{'–' if delta is None else f'{delta:+.3f}'} |")
+    return {"rows": rows, "table": "\n".join(lines)}
+
+
+__all__ = ["benchmark", "compare", "quickstart"]

@@ -1,0 +1,166 @@
+"""The benchmark: plan, caching and resumption, executors (local, Ray), reporting, compare, quickstart."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from marl_augment.bench import load_config, plan, read_results, run_benchmark
+from marl_augment.bench.report import aggregates, iqm, stratified_bootstrap_ci, table1
+from marl_augment.errors import ConfigError
+
+from .test_cli import assert_user_error, run
+
+TINY = dict(scenarios=["smax:3m"], qualities=["medium"], episodes=24, methods=["original", "rad-s"],
+            algos=["bc"], seeds=[0], steps=12, eval_every=6, eval_episodes=4, device="cpu")
+
+
+def mtimes(work) -> dict[str, float]:
+    return {p.parent.name: p.stat().st_mtime_ns for p in (work / "cells").glob("*/result.json")}
+
+
+def test_plan_is_the_product_and_keys_follow_settings():
+    cfg = load_config(None, **{**TINY, "methods": ["original", "rad-s", "eaq"], "algos": ["bc", "qmix-cql"],
+                               "seeds": [0, 1], "qualities": ["poor", "medium"]})
+    data, aug, train = plan(cfg)
+    assert len(data) == 2 and len(aug) == 2 * 2 * 2 and len(train) == 2 * 3 * 2 * 2
+    assert len({c.key for c in train}) == len(train)
+    again = plan(load_config(None, **{**TINY, "methods": ["original", "rad-s", "eaq"], "algos": ["bc", "qmix-cql"],
+                                      "seeds": [0, 1], "qualities": ["poor", "medium"], "steps": 99}))
+    assert [c.key for c in again[0]] == [c.key for c in data]       # data unchanged
+    assert [c.key for c in again[1]] == [c.key for c in aug]        # augmenters unchanged
+    assert not {c.key for c in again[2]} & {c.key for c in train}   # every training run changed
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown benchmark setting"):
+        load_config(None, scenario=["smax:3m"])
+    with pytest.raises(Exception, match="unknown augmenter 'eaqq'"):
+        load_config(None, methods=["eaqq"])
+    with pytest.raises(ConfigError, match="smax:<map> only"):
+        load_config(None, scenarios=["smac:3m"])
+    bad = tmp_path / "b.toml"
+    bad.write_text("seeds = [0,")
+    with pytest.raises(Exception, match="not valid TOML"):
+        load_config(bad)
+    good = tmp_path / "g.toml"
+    good.write_text('algos = ["bc"]\nseeds = [1, 2]\n[method_options.rad-s]\nalpha = 0.9\n')
+    cfg = load_config(good, seeds=[3])
+    assert cfg.algos == ["bc"] and cfg.seeds == [3] and cfg.method_options == {"rad-s": {"alpha": 0.9}}
+
+
+def test_rerun_and_interrupted_run_recompute_nothing_finished(tmp_path):
+    cfg = load_config(None, **TINY)
+    work = tmp_path / "bench"
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_train(stage, n, total):
+        if stage == "train" and total == 0:   # a train cell just finished
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_benchmark(cfg, work, workers=1, progress=stop_after_first_train)
+    first = mtimes(work)
+    assert sum(k.startswith("train-") for k in first) == 1 and not (work / "results.jsonl").exists()
+    rows = run_benchmark(cfg, work, workers=1)
+    second = mtimes(work)
+    assert all(second[k] == v for k, v in first.items())            # nothing finished was redone
+    assert sum(k.startswith("train-") for k in second) == 2
+    assert [r["method"] for r in rows] == ["original", "rad-s"]
+    assert all(np.isfinite(r["return_mean"]) and r["curve"][0][0] == 0 for r in rows)
+    assert read_results(work) == json.loads(json.dumps(rows))
+    assert (work / "report.md").is_file() and (work / "iqm.png").is_file() and (work / "learning_curves.png").is_file()
+    # a changed setting recomputes only what it touches
+    run_benchmark(load_config(None, **{**TINY, "steps": 8}), work, workers=1)
+    third = mtimes(work)
+    assert all(third[k] == v for k, v in second.items())
+    assert len(third) == len(second) + 2                              # two new training runs only
+
+
+def test_local_workers_and_ray_give_the_same_results(tmp_path):
+    """Worker processes (the default executor) and Ray tasks compute the same numbers."""
+    pytest.importorskip("ray")
+    import shutil
+
+    import ray
+
+    cfg = load_config(None, **TINY)
+    pooled = run_benchmark(cfg, tmp_path / "pooled", workers=2, report=False)
+    data = next((tmp_path / "pooled" / "cells").glob("data-*"))
+    shutil.copytree(data, tmp_path / "ray" / "cells" / data.name)   # the same data, not collected again
+    try:
+        on_ray = run_benchmark(cfg, tmp_path / "ray", executor="ray", workers=2, report=False)
+    finally:
+        ray.shutdown()
+    key = lambda rows: [(r["method"], r["algo"], r["seed"], r["return_mean"], r["curve"]) for r in rows]  # noqa: E731
+    assert key(pooled) == key(on_ray)
+    assert len({r["key"] for r in on_ray}) == 2
+
+
+def test_table1_bold_avg_and_improvement():
+    rows = []
+    for d, base in (("smax:3m medium", 1.0), ("smax:8m medium", 0.8)):
+        for m, gain in (("original", 0.0), ("eaq", 0.2)):
+            for s in (0, 1):
+                rows.append({"dataset": d, "algo": "qmix-cql", "method": m, "seed": s,
+                             "return_mean": base + gain + 0.1 * s, "normalised_return": (base + gain + 0.1 * s) / 2})
+    t = table1(rows, ["original", "eaq"], ["qmix-cql"])
+    lines = t.splitlines()
+    assert lines[0] == "| dataset | qmix-cql · original | qmix-cql · eaq |"
+    assert lines[2] == "| smax:3m medium | 1.050 ± 0.050 | **1.250 ± 0.050** |"
+    avg_orig, avg_eaq = (1.05 + 0.85) / 4, (1.25 + 1.05) / 4
+    assert lines[4] == f"| AVG medium (normalised) | {avg_orig:.3f} | {avg_eaq:.3f} |"
+    assert lines[5] == f"| vs original, medium | – | {100 * (avg_eaq - avg_orig) / avg_orig:+.1f}% |"
+    aggs = aggregates(rows)
+    assert [(g["method"], g["runs"]) for g in aggs] == [("original", 4), ("eaq", 4)]
+    assert aggs[1]["ci_low"] <= aggs[1]["iqm"] <= aggs[1]["ci_high"]
+
+
+def test_iqm_and_bootstrap():
+    from scipy.stats import trim_mean
+
+    rng = np.random.default_rng(0)
+    for n in (1, 4, 7, 10, 33):
+        x = rng.normal(size=n)
+        assert iqm(x) == pytest.approx(trim_mean(x, 0.25))
+    lo, hi = stratified_bootstrap_ci([np.arange(10.0), np.arange(10.0) + 100])
+    assert lo < iqm(np.r_[np.arange(10.0), np.arange(10.0) + 100]) < hi
+    assert stratified_bootstrap_ci([np.ones(5)]) == (1.0, 1.0)
+
+
+def test_cli_benchmark_compare_and_quickstart(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfgfile = tmp_path / "tiny.json"
+    cfgfile.write_text(json.dumps(TINY))
+    r = run("benchmark", cfgfile, "--out", "b1", "--workers", "1")
+    assert r.exit_code == 0, r.output
+    assert "smax:3m medium" in r.output and (tmp_path / "b1" / "report.md").is_file()
+    r = run("benchmark", cfgfile, "--out", "b1", "--dry-run")
+    assert "train       2 cells, 2 cached" in r.output
+    r = run("benchmark", cfgfile, "--out", "b2", "--workers", "1", "--steps", "6", "--json")
+    assert r.exit_code == 0, r.output
+    r = run("compare", "b1", "b2", "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert {(x["method"], x["seeds_a"], x["seeds_b"]) for x in res["rows"]} == {("original", 1, 1), ("rad-s", 1, 1)}
+    # datasets: the real store and the RAD-s augmented one
+    real = next((tmp_path / "b1" / "cells").glob("data-*/store.zarr"))
+    aug = next((tmp_path / "b1" / "cells").glob("augment-*/store.zarr"))
+    r = run("compare", real, aug, "--out", "plots", "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["stats"][1]["synthetic_episodes"] == 5 * res["stats"][0]["episodes"]
+    assert res["fidelity"]["real_episodes"] == res["stats"][0]["episodes"]
+    assert (tmp_path / "plots" / "returns.png").is_file() and (tmp_path / "plots" / "tsne_obs.png").is_file()
+    assert_user_error(run("compare", real, "b1"), "not both")
+    assert_user_error(run("benchmark", "--method", "eaqq", "--out", "b3"), "unknown augmenter")
+    assert_user_error(run("benchmark", "--seeds", "0,x"), "--seeds")
+    r = run("quickstart", "--episodes", "16", "--steps", "6", "--fit-steps", "4", "--workers", "1", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    report = (tmp_path / "marl-augment-quickstart" / "report.md").read_text()
+    assert "| dataset | qmix-cql · original | qmix-cql · rad-s | qmix-cql · eaq |" in report
+    assert len(read_results(tmp_path / "marl-augment-quickstart")) == 3
