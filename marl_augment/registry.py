@@ -10,11 +10,34 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from .errors import MissingDependency, NotFound
+from .errors import ConfigError, MissingDependency, NotFound
 
 T = TypeVar("T")
+
+
+def config_from_options(kind: str, name: str, config_cls: type, config: Any = None,
+                        options: dict[str, Any] | None = None) -> Any:
+    """A component's config: the object given, or its dataclass filled from ``options``.
+
+    Unknown options are refused with the list of known ones (no silent typos).
+    """
+    import dataclasses
+
+    options = options or {}
+    if config is not None and options:
+        raise ConfigError("give a config object or options, not both")
+    if config is not None:
+        return config
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise ConfigError(f"{kind} {name!r} has no option(s) {unknown}; its options are {sorted(fields)}")
+    try:
+        return config_cls(**options)
+    except TypeError as e:
+        raise ConfigError(f"{kind} {name!r}: {e}") from None
 
 
 def import_string(path: str):

@@ -30,6 +30,7 @@ from torch import nn
 from ..data.dataset import Dataset
 from ..data.schema import Spec
 from ..errors import ConfigError, FormatError, NotFound
+from ..registry import config_from_options
 from ..torch_state import resolve_device
 
 #: logit / Q value given to illegal actions before a max (finite, so no NaN from inf - inf)
@@ -237,23 +238,14 @@ class OfflineAlgorithm(ABC):
 
     def __init__(self, spec: Spec, state_dim: int, config: Any = None, *, seed: int = 0,
                  scales: tuple[np.ndarray, np.ndarray] | None = None, **options: Any) -> None:
-        if config is not None and options:
-            raise ConfigError("give a config object or options, not both")
-        if config is None:
-            fields = {f.name for f in dataclasses.fields(self.Config)}
-            unknown = sorted(set(options) - fields)
-            if unknown:
-                raise ConfigError(f"algorithm {self.name!r} has no option(s) {unknown}; "
-                                  f"its options are {sorted(fields)}")
-            config = self.Config(**options)
-        self.config = config
+        self.config = config_from_options("algorithm", self.name, self.Config, config, options)
         self.check_config()
         self.spec = spec
         self.state_dim = int(state_dim)
         self.n_agents = spec.n_agents
         self.n_actions = spec.n_actions
         self.in_dim = spec.obs_dim + spec.n_agents
-        self.device = resolve_device(config.device)
+        self.device = resolve_device(self.config.device)
         self.seed = int(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
@@ -263,7 +255,7 @@ class OfflineAlgorithm(ABC):
         for m in self.modules().values():
             m.to(self.device)
         self.optimizer = torch.optim.Adam([p for m in self.trained_modules() for p in m.parameters()],
-                                          lr=config.lr)
+                                          lr=self.config.lr)
         self.updates = 0
 
     def check_config(self) -> None:

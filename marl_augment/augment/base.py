@@ -25,6 +25,7 @@ import numpy as np
 from ..data.dataset import Dataset
 from ..data.store import check_output_path, package_version
 from ..errors import ConfigError, FormatError, NotFound
+from ..registry import config_from_options
 
 MAX_ORIGIN = 255
 STATE_FILE = "augmenter.json"
@@ -41,16 +42,7 @@ class Augmenter(ABC):
     refit_on_augment: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, **options: Any) -> None:
-        if config is not None and options:
-            raise ConfigError("give a config object or options, not both")
-        if config is None:
-            fields = {f.name for f in dataclasses.fields(self.Config)}
-            unknown = sorted(set(options) - fields)
-            if unknown:
-                raise ConfigError(f"augmenter {self.name!r} has no option(s) {unknown}; "
-                                  f"its options are {sorted(fields)}")
-            config = self.Config(**options)
-        self.config = config
+        self.config = config_from_options("augmenter", self.name, self.Config, config, options)
         self.check_config()
         self.fitted_on: dict[str, Any] | None = None
 
