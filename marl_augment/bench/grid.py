@@ -147,15 +147,19 @@ def _local_runner(workers: int) -> Runner:
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         # spawn: JAX and torch do not survive fork with threads running
-        with ProcessPoolExecutor(max_workers=min(workers, len(cells)), mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(run_cell, c, work, device) for c in cells]
-            try:
-                for f in as_completed(futures):
-                    yield f.result()
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(cells)), mp_context=mp.get_context("spawn"))
+        futures = [pool.submit(run_cell, c, work, device) for c in cells]
+        try:
+            for f in as_completed(futures):
+                yield f.result()
+        except BaseException:
+            # interrupted or a cell failed: start nothing new, stop the cells in flight (their
+            # checkpoints and the finished cells stay; a rerun resumes from there)
+            pool.shutdown(wait=False, cancel_futures=True)
+            for p in list(getattr(pool, "_processes", {}).values()):
+                p.terminate()
+            raise
+        pool.shutdown(wait=True)
 
     return run
 
