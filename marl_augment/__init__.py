@@ -68,11 +68,15 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def resolve(source: str | os.PathLike) -> Path:
-    """A store path from a path or a dataset name in the data root (``marl-augment datasets list``)."""
+def resolve(source: str | os.PathLike) -> Path | str:
+    """A store path from a path, an fsspec URL (``s3://...``, returned as is) or a dataset name in
+    the data root (``marl-augment datasets list``)."""
     from .config import datasets_dir
+    from .data.remote import is_url, local_path
 
-    p = Path(source).expanduser()
+    if is_url(source):
+        return str(source)
+    p = local_path(source)
     if p.exists():
         return p
     text = str(source)

@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
 @user_errors
 def augment(
     src: Annotated[str | None, typer.Argument(help="Input store (path or dataset name).")] = None,
-    out: Annotated[Path | None, typer.Argument(help="Output store: the real episodes followed by the synthetic ones.")] = None,
+    out: Annotated[str | None, typer.Argument(help="Output store (path or fsspec URL): the real episodes followed by the synthetic ones.")] = None,
     method: Annotated[str, typer.Option(help="Augmenter (see --list).")] = "rad-s",
     scale: Annotated[float, typer.Option(help="Synthetic episodes per real one (EAQ paper: 5); 0 = the method's own size (return-replicate).")] = 5.0,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic episodes.")] = 0,
@@ -56,7 +56,8 @@ def augment(
     if resume and not learned:
         raise ConfigError(f"--resume applies to learned augmenters (eaq, eaq-q), not {aug.name!r}")
     if learned and aug.fitted_on is None:
-        train_dir = out.with_name(out.name + ".train")  # resumable checkpoints of the fit
+        local_out = check_output_path(out, overwrite=True)   # local path (a URL's local mirror)
+        train_dir = local_out.with_name(local_out.name + ".train")  # resumable checkpoints of the fit
         with metrics_bar(f"fitting {aug.name}", aug.config.train_steps, ("loss",)) as advance:
             aug.fit(ds, progress=advance, checkpoint_dir=train_dir, resume=resume)
         import shutil

@@ -32,10 +32,12 @@ def info(
     import numpy as np
 
     from .. import resolve
+    from ..data.remote import is_url, mirror
     from ..data.schema import episode_returns, episode_stats
     from ..data.store import open_group, read_store
 
-    p = resolve(path)
+    where = resolve(path)
+    p = mirror(where) if is_url(where) else where   # URLs: the local copy (fetched if it changed)
     total = None
     if validate:
         total = int(open_group(p)["obs"].shape[0])
@@ -48,7 +50,7 @@ def info(
                           terminated[c.offsets[1:] - 1])
     attrs = c.attrs
     if as_json:
-        print_json({"path": str(p), "spec": c.spec.to_json(), "stats": stats,
+        print_json({"path": str(where), "spec": c.spec.to_json(), "stats": stats,
                     "source": attrs.get("source", {}), "provenance": attrs.get("provenance", []),
                     "fingerprint": attrs.get("fingerprint"), "validated": validate})
         return
@@ -81,7 +83,7 @@ def info(
 @user_errors
 def convert(
     src: Annotated[Path, typer.Argument(help="Input to convert (a log file, a vault, ...).")],
-    out: Annotated[Path, typer.Argument(help="Output episode store (.zarr).")],
+    out: Annotated[str, typer.Argument(help="Output episode store (.zarr path or fsspec URL).")],
     from_: Annotated[str, typer.Option("--from", help="Adapter: see 'marl-augment datasets adapters'.")] = "pettingzoo-log",
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help="Adapter option key=value (repeatable), e.g. -o reward=mean.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
@@ -98,7 +100,7 @@ def convert(
 @user_errors
 def record(
     env_module: Annotated[str, typer.Argument(help="PettingZoo env module, e.g. mpe2.simple_spread_v3.")],
-    out: Annotated[Path, typer.Argument(help="Output episode store (.zarr).")],
+    out: Annotated[str, typer.Argument(help="Output episode store (.zarr path or fsspec URL).")],
     episodes: Annotated[int, typer.Option("--episodes", "-n", min=1, help="Episodes to record.")] = 10,
     policy: Annotated[str, typer.Option(help="Behaviour policy: random (uniform over legal actions).")] = "random",
     seed: Annotated[int, typer.Option(help="Seed of episode e is seed+e; also seeds the policy.")] = 0,
@@ -133,7 +135,7 @@ def record(
 @user_errors
 def subsample(
     src: Annotated[str, typer.Argument(help="Input store (path or dataset name).")],
-    out: Annotated[Path, typer.Argument(help="Output episode store (.zarr).")],
+    out: Annotated[str, typer.Argument(help="Output episode store (.zarr path or fsspec URL).")],
     fraction: Annotated[float | None, typer.Option(help="Share of episodes to keep, in (0, 1] (EAQ paper: 0.03).")] = None,
     episodes: Annotated[int | None, typer.Option("--episodes", "-n", help="Number of episodes to keep (instead of --fraction).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random choice of episodes.")] = 0,

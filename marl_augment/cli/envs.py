@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
 @user_errors
 def collect(
     env_id: Annotated[str, typer.Argument(help="Environment, e.g. smax:3m (SMAX maps: 3m, 8m, 2s3z, 5m_vs_6m, ...).")],
-    out: Annotated[Path, typer.Argument(help="Output episode store (.zarr).")],
+    out: Annotated[str, typer.Argument(help="Output episode store (.zarr path or fsspec URL).")],
     quality: Annotated[str, typer.Option(help="Behaviour policy: poor|medium|good|random, or closest|focus[:epsilon].")] = "medium",
     episodes: Annotated[int, typer.Option("--episodes", "-n", min=1, help="Episodes to collect.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the environments and the policy.")] = 0,

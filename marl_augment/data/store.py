@@ -113,8 +113,16 @@ def _same_path(a: Path, b: Path) -> bool:
 
 def check_output_path(out: str | os.PathLike, *, overwrite: bool,
                       inputs: Sequence[str | os.PathLike] = ()) -> Path:
-    """Refuse an output that exists (unless overwrite) or that is, or lies inside, an input."""
-    out = Path(out)
+    """Refuse an output that exists (unless overwrite) or that is, or lies inside, an input.
+
+    For an fsspec URL, checks the remote location and returns its local mirror's path.
+    """
+    from .remote import check_remote_output, is_url, local_path, mirror_dir
+
+    if is_url(out):
+        check_remote_output(str(out), overwrite)
+        return mirror_dir(str(out))
+    out = local_path(out)
     for src in inputs:
         src = Path(src)
         if _same_path(out, src) or (src.exists() and src.resolve() in out.resolve().parents):
@@ -183,6 +191,14 @@ class StoreWriter:
         attrs: Mapping[str, Any] | None = None,
     ) -> None:
         spec.check()
+        from .remote import check_remote_output, is_url, mirror_dir
+
+        self.url = str(path) if is_url(path) else None
+        self.url_overwrite = overwrite
+        if self.url is not None:  # written locally (as the URL's mirror), uploaded on close
+            check_remote_output(self.url, overwrite)
+            path = mirror_dir(self.url)
+            overwrite = True
         self.path = check_output_path(path, overwrite=overwrite, inputs=inputs)
         self.spec = spec
         self.overwrite = overwrite
@@ -397,6 +413,10 @@ class StoreWriter:
             }
             self._group.attrs.update(attrs)
             self._move_into_place()
+            if self.url is not None:
+                from .remote import upload
+
+                upload(self.path, self.url, self.url_overwrite)
         except BaseException:
             self.abort()
             raise
@@ -605,8 +625,12 @@ def read_store(path: str | os.PathLike, *, validate: bool = True, keep: bool = T
     """Read (and by default fully validate) a store.
 
     With ``keep=False`` the arrays are streamed through validation and not retained (for
-    ``info`` on datasets larger than memory).
+    ``info`` on datasets larger than memory). ``path`` may be an fsspec URL (read through a
+    local mirror, :mod:`marl_augment.data.remote`).
     """
+    from .remote import is_url, local_path, mirror
+
+    path = mirror(str(path)) if is_url(path) else local_path(path)
     group = open_group(path)
     attrs = dict(group.attrs)
     if attrs.get("format") != FORMAT_NAME:
