@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -183,9 +183,3 @@ def _ray_runner(address: str | None, workers: int) -> Runner:
             yield ray.get(ready[0])
 
     return run
-
-
-def count_cells(stages: Iterable[list[Cell]], work: Path) -> tuple[int, int]:
-    """(cells done, cells in all) over the stages."""
-    cells = [c for s in stages for c in s]
-    return sum(c.done(work) for c in cells), len(cells)
