@@ -65,6 +65,37 @@ def test_decoding_always_keeps_a_legal_action(dataset):
     assert taken.all() and report["legal_before_masking"] == 0.0
 
 
+def test_constant_mask_bits_are_restored_and_varying_ones_decoded(dataset):
+    layout = F.Layout.from_spec(dataset.spec)
+    x, mask = F.encode(dataset, layout, 64)
+    fixed = F.constant_masks(x, mask, layout)
+    avail, alive = dataset.columns["avail_actions"], dataset.columns["alive"]
+    for i in range(layout.n_agents):       # what the real data says, computed the plain way
+        rows = avail[alive[:, i], i]
+        np.testing.assert_array_equal(fixed[i] == 1, rows.all(0))
+        np.testing.assert_array_equal(fixed[i] == 0, ~rows.any(0))
+    assert (fixed == 1).any() and (fixed == -1).any()   # SMAC: moves always legal, attacks vary
+    s = layout.slices()
+    noisy = x.copy()
+    rng = np.random.default_rng(0)
+    noisy[:, s["avail"], :] = rng.random(noisy[:, s["avail"], :].shape) < 0.5   # coin-flip masks
+    cols, _, _ = F.decode(noisy, layout, dataset.spec, fixed)
+    plain, _, _ = F.decode(noisy, layout, dataset.spec)
+    got, live = cols["avail_actions"], cols["alive"]
+    e, _, t = noisy.shape
+    valid = np.arange(t)[None, :] < dataset.episode_lengths[:, None]
+    channel = (noisy[:, s["avail"], :].transpose(0, 2, 1).reshape(e, t, layout.n_agents, -1) > 0.5)[valid]
+    for i in range(layout.n_agents):
+        on = got[live[:, i], i]
+        assert on[:, fixed[i] == 1].all() and not on[:, fixed[i] == 0].any()
+        varying = fixed[i] == -1
+        np.testing.assert_array_equal(on[:, varying], channel[live[:, i], i][:, varying])
+    # dead agents keep what the channel says (as without the projection)
+    np.testing.assert_array_equal(got[~live], plain["avail_actions"][~live])
+    taken = np.take_along_axis(got, cols["actions"][..., None].astype(np.intp), -1)
+    assert taken.all()
+
+
 def test_unet_shapes_and_parameter_count():
     net = TemporalUnet(351, (32, 64, 128))
     y = net(torch.randn(2, 351, 24), torch.tensor([0, 5]))

@@ -54,6 +54,9 @@ class EAQConfig:
     """Adam learning rate."""
     ema_decay: float = 0.995
     """Decay of the exponential moving average of the weights used for sampling."""
+    fix_constant_masks: bool = True
+    """Decode legal-action bits that are constant in the real data (SMAC/SMAX: moves and stop
+    always legal for live agents) as that constant instead of thresholding their noisy channel."""
     episode_weight: float = 1.0
     """Loss weight of the reward, Q_tot and done channels relative to the others (1: plain MSE)."""
     clip: float = 5.0
@@ -70,6 +73,8 @@ class EAQConfig:
 
 class EAQ(Augmenter):
     name = "eaq"
+    fixed_avail: np.ndarray | None = None
+    """Legal-action bits constant in the fitted data (see features.constant_masks)."""
     Config: ClassVar[type] = EAQConfig
 
     def check_config(self) -> None:
@@ -118,6 +123,7 @@ class EAQ(Augmenter):
         x, mask = F.encode(ds, self.layout, self.horizon)
         self.norm = F.Normaliser.fit(x, mask, self.layout.kinds())
         self.norm.reward_like = self.layout.reward_like()
+        self.fixed_avail = F.constant_masks(x, mask, self.layout)
         y = torch.from_numpy(self.norm.forward(x, mask)).to(self.device)
         m = torch.from_numpy(mask.astype(np.float32)).to(self.device)
         sl = self.layout.slices()
@@ -230,7 +236,8 @@ class EAQ(Augmenter):
 
     def _sample(self, n_episodes: int, rng: np.random.Generator, seed: int) -> Dataset:
         x = self.generate(n_episodes, seed)
-        cols, lengths, report = F.decode(x, self.layout, self.spec)
+        fixed = self.fixed_avail if self.config.fix_constant_masks else None
+        cols, lengths, report = F.decode(x, self.layout, self.spec, fixed)
         self.last_report = report
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         return Dataset(self.spec, cols, offsets, np.ones(n_episodes, np.uint8))
@@ -243,6 +250,8 @@ class EAQ(Augmenter):
         arrays["norm.kinds"] = self.norm.kinds
         arrays["norm.low"] = self.norm.low
         arrays["norm.high"] = self.norm.high
+        if self.fixed_avail is not None:
+            arrays["fixed_avail"] = self.fixed_avail
         return arrays
 
     def _facts(self) -> dict[str, Any]:
@@ -262,6 +271,7 @@ class EAQ(Augmenter):
         self.norm = F.Normaliser(arrays["norm.kinds"], arrays["norm.mean"], arrays["norm.std"],
                                  arrays.get("norm.low"), arrays.get("norm.high"))
         self.norm.reward_like = self.layout.reward_like()
+        self.fixed_avail = arrays.get("fixed_avail")  # absent in models saved before it existed
 
 
 @dataclass
