@@ -65,35 +65,87 @@ def test_decoding_always_keeps_a_legal_action(dataset):
     assert taken.all() and report["legal_before_masking"] == 0.0
 
 
-def test_constant_mask_bits_are_restored_and_varying_ones_decoded(dataset):
+def test_structure_is_learnt_from_the_real_data(dataset):
     layout = F.Layout.from_spec(dataset.spec)
     x, mask = F.encode(dataset, layout, 64)
-    fixed = F.constant_masks(x, mask, layout)
-    avail, alive = dataset.columns["avail_actions"], dataset.columns["alive"]
+    st = F.Structure.learn(x, mask, layout)
+    avail, alive, acts = (dataset.columns[k] for k in ("avail_actions", "alive", "actions"))
     for i in range(layout.n_agents):       # what the real data says, computed the plain way
         rows = avail[alive[:, i], i]
-        np.testing.assert_array_equal(fixed[i] == 1, rows.all(0))
-        np.testing.assert_array_equal(fixed[i] == 0, ~rows.any(0))
-    assert (fixed == 1).any() and (fixed == -1).any()   # SMAC: moves always legal, attacks vary
+        np.testing.assert_array_equal(st.fixed_avail[i] == 1, rows.all(0))
+        np.testing.assert_array_equal(st.fixed_avail[i] == 0, ~rows.any(0))
+        dead = ~alive[:, i]
+        if dead.any():
+            assert st.dead_action[i] == (acts[dead, i][0] if np.unique(acts[dead, i]).size == 1 else -1)
+            assert st.dead_obs_zero[i] == (dataset.columns["obs"][dead, i] == 0).all()
+    assert (st.fixed_avail == 1).any() and (st.fixed_avail == -1).any()   # moves always legal, attacks vary
+    assert st.alive_monotone and (st.dead_action >= 0).any()
+    back = F.Structure.from_arrays(st.to_arrays())
+    for k in ("fixed_avail", "dead_action", "dead_avail", "dead_obs_zero"):
+        np.testing.assert_array_equal(getattr(back, k), getattr(st, k))
+    # a store where an agent comes back to life is not monotone
+    x2 = x.copy()
     s = layout.slices()
-    noisy = x.copy()
+    e, i = np.argwhere((x[:, s["alive"], :] < 0.5) & mask[:, None, :].astype(bool))[0][[0, 1]]
+    t = np.flatnonzero((x[e, s["alive"].start + i] < 0.5) & mask[e].astype(bool))[0]
+    if t + 1 < dataset.episode_lengths[e]:
+        x2[e, s["alive"].start + i, t + 1] = 1.0
+        assert not F.Structure.learn(x2, mask, layout).alive_monotone
+
+
+def test_structured_decoding_restores_what_the_data_holds_fixed(dataset):
+    layout = F.Layout.from_spec(dataset.spec)
+    x, mask = F.encode(dataset, layout, 64)
+    st = F.Structure.learn(x, mask, layout)
+    assert st.trust_action
+    trust, st = st, F.Structure(**{**st.__dict__, "trust_action": False})
+    s = layout.slices()
     rng = np.random.default_rng(0)
-    noisy[:, s["avail"], :] = rng.random(noisy[:, s["avail"], :].shape) < 0.5   # coin-flip masks
-    cols, _, _ = F.decode(noisy, layout, dataset.spec, fixed)
+    noisy = x.copy()
+    noisy[:, s["avail"], :] = rng.random(noisy[:, s["avail"], :].shape) < 0.5        # coin-flip masks
+    noisy[:, s["alive"], :] += rng.normal(0, 0.3, noisy[:, s["alive"], :].shape)     # blurred alive
+    cols, lengths, _ = F.decode(noisy, layout, dataset.spec, st)
+    np.testing.assert_array_equal(lengths, dataset.episode_lengths)
+    # the alive step fit is monotone per episode and far closer to the real flags than a threshold
     plain, _, _ = F.decode(noisy, layout, dataset.spec)
+    off = dataset.episode_offsets
+    for k in range(len(lengths)):
+        assert (np.diff(cols["alive"][off[k]:off[k + 1]].astype(int), axis=0) <= 0).all()
+    fit_err = (cols["alive"] != dataset.columns["alive"]).sum()
+    threshold_err = (plain["alive"] != dataset.columns["alive"]).sum()
+    assert threshold_err > 50 and fit_err * 5 < threshold_err, (fit_err, threshold_err)
     got, live = cols["avail_actions"], cols["alive"]
     e, _, t = noisy.shape
-    valid = np.arange(t)[None, :] < dataset.episode_lengths[:, None]
+    valid = np.arange(t)[None, :] < lengths[:, None]
     channel = (noisy[:, s["avail"], :].transpose(0, 2, 1).reshape(e, t, layout.n_agents, -1) > 0.5)[valid]
     for i in range(layout.n_agents):
         on = got[live[:, i], i]
-        assert on[:, fixed[i] == 1].all() and not on[:, fixed[i] == 0].any()
-        varying = fixed[i] == -1
+        assert on[:, st.fixed_avail[i] == 1].all() and not on[:, st.fixed_avail[i] == 0].any()
+        varying = st.fixed_avail[i] == -1
         np.testing.assert_array_equal(on[:, varying], channel[live[:, i], i][:, varying])
-    # dead agents keep what the channel says (as without the projection)
-    np.testing.assert_array_equal(got[~live], plain["avail_actions"][~live])
+        dead = ~live[:, i]
+        if dead.any() and st.dead_action[i] >= 0:
+            assert (cols["actions"][dead, i] == st.dead_action[i]).all()
+            if st.dead_obs_zero[i]:
+                assert (cols["obs"][dead, i] == 0).all()
     taken = np.take_along_axis(got, cols["actions"][..., None].astype(np.intp), -1)
     assert taken.all()
+    # trust_action (the default): where the one-hot argmax and a varying legal bit disagree, the
+    # action wins
+    tc, _, _ = F.decode(noisy, layout, dataset.spec, trust)
+    onehot = np.stack([noisy[:, s[f"act{i}"], :] for i in range(layout.n_agents)], 1).transpose(0, 3, 1, 2)[valid]
+    live = tc["alive"]
+    want = onehot.argmax(-1)
+    never = st.fixed_avail[np.arange(layout.n_agents)[None, :], want] == 0    # e.g. no-op of a dead agent
+    assert never[live].mean() < 0.01                                          # read as live by the step fit
+    np.testing.assert_array_equal(tc["actions"][live & ~never], want[live & ~never])
+    assert np.take_along_axis(tc["avail_actions"], tc["actions"][..., None].astype(np.intp), -1).all()
+    assert (tc["actions"][live] != cols["actions"][live]).any()                  # the masks did disagree
+    # decoded without noise, the real data comes back exactly, structure or not
+    for structure in (st, trust):
+        exact, _, _ = F.decode(x, layout, dataset.spec, structure)
+        for k in ("actions", "avail_actions", "alive"):
+            np.testing.assert_array_equal(exact[k], dataset.columns[k])
 
 
 def test_unet_shapes_and_parameter_count():

@@ -54,9 +54,10 @@ class EAQConfig:
     """Adam learning rate."""
     ema_decay: float = 0.995
     """Decay of the exponential moving average of the weights used for sampling."""
-    fix_constant_masks: bool = True
-    """Decode legal-action bits that are constant in the real data (SMAC/SMAX: moves and stop
-    always legal for live agents) as that constant instead of thresholding their noisy channel."""
+    structured_decoding: bool = True
+    """Decode what the real data holds fixed as fixed (see ``features.Structure``): legal-action
+    bits constant for live agents, alive flags that never come back (a step fit), dead agents'
+    constant action / mask / zero observation. False: threshold every channel at 0.5."""
     episode_weight: float = 1.0
     """Loss weight of the reward, Q_tot and done channels relative to the others (1: plain MSE)."""
     clip: float = 5.0
@@ -73,8 +74,8 @@ class EAQConfig:
 
 class EAQ(Augmenter):
     name = "eaq"
-    fixed_avail: np.ndarray | None = None
-    """Legal-action bits constant in the fitted data (see features.constant_masks)."""
+    structure: F.Structure | None = None
+    """What the fitted data holds fixed (see features.Structure)."""
     Config: ClassVar[type] = EAQConfig
 
     def check_config(self) -> None:
@@ -123,7 +124,7 @@ class EAQ(Augmenter):
         x, mask = F.encode(ds, self.layout, self.horizon)
         self.norm = F.Normaliser.fit(x, mask, self.layout.kinds())
         self.norm.reward_like = self.layout.reward_like()
-        self.fixed_avail = F.constant_masks(x, mask, self.layout)
+        self.structure = F.Structure.learn(x, mask, self.layout)
         y = torch.from_numpy(self.norm.forward(x, mask)).to(self.device)
         m = torch.from_numpy(mask.astype(np.float32)).to(self.device)
         sl = self.layout.slices()
@@ -236,8 +237,8 @@ class EAQ(Augmenter):
 
     def _sample(self, n_episodes: int, rng: np.random.Generator, seed: int) -> Dataset:
         x = self.generate(n_episodes, seed)
-        fixed = self.fixed_avail if self.config.fix_constant_masks else None
-        cols, lengths, report = F.decode(x, self.layout, self.spec, fixed)
+        structure = self.structure if self.config.structured_decoding else None
+        cols, lengths, report = F.decode(x, self.layout, self.spec, structure)
         self.last_report = report
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         return Dataset(self.spec, cols, offsets, np.ones(n_episodes, np.uint8))
@@ -250,8 +251,8 @@ class EAQ(Augmenter):
         arrays["norm.kinds"] = self.norm.kinds
         arrays["norm.low"] = self.norm.low
         arrays["norm.high"] = self.norm.high
-        if self.fixed_avail is not None:
-            arrays["fixed_avail"] = self.fixed_avail
+        if self.structure is not None:
+            arrays.update(self.structure.to_arrays())
         return arrays
 
     def _facts(self) -> dict[str, Any]:
@@ -271,7 +272,7 @@ class EAQ(Augmenter):
         self.norm = F.Normaliser(arrays["norm.kinds"], arrays["norm.mean"], arrays["norm.std"],
                                  arrays.get("norm.low"), arrays.get("norm.high"))
         self.norm.reward_like = self.layout.reward_like()
-        self.fixed_avail = arrays.get("fixed_avail")  # absent in models saved before it existed
+        self.structure = F.Structure.from_arrays(arrays)
 
 
 @dataclass
