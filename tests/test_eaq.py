@@ -93,6 +93,26 @@ def test_structure_is_learnt_from_the_real_data(dataset):
         assert not F.Structure.learn(x2, mask, layout).alive_monotone
 
 
+def test_dead_rows_restored_by_decoding_are_left_out_of_the_loss(dataset):
+    layout = F.Layout.from_spec(dataset.spec)
+    x, mask = F.encode(dataset, layout, 64)
+    st = F.Structure.learn(x, mask, layout)
+    w = F.dead_row_weights(x, layout, st)
+    s = layout.slices()
+    dead = x[:, s["alive"], :] <= 0.5                                     # (E, N, T)
+    assert dead[mask.astype(bool)[:, None, :].repeat(layout.n_agents, 1)].any()
+    a = layout.n_actions
+    for i in range(layout.n_agents):
+        blocks = [s[f"obs{i}"], s[f"act{i}"], slice(s["avail"].start + i * a, s["avail"].start + (i + 1) * a)]
+        for sl in blocks:
+            np.testing.assert_array_equal(w[:, sl, :] == 0, np.broadcast_to(dead[:, i, None, :], w[:, sl, :].shape))
+    # everything else keeps its weight: state, alive flags, reward, Q, done
+    for name in ("state", "alive", "reward", "q", "done"):
+        assert (w[:, s[name], :] == 1).all()
+    # nothing is left out where decoding would not restore it
+    assert F.dead_row_weights(x, layout, F.Structure(st.fixed_avail, st.alive_monotone)) is None
+
+
 def test_structured_decoding_restores_what_the_data_holds_fixed(dataset):
     layout = F.Layout.from_spec(dataset.spec)
     x, mask = F.encode(dataset, layout, 64)

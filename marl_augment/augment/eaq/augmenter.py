@@ -58,6 +58,9 @@ class EAQConfig:
     """Decode what the real data holds fixed as fixed (see ``features.Structure``): legal-action
     bits constant for live agents, alive flags that never come back (a step fit), dead agents'
     constant action / mask / zero observation. False: threshold every channel at 0.5."""
+    skip_dead_rows: bool = True
+    """Leave dead agents' observation, action and mask features out of the loss where structured
+    decoding restores them (constant in the real data); the model then learns live agents only."""
     episode_weight: float = 1.0
     """Loss weight of the reward, Q_tot and done channels relative to the others (1: plain MSE)."""
     clip: float = 5.0
@@ -127,6 +130,9 @@ class EAQ(Augmenter):
         self.structure = F.Structure.learn(x, mask, self.layout)
         y = torch.from_numpy(self.norm.forward(x, mask)).to(self.device)
         m = torch.from_numpy(mask.astype(np.float32)).to(self.device)
+        rows = F.dead_row_weights(x, self.layout, self.structure) \
+            if c.skip_dead_rows and c.structured_decoding else None
+        row_w = None if rows is None else torch.from_numpy(rows).to(self.device)
         sl = self.layout.slices()
         q_ch = sl["q"].start
         chan_w = torch.ones(self.layout.width, device=self.device)
@@ -148,6 +154,8 @@ class EAQ(Augmenter):
             xk = self.sched.q_sample(x0, k, noise)
             pred = self.denoise(self.model, xk, k)
             w = mk[:, None, :].expand_as(x0).clone()
+            if row_w is not None:
+                w = w * row_w[idx]
             w[:, -1, :] = 1.0  # the done channel is learnt over the whole horizon
             w = w * chan_w[None, :, None]
             mse = (((pred - x0) ** 2) * w).sum() / w.sum()

@@ -202,6 +202,31 @@ class Structure:
                    arrays.get("structure.dead_obs_zero"))
 
 
+def dead_row_weights(x: np.ndarray, layout: Layout, st: Structure) -> np.ndarray | None:
+    """(E, F, T) loss weights: 0 on a dead agent's observation, one-hot action and legal-mask
+    features wherever ``st`` says decoding restores them (constant in the real data), else 1.
+    None when nothing is restored."""
+    if not layout.has_alive or st.dead_action is None:
+        return None
+    s = layout.slices()
+    e, f, t = x.shape
+    a = layout.n_actions
+    dead = x[:, s["alive"], :] <= 0.5                                    # (E, N, T)
+    w = np.ones((e, f, t), np.float32)
+    hit = False
+    for i in range(layout.n_agents):
+        d = dead[:, i, :][:, None, :]
+        if st.dead_action[i] >= 0:
+            w[:, s[f"act{i}"], :] = np.where(d, 0.0, 1.0)
+            hit = True
+        if st.dead_obs_zero is not None and st.dead_obs_zero[i]:
+            w[:, s[f"obs{i}"], :] = np.where(d, 0.0, 1.0)
+        if st.dead_avail is not None and (st.dead_avail[i] >= 0).all():
+            lo = s["avail"].start + i * a
+            w[:, lo:lo + a, :] = np.where(d, 0.0, 1.0)
+    return w if hit else None
+
+
 def step_down(channel: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The step 1[t < D] (D in 0..L) closest in squared error to ``channel`` (E, T, N) on each
     episode's first L steps: (E, T, N) booleans, False from D on."""
