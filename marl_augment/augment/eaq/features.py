@@ -227,18 +227,24 @@ def dead_row_weights(x: np.ndarray, layout: Layout, st: Structure) -> np.ndarray
     return w if hit else None
 
 
+def _step_costs(channel: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Squared error of the step 1[t < D] against ``channel`` (E, T, N) over the ``valid`` steps
+    (E, T, 1), for every D in 0..T: (E, T + 1, N). Values are clipped to [-0.5, 1.5] first, so a
+    single wild step cannot outweigh the rest."""
+    c = np.clip(channel.astype(np.float64), -0.5, 1.5)
+    high = np.where(valid, (1 - c) ** 2, 0.0)              # cost of calling step t 1
+    low = np.where(valid, c ** 2, 0.0)                     # cost of calling it 0
+    zero = np.zeros((c.shape[0], 1, c.shape[2]))
+    return (np.concatenate([zero, np.cumsum(high, 1)], 1)
+            + np.concatenate([np.cumsum(low[:, ::-1], 1)[:, ::-1], zero], 1))
+
+
 def step_down(channel: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The step 1[t < D] (D in 0..L) closest in squared error to ``channel`` (E, T, N) on each
     episode's first L steps: (E, T, N) booleans, False from D on."""
-    e, t, n = channel.shape
-    c = np.clip(channel.astype(np.float64), -0.5, 1.5)
+    t = channel.shape[1]
     valid = (np.arange(t)[None, :] < lengths[:, None])[..., None]
-    miss_alive = np.where(valid, (1 - c) ** 2, 0.0)         # cost of calling step t alive
-    miss_dead = np.where(valid, c ** 2, 0.0)                # cost of calling it dead
-    zero = np.zeros((e, 1, n))
-    alive_cost = np.concatenate([zero, np.cumsum(miss_alive, 1)], 1)               # D = 0..T
-    dead_cost = np.concatenate([np.cumsum(miss_dead[:, ::-1], 1)[:, ::-1], zero], 1)
-    death = (alive_cost + dead_cost).argmin(1)                                       # (E, N)
+    death = _step_costs(channel, valid).argmin(1)                                    # (E, N)
     return np.arange(t)[None, :, None] < death[:, None, :]
 
 
@@ -291,12 +297,11 @@ def episode_ends(done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     last step, 1 from it on. The length L is the step function 1[t >= L-1] closest to the
     decoded channel in squared error (robust to a single noisy step, unlike a threshold);
     an episode whose channel stays below 0.5 at the horizon has no end there (truncated)."""
-    d = np.clip(done.astype(np.float64), -0.5, 1.5)
-    # cost(L) = sum_{t < L-1} d_t^2 + sum_{t >= L-1} (1 - d_t)^2, for L = 1..T
-    before = np.concatenate([np.zeros((d.shape[0], 1)), np.cumsum(d ** 2, 1)[:, :-1]], 1)
-    after = np.cumsum(((1 - d) ** 2)[:, ::-1], 1)[:, ::-1]
-    lengths = (before + after).argmin(1) + 1
-    has_end = d[np.arange(d.shape[0]), lengths - 1] > 0.5
+    # the step 1[t >= L-1] is 1 minus the step 1[t < L-1]: fit the latter to 1 - done, D = L-1
+    d = done.astype(np.float64)[:, :, None]
+    costs = _step_costs(1 - d, np.ones_like(d, bool))[:, :-1, 0]                  # D = 0..T-1
+    lengths = costs.argmin(1) + 1
+    has_end = d[np.arange(d.shape[0]), lengths - 1, 0] > 0.5
     return lengths.astype(np.int64), has_end
 
 
