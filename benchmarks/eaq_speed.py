@@ -86,7 +86,6 @@ def samplers(episodes: int, train_steps: int, n_samples: int) -> dict:
     import tempfile
 
     import marl_augment as ma
-    from marl_augment.augment.eaq import features as F
     from marl_augment.augment.fidelity import wasserstein1
     from marl_augment.envs.smax import collect
 
@@ -104,9 +103,8 @@ def samplers(episodes: int, train_steps: int, n_samples: int) -> dict:
         t0 = time.perf_counter()
         x = aug.generate(n_samples, seed=0, sampler=sampler)
         dt = time.perf_counter() - t0
-        cols, lengths, report = F.decode(x, aug.layout, aug.spec)
-        off = __import__("numpy").concatenate([[0], lengths.cumsum()])
-        returns = __import__("numpy").add.reduceat(cols["rewards"].astype("float64"), off[:-1])
+        syn = aug.decode(x, sampler=sampler)      # as aug.sample decodes: calibrated, structured
+        returns, report = syn.episode_returns, aug.last_report
         out[sampler] = {"episodes": n_samples, "seconds": round(dt, 2),
                         "episodes_per_s": round(n_samples / dt, 1),
                         "steps": aug.config.diffusion_steps if sampler == "ddpm" else aug.config.sample_steps,

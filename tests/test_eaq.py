@@ -168,6 +168,44 @@ def test_structured_decoding_restores_what_the_data_holds_fixed(dataset):
             np.testing.assert_array_equal(exact[k], dataset.columns[k])
 
 
+def test_reward_quantiles_restore_the_real_distribution():
+    rng = np.random.default_rng(0)
+    support, shares = np.array([0.0, 1 / 15, 2 / 15, 1.0]), np.array([0.6, 0.3, 0.09, 0.01])
+    real = rng.choice(support, size=20_000, p=shares)
+    # a blurred, biased copy of the same kind of data, as a CPU-budget model decodes it
+    blurred = rng.choice(support, size=20_000, p=shares) + 0.01 + rng.normal(0, 0.03, 20_000)
+    fn = F.RewardQuantiles.fit(real, blurred)
+    out = fn(blurred)
+    assert set(np.unique(out)) <= set(support.astype(np.float32))          # the real support only
+    got = np.array([(out == np.float32(v)).mean() for v in support])
+    np.testing.assert_allclose(got, shares, atol=0.01)
+    assert abs(out.mean() - real.mean()) < 0.1 * abs(blurred.mean() - real.mean())
+    order = np.argsort(blurred, kind="stable")
+    assert (np.diff(out[order]) >= 0).all()                                 # the model's order kept
+    # continuous rewards: mapped continuously onto the real quantiles
+    cont = rng.gamma(2.0, 1.0, 20_000)
+    fn = F.RewardQuantiles.fit(cont, 3 * rng.normal(size=20_000))
+    out = fn(3 * rng.normal(size=5_000))
+    assert np.unique(out).size > 4_000
+    assert wasserstein1(cont, out) < 0.05
+
+
+def test_eaq_calibrates_rewards_and_keeps_the_maps(dataset, tmp_path):
+    real = np.unique(dataset.columns["rewards"])
+    aug = ma.make_augmenter("eaq", **TINY).fit(dataset)
+    syn = aug.sample(24, seed=3)
+    assert np.isin(syn.columns["rewards"], real).all()                      # real reward values only
+    raw = ma.make_augmenter("eaq", **TINY, reward_calibration=False).fit(dataset).sample(24, seed=3)
+    assert not np.isin(raw.columns["rewards"], real).all()                  # (the model's own are not)
+    aug.save(tmp_path / "m")
+    back = ma.load_augmenter(tmp_path / "m")
+    assert set(back.reward_maps) == {"ddim"}
+    np.testing.assert_array_equal(back.sample(24, seed=3).columns["rewards"], syn.columns["rewards"])
+    x = aug.generate(24, seed=3, sampler="ddpm")
+    assert np.isin(aug.decode(x, sampler="ddpm").columns["rewards"], real).all()
+    assert set(aug.reward_maps) == {"ddim", "ddpm"}                          # each sampler its map
+
+
 def test_unet_shapes_and_parameter_count():
     net = TemporalUnet(351, (32, 64, 128))
     y = net(torch.randn(2, 351, 24), torch.tensor([0, 5]))

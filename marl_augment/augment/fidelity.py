@@ -158,10 +158,13 @@ def return_histogram(real: Dataset, synthetic: Dataset, path: Path) -> Path:
 
 
 def shuffled_baseline(ds: Dataset, n_episodes: int, seed: int = 0) -> Dataset:
-    """Episodes whose every feature is drawn from a different random real episode (same step).
+    """Episodes whose every feature's series (over all steps) comes from a different random
+    real episode.
 
-    Marginals per feature and step stay real; the joint structure (which reward goes with which
-    actions, when an episode ends) is destroyed. A model that learnt anything should beat it.
+    Marginals per feature and step stay real, and so does each series' own course over time (a
+    reward series is a real one, cut at another real episode's length: returns stay close to the
+    real ones); the joint structure (which reward goes with which actions, when an episode ends)
+    is destroyed. A model that learnt anything should beat it.
     """
     from .eaq import features as F
 

@@ -61,6 +61,11 @@ class EAQConfig:
     skip_dead_rows: bool = True
     """Leave dead agents' observation, action and mask features out of the loss where structured
     decoding restores them (constant in the real data); the model then learns live agents only."""
+    reward_calibration: bool = True
+    """Map decoded rewards onto the real reward distribution by quantile mapping (see
+    ``features.RewardQuantiles``), learnt from a calibration sample at the end of fitting: the
+    model decides which steps and episodes are rewarding, the real data what a reward is worth.
+    False: rewards as the model decodes them."""
     episode_weight: float = 1.0
     """Loss weight of the reward, Q_tot and done channels relative to the others (1: plain MSE)."""
     clip: float = 5.0
@@ -77,6 +82,8 @@ class EAQConfig:
 
 class EAQ(Augmenter):
     name = "eaq"
+    version = 2
+    """2: rewards decoded through the reward calibration (``reward_calibration``)."""
     structure: F.Structure | None = None
     """What the fitted data holds fixed (see features.Structure)."""
     Config: ClassVar[type] = EAQConfig
@@ -128,6 +135,8 @@ class EAQ(Augmenter):
         self.norm = F.Normaliser.fit(x, mask, self.layout.kinds())
         self.norm.reward_like = self.layout.reward_like()
         self.structure = F.Structure.learn(x, mask, self.layout)
+        self.real_rewards = self._reward_quantiles(x, mask.astype(bool))
+        self.reward_maps: dict[str, dict[str, F.RewardQuantiles]] = {}
         y = torch.from_numpy(self.norm.forward(x, mask)).to(self.device)
         m = torch.from_numpy(mask.astype(np.float32)).to(self.device)
         rows = F.dead_row_weights(x, self.layout, self.structure) \
@@ -191,6 +200,7 @@ class EAQ(Augmenter):
         if len(ds) == 0:
             raise ConfigError("cannot fit an augmenter on an empty dataset")
         self._fit(ds, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
+        self.maps_for(self.config.sampler)             # calibrate the default sampler now
         self.fitted_on = {"fingerprint": ds.fingerprint, "episodes": len(ds), "spec": ds.spec.to_json()}
         return self
 
@@ -244,12 +254,42 @@ class EAQ(Augmenter):
         return np.concatenate(out)
 
     def _sample(self, n_episodes: int, rng: np.random.Generator, seed: int) -> Dataset:
-        x = self.generate(n_episodes, seed)
+        return self.decode(self.generate(n_episodes, seed))
+
+    def decode(self, x: np.ndarray, sampler: str | None = None) -> Dataset:
+        """Episodes from de-normalised features (as :meth:`generate` returns them, made with
+        ``sampler``, the configured one by default): rewards calibrated, structure imposed, as
+        the config says. The decoding report is left in ``last_report``."""
+        x = F.map_rewards(x, self.layout, self.maps_for(sampler or self.config.sampler))
         structure = self.structure if self.config.structured_decoding else None
         cols, lengths, report = F.decode(x, self.layout, self.spec, structure)
         self.last_report = report
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        return Dataset(self.spec, cols, offsets, np.ones(n_episodes, np.uint8))
+        return Dataset(self.spec, cols, offsets, np.ones(len(lengths), np.uint8))
+
+    # -- reward calibration -----------------------------------------------------------------
+    CALIBRATION_EPISODES = 512
+    """Episodes sampled to measure the model's own reward distribution."""
+
+    def _reward_quantiles(self, x: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
+        s = self.layout.slices()
+        return {name: F.RewardQuantiles.quantiles(F.reward_values(x, self.layout, name, valid))
+                for name in F.REWARD_CHANNELS if s[name].stop > s[name].start}
+
+    def maps_for(self, sampler: str) -> dict[str, F.RewardQuantiles]:
+        """Reward maps for episodes made by ``sampler`` (each sampler blurs rewards its own way):
+        measured once on a fixed-seed calibration sample, then kept (and saved with the model).
+        Empty when calibration is off, or for a model saved before it existed."""
+        real = getattr(self, "real_rewards", None)
+        if not self.config.reward_calibration or not real:
+            return {}
+        if sampler not in self.reward_maps:
+            x = self.generate(self.CALIBRATION_EPISODES, seed=self.config.seed + 7919, sampler=sampler)
+            lengths, _ = F.episode_ends(x[:, self.layout.slices()["done"], :][:, 0, :])
+            valid = np.arange(x.shape[2])[None, :] < lengths[:, None]
+            syn = self._reward_quantiles(x, valid)
+            self.reward_maps[sampler] = {k: F.RewardQuantiles(real[k], syn[k]) for k in real}
+        return self.reward_maps[sampler]
 
     # -- persistence --------------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -261,6 +301,11 @@ class EAQ(Augmenter):
         arrays["norm.high"] = self.norm.high
         if self.structure is not None:
             arrays.update(self.structure.to_arrays())
+        for name, q in getattr(self, "real_rewards", {}).items():
+            arrays[f"rewards.real.{name}"] = q
+        for sampler, maps in getattr(self, "reward_maps", {}).items():
+            for name, fn in maps.items():
+                arrays[f"rewards.{sampler}.{name}"] = fn.synthetic
         return arrays
 
     def _facts(self) -> dict[str, Any]:
@@ -281,6 +326,12 @@ class EAQ(Augmenter):
                                  arrays.get("norm.low"), arrays.get("norm.high"))
         self.norm.reward_like = self.layout.reward_like()
         self.structure = F.Structure.from_arrays(arrays)
+        self.real_rewards = {k.split(".", 2)[2]: v for k, v in arrays.items() if k.startswith("rewards.real.")}
+        self.reward_maps = {}
+        for k, v in arrays.items():
+            kind, sampler, name = (k.split(".", 2) + ["", ""])[:3]
+            if kind == "rewards" and sampler != "real" and name in self.real_rewards:
+                self.reward_maps.setdefault(sampler, {})[name] = F.RewardQuantiles(self.real_rewards[name], v)
 
 
 @dataclass

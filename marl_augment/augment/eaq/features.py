@@ -292,6 +292,67 @@ class Normaliser:
         return x.astype(np.float32)
 
 
+class RewardQuantiles:
+    """Decoded rewards mapped onto the real data's reward distribution (quantile mapping).
+
+    A value at quantile u of the model's own reward distribution (measured on a calibration
+    sample) becomes the real data's value at quantile u. The order of rewards within and across
+    synthetic episodes is the model's; their marginal is the real one. Why: a reward channel that
+    is mostly exact zeros with a few discrete hits (SMAC / SMAX) comes out of a CPU-budget
+    diffusion model blurred by +-0.4 std, and a small per-step bias adds up over an episode (3m
+    poor: returns +14% on average). Real rewards with at most ``DISCRETE`` distinct values keep
+    that support exactly (a step quantile function); continuous ones interpolate between quantiles.
+    """
+
+    POINTS = 4096
+    """Quantiles kept of each distribution."""
+    DISCRETE = 256
+    """At most this many distinct real values: rewards are mapped onto them exactly."""
+
+    def __init__(self, real: np.ndarray, synthetic: np.ndarray) -> None:
+        self.real = np.asarray(real, np.float64)
+        self.synthetic = np.asarray(synthetic, np.float64)
+
+    @classmethod
+    def quantiles(cls, values: np.ndarray) -> np.ndarray:
+        v = np.asarray(values, np.float64).ravel()
+        m = min(cls.POINTS, max(1, v.size))
+        return np.quantile(v, (np.arange(m) + 0.5) / m, method="inverted_cdf")
+
+    @classmethod
+    def fit(cls, real: np.ndarray, synthetic: np.ndarray) -> RewardQuantiles:
+        return cls(cls.quantiles(real), cls.quantiles(synthetic))
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        m_syn, m_real = self.synthetic.size, self.real.size
+        u = np.interp(values, self.synthetic, (np.arange(m_syn) + 0.5) / m_syn)
+        if np.unique(self.real).size <= self.DISCRETE:
+            idx = np.clip(np.floor(u * m_real).astype(np.int64), 0, m_real - 1)
+            out = self.real[idx]
+        else:
+            out = np.interp(u, (np.arange(m_real) + 0.5) / m_real, self.real)
+        return out.astype(np.float32)
+
+
+#: channels whose decoded values a RewardQuantiles map may replace
+REWARD_CHANNELS = ("reward", "agent_rewards")
+
+
+def reward_values(x: np.ndarray, layout: Layout, name: str, valid: np.ndarray) -> np.ndarray:
+    """The values of reward channel ``name`` (all its columns pooled) on ``valid`` (E, T) steps."""
+    block = x[:, layout.slices()[name], :]                                   # (E, C, T)
+    return block.transpose(0, 2, 1)[valid].ravel()
+
+
+def map_rewards(x: np.ndarray, layout: Layout, maps: dict[str, RewardQuantiles]) -> np.ndarray:
+    """``x`` (E, F, T) with each reward channel that has a map replaced by its mapped values."""
+    out = x.copy()
+    s = layout.slices()
+    for name, fn in maps.items():
+        out[:, s[name], :] = fn(x[:, s[name], :])
+    return out
+
+
 def episode_ends(done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Episode lengths from the done channel (E, T), which is trained as a step: 0 before the
     last step, 1 from it on. The length L is the step function 1[t >= L-1] closest to the
