@@ -34,6 +34,19 @@ def test_plan_is_the_product_and_keys_follow_settings():
     assert not {c.key for c in again[2]} & {c.key for c in train}   # every training run changed
 
 
+def test_a_code_version_bump_recomputes_only_that_methods_cells(monkeypatch):
+    from marl_augment.augment import AUGMENTERS
+
+    cfg = load_config(None, **{**TINY, "methods": ["original", "rad-s", "rad-m"], "algos": ["bc"]})
+    _, aug, train = plan(cfg)
+    monkeypatch.setattr(AUGMENTERS.get("rad-m"), "version", 7)
+    _, aug2, train2 = plan(cfg)
+    changed = {c.labels["method"] for c, d in zip(aug, aug2) if c.key != d.key}
+    assert changed == {"rad-m"}
+    assert {c.labels["method"] for c, d in zip(train, train2) if c.key != d.key} == {"rad-m"}
+    assert AUGMENTERS.get("eaq").version >= 2                     # reward calibration changed EAQ
+
+
 def test_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown benchmark setting"):
         load_config(None, scenario=["smax:3m"])

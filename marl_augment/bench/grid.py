@@ -33,6 +33,8 @@ EXECUTORS = ("local", "ray")
 def plan(cfg: BenchConfig) -> tuple[list[Cell], list[Cell], list[Cell]]:
     """The grid's data, augment and train cells."""
     from .. import resolve
+    from ..algos import ALGORITHMS
+    from ..augment import AUGMENTERS
 
     data: list[Cell] = []
     for scenario in cfg.scenarios:
@@ -53,16 +55,25 @@ def plan(cfg: BenchConfig) -> tuple[list[Cell], list[Cell], list[Cell]]:
                 a = None
                 if method != ORIGINAL:
                     a = Cell("augment", {"data": d.key, "method": method, "scale": cfg.scale, "seed": seed,
-                                         "options": cfg.method_options.get(method, {})},
+                                         "options": cfg.method_options.get(method, {}),
+                                         **_version(AUGMENTERS, method)},
                              {**d.labels, "method": method, "seed": seed})
                     augment.append(a)
                 for algo in cfg.algos:
                     train.append(Cell("train", {"data": d.key, "augment": a.key if a else None, "algo": algo,
                                                 "options": cfg.algo_options.get(algo, {}), "steps": cfg.steps,
                                                 "seed": seed, "eval_every": cfg.eval_every,
-                                                "eval_episodes": cfg.eval_episodes, "env_id": d.labels["env_id"]},
+                                                "eval_episodes": cfg.eval_episodes, "env_id": d.labels["env_id"],
+                                                **_version(ALGORITHMS, algo)},
                                       {**d.labels, "method": method, "algo": algo, "seed": seed}))
     return data, augment, train
+
+
+def _version(registry, name: str) -> dict[str, int]:
+    """The code version of a method or algorithm for its cells' keys; version 1 adds nothing, so
+    caches made before versions existed stay valid for code that has not changed since."""
+    v = int(getattr(registry.get(name), "version", 1))
+    return {} if v == 1 else {"version": v}
 
 
 def _fingerprint_and_env(path: Path) -> tuple[str, str]:
