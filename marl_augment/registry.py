@@ -40,6 +40,33 @@ def config_from_options(kind: str, name: str, config_cls: type, config: Any = No
         raise ConfigError(f"{kind} {name!r}: {e}") from None
 
 
+def option_docs(config_cls: type) -> list[tuple[str, Any, str]]:
+    """(name, default, description) of every field of a config dataclass, the description being
+    the docstring written under the field in its class (or a base class) source."""
+    import ast
+    import dataclasses
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed(config_cls.__mro__):
+        try:
+            body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+        except (OSError, TypeError, IndexError, AttributeError):
+            continue
+        for stmt, nxt in zip(body, body[1:]):
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) \
+                    and isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant) \
+                    and isinstance(nxt.value.value, str):
+                docs[stmt.target.id] = " ".join(nxt.value.value.split())
+    out = []
+    for f in dataclasses.fields(config_cls):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        out.append((f.name, default, docs.get(f.name, "")))
+    return out
+
+
 def import_string(path: str):
     """Import ``"package.module:attr"`` and return the attribute."""
     module_name, _, attr = path.partition(":")

@@ -197,3 +197,17 @@ def test_killed_conversion_leaves_no_output(tmp_path, big_log, sig):
     assert p.returncode == 0, p.stderr
     assert len(ma.load(out)) == 2000
     assert not list(tmp_path.glob(".big.zarr.partial-*"))
+
+
+def test_options_lists_each_option_with_its_default_and_meaning():
+    res = run("augment", "--method", "eaq", "--options")
+    assert res.exit_code == 0, res.output
+    assert "reward_calibration" in res.output and "quantile mapping" in res.output
+    assert "train_steps" in res.output and "2000" in res.output
+    res = run("augment", "--method", "eaq-q", "--options")
+    assert "Always 0 for EAQ" in res.output                       # the subclass's own text wins
+    res = run("train", "--algo", "qmix-cql", "--options")
+    assert res.exit_code == 0, res.output
+    row = next(ln for ln in res.output.splitlines() if "cql_alpha" in ln)
+    assert row.split("│")[2].strip() == "3" and "CQL" in row                 # default, meaning
+    assert_user_error(run("augment", "--method", "nope", "--options"), "nope")

@@ -129,6 +129,20 @@ def kv_table(title: str, rows: dict[str, Any]):
     return t
 
 
+def options_table(registry, name: str, kind: str):
+    """The options of one registry entry: name, default and description, for -o key=value."""
+    from rich.table import Table
+
+    from ..registry import option_docs
+
+    t = Table(title=f"options of {kind} {name!r} (-o key=value)", title_justify="left")
+    for col in ("option", "default", "what it does"):
+        t.add_column(col)
+    for key, default, doc in option_docs(registry.get(name).Config):
+        t.add_row(key, _fmt(default), doc)
+    return t
+
+
 def registry_table(registry, title: str, key: str, doc: str):
     """The entries of a registry and their one-line descriptions."""
     from rich.table import Table

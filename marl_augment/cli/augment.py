@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from ._common import console, metrics_bar, parse_options, progress_bar, registry_table, user_errors
+from ._common import (
+    console,
+    metrics_bar,
+    options_table,
+    parse_options,
+    progress_bar,
+    registry_table,
+    user_errors,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -29,6 +37,7 @@ def augment(
     device: Annotated[str | None, typer.Option(help="Torch device for learned augmenters (eaq, eaq-q): auto, cpu, cuda, cuda:1.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted fit from OUT's training checkpoint (eaq, eaq-q).")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the augmenters and exit.")] = False,
+    options_: Annotated[bool, typer.Option("--options", help="List --method's options (-o key=value) with defaults and exit.")] = False,
 ) -> None:
     """Augment a dataset: write D_real ∪ D_syn with provenance (method, config, seed, parent)."""
     from .. import load
@@ -38,6 +47,9 @@ def augment(
 
     if list_:
         console.print(registry_table(AUGMENTERS, "augmenters", "method", "what it does"))
+        return
+    if options_:
+        console.print(options_table(AUGMENTERS, method, "augmenter"))
         return
     if src is None or out is None:
         raise ConfigError("give SRC and OUT (or --list)")

@@ -11,6 +11,7 @@ from ._common import (
     console,
     kv_table,
     metrics_bar,
+    options_table,
     parse_options,
     print_json,
     registry_table,
@@ -40,6 +41,7 @@ def train(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run in --out.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the algorithms and exit.")] = False,
+    options_: Annotated[bool, typer.Option("--options", help="List --algo's options (-o key=value) with defaults and exit.")] = False,
 ) -> None:
     """Train QMIX+CQL, QMIX+BCQ or BC on a dataset; evaluate as it learns; save the policy."""
     from ..algos import ALGORITHMS
@@ -48,6 +50,9 @@ def train(
 
     if list_:
         console.print(registry_table(ALGORITHMS, "offline algorithms", "algo", "what it does"))
+        return
+    if options_:
+        console.print(options_table(ALGORITHMS, algo, "algorithm"))
         return
     if dataset is None or out is None:
         raise ConfigError("give DATASET and --out RUN (or --list)")
