@@ -245,7 +245,8 @@ class OfflineAlgorithm(ABC):
 
     name: ClassVar[str] = ""
     Config: ClassVar[type] = AlgoConfig
-    #: bumped when the same config and seed train differently than before: benchmark caches key
+    #: bumped when the same config and seed train differently than before by design (a loss or
+    #: network change, not floating-point rounding such as fused Adam's): benchmark caches key
     #: train cells on it, so they are recomputed
     version: ClassVar[int] = 1
 

@@ -40,8 +40,9 @@ class Augmenter(ABC):
     #: copy-based methods (RAD, replication) always fit on the dataset they augment; learned
     #: models (EAQ) keep what they learned and may augment any dataset of the same spec
     refit_on_augment: ClassVar[bool] = False
-    #: bumped when the same config and seed give different episodes than before (a decoding or
-    #: training change): benchmark caches key augment cells on it, so they are recomputed
+    #: bumped when the same config and seed give different episodes than before by design (a
+    #: decoding or training change, not floating-point rounding): benchmark caches key augment
+    #: cells on it, so they are recomputed
     version: ClassVar[int] = 1
 
     def __init__(self, config: Any = None, **options: Any) -> None:
