@@ -256,6 +256,9 @@ def test_fidelity_report_and_plots(dataset, tmp_path):
     syn = shuffled_baseline(dataset, 40, seed=0)
     rep = fidelity_report(dataset, syn, out_dir=tmp_path)
     assert rep["return_wasserstein"] == pytest.approx(wasserstein1(dataset.episode_returns, syn.episode_returns))
+    again = shuffled_baseline(dataset, 40, seed=0)            # the report's own baseline: same size, seed
+    assert rep["shuffled_baseline"]["return_wasserstein"] == pytest.approx(
+        wasserstein1(dataset.episode_returns, again.episode_returns))
     assert (tmp_path / "tsne_obs.png").stat().st_size > 10_000
     assert "focus_fire_share" in rep and 0 <= rep["focus_fire_share"]["real"] <= 1
     assert wasserstein1([0, 1], [0, 1]) == 0 and wasserstein1([0, 0], [1, 1]) == pytest.approx(1.0)

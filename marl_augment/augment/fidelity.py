@@ -1,6 +1,7 @@
 """What augmentation did: real vs synthetic episodes, side by side.
 
-- return and length distributions, compared by the 1-Wasserstein distance;
+- return and length distributions, compared by the 1-Wasserstein distance, next to the same
+  distances for the shuffled-feature baseline of as many episodes;
 - per-feature mean / std error of observations and state;
 - the synthetic episodes' action legality before masking (recorded when they were sampled);
 - for SMAC/SMAX action layouts, the share of steps where every living agent attacks and they
@@ -83,6 +84,13 @@ def fidelity_report(real: Dataset, synthetic: Dataset, *, out_dir: str | Path | 
         "length_wasserstein": wasserstein1(real.episode_lengths, synthetic.episode_lengths),
         "obs": _feature_errors(_rows(real, "obs"), _rows(synthetic, "obs")),
     }
+    if len(synthetic):
+        # the same distances for the shuffled-feature baseline of as many episodes: the
+        # reference a generator should beat (see shuffled_baseline)
+        base = shuffled_baseline(real, len(synthetic), seed=seed)
+        rep["shuffled_baseline"] = {
+            "return_wasserstein": wasserstein1(real.episode_returns, base.episode_returns),
+            "length_wasserstein": wasserstein1(real.episode_lengths, base.episode_lengths)}
     if real.spec.has_state:
         rep["state"] = _feature_errors(real.columns["state"], synthetic.columns["state"])
     ff_r, ff_s = focus_fire_share(real), focus_fire_share(synthetic)
