@@ -152,9 +152,14 @@ def test_real_subprocess_run(tmp_path):
     assert p.stderr.strip().startswith("error:") and len(p.stderr.strip().splitlines()) == 1
 
 
+#: copies of a 100-episode log in the big one: long enough that a fast machine is still
+#: converting when the test interrupts it (20 finished within the test's 0.3 s wait)
+BIG_REPEATS = 80
+
+
 @pytest.fixture(scope="module")
 def big_log(tmp_path_factory) -> Path:
-    """A log of 2,000 episodes: 100 recorded ones, their lines repeated 20 times."""
+    """A log of 100 recorded episodes, their lines repeated BIG_REPEATS times."""
     from mpe2 import simple_spread_v3
 
     from marl_augment.adapters.pettingzoo_log import record
@@ -165,7 +170,7 @@ def big_log(tmp_path_factory) -> Path:
     big = d / "big.jsonl"
     with open(big, "w") as f:
         f.write(header)
-        for _ in range(20):
+        for _ in range(BIG_REPEATS):
             f.writelines(body)
     return big
 
@@ -195,7 +200,7 @@ def test_killed_conversion_leaves_no_output(tmp_path, big_log, sig):
     # the next conversion succeeds (and clears a killed writer's leftovers)
     p = subprocess.run(_cli("convert", log, out), capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
-    assert len(ma.load(out)) == 2000
+    assert len(ma.load(out)) == 100 * BIG_REPEATS
     assert not list(tmp_path.glob(".big.zarr.partial-*"))
 
 
