@@ -152,14 +152,9 @@ def test_real_subprocess_run(tmp_path):
     assert p.stderr.strip().startswith("error:") and len(p.stderr.strip().splitlines()) == 1
 
 
-#: copies of a 100-episode log in the big one: long enough that a fast machine is still
-#: converting when the test interrupts it (20 finished within the test's 0.3 s wait)
-BIG_REPEATS = 80
-
-
 @pytest.fixture(scope="module")
 def big_log(tmp_path_factory) -> Path:
-    """A log of 100 recorded episodes, their lines repeated BIG_REPEATS times."""
+    """A log of 2,000 episodes: 100 recorded ones, their lines repeated 20 times."""
     from mpe2 import simple_spread_v3
 
     from marl_augment.adapters.pettingzoo_log import record
@@ -170,7 +165,7 @@ def big_log(tmp_path_factory) -> Path:
     big = d / "big.jsonl"
     with open(big, "w") as f:
         f.write(header)
-        for _ in range(BIG_REPEATS):
+        for _ in range(20):
             f.writelines(body)
     return big
 
@@ -182,7 +177,10 @@ def test_killed_conversion_leaves_no_output(tmp_path, big_log, sig):
     shutil.copy(big_log, log)
     before = file_digest(log)
     out = tmp_path / "big.zarr"
-    proc = subprocess.Popen(_cli("convert", log, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # a shell's background jobs inherit SIGINT ignored (and Python keeps it so): give the child
+    # the default disposition, so Ctrl-C reaches it however the test suite itself was started
+    proc = subprocess.Popen(_cli("convert", log, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     # wait until the writer's hidden partial output exists, i.e. conversion is under way
     while time.time() < deadline and not list(tmp_path.glob(".big.zarr.partial-*")):
@@ -200,7 +198,7 @@ def test_killed_conversion_leaves_no_output(tmp_path, big_log, sig):
     # the next conversion succeeds (and clears a killed writer's leftovers)
     p = subprocess.run(_cli("convert", log, out), capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
-    assert len(ma.load(out)) == 100 * BIG_REPEATS
+    assert len(ma.load(out)) == 2000
     assert not list(tmp_path.glob(".big.zarr.partial-*"))
 
 
