@@ -31,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def returns_of(cols: dict, lengths: np.ndarray) -> np.ndarray:
-    offsets = np.concatenate([[0], np.cumsum(lengths)])[:-1]
-    return np.add.reduceat(cols["rewards"].astype(np.float64), offsets)
+    from marl_augment.data.schema import episode_returns
+
+    return episode_returns(np.concatenate([[0], np.cumsum(lengths)]), cols["rewards"])
 
 
 def run(qualities: list[str], methods: list[str], seeds: list[int], episodes: int, scale: float,

@@ -88,6 +88,13 @@ class EAQ(Augmenter):
     """What the fitted data holds fixed (see features.Structure)."""
     Config: ClassVar[type] = EAQConfig
 
+    def __init__(self, config: Any = None, **options: Any) -> None:
+        super().__init__(config, **options)
+        self.real_rewards: dict[str, np.ndarray] = {}
+        """Quantiles of the real data's reward channels (set by fitting or loading)."""
+        self.reward_maps: dict[str, dict[str, F.RewardQuantiles]] = {}
+        """Reward maps per sampler (see :meth:`maps_for`)."""
+
     def check_config(self) -> None:
         c = self.config
         if c.lam < 0:
@@ -136,7 +143,7 @@ class EAQ(Augmenter):
         self.norm.reward_like = self.layout.reward_like()
         self.structure = F.Structure.learn(x, mask, self.layout)
         self.real_rewards = self._reward_quantiles(x, mask.astype(bool))
-        self.reward_maps: dict[str, dict[str, F.RewardQuantiles]] = {}
+        self.reward_maps = {}
         y = torch.from_numpy(self.norm.forward(x, mask)).to(self.device)
         m = torch.from_numpy(mask.astype(np.float32)).to(self.device)
         rows = F.dead_row_weights(x, self.layout, self.structure) \
@@ -280,7 +287,7 @@ class EAQ(Augmenter):
         """Reward maps for episodes made by ``sampler`` (each sampler blurs rewards its own way):
         measured once on a fixed-seed calibration sample, then kept (and saved with the model).
         Empty when calibration is off, or for a model saved before it existed."""
-        real = getattr(self, "real_rewards", None)
+        real = self.real_rewards
         if not self.config.reward_calibration or not real:
             return {}
         if sampler not in self.reward_maps:
@@ -301,9 +308,9 @@ class EAQ(Augmenter):
         arrays["norm.high"] = self.norm.high
         if self.structure is not None:
             arrays.update(self.structure.to_arrays())
-        for name, q in getattr(self, "real_rewards", {}).items():
+        for name, q in self.real_rewards.items():
             arrays[f"rewards.real.{name}"] = q
-        for sampler, maps in getattr(self, "reward_maps", {}).items():
+        for sampler, maps in self.reward_maps.items():
             for name, fn in maps.items():
                 arrays[f"rewards.{sampler}.{name}"] = fn.synthetic
         return arrays
@@ -326,11 +333,11 @@ class EAQ(Augmenter):
                                  arrays.get("norm.low"), arrays.get("norm.high"))
         self.norm.reward_like = self.layout.reward_like()
         self.structure = F.Structure.from_arrays(arrays)
-        self.real_rewards = {k.split(".", 2)[2]: v for k, v in arrays.items() if k.startswith("rewards.real.")}
+        saved = [(k.split(".", 2), v) for k, v in arrays.items() if k.startswith("rewards.")]
+        self.real_rewards = {name: v for (_, sampler, name), v in saved if sampler == "real"}
         self.reward_maps = {}
-        for k, v in arrays.items():
-            kind, sampler, name = (k.split(".", 2) + ["", ""])[:3]
-            if kind == "rewards" and sampler != "real" and name in self.real_rewards:
+        for (_, sampler, name), v in saved:
+            if sampler != "real" and name in self.real_rewards:
                 self.reward_maps.setdefault(sampler, {})[name] = F.RewardQuantiles(self.real_rewards[name], v)
 
 
