@@ -107,7 +107,7 @@ def test_td_target_terminal_truncated_and_double_q():
         tq = run_agents(algo.target_agent, batch["obs"])
         chosen = q.gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)
         q_tot = algo.mixer(chosen, batch["state"])
-        td, _ = algo.td_loss(batch, q, q_tot, legal_or_all(batch["avail"]))
+        td, _ = algo.td_loss(batch, q, q_tot, legal_or_all(batch["avail"]), tq)
         legal = legal_or_all(batch["avail"])
         errs = []
         b, t = batch["mask"].shape
@@ -298,3 +298,70 @@ def test_cli_train_evaluate_and_errors(good_3m, tmp_path):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
     r = run("train", "--list")
     assert r.exit_code == 0 and "qmix-bcq" in r.output
+
+
+# -- the stacked agent networks (agent_stack) ------------------------------------------------------
+@pytest.fixture(params=["cpp", "python"])
+def recurrence(request, monkeypatch):
+    """Each implementation of the GRU recurrence in turn; the C++ one must build where a compiler is."""
+    import shutil
+
+    from marl_augment.algos import agent_stack
+
+    monkeypatch.setattr(agent_stack, "_EXTENSION", None)
+    if request.param == "python":
+        monkeypatch.setenv(agent_stack.NO_CPP_ENV, "1")
+        assert agent_stack._recurrence(torch.zeros(1)) is agent_stack._PythonRecurrence
+    elif shutil.which("c++") is None:
+        pytest.skip("no C++ compiler: only the Python recurrence runs here")
+    else:
+        assert agent_stack._recurrence(torch.zeros(1)) is not agent_stack._PythonRecurrence
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_agent_stack_equals_nn_gru_values_and_gradients(recurrence, dtype):
+    """Two trained networks and a frozen one in one pass: the outputs of nn.GRU-based AgentNets,
+    gradients equal to autograd's through nn.GRU; the frozen one's output carries no gradient."""
+    import copy
+
+    from marl_augment.algos.agent_stack import run_agent_stack
+    from marl_augment.algos.common import AgentNet
+
+    torch.manual_seed(0)
+    q_net, bc_net = AgentNet(O + N, A, 16).to(dtype), AgentNet(O + N, A, 16).to(dtype)
+    q_net.in_scale.uniform_(0.5, 1.5)
+    frozen = copy.deepcopy(q_net).requires_grad_(False)
+    with torch.no_grad():
+        for p in frozen.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    obs = torch.randn(4, 7, N, O, dtype=dtype)
+    weights = [torch.randn(4, 7, N, A, dtype=dtype) for _ in range(2)]
+
+    ref = [run_agents(net, obs) for net in (q_net, bc_net, frozen)]
+    ((ref[0] * weights[0]).sum() + (ref[1] * weights[1]).sum()).backward()
+    ref_grads = [p.grad.clone() for net in (q_net, bc_net) for p in net.parameters()]
+    q_net.zero_grad(), bc_net.zero_grad()
+
+    out = run_agent_stack([q_net, bc_net, frozen], obs)
+    ((out[0] * weights[0]).sum() + (out[1] * weights[1]).sum()).backward()
+    grads = [p.grad for net in (q_net, bc_net) for p in net.parameters()]
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for o, r in zip(out, ref):
+        assert o.shape == r.shape and torch.allclose(o, r.detach(), atol=tol, rtol=tol)
+    for g, r in zip(grads, ref_grads):
+        assert torch.allclose(g, r, atol=tol * float(r.abs().max()), rtol=0)
+    assert not out[2].requires_grad
+    with torch.no_grad():
+        assert all(torch.allclose(o, r, atol=tol, rtol=tol) for o, r in zip(run_agent_stack([q_net, frozen], obs), ref[::2]))
+
+
+def test_agent_stack_wants_trained_networks_first():
+    import copy
+
+    from marl_augment.algos.agent_stack import run_agent_stack
+    from marl_augment.algos.common import AgentNet
+
+    net = AgentNet(O + N, A, 8)
+    with pytest.raises(ValueError, match="must come before"):
+        run_agent_stack([copy.deepcopy(net).requires_grad_(False), net], torch.zeros(2, 3, N, O))

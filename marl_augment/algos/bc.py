@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .common import AgentNet, AlgoConfig, OfflineAlgorithm, cross_entropy, legal_or_all, run_agents
+from .agent_stack import run_agent_stack
+from .common import AgentNet, AlgoConfig, OfflineAlgorithm, cross_entropy, legal_or_all
 
 
 @dataclass
@@ -37,7 +38,7 @@ class BC(OfflineAlgorithm):
         return outputs["agent"]
 
     def loss(self, batch, gen):
-        logits = run_agents(self.agent, batch["obs"])
+        (logits,) = run_agent_stack([self.agent], batch["obs"])
         where = batch["mask"][..., None].expand_as(batch["actions"])
         loss = cross_entropy(logits, batch["actions"], legal_or_all(batch["avail"]), where)
         return loss, {"loss": float(loss.detach()), "bc_loss": float(loss.detach())}

@@ -31,7 +31,7 @@ from ..data.dataset import Dataset
 from ..data.schema import Spec
 from ..errors import ConfigError, FormatError, NotFound
 from ..registry import config_from_options
-from ..torch_state import resolve_device
+from ..torch_state import keep_freed_heap, resolve_device
 
 #: logit / Q value given to illegal actions before a max (finite, so no NaN from inf - inf)
 NEG = -1e9
@@ -260,6 +260,8 @@ class OfflineAlgorithm(ABC):
         self.n_actions = spec.n_actions
         self.in_dim = spec.obs_dim + spec.n_agents
         self.device = resolve_device(self.config.device)
+        if self.device.type == "cpu":
+            keep_freed_heap()
         self.seed = int(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .common import AgentNet, AlgoConfig, OfflineAlgorithm, masked_argmax, masked_mean, run_agents
+from .common import AgentNet, AlgoConfig, OfflineAlgorithm, masked_argmax, masked_mean
 
 
 @dataclass
@@ -51,14 +51,14 @@ class QMixer(nn.Module):
 
     def weights(self, state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Mixing weights of (B, T, S) states, flattened over (B, T) for batched products:
-        W1 (B·T, N, E), b1 (B·T, 1, E), w2 (B·T, E, 1), V (B, T, 1)."""
+        W1 (B·T, N, E), b1 (B·T, 1, E), w2 (B·T, 1, E), V (B, T, 1)."""
         b, t, _ = state.shape
         hp, e = self.hypernet, self.embed
         h = self.hyper_in(state * self.state_scale)
         b1 = h[..., 2 * hp + e:]
         h = torch.relu(h[..., : 2 * hp + e])
         w1 = self.w1_out(h[..., :hp]).abs().reshape(b * t, self.n_agents, e)
-        w2 = self.w2_out(h[..., hp: 2 * hp]).abs().reshape(b * t, e, 1)
+        w2 = self.w2_out(h[..., hp: 2 * hp]).abs().reshape(b * t, 1, e)
         v = self.v_out(h[..., 2 * hp:])
         return w1, b1.reshape(b * t, 1, e), w2, v
 
@@ -70,7 +70,9 @@ class QMixer(nn.Module):
         # one batched (K×N)·(N×E) product per step: ~2x faster on CPU than broadcast-and-sum
         # over a (B, T, N, K, E) intermediate, forward and backward (benchmarks/train_speed.py)
         hidden = nn.functional.elu(torch.baddbmm(b1, qs.reshape(b * t, n, k).transpose(1, 2), w1))
-        return torch.bmm(hidden, w2).reshape(b, t, k) + v
+        # the E→1 product as multiply-and-sum: a batched (K×E)·(E×1) product's backward is an
+        # outer product that CPU bmm runs ~10x slower than this broadcast multiply
+        return (hidden * w2).sum(-1).reshape(b, t, k) + v
 
     def forward(self, qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """``qs`` (B, T, N) agent Q values of one joint action, ``state`` (B, T, S) → Q_tot (B, T)."""
@@ -108,17 +110,17 @@ class QmixBase(OfflineAlgorithm):
             self.target_mixer.load_state_dict(self.mixer.state_dict())
 
     def td_loss(self, batch: dict[str, torch.Tensor], q: torch.Tensor, q_tot: torch.Tensor,
-                next_allowed: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+                next_allowed: torch.Tensor, target_q: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """TD loss 0.5·(y − Q_tot)² over valid steps, and the numbers worth logging.
 
         ``q`` (B, T, N, A): online agent Q values; ``q_tot`` (B, T): online Q_tot of the data's
         joint actions; ``next_allowed`` (B, T, N, A): actions the greedy next action may be
-        chosen from.
+        chosen from; ``target_q`` (B, T, N, A): the target agent network's values (computed with
+        the online ones by :func:`~marl_augment.algos.agent_stack.run_agent_stack`).
         """
         mask, term = batch["mask"], batch["terminated"]
         with torch.no_grad():
             a_next = masked_argmax(q[:, 1:], next_allowed[:, 1:])
-            target_q = run_agents(self.target_agent, batch["obs"])
             q_next = target_q[:, 1:].gather(-1, a_next.unsqueeze(-1)).squeeze(-1)
             tot_next = self.target_mixer(q_next, batch["state"][:, 1:])
             tot_next = torch.cat([tot_next, torch.zeros_like(tot_next[:, :1])], dim=1)

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .common import AgentNet, cross_entropy, legal_or_all, masked, run_agents
+from .agent_stack import run_agent_stack
+from .common import AgentNet, cross_entropy, legal_or_all, masked
 from .qmix import QmixBase, QmixConfig
 
 
@@ -63,13 +64,12 @@ class QmixBcq(QmixBase):
 
     def loss(self, batch, gen):
         legal = legal_or_all(batch["avail"])
-        bc_logits = run_agents(self.bc, batch["obs"])
+        q, bc_logits, target_q = run_agent_stack([self.agent, self.bc, self.target_agent], batch["obs"])
         agent_steps = batch["mask"][..., None].expand_as(batch["actions"])
         bc_loss = cross_entropy(bc_logits, batch["actions"], legal, agent_steps)
         allowed = allowed_actions(bc_logits.detach(), legal, self.config.threshold)
-        q = run_agents(self.agent, batch["obs"])
         q_tot = self.mixer(q.gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1), batch["state"])
-        td, info = self.td_loss(batch, q, q_tot, allowed)
+        td, info = self.td_loss(batch, q, q_tot, allowed, target_q)
         loss = td + bc_loss
         n_allowed = allowed.sum(-1).float()[agent_steps].mean()
         n_legal = legal.sum(-1).float()[agent_steps].mean()

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ConfigError
-from .common import legal_or_all, masked_mean, run_agents
+from .agent_stack import run_agent_stack
+from .common import legal_or_all, masked_mean
 from .qmix import QmixBase, QmixConfig
 
 
@@ -40,15 +41,15 @@ def cql_term(q_tots: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def sample_legal(avail: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
     """``k`` actions per (b, t, agent), uniform over the legal ones: (B, T, N, K).
 
-    Draw j uniform in {0, …, n_legal − 1} and take the j-th legal action (the number of actions
-    whose running count of legal actions is ≤ j).
+    Draw j uniform in {0, …, n_legal − 1} and take the j-th legal action: the legal actions,
+    in order, come first in a stable sort of the illegal-flags.
     """
     legal = legal_or_all(avail)
     count = legal.sum(-1, keepdim=True)
     u = torch.rand(*legal.shape[:-1], k, generator=gen, device=legal.device)
-    j = (u * count).floor().clamp(max=count - 1)
-    running = legal.cumsum(-1)
-    return (running.unsqueeze(-2) <= j.unsqueeze(-1)).sum(-1)
+    j = (u * count).floor().clamp(max=count - 1).long()
+    order = torch.sort((~legal).to(torch.uint8), dim=-1, stable=True).indices
+    return order.gather(-1, j)
 
 
 class QmixCql(QmixBase):
@@ -62,11 +63,11 @@ class QmixCql(QmixBase):
                               f"{self.config.cql_alpha} and {self.config.num_ood_actions}")
 
     def loss(self, batch, gen):
-        q = run_agents(self.agent, batch["obs"])
+        q, target_q = run_agent_stack([self.agent, self.target_agent], batch["obs"])
         ood = sample_legal(batch["avail"], self.config.num_ood_actions, gen)
         joint = torch.cat([batch["actions"].unsqueeze(-1), ood], dim=-1)      # (B, T, N, 1 + K)
         q_tots = self.mixer.mix(q.gather(-1, joint), self.mixer.weights(batch["state"]))
-        td, info = self.td_loss(batch, q, q_tots[..., 0], legal_or_all(batch["avail"]))
+        td, info = self.td_loss(batch, q, q_tots[..., 0], legal_or_all(batch["avail"]), target_q)
         cql = cql_term(q_tots, batch["mask"])
         info["cql_loss"] = float(cql.detach())
         loss = td + self.config.cql_alpha * cql
