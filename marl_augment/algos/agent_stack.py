@@ -30,6 +30,7 @@ from torch.autograd.function import once_differentiable
 
 from .common import AgentNet, agent_inputs, per_agent
 
+
 def _tensors(net: AgentNet) -> list[torch.Tensor]:
     """The tensors of one AgentNet, in the order :class:`_AgentStack` takes them."""
     return [net.in_scale, net.fc.weight, net.fc.bias, net.gru.weight_ih_l0, net.gru.bias_ih_l0,
