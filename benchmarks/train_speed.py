@@ -8,7 +8,8 @@ algorithm runs its default config (batch 32 windows of 20 steps, 3 agents, 75-di
 72-dim state) on the CPU; the clock covers ``--updates`` full updates (batch gathering, forward,
 backward, Adam, target sync) after 20 warm-up updates, in ``--repeats`` blocks whose median is
 reported (this 2-core VM's speed drifts by ±30% between minutes; the best block is shown too). A
-breakdown of one QMIX+CQL update is printed too, so it is clear where the time goes.
+breakdown of one QMIX+CQL update is printed too, so it is clear where the time goes. The GRU
+recurrence is the fused C++ one where it builds; ``--no-cpp`` measures the Python fallback.
 """
 
 from __future__ import annotations
@@ -36,18 +37,27 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed blocks; the median is reported")
     p.add_argument("--threads", type=int, nargs="+", default=[2])
     p.add_argument("--algos", nargs="+", default=["qmix-cql", "qmix-bcq", "bc"])
+    p.add_argument("--no-cpp", action="store_true",
+                   help="the Python GRU recurrence instead of the fused C++ one (the fallback's speed)")
     args = p.parse_args()
 
     import torch
 
     from marl_augment.algos import make_algorithm
-    from marl_augment.algos.common import SequenceSampler, legal_or_all, run_agents, state_dim_of
+    from marl_augment.algos.agent_stack import run_agent_stack
+    from marl_augment.algos.common import SequenceSampler, legal_or_all, state_dim_of
+    from marl_augment.algos.kernels import NO_CPP_ENV, cpu_kernels
     from marl_augment.algos.qmix_cql import sample_legal
     from marl_augment.envs.smax import collect
 
+    if args.no_cpp:
+        os.environ[NO_CPP_ENV] = "1"
+
     tmp = Path(tempfile.mkdtemp())
     ds = collect("smax:3m", tmp / "3m-medium.zarr", quality="medium", episodes=1000, seed=0)
+    recurrence = "C++" if cpu_kernels(torch.zeros(1)) is not None else "Python"
     results: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+                     "gru_recurrence": recurrence,
                      "dataset": {"episodes": len(ds), "transitions": ds.num_transitions}, "runs": []}
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -77,13 +87,13 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
 
     def agents_fb() -> None:
-        run_agents(algo.agent, b["obs"]).sum().backward()
+        run_agent_stack([algo.agent, algo.target_agent], b["obs"])[0].sum().backward()
 
-    def target_fwd() -> None:
-        with torch.no_grad():
-            run_agents(algo.target_agent, b["obs"])
+    def agents_fwd() -> None:
+        run_agent_stack([algo.agent, algo.target_agent], b["obs"])
 
-    q = run_agents(algo.agent, b["obs"]).detach().requires_grad_()
+    q, tq = (v.detach() for v in run_agent_stack([algo.agent, algo.target_agent], b["obs"]))
+    q.requires_grad_()
 
     def mix_cql_fb() -> None:
         ood = sample_legal(b["avail"], 20, g)
@@ -92,14 +102,14 @@ def main() -> None:
         torch.logsumexp(tots, -1).sum().backward()
 
     def td_targets() -> None:
-        algo.td_loss(b, q, q[..., 0, 0], legal_or_all(b["avail"]))
+        algo.td_loss(b, q, q[..., 0, 0], legal_or_all(b["avail"]), tq)
 
     results["breakdown_ms"] = {
         "batch gather": round(timed(lambda: sampler.batch(1), 50) * 1000, 2),
-        "agent GRU net fwd+bwd": round(timed(agents_fb, 50) * 1000, 2),
-        "target agent net fwd": round(timed(target_fwd, 50) * 1000, 2),
+        "online + target agent nets fwd (one stacked pass)": round(timed(agents_fwd, 50) * 1000, 2),
+        "the same, fwd + bwd": round(timed(agents_fb, 50) * 1000, 2),
         "mixer over 1+20 joint actions fwd+bwd": round(timed(mix_cql_fb, 50) * 1000, 2),
-        "TD targets (incl. target net fwd)": round(timed(td_targets, 50) * 1000, 2),
+        "TD targets (target mixer)": round(timed(td_targets, 50) * 1000, 2),
         "Adam step": round(timed(algo.optimizer.step, 50) * 1000, 2),
     }
     print(json.dumps(results, indent=2))

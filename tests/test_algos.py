@@ -306,11 +306,12 @@ def recurrence(request, monkeypatch):
     """Each implementation of the GRU recurrence in turn; the C++ one must build where a compiler is."""
     import shutil
 
-    from marl_augment.algos import agent_stack
+    from marl_augment.algos import agent_stack, kernels
 
-    monkeypatch.setattr(agent_stack, "_EXTENSION", None)
+    monkeypatch.setattr(kernels, "_MODULE", None)
+    monkeypatch.setattr(kernels, "_TRIED", False)
     if request.param == "python":
-        monkeypatch.setenv(agent_stack.NO_CPP_ENV, "1")
+        monkeypatch.setenv(kernels.NO_CPP_ENV, "1")
         assert agent_stack._recurrence(torch.zeros(1)) is agent_stack._PythonRecurrence
     elif shutil.which("c++") is None:
         pytest.skip("no C++ compiler: only the Python recurrence runs here")

@@ -1,34 +1,35 @@
 """Several :class:`~marl_augment.algos.common.AgentNet` s over the same training windows in one pass.
 
 An update runs up to three agent networks over the same (B·N, T) rows: the online Q network, its
-target copy and, for QMIX+BCQ, the behaviour-cloning network. On a CPU their cost is not the
-arithmetic (96×64 matrices) but the hundreds of small operators ``nn.GRU`` and autograd run per
+target copy and, for QMIX+BCQ, the behaviour-cloning network. On a CPU their cost is less the
+arithmetic (96×64 matrices) than the hundreds of small operators ``nn.GRU`` and autograd run per
 window. :func:`run_agent_stack` therefore
 
-- runs every network of the stack at once, one batched product and five element-wise operators
-  per step for all of them (the target network's forward comes nearly free with the online one's);
-- has a hand-written backward (:class:`_AgentStack`) for the networks that are trained: three
-  element-wise operators and one product per step, with everything that does not depend on the
-  recurrence (gate derivatives, weight gradients) computed for all steps at once outside the loop.
+- runs every network of the stack at once: the input layers as batched products over all steps,
+  then per step one batched recurrent product and one pass over the gates of all networks (the
+  target network's forward comes nearly free with the online one's);
+- has a hand-written backward (:class:`_AgentStack`) for the trained networks only: per step one
+  pass and one product, the gate derivatives prepared by the forward, the weight gradients as a
+  few large products after the loop.
 
+The per-step gate passes are C++ (``_kernels.cpp``, see :mod:`marl_augment.algos.kernels`) for
+float32 on the CPU, else :class:`_PythonRecurrence` (the same values in ATen operators).
 It computes exactly ``AgentNet.forward`` (PyTorch's GRU: gates r, z, n in that order,
 n = tanh(W_in a + b_in + r ⊙ (W_hn h + b_hn)), h' = (1 − z) ⊙ n + z ⊙ h) from a zero hidden state;
-``tests/test_algos.py`` checks values and gradients against ``nn.GRU`` under autograd.
+``tests/test_algos.py`` checks values and gradients of both versions against ``nn.GRU`` under
+autograd.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch.autograd.function import once_differentiable
 
 from .common import AgentNet, agent_inputs, per_agent
+from .kernels import cpu_kernels
 
 
 def _tensors(net: AgentNet) -> list[torch.Tensor]:
@@ -86,7 +87,7 @@ class _AgentStack(torch.autograd.Function):
 
 
 class _PythonRecurrence:
-    """The GRU recurrence in ATen operators: what ``_recurrence.cpp`` computes (see its comments
+    """The GRU recurrence in ATen operators: what ``_kernels.cpp`` computes (see its comments
     for the quantities), for any device and dtype, and wherever the C++ version cannot be built."""
 
     @staticmethod
@@ -133,52 +134,9 @@ class _PythonRecurrence:
         return [d_gh, d_gi]
 
 
-_EXTENSION: Any = None
-#: set to 1 to run the Python recurrence even where the C++ one builds
-NO_CPP_ENV = "MARL_AUGMENT_NO_CPP"
-_CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-fopenmp-simd"]
-
-
-def _built(name: str) -> bool:
-    """Whether PyTorch's extension cache already holds a build of ``name`` (only for a message)."""
-    try:
-        from torch.utils.cpp_extension import _get_build_directory
-
-        return any(Path(_get_build_directory(name, verbose=False)).glob("*.so"))
-    except Exception:  # noqa: BLE001 - a private helper: if it moves, only the message goes
-        return True
-
-
 def _recurrence(like: torch.Tensor) -> Any:
-    """The C++ recurrence for float32 CPU tensors, else the Python one.
-
-    The C++ one is compiled on first use (~30 s, with the machine's C++ compiler and ninja) and
-    cached by PyTorch under ``~/.cache/torch_extensions`` (``TORCH_EXTENSIONS_DIR``); where it
-    cannot be built, or ``MARL_AUGMENT_NO_CPP=1``, the Python loop gives the same values, slower.
-    """
-    global _EXTENSION
-    if not (like.device.type == "cpu" and like.dtype == torch.float32):
-        return _PythonRecurrence
-    if _EXTENSION is None:
-        _EXTENSION = _PythonRecurrence
-        if os.environ.get(NO_CPP_ENV, "") not in ("", "0"):
-            return _EXTENSION
-        try:
-            from torch.utils import cpp_extension
-
-            venv_bin = str(Path(sys.executable).parent)       # pip's ninja, when the venv is not activated
-            if shutil.which("ninja") is None and shutil.which("ninja", path=venv_bin):
-                os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
-            name = "marl_augment_recurrence"
-            if not _built(name):
-                print("marl-augment: compiling the fused GRU recurrence (once per machine, ~30 s)",
-                      file=sys.stderr, flush=True)
-            _EXTENSION = cpp_extension.load(name, [str(Path(__file__).with_name("_recurrence.cpp"))],
-                                            extra_cflags=_CFLAGS)
-        except Exception as e:  # noqa: BLE001 - no compiler, no ninja, ...: the same values, slower
-            print(f"marl-augment: the fused GRU recurrence did not build ({type(e).__name__}); "
-                  "training goes on with the slower Python recurrence", file=sys.stderr, flush=True)
-    return _EXTENSION
+    """The fused C++ recurrence for float32 CPU tensors where it builds, else the Python one."""
+    return cpu_kernels(like) or _PythonRecurrence
 
 
 def run_agent_stack(nets: Sequence[AgentNet], obs: torch.Tensor) -> list[torch.Tensor]:

@@ -1,6 +1,6 @@
 // The GRU recurrence of marl_augment.algos.agent_stack, fused for the CPU: per step one batched
 // product (ATen) and one pass over the gates, instead of a dozen small ATen operators.
-// Built on first use by torch.utils.cpp_extension (agent_stack._recurrence); agent_stack's
+// Built on first use by torch.utils.cpp_extension (marl_augment.algos.kernels); agent_stack's
 // _PythonRecurrence computes the same values and is used wherever this cannot be built.
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
