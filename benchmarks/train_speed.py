@@ -8,8 +8,9 @@ algorithm runs its default config (batch 32 windows of 20 steps, 3 agents, 75-di
 72-dim state) on the CPU; the clock covers ``--updates`` full updates (batch gathering, forward,
 backward, Adam, target sync) after 20 warm-up updates, in ``--repeats`` blocks whose median is
 reported (this 2-core VM's speed drifts by ±30% between minutes; the best block is shown too). A
-breakdown of one QMIX+CQL update is printed too, so it is clear where the time goes. The GRU
-recurrence is the fused C++ one where it builds; ``--no-cpp`` measures the Python fallback.
+breakdown of one QMIX+CQL update is printed too, so it is clear where the time goes. The agent
+networks run as one stacked pass with the C++ GRU step where it builds; ``--no-cpp`` measures
+the fallback (``nn.GRU``, network by network).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[2])
     p.add_argument("--algos", nargs="+", default=["qmix-cql", "qmix-bcq", "bc"])
     p.add_argument("--no-cpp", action="store_true",
-                   help="the Python GRU recurrence instead of the fused C++ one (the fallback's speed)")
+                   help="PyTorch's nn.GRU net by net instead of the C++ kernels (the fallback's speed)")
     args = p.parse_args()
 
     import torch
@@ -55,9 +56,9 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp())
     ds = collect("smax:3m", tmp / "3m-medium.zarr", quality="medium", episodes=1000, seed=0)
-    recurrence = "C++" if cpu_kernels(torch.zeros(1)) is not None else "Python"
+    recurrence = "stacked, C++ step" if cpu_kernels(torch.zeros(1)) is not None else "nn.GRU net by net"
     results: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-                     "gru_recurrence": recurrence,
+                     "agent_networks": recurrence,
                      "dataset": {"episodes": len(ds), "transitions": ds.num_transitions}, "runs": []}
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -106,7 +107,7 @@ def main() -> None:
 
     results["breakdown_ms"] = {
         "batch gather": round(timed(lambda: sampler.batch(1), 50) * 1000, 2),
-        "online + target agent nets fwd (one stacked pass)": round(timed(agents_fwd, 50) * 1000, 2),
+        "online + target agent nets fwd": round(timed(agents_fwd, 50) * 1000, 2),
         "the same, fwd + bwd": round(timed(agents_fb, 50) * 1000, 2),
         "mixer over 1+20 joint actions fwd+bwd": round(timed(mix_cql_fb, 50) * 1000, 2),
         "TD targets (target mixer)": round(timed(td_targets, 50) * 1000, 2),

@@ -1,7 +1,7 @@
 // The GRU recurrence of marl_augment.algos.agent_stack, fused for the CPU: per step one batched
 // product (ATen) and one pass over the gates, instead of a dozen small ATen operators.
-// Built on first use by torch.utils.cpp_extension (marl_augment.algos.kernels); agent_stack's
-// _PythonRecurrence computes the same values and is used wherever this cannot be built.
+// Built on first use by torch.utils.cpp_extension (marl_augment.algos.kernels); where it cannot
+// be, agent_stack runs the networks through nn.GRU instead.
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 

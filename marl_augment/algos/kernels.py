@@ -1,8 +1,8 @@
 """C++ kernels for the CPU (``_kernels.cpp``): the GRU recurrence of the stacked agent networks
 (:mod:`marl_augment.algos.agent_stack`), one pass over the gates per step where ATen would run a
-dozen small operators. Every kernel has a Python (ATen) twin giving the same values, used on other
-devices and dtypes and wherever the C++ code cannot be built. (A fused QMIX mixing kernel was
-tried too and dropped: 1–3% of an update.)
+dozen small operators. Where they are not available (other devices and dtypes, no compiler) the
+callers run PyTorch's own modules instead. (A fused QMIX mixing kernel was tried too and
+dropped: 1–3% of an update.)
 
 The C++ code is compiled on first use (~30 s, with the machine's C++ compiler and ninja) and cached
 by PyTorch under ``~/.cache/torch_extensions`` (``TORCH_EXTENSIONS_DIR``). ``-march=native``: a
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-#: set to 1 to run the Python (ATen) versions even where the C++ kernels build
+#: set to 1 to run PyTorch's modules even where the C++ kernels build
 NO_CPP_ENV = "MARL_AUGMENT_NO_CPP"
 _NAME = "marl_augment_kernels"
 _CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-fopenmp-simd"]
@@ -52,7 +52,7 @@ def _build() -> Any:
         return cpp_extension.load(_NAME, [str(Path(__file__).with_name("_kernels.cpp"))], extra_cflags=_CFLAGS)
     except Exception as e:  # noqa: BLE001 - no compiler, no ninja, ...: the same values, slower
         print(f"marl-augment: the CPU kernels did not build ({type(e).__name__}: {str(e)[:200]}); "
-              f"training goes on with the slower ATen versions", file=sys.stderr, flush=True)
+              f"training goes on with PyTorch's nn.GRU, slower", file=sys.stderr, flush=True)
         return None
 
 
