@@ -71,7 +71,7 @@ class QMixer(nn.Module):
         # over a (B, T, N, K, E) intermediate, forward and backward (benchmarks/train_speed.py)
         hidden = nn.functional.elu(torch.baddbmm(b1, qs.reshape(b * t, n, k).transpose(1, 2), w1))
         # the E→1 product as multiply-and-sum: a batched (K×E)·(E×1) product's backward is an
-        # outer product that CPU bmm runs ~10x slower than this broadcast multiply
+        # outer product, slow in CPU bmm (this mixing alone, forward + backward: 3.7 → 1.3 ms)
         return (hidden * w2).sum(-1).reshape(b, t, k) + v
 
     def forward(self, qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
