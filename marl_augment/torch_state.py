@@ -40,24 +40,23 @@ _HEAP_KEPT = False
 def keep_freed_heap() -> None:
     """Stop glibc from handing freed memory back to the kernel after every training update.
 
-    PyTorch's CPU allocator has no cache: each update allocates and frees a few tens of MB of
-    1–2 MB tensors. glibc's default thresholds then give those pages back (trim, munmap) and fault
-    them in again on the next update — ~2,000 page faults per QMIX+CQL update, 3 of its ~13 ms on
-    this VM (benchmarks/train_speed.py). Keeping up to 256 MB of freed heap (and serving requests
-    below 32 MB from it) removes them. Once per process, glibc only; elsewhere a no-op.
+    PyTorch's CPU allocator has no cache: each update allocates and frees many 1–2 MB tensors.
+    glibc's default thresholds give those pages back (trim, munmap) and fault them in again on
+    the next update: ~1,900 page faults per forward of the stacked agent networks, 5.4 instead of
+    2.45 ms on this VM (docs/performance.md). Keeping up to 256 MB of freed heap (and serving
+    requests below 32 MB from it) removes them. Once per process, glibc only; elsewhere a no-op.
     """
     global _HEAP_KEPT
     if _HEAP_KEPT:
         return
     _HEAP_KEPT = True
     import ctypes
-    import ctypes.util
     import platform
 
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL("libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3
         libc.mallopt(m_mmap_threshold, 32 << 20)
         libc.mallopt(m_trim_threshold, 256 << 20)

@@ -368,3 +368,29 @@ def test_agent_stack_wants_trained_networks_first():
     net = AgentNet(O + N, A, 8)
     with pytest.raises(ValueError, match="must come before"):
         run_agent_stack([copy.deepcopy(net).requires_grad_(False), net], torch.zeros(2, 3, N, O))
+
+
+def test_keep_freed_heap_keeps_freed_tensors_memory():
+    """A freed 20 MB tensor's pages stay with the process once keep_freed_heap() ran (so the next
+    update does not fault them in again); by default glibc gives them back at once."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    code = """
+import os, sys, torch
+from marl_augment.torch_state import keep_freed_heap
+if sys.argv[1] == "1":
+    keep_freed_heap()
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+x = torch.ones(5_000_000)
+held = rss_mb()
+del x
+print(held - rss_mb())
+"""
+    given_back = [float(subprocess.run([sys.executable, "-c", code, flag], capture_output=True, text=True,
+                                       check=True).stdout) for flag in ("0", "1")]
+    assert given_back[0] > 15 and given_back[1] < 1, given_back
