@@ -118,6 +118,6 @@ def test_cli_augment(dataset, tmp_path):
     assert_user_error(run(app, ["augment", str(dataset.path), str(tmp_path / "x.zarr"), "--method", "nope"]),
                       "unknown augmenter")
     assert_user_error(run(app, ["augment", str(dataset.path), str(dataset.path), "--overwrite"]),
-                      "never modified in place")
+                      "inputs are never written to")
     r = run(app, ["augment", "--list"])
     assert r.exit_code == 0 and "rad-s" in r.output and "return-replicate" in r.output

@@ -101,10 +101,13 @@ def test_local_workers_and_ray_give_the_same_results(tmp_path):
 
     import ray
 
+    from marl_augment.outputs import write_marker
+
     cfg = load_config(None, **TINY)
     pooled = run_benchmark(cfg, tmp_path / "pooled", workers=2, report=False)
     data = next((tmp_path / "pooled" / "cells").glob("data-*"))
     shutil.copytree(data, tmp_path / "ray" / "cells" / data.name)   # the same data, not collected again
+    write_marker(tmp_path / "ray", "benchmark")   # a folder seeded by hand is ours once marked
     try:
         on_ray = run_benchmark(cfg, tmp_path / "ray", executor="ray", workers=2, report=False)
     finally:

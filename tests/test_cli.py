@@ -95,7 +95,7 @@ def test_subsample(recorded, tmp_path):
     assert len(s) == 5 and s.provenance[0]["method"] == "subsample"
     assert_user_error(run("subsample", recorded, tmp_path / "t.zarr"), "exactly one of")
     assert_user_error(run("subsample", recorded, recorded, "--fraction", 0.5, "--overwrite"),
-                      "never modified in place")
+                      "inputs are never written to")
 
 
 def test_datasets_commands(recorded):

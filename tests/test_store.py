@@ -153,14 +153,14 @@ def test_existing_output_refused_and_overwrite(tmp_path):
     other = tmp_path / "notastore"
     other.mkdir()
     (other / "precious.txt").write_text("x")
-    with pytest.raises(AlreadyExists, match="not an episode store"):
+    with pytest.raises(AlreadyExists, match="not made by marl-augment"):
         StoreWriter(other, _tiny_spec(), overwrite=True)
 
 
 def test_save_never_writes_over_its_input(smac_store, tmp_path):
     ds = ma.load(smac_store)
     before = file_digest(smac_store)
-    with pytest.raises(AlreadyExists, match="never modified in place"):
+    with pytest.raises(AlreadyExists, match="inputs are never written to"):
         ds.save(smac_store, overwrite=True)
     assert file_digest(smac_store) == before
 

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import tempfile
-import uuid
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,13 +26,13 @@ import numpy as np
 from ..data.schema import Spec
 from ..data.store import StoreWriter, check_output_path
 from ..errors import (
-    AlreadyExists,
     ConfigError,
     FormatError,
     MissingDependency,
     NotFound,
     UnsupportedError,
 )
+from ..outputs import check_output, partial_dir, swap_into_place
 
 METADATA = "metadata.json"
 VAULT_VERSION = 1.2
@@ -364,19 +363,17 @@ def export_vault(ds, out: str | os.PathLike, *, uid: str = "Medium", overwrite: 
     if not uid or "/" in uid or uid.startswith("."):
         raise ConfigError(f"uid must be a plain folder name like 'Medium', got {uid!r}")
     target = out / uid
-    if ds.path is not None and (ds.path.resolve() == target.resolve() or ds.path.resolve() in target.resolve().parents):
-        raise AlreadyExists(f"{target} is inside the input store; choose another output")
-    if target.exists() and not overwrite:
-        raise AlreadyExists(f"Vault dataset {str(target)!r} exists already; pass --overwrite to replace it")
+    # the Vault folder may hold the user's other datasets: only OUT/UID is ours to replace, and
+    # only when marl-augment wrote it (its metadata.json names marl_augment)
+    check_output(target, "vault-dataset", overwrite=overwrite, inputs=[ds.path],
+                 what="Vault dataset")
     spec = ds.spec
     t_rows, n = ds.num_transitions, spec.n_agents
     shapes = {"obs": (n, spec.obs_dim), "actions": (n,), "rewards": (n,), "terminals": (n,),
               "truncations": (n,), "legals": (n, spec.n_actions)}
     if spec.has_state:
         shapes["state"] = (spec.state_dim,)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{uid}.partial-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp = partial_dir(target)
     try:
         structure_shape: dict[str, Any] = {}
         structure_dtype: dict[str, Any] = {}
@@ -430,13 +427,7 @@ def export_vault(ds, out: str | os.PathLike, *, uid: str = "Medium", overwrite: 
         vi = ts.open(index, create=True, dtype="int32", shape=(1,)).result()
         vi.write(np.array([t_rows], np.int32)).result()
         del stores, vi
-        if target.exists():
-            trash = out / f".{uid}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(target, trash)
-            os.replace(tmp, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        swap_into_place(tmp, target, "vault-dataset")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -31,6 +31,10 @@ from ..errors import AlreadyExists, ConfigError, FormatError, NotFound, Unsuppor
 LOG_FORMAT = "marl-augment/pettingzoo-log"
 LOG_VERSION = 1
 REWARD_MODES = ("sum", "mean", "max")
+#: Sizes a header may declare; larger ones are refused before anything is allocated.
+MAX_AGENTS = 10_000
+MAX_OBS_DIM = 1 << 22
+MAX_ACTIONS = 1 << 20
 WIN_KEYS = ("battle_won", "won")
 
 
@@ -122,13 +126,29 @@ def _open_text(path: Path, mode: str, *, gz: bool | None = None):
     return open(path, mode, encoding="utf-8")
 
 
+def _is_our_log(path: Path) -> bool:
+    """Whether ``path`` starts with a marl-augment log header (so replacing it loses nothing foreign)."""
+    try:
+        with _open_text(path, "r") as f:
+            first = json.loads(f.readline(1 << 20))
+    except (OSError, EOFError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(first, dict) and first.get("format") == LOG_FORMAT
+
+
 class LogWriter:
     """Writes a log file to ``<path>.partial`` and renames it into place on :meth:`close`."""
 
     def __init__(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
         self.path = Path(path)
+        if self.path.is_dir() or self.path.is_symlink():
+            raise AlreadyExists(f"log {str(self.path)!r} is a folder or a link; give a file path "
+                                f"such as run.jsonl.gz")
         if self.path.exists() and not overwrite:
-            raise AlreadyExists(f"log {str(self.path)!r} exists already; pass overwrite=True")
+            raise AlreadyExists(f"log {str(self.path)!r} exists already; pass --overwrite to replace it")
+        if self.path.exists() and not _is_our_log(self.path):
+            raise AlreadyExists(f"log {str(self.path)!r} exists and is not a marl-augment log; "
+                                f"--overwrite replaces only a marl-augment log: choose another path")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.partial = self.path.with_name(self.path.name + ".partial")
         self._f = _open_text(self.partial, "w", gz=self.path.name.endswith(".gz"))
@@ -313,6 +333,9 @@ def read_log(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
                     continue
                 try:
                     rec = json.loads(line)
+                except RecursionError:
+                    raise FormatError(f"{path.name} line {lineno} is nested too deeply to be a "
+                                      f"log record") from None
                 except json.JSONDecodeError as exc:
                     raise FormatError(
                         f"{path.name} line {lineno} is not valid JSON ({exc.msg} at column "
@@ -397,22 +420,33 @@ class PettingZooLogAdapter:
             )
         if h.get("version") != LOG_VERSION:
             raise FormatError(f"{src.name}: log version {h.get('version')} is not supported (expected {LOG_VERSION})")
-        try:
-            agents = [str(a) for a in h["agents"]]
-            obs_dims = [int(h["obs_dims"][a]) for a in agents]
-            acts = [int(h["n_actions"][a]) for a in agents]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{src.name} header lacks agents/obs_dims/n_actions for every agent ({exc})") from None
-        if not agents:
-            raise FormatError(f"{src.name} header lists no agents")
+        name = src.name
+        agents = h.get("agents")
+        if not isinstance(agents, list) or not agents or len(agents) > MAX_AGENTS or not all(
+                isinstance(a, str) and 0 < len(a) <= 200 for a in agents):
+            raise FormatError(f"{name} header: 'agents' must be a list of 1..{MAX_AGENTS} agent "
+                              f"names (strings); see docs/formats.md")
+        if len(set(agents)) != len(agents):
+            raise FormatError(f"{name} header: 'agents' lists an agent twice")
+        obs_dims = _per_agent(h.get("obs_dims"), agents, name, "obs_dims", MAX_OBS_DIM)
+        acts = _per_agent(h.get("n_actions"), agents, name, "n_actions", MAX_ACTIONS)
         state_dim = h.get("state_dim")
-        has_mask = bool(h.get("has_action_mask", False))
+        if state_dim is not None:
+            state_dim = _bounded_int(state_dim, f"{name} header: 'state_dim'", MAX_OBS_DIM)
+        has_mask = h.get("has_action_mask", False)
+        if not isinstance(has_mask, bool):
+            raise FormatError(f"{name} header: 'has_action_mask' must be true or false, "
+                              f"got {has_mask!r}")
+        if h.get("env_id") is not None and not isinstance(h.get("env_id"), str):
+            raise FormatError(f"{name} header: 'env_id' must be a string, got {h.get('env_id')!r}")
+        if not isinstance(h.get("meta", {}), dict):
+            raise FormatError(f"{name} header: 'meta' must be an object")
         hetero_act = len(set(acts)) > 1
         hetero_obs = len(set(obs_dims)) > 1
         spec = Spec(
             env_id=self.config.env_id or str(h.get("env_id") or "pettingzoo:unknown"),
             agent_ids=tuple(agents), obs_dim=max(obs_dims), n_actions=max(acts),
-            state_dim=None if state_dim is None else int(state_dim),
+            state_dim=state_dim,
             obs_dims=tuple(obs_dims) if hetero_obs else None,
             agent_n_actions=tuple(acts) if hetero_act else None,
             has_avail_actions=has_mask or hetero_act, has_alive=True, has_agent_rewards=True,
@@ -445,6 +479,11 @@ class PettingZooLogAdapter:
                 self._step(ep, rec, cur, ctx, where)
                 terms = rec.get("terminations") or {}
                 truncs = rec.get("truncations") or {}
+                for key, d in (("terminations", terms), ("truncations", truncs)):
+                    if not isinstance(d, dict) or not all(isinstance(x, bool) for x in d.values()):
+                        raise FormatError(f"{where}: '{key}' must map agents to true/false")
+                if not isinstance(rec.get("infos") or {}, dict):
+                    raise FormatError(f"{where}: 'infos' must be an object keyed by agent")
                 done = {a for a in rec["actions"] if terms.get(a) or truncs.get(a)}
                 cur = self._observation(rec, ctx, where)
                 # PettingZoo drops done agents from env.agents; the episode ends when none is left
@@ -464,6 +503,8 @@ class PettingZooLogAdapter:
             raise FormatError(f"{where}: 'obs' must be an object mapping agents to observations")
         masks_in = rec.get("action_mask", {}) or {}
         infos = rec.get("infos", {}) or {}
+        if not isinstance(masks_in, dict) or not isinstance(infos, dict):
+            raise FormatError(f"{where}: 'action_mask' and 'infos' must be objects keyed by agent")
         out: dict[str, Any] = {"obs": {}, "mask": {}}
         for a, o in obs_in.items():
             i = ctx["index"].get(a)
@@ -482,7 +523,12 @@ class PettingZooLogAdapter:
                 )
             out["obs"][a] = vec
             if mask is not None:
-                m = np.asarray(mask)
+                try:
+                    m = np.asarray(mask, dtype=np.float64)
+                except (TypeError, ValueError):
+                    raise FormatError(f"{where}: action mask of {a!r} is not a list of 0/1") from None
+                if m.ndim == 1 and not np.isin(m, (0.0, 1.0)).all():
+                    raise FormatError(f"{where}: action mask of {a!r} holds values other than 0/1")
                 if m.ndim != 1 or m.shape[0] != ctx["acts"][i]:
                     raise FormatError(f"{where}: action mask of {a!r} must have {ctx['acts'][i]} entries")
                 out["mask"][a] = m.astype(bool)
@@ -515,7 +561,8 @@ class PettingZooLogAdapter:
                 raise FormatError(f"{where}: unknown agent {a!r} (header lists {ctx['agents']})")
             if a not in cur["obs"]:
                 raise FormatError(f"{where}: agent {a!r} acted without an observation before")
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v):
+            if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                    or float(v) != int(v)):
                 raise UnsupportedError(
                     f"{where}: action of {a!r} is {v!r}; only discrete (integer) actions are supported"
                 )
@@ -533,7 +580,7 @@ class PettingZooLogAdapter:
                 avail[i, : ctx["acts"][i]] = True
             act[i] = v
             r = rewards.get(a, 0.0)
-            if not isinstance(r, (int, float)) or not math.isfinite(r):
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r):
                 raise FormatError(f"{where}: reward of {a!r} is {r!r}, not a finite number")
             rew[i] = r
             alive[i] = True
@@ -557,6 +604,18 @@ class PettingZooLogAdapter:
         cols["truncated"] = np.zeros(t, bool)
         (cols["terminated"] if terminated else cols["truncated"])[-1] = True
         return cols, won
+
+
+def _bounded_int(v: Any, what: str, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+        raise FormatError(f"{what} must be a whole number in 1..{hi}, got {v!r}")
+    return v
+
+
+def _per_agent(d: Any, agents: list[str], name: str, key: str, hi: int) -> list[int]:
+    if not isinstance(d, dict) or any(a not in d for a in agents):
+        raise FormatError(f"{name} header: '{key}' must map every agent to its size")
+    return [_bounded_int(d[a], f"{name} header: '{key}' of {a!r}", hi) for a in agents]
 
 
 def _floats(values: Any, where: str, what: str) -> np.ndarray:

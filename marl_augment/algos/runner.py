@@ -32,6 +32,7 @@ import torch
 from ..data.dataset import Dataset
 from ..data.store import package_version
 from ..errors import AlreadyExists, ConfigError
+from ..outputs import MARKER, check_output, partial_dir, swap_into_place, write_marker
 from ..torch_state import has_training_state, load_training_state, save_training_state
 from .common import SequenceSampler, state_dim_of
 
@@ -95,8 +96,23 @@ def train(dataset: Dataset | str | os.PathLike, algo: str, *, out: str | os.Path
     run.check()
     cls = ALGORITHMS.get(algo)
     out = Path(out)
-    start_fresh = _prepare_dir(out, resume, overwrite)
-    agent = cls(ds.spec, state_dim_of(ds.spec), seed=seed, **(options or {}))
+    check_output(out, "run", overwrite=True, inputs=[ds.path], what="run folder")
+    agent = cls(ds.spec, state_dim_of(ds.spec), seed=seed, **(options or {}))  # bad options: no folder
+    start_fresh, work = _prepare_dir(out, resume, overwrite, [ds.path])
+    try:
+        summary = _train_in(work, ds, run, agent, seed, start_fresh, progress, evaluate)
+        if work != out:  # an overwrite: the old run stayed whole until this one was complete
+            swap_into_place(work, out, "run")
+    except BaseException:
+        if work != out:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    return summary
+
+
+def _train_in(out: Path, ds: Dataset, run: RunConfig, agent: Any, seed: int, start_fresh: bool,
+              progress: Any, evaluate: bool) -> dict[str, Any]:
+    algo = run.algo
     c = agent.config
     sampler = SequenceSampler(ds, c.seq_len, c.period, c.batch_size, seed, agent.device)
     meta = {"run": asdict(run), "algo_config": agent.config_dict(), "dataset": _dataset_facts(ds),
@@ -112,7 +128,6 @@ def train(dataset: Dataset | str | os.PathLike, algo: str, *, out: str | os.Path
         if has_training_state(ckpt):
             first = int(load_training_state(ckpt, agent.modules(), {"adam": agent.optimizer}, agent.device)["step"])
             agent.updates = first
-    out.mkdir(parents=True, exist_ok=True)
     _write_json(out / RUN_FILE, meta)
     metrics = _Metrics(out / METRICS_FILE, keep_until=first)
 
@@ -164,24 +179,33 @@ def _mix(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, step]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
-def _prepare_dir(out: Path, resume: bool, overwrite: bool) -> bool:
-    """True when the run starts from scratch in ``out``."""
-    if not out.exists():
-        return True
+def _prepare_dir(out: Path, resume: bool, overwrite: bool, inputs: list[Any]) -> tuple[bool, Path]:
+    """(whether the run starts from scratch, the folder to write it in).
+
+    ``out`` must be new, empty or a marl-augment run (never the dataset, nor inside or above
+    it). An overwrite writes the new run beside the old one, swapped in when complete.
+    """
+    check_output(out, "run", overwrite=True, inputs=inputs, what="run folder")
+    if not out.exists() or not any(out.iterdir()):
+        out.mkdir(parents=True, exist_ok=True)
+        write_marker(out, "run")
+        return True, out
     if overwrite:
-        shutil.rmtree(out)
-        return True
-    if not (out / RUN_FILE).is_file():
-        if out.is_dir() and not any(out.iterdir()):
-            return True
-        raise AlreadyExists(f"{out} exists and is not a training run; choose another --out")
+        work = partial_dir(out)
+        write_marker(work, "run")
+        return True, work
+    if not (out / RUN_FILE).is_file():  # a run that stopped before its first record
+        return True, out
     if (out / SUMMARY_FILE).is_file() and not resume:
         raise AlreadyExists(f"{out} holds a finished run; pass --overwrite to replace it "
                             "(or --resume with more --steps to continue it)")
     if not resume:
-        raise AlreadyExists(f"{out} holds an unfinished run; pass --resume to continue it or --overwrite to start over")
+        raise AlreadyExists(f"{out} holds an unfinished run; pass --resume to continue it or "
+                            "--overwrite to start over")
+    if not (out / MARKER).is_file():  # made before markers existed
+        write_marker(out, "run")
     (out / SUMMARY_FILE).unlink(missing_ok=True)
-    return False
+    return False, out
 
 
 def _dataset_facts(ds: Dataset) -> dict[str, Any]:

@@ -15,7 +15,6 @@ import dataclasses
 import json
 import os
 import shutil
-import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
@@ -154,21 +153,19 @@ class Augmenter(ABC):
 
         if self.fitted_on is None:
             raise ConfigError("only a fitted augmenter can be saved: call fit(dataset) first")
-        directory = Path(directory)
-        if directory.exists() and not overwrite:
-            raise ConfigError(f"{directory} exists already; pass overwrite=True")
-        tmp = directory.with_name(f".{directory.name}.partial-{uuid.uuid4().hex[:8]}")
-        tmp.mkdir(parents=True)
+        from ..outputs import check_output, partial_dir, swap_into_place, write_marker
+
+        directory = check_output(directory, "model", overwrite=overwrite, what="model folder")
+        tmp = partial_dir(directory)
         try:
+            write_marker(tmp, "model", method=self.name)
             arrays = {k: np.ascontiguousarray(v) for k, v in self._arrays().items()}
             if arrays:
                 save_file(arrays, str(tmp / ARRAYS_FILE))
             state = {"method": self.name, "config": self.config_dict(), "fitted_on": self.fitted_on,
                      "facts": self._facts(), "marl_augment_version": package_version()}
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(tmp, directory)
+            swap_into_place(tmp, directory, "model")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, MissingDependency
+from ..outputs import check_output, write_marker
 from .cells import Cell, run_cell
 from .config import ORIGINAL, BenchConfig
 
@@ -95,8 +96,10 @@ def run_benchmark(cfg: BenchConfig, work: str | os.PathLike, *, executor: str = 
         raise ConfigError(f"unknown executor {executor!r}; choose {' or '.join(EXECUTORS)}")
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
-    work = Path(work)
-    work.mkdir(parents=True, exist_ok=True)
+    work = check_output(work, "benchmark", overwrite=False, reuse=True, what="benchmark folder")
+    if not work.is_dir() or not any(work.iterdir()):
+        work.mkdir(parents=True, exist_ok=True)
+        write_marker(work, "benchmark")
     (work / CONFIG_FILE).write_text(json.dumps(cfg.to_json(), indent=2))
     stages = plan(cfg)
     dev = device or cfg.device

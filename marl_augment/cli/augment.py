@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -44,6 +45,7 @@ def augment(
     from ..augment import AUGMENTERS, load_augmenter, make_augmenter
     from ..data.store import check_output_path
     from ..errors import ConfigError
+    from ..outputs import check_output, kind_of, write_marker
 
     if list_:
         console.print(registry_table(AUGMENTERS, "augmenters", "method", "what it does"))
@@ -54,7 +56,10 @@ def augment(
     if src is None or out is None:
         raise ConfigError("give SRC and OUT (or --list)")
     ds = load(src)
-    check_output_path(out, overwrite=overwrite, inputs=[ds.path] if ds.path else [])
+    out_path = check_output_path(out, overwrite=overwrite, inputs=[ds.path])
+    if save_model is not None:
+        check_output(save_model, "model", overwrite=overwrite, inputs=[ds.path, out_path],
+                     what="model folder")
     options = parse_options(option, "augmenter option")
     if device is not None:
         options["device"] = device
@@ -68,13 +73,17 @@ def augment(
     if resume and not learned:
         raise ConfigError(f"--resume applies to learned augmenters (eaq, eaq-q), not {aug.name!r}")
     if learned and aug.fitted_on is None:
-        local_out = check_output_path(out, overwrite=True)   # local path (a URL's local mirror)
-        train_dir = local_out.with_name(local_out.name + ".train")  # resumable checkpoints of the fit
+        # resumable checkpoints of the fit, beside the output (a URL's local mirror)
+        train_dir = out_path.with_name(out_path.name + ".train")
+        check_output(train_dir, "fit", overwrite=True, inputs=[ds.path],
+                     what="fit checkpoint folder")
+        if not train_dir.is_dir() or not any(train_dir.iterdir()):
+            train_dir.mkdir(parents=True, exist_ok=True)
+            write_marker(train_dir, "fit", output=str(out))
         with metrics_bar(f"fitting {aug.name}", aug.config.train_steps, ("loss",)) as advance:
             aug.fit(ds, progress=advance, checkpoint_dir=train_dir, resume=resume)
-        import shutil
-
-        shutil.rmtree(train_dir, ignore_errors=True)
+        if kind_of(train_dir) == "fit":
+            shutil.rmtree(train_dir, ignore_errors=True)
     if save_model is not None:
         if aug.fitted_on is None or aug.refit_on_augment:
             aug.fit(ds)
@@ -91,18 +100,27 @@ def augment(
 def fidelity(
     real: Annotated[str, typer.Argument(help="Real dataset (path or name).")],
     augmented: Annotated[str, typer.Argument(help="Augmented store (its synthetic episodes are compared) or a synthetic-only store.")],
-    out: Annotated[Path | None, typer.Option(help="Folder for the plots (t-SNE map, return histogram).")] = None,
+    out: Annotated[Path | None, typer.Option(help="New folder for the plots (t-SNE map, return histogram).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it holds an earlier fidelity report.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Compare synthetic episodes with real ones: returns, lengths, features, legality, focus fire, t-SNE."""
     from .. import load
     from ..augment.fidelity import fidelity_report
+    from ..outputs import new_output
     from ._common import kv_table, print_json
 
     r = load(real)
     a = load(augmented)
     syn = a.where("synthetic") if (a.episode_origin != 0).any() else a
-    rep = fidelity_report(r.where("real") if (r.episode_origin == 0).any() else r, syn, out_dir=out)
+    real_part = r.where("real") if (r.episode_origin == 0).any() else r
+    if out is None:
+        rep = fidelity_report(real_part, syn)
+    else:
+        with new_output(out, "report", overwrite=overwrite, inputs=[r.path, a.path],
+                        what="report folder") as tmp:
+            rep = fidelity_report(real_part, syn, out_dir=tmp)
+        rep["plots"] = {k: str(out / Path(v).name) for k, v in rep.get("plots", {}).items()}
     if as_json:
         print_json(rep)
         return

@@ -133,7 +133,8 @@ def quickstart(
 @user_errors
 def compare(
     items: Annotated[list[str], typer.Argument(help="Datasets (paths or names), or benchmark folders / results.jsonl files.")],
-    out: Annotated[Path | None, typer.Option(help="Folder for plots (return histograms; t-SNE map for two datasets).")] = None,
+    out: Annotated[Path | None, typer.Option(help="New folder for plots (return histograms; t-SNE map for two datasets).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it holds an earlier report.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Compare datasets (stats, returns, fidelity, t-SNE) or two benchmark result sets."""
@@ -155,7 +156,7 @@ def compare(
         return
     if len(items) < 2:
         raise ConfigError("give at least two datasets to compare")
-    res = compare_datasets(items, out)
+    res = compare_datasets(items, out, overwrite=overwrite)
     if as_json:
         print_json(res)
         return
@@ -190,15 +191,34 @@ def _kind(item: str) -> str:
     return "dataset"
 
 
-def compare_datasets(items: list[str], out: Path | None) -> dict[str, Any]:
-    """Stats of every dataset; for two, the fidelity of the second against the first."""
+def compare_datasets(items: list[str], out: Path | None, overwrite: bool = False) -> dict[str, Any]:
+    """Stats of every dataset; for two, the fidelity of the second against the first.
+
+    Plots go to the new folder ``out`` (built beside it and swapped in when complete).
+    """
     from .. import load
-    from ..augment.fidelity import fidelity_report
+    from ..outputs import new_output
 
     dss = [load(i) for i in items]
+    if out is None:
+        return _compare_into(items, dss, None)
+    with new_output(out, "report", overwrite=overwrite, inputs=[d.path for d in dss],
+                    what="report folder") as tmp:
+        res = _compare_into(items, dss, tmp)
+
+    def moved(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: moved(x) for k, x in v.items()}
+        return str(out / Path(v).name) if isinstance(v, str) and v.startswith(str(tmp)) else v
+
+    return moved(res)
+
+
+def _compare_into(items: list[str], dss: list[Any], out: Path | None) -> dict[str, Any]:
+    from ..augment.fidelity import fidelity_report
+
     res: dict[str, Any] = {"datasets": items, "stats": [d.stats() for d in dss]}
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         res["returns_plot"] = str(_histograms(dss, [Path(i).name for i in items], out / "returns.png"))
     if len(dss) == 2:
         real = dss[0].where("real") if (dss[0].episode_origin == 0).any() else dss[0]

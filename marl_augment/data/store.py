@@ -16,7 +16,6 @@ import datetime as _dt
 import hashlib
 import os
 import shutil
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,6 @@ DEFAULT_CHUNK_BYTES = 1 << 23
 COMPRESSIONS = ("lz4", "zstd", "lz4+shuffle", "zstd+shuffle")
 MIN_CHUNK_ROWS = 1 << 10
 MAX_CHUNK_ROWS = 1 << 17
-PARTIAL_MARK = ".partial-"
 
 
 def package_version() -> str:
@@ -104,64 +102,20 @@ class Fingerprint:
         return "sha256:" + top.hexdigest()
 
 
-def _same_path(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve()
-    except OSError:
-        return False
-
-
 def check_output_path(out: str | os.PathLike, *, overwrite: bool,
                       inputs: Sequence[str | os.PathLike] = ()) -> Path:
-    """Refuse an output that exists (unless overwrite) or that is, or lies inside, an input.
+    """Refuse a store output that exists (unless overwrite), is not a marl-augment store, or is,
+    contains or lies inside an input (:func:`marl_augment.outputs.check_output`).
 
     For an fsspec URL, checks the remote location and returns its local mirror's path.
     """
+    from ..outputs import check_output
     from .remote import check_remote_output, is_url, local_path, mirror_dir
 
     if is_url(out):
         check_remote_output(str(out), overwrite)
         return mirror_dir(str(out))
-    out = local_path(out)
-    for src in inputs:
-        src = Path(src)
-        if _same_path(out, src) or (src.exists() and src.resolve() in out.resolve().parents):
-            raise AlreadyExists(
-                f"output {str(out)!r} is the input {str(src)!r} (or inside it); "
-                f"stores are never modified in place: choose another output path"
-            )
-    if out.exists() and not overwrite:
-        raise AlreadyExists(f"output {str(out)!r} exists already; pass --overwrite to replace it")
-    if out.exists() and not (out / "zarr.json").exists() and any(out.iterdir()):
-        raise AlreadyExists(
-            f"output {str(out)!r} exists and is not an episode store; refusing to replace it"
-        )
-    return out
-
-
-def _remove_stale_partials(out: Path) -> None:
-    """Delete partial outputs of ``out`` left by writers that were killed (their pid is gone)."""
-    prefix = f".{out.name}{PARTIAL_MARK}"
-    if not out.parent.exists():
-        return
-    for p in out.parent.glob(prefix + "*"):
-        pid = p.name[len(prefix):].split("-", 1)[0]
-        try:
-            alive = pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid))
-        except OSError:
-            alive = True
-        if not alive and pid.isdigit() and int(pid) != os.getpid():
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return check_output(local_path(out), "store", overwrite=overwrite, inputs=inputs)
 
 
 class StoreWriter:
@@ -246,9 +200,10 @@ class StoreWriter:
     def open(self) -> None:
         import zarr
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_partials(self.path)
-        self._tmp = self.path.parent / f".{self.path.name}{PARTIAL_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        from ..outputs import partial_dir
+
+        # a store's marker is its root attribute ``format`` (no extra file: stores stay pure Zarr)
+        self._tmp = partial_dir(self.path)
         self._group = zarr.open_group(str(self._tmp), mode="w", zarr_format=3)
         for n in self.names:
             dtype, _, _ = TRANSITION_ARRAYS[n]
@@ -265,9 +220,9 @@ class StoreWriter:
             self._encoders[n] = _encoder(layout["blosc"], dtype.itemsize)
 
     def abort(self) -> None:
+        self._closed = True  # queued chunk writes see this and write nothing
         if self._tmp is not None and self._tmp.exists():
             shutil.rmtree(self._tmp, ignore_errors=True)
-        self._closed = True
 
     # -- appending -------------------------------------------------------------------------
     def append_episode(self, columns: Mapping[str, Any], *, origin: int = 0,
@@ -338,12 +293,22 @@ class StoreWriter:
                                             head[lo:lo + step]))
             tasks.append(_pool().submit(self._fp.update, n, head))
             self._buf[n] = [tail] if tail.shape[0] else []
-        for t in tasks:
-            t.result()
+        try:
+            for t in tasks:
+                t.result()
+        except BaseException:  # Ctrl-C or a failed chunk: let no writer outlive the cleanup
+            for t in tasks:
+                t.cancel()
+            from concurrent.futures import wait
+
+            wait(tasks)
+            raise
         self._rows += rows
         self._buf_rows -= rows
 
     def _write_chunk(self, name: str, layout: Mapping[str, Any], c: int, rows: np.ndarray) -> None:
+        if self._closed:  # aborted while this task was queued
+            return
         step = layout["rows"]
         if rows.shape[0] < step:  # zarr stores edge chunks at full size, padded with fill
             full = np.zeros((step, *rows.shape[1:]), dtype=rows.dtype)
@@ -352,6 +317,8 @@ class StoreWriter:
         data = np.ascontiguousarray(rows)
         encoded = self._encoders[name].encode(data)
         path = chunk_path(layout, c)
+        if not layout["dir"].is_dir():  # the partial store was removed (aborted): write nothing
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(encoded)
 
@@ -428,16 +395,12 @@ class StoreWriter:
         return self.result
 
     def _move_into_place(self) -> None:
+        from ..outputs import swap_into_place
+
         assert self._tmp is not None
-        if self.path.exists():
-            if not self.overwrite:  # appeared while we were writing
-                raise AlreadyExists(f"output {str(self.path)!r} appeared while writing; not replaced")
-            trash = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(self.path, trash)
-            os.replace(self._tmp, self.path)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(self._tmp, self.path)
+        if self.path.exists() and not self.overwrite:  # appeared while we were writing
+            raise AlreadyExists(f"output {str(self.path)!r} appeared while writing; not replaced")
+        swap_into_place(self._tmp, self.path, "store")
         self._tmp = None
 
 

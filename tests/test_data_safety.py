@@ -1,0 +1,397 @@
+"""marl-augment never deletes or writes into what it did not make (docs/cli.md, "your data").
+
+Each case drives a command as a user would and checks: exit code 2, one line on stderr naming
+the problem and the fix, no traceback, the input's bytes unchanged, and no half-made output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import marl_augment as ma
+from marl_augment.cli import app
+from marl_augment.data.synthetic import smac_like_dataset
+from marl_augment.errors import AlreadyExists
+from marl_augment.outputs import (
+    MARKER,
+    kind_of,
+    new_output,
+    remove_stale,
+    swap_into_place,
+    write_marker,
+)
+from marl_augment.testing import file_digest
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_refused(result, *needles: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error:") and "Traceback" not in result.output
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+def siblings(path: Path) -> list[str]:
+    """Hidden leftovers beside ``path`` (partial or old outputs)."""
+    return sorted(p.name for p in path.parent.iterdir() if p.name.startswith(f".{path.name}."))
+
+
+@pytest.fixture
+def store(tmp_path) -> Path:
+    path = tmp_path / "data" / "3m.zarr"
+    smac_like_dataset(12, path, seed=0)
+    return path
+
+
+@pytest.fixture
+def precious(tmp_path) -> Path:
+    """A user's folder with files marl-augment did not make."""
+    p = tmp_path / "thesis"
+    (p / "chapter").mkdir(parents=True)
+    (p / "notes.txt").write_text("years of work")
+    (p / "chapter" / "draft.tex").write_text("\\section{}")
+    return p
+
+
+TRAIN = ("train", "--algo", "bc", "--no-eval", "--steps", "3", "-o", "batch_size=4")
+
+
+# -- training runs --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where,needle", [
+    ("input", "is the input"), ("inside", "is the input"), ("above", "contains the input"),
+])
+def test_train_never_writes_into_or_over_its_input(store, where, needle):
+    out = {"input": store, "inside": store / "runs", "above": store.parent}[where]
+    before = file_digest(store.parent)
+    r = run(*TRAIN, store, "--out", out, "--overwrite")
+    assert_refused(r, needle, "choose a path")
+    assert file_digest(store.parent) == before
+
+
+def test_train_overwrite_refuses_a_users_folder(store, precious):
+    before = file_digest(precious)
+    r = run(*TRAIN, store, "--out", precious, "--overwrite")
+    assert_refused(r, "not made by marl-augment", "--overwrite replaces only")
+    assert file_digest(precious) == before
+
+
+def test_train_overwrite_refuses_another_kind_of_output(store, tmp_path):
+    other = tmp_path / "other.zarr"
+    smac_like_dataset(3, other, seed=1)
+    before = file_digest(other)
+    r = run(*TRAIN, store, "--out", other, "--overwrite")
+    assert_refused(r, "holds a marl-augment store", "run folder")
+    assert file_digest(other) == before
+
+
+def test_train_output_that_is_a_file_or_below_a_file(store, tmp_path):
+    f = tmp_path / "results.csv"
+    f.write_text("a,b\n")
+    assert_refused(run(*TRAIN, store, "--out", f, "--overwrite"), "is a file")
+    assert_refused(run(*TRAIN, store, "--out", f / "run"), "is a file, not a folder")
+    assert f.read_text() == "a,b\n"
+
+
+def test_train_output_that_is_a_link(store, tmp_path):
+    target = tmp_path / "real"
+    target.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    assert_refused(run(*TRAIN, store, "--out", link), "symbolic link")
+
+
+def test_train_overwrite_replaces_own_run_and_marks_it(store, tmp_path):
+    out = tmp_path / "run"
+    assert run(*TRAIN, store, "--out", out).exit_code == 0
+    assert kind_of(out) == "run" and json.loads((out / MARKER).read_text())["kind"] == "run"
+    assert_refused(run(*TRAIN, store, "--out", out), "finished run", "--overwrite")
+    r = run(*TRAIN, store, "--out", out, "--overwrite", "--seed", "1")
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "run.json").read_text())["run"]["seed"] == 1
+    assert siblings(out) == []
+
+
+def test_interrupted_overwrite_leaves_the_old_run_whole(store, tmp_path):
+    from marl_augment.algos.runner import train
+
+    out = tmp_path / "run"
+    train(store, "bc", out=out, steps=3, evaluate=False, options={"batch_size": 4})
+    before = file_digest(out)
+
+    def stop(*_a, **_k):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(store, "bc", out=out, steps=50, evaluate=False, overwrite=True, seed=3,
+              options={"batch_size": 4}, progress=stop)
+    assert file_digest(out) == before and siblings(out) == []
+
+
+def test_bad_algorithm_option_creates_no_run_folder(store, tmp_path):
+    out = tmp_path / "run"
+    r = run(*TRAIN, store, "--out", out, "-o", "no_such_option=1")
+    assert r.exit_code == 2 and not out.exists()
+
+
+# -- augment, models, fits ------------------------------------------------------------------
+
+
+def test_augment_output_refuses_users_folder_and_input(store, precious):
+    before, mine = file_digest(store), file_digest(precious)
+    assert_refused(run("augment", store, precious, "--method", "rad-s", "--overwrite"),
+                   "not made by marl-augment")
+    assert_refused(run("augment", store, store.parent, "--method", "rad-s", "--overwrite"),
+                   "contains the input")
+    assert file_digest(store) == before and file_digest(precious) == mine
+
+
+def test_save_model_never_replaces_a_users_folder_or_the_input(store, precious, tmp_path):
+    before, mine = file_digest(store), file_digest(precious)
+    out = tmp_path / "aug.zarr"
+    r = run("augment", store, out, "--method", "rad-s", "--save-model", precious, "--overwrite")
+    assert_refused(r, "model folder", "not made by marl-augment")
+    r = run("augment", store, out, "--method", "rad-s", "--save-model", store, "--overwrite")
+    assert_refused(r, "is the input")
+    r = run("augment", store, out, "--method", "rad-s", "--save-model", out / "m")
+    assert_refused(r, "is the input")
+    assert file_digest(store) == before and file_digest(precious) == mine and not out.exists()
+
+
+def test_save_model_overwrites_its_own_kind(store, tmp_path):
+    model, out = tmp_path / "model", tmp_path / "aug.zarr"
+    assert run("augment", store, out, "--method", "rad-s", "--save-model", model).exit_code == 0
+    assert kind_of(model) == "model"
+    r = run("augment", store, out, "--method", "rad-m", "--save-model", model, "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert json.loads((model / "augmenter.json").read_text())["method"] == "rad-m"
+    assert siblings(model) == [] and siblings(out) == []
+
+
+def test_fit_checkpoints_never_replace_a_users_folder(store, tmp_path):
+    out = tmp_path / "aug.zarr"
+    users = tmp_path / "aug.zarr.train"
+    users.mkdir()
+    (users / "keep.txt").write_text("mine")
+    r = run("augment", store, out, "--method", "eaq", "-o", "train_steps=2")
+    assert_refused(r, "fit checkpoint folder", "not made by marl-augment")
+    assert (users / "keep.txt").read_text() == "mine"
+
+
+# -- reports ----------------------------------------------------------------------------------
+
+
+def test_fidelity_report_folder_rules(store, tmp_path, precious):
+    aug = tmp_path / "aug.zarr"
+    assert run("augment", store, aug, "--method", "rad-s", "--scale", "1").exit_code == 0
+    before = file_digest(store)
+    assert_refused(run("fidelity", store, aug, "--out", store / "plots"), "is the input")
+    assert_refused(run("fidelity", store, aug, "--out", precious, "--overwrite"),
+                   "not made by marl-augment")
+    rep = tmp_path / "fid"
+    r = run("fidelity", store, aug, "--out", rep, "--json")
+    assert r.exit_code == 0, r.output
+    plots = json.loads(r.output)["plots"]
+    assert all(Path(p).parent == rep and Path(p).is_file() for p in plots.values())
+    assert kind_of(rep) == "report"
+    assert_refused(run("fidelity", store, aug, "--out", rep), "--overwrite")
+    assert run("fidelity", store, aug, "--out", rep, "--overwrite").exit_code == 0
+    assert file_digest(store) == before and siblings(rep) == []
+
+
+def test_compare_report_folder_never_inside_an_input(store, tmp_path):
+    other = tmp_path / "b.zarr"
+    smac_like_dataset(5, other, seed=3)
+    before = file_digest(store)
+    assert_refused(run("compare", store, other, "--out", other / "cmp"), "is the input")
+    assert file_digest(store) == before
+
+
+# -- stores, logs, Vaults, benchmarks ------------------------------------------------------
+
+
+def test_subsample_refuses_the_folder_above_its_input(store):
+    before = file_digest(store.parent)
+    assert_refused(run("subsample", store, store.parent, "-n", "3", "--overwrite"),
+                   "contains the input")
+    assert file_digest(store.parent) == before
+
+
+def test_convert_output_that_is_a_file(tmp_path):
+    log = tmp_path / "x.jsonl"
+    log.write_text("{}\n")
+    assert_refused(run("convert", log, log, "--overwrite"), "is the input")
+    target = tmp_path / "a-file"
+    target.write_text("data")
+    assert_refused(run("convert", log, target, "--overwrite"), "is a file")
+    assert target.read_text() == "data"
+
+
+def test_record_log_never_replaces_a_foreign_file(tmp_path):
+    pytest.importorskip("mpe2")
+    log = tmp_path / "diary.jsonl"
+    log.write_text("dear diary\n")
+    r = run("record", "mpe2.simple_spread_v3", tmp_path / "o.zarr", "-n", "1", "--log", log,
+            "--overwrite")
+    assert_refused(r, "not a marl-augment log")
+    assert log.read_text() == "dear diary\n"
+
+
+def test_vault_export_replaces_only_its_own_dataset(store, tmp_path):
+    pytest.importorskip("tensorstore")
+    vault = tmp_path / "mine.vlt"
+    (vault / "Good").mkdir(parents=True)
+    (vault / "Good" / "metadata.json").write_text('{"version": 1}')
+    before = file_digest(vault)
+    r = run("export", store, vault, "--uid", "Good", "--overwrite")
+    assert_refused(r, "Vault dataset", "not made by marl-augment")
+    assert file_digest(vault) == before
+    assert run("export", store, vault, "--uid", "Medium").exit_code == 0
+    assert kind_of(vault / "Medium") == "vault-dataset"
+    assert run("export", store, vault, "--uid", "Medium", "--overwrite").exit_code == 0
+    assert file_digest(vault / "Good") == file_digest(tmp_path / "mine.vlt" / "Good")
+
+
+def test_benchmark_refuses_a_users_folder(precious):
+    from marl_augment.bench import BenchConfig
+    from marl_augment.bench.grid import run_benchmark
+
+    before = file_digest(precious)
+    with pytest.raises(AlreadyExists, match="not made by marl-augment"):
+        run_benchmark(BenchConfig(), precious)
+    assert file_digest(precious) == before
+
+
+# -- the mechanism ----------------------------------------------------------------------------
+
+
+def test_new_output_is_atomic(tmp_path):
+    out = tmp_path / "rep"
+    with new_output(out, "report", overwrite=False) as tmp:
+        (tmp / "a.txt").write_text("1")
+    with pytest.raises(RuntimeError), new_output(out, "report", overwrite=True) as tmp:
+        (tmp / "a.txt").write_text("2")
+        raise RuntimeError("crash mid-write")
+    assert (out / "a.txt").read_text() == "1" and siblings(out) == []
+    with new_output(out, "report", overwrite=True) as tmp:
+        (tmp / "b.txt").write_text("3")
+    assert not (out / "a.txt").exists() and (out / "b.txt").read_text() == "3"
+    assert siblings(out) == []
+
+
+def test_swap_refuses_an_output_that_changed_kind(tmp_path):
+    out, tmp = tmp_path / "o", tmp_path / ".o.partial-1-x"
+    out.mkdir()
+    (out / "user.txt").write_text("x")
+    tmp.mkdir()
+    write_marker(tmp, "report")
+    with pytest.raises(AlreadyExists, match="changed while writing"):
+        swap_into_place(tmp, out, "report")
+    assert (out / "user.txt").read_text() == "x"
+
+
+def test_a_swap_cut_short_is_undone(tmp_path):
+    out = tmp_path / "rep"
+    old = tmp_path / ".rep.old-12345678"
+    old.mkdir()
+    write_marker(old, "report")
+    (old / "a.txt").write_text("kept")
+    foreign = tmp_path / ".rep.old-deadbeef"  # not ours: never touched
+    foreign.mkdir()
+    remove_stale(out)
+    assert (out / "a.txt").read_text() == "kept" and foreign.is_dir()
+
+
+def test_empty_folder_is_taken_as_new(store, tmp_path):
+    out = tmp_path / "empty"
+    out.mkdir()
+    assert run(*TRAIN, store, "--out", out).exit_code == 0
+    assert kind_of(out) == "run"
+
+
+def test_legacy_outputs_are_recognised(tmp_path):
+    run_dir = tmp_path / "old-run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"run": {}, "algo_config": {},
+                                                  "package_version": "0.1.0"}))
+    assert kind_of(run_dir) == "run"
+    assert kind_of(tmp_path) is None
+
+
+# -- kill -9 -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sigkill_during_train_overwrite_keeps_the_old_run(store, tmp_path):
+    out = tmp_path / "run"
+    assert run(*TRAIN, store, "--out", out).exit_code == 0
+    before = file_digest(out)
+    env = dict(os.environ, MARL_AUGMENT_NO_CPP="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marl_augment", "train", str(store), "--algo", "bc", "--no-eval",
+         "--steps", "1000000", "-o", "batch_size=4", "--out", str(out), "--overwrite"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not any(
+                (tmp_path / n / "metrics.jsonl").exists() for n in siblings(out)):
+            time.sleep(0.2)
+        assert siblings(out), "the overwrite never started"
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert file_digest(out) == before  # the old run is whole
+    r = run(*TRAIN, store, "--out", out, "--overwrite")  # the next writer cleans up
+    assert r.exit_code == 0, r.output
+    assert siblings(out) == []
+    assert ma.load(store).num_transitions > 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_augment_leaves_nothing_behind(tmp_path):
+    src = tmp_path / "big.zarr"
+    smac_like_dataset(300, src, seed=0)
+    before = file_digest(src)
+    out = tmp_path / "aug.zarr"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marl_augment", "augment", str(src), str(out), "--method", "rad-s",
+         "--scale", "40"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        # a background job inherits SIGINT ignored; a user's Ctrl-C reaches a default handler
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    seen = False
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if siblings(out):
+            seen = True
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.05)
+    _, err = proc.communicate(timeout=120)
+    time.sleep(0.5)  # no writer thread may recreate anything after the process is gone
+    assert file_digest(src) == before and siblings(out) == []
+    if seen and proc.returncode != 0:
+        assert proc.returncode == 130 and not out.exists(), err
+        assert "interrupted" in err and "Traceback" not in err
+    else:  # finished before the interrupt arrived: the output must then be complete
+        assert proc.returncode == 0 and ma.load(out).num_transitions > 0
+
