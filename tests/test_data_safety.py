@@ -395,3 +395,99 @@ def test_ctrl_c_during_augment_leaves_nothing_behind(tmp_path):
     else:  # finished before the interrupt arrived: the output must then be complete
         assert proc.returncode == 0 and ma.load(out).num_transitions > 0
 
+
+# -- bad PettingZoo logs: one line each, nothing allocated from absurd sizes, no output -------
+
+_HEADER = {"format": "marl-augment/pettingzoo-log", "version": 1, "env_id": "pettingzoo:toy",
+           "agents": ["a", "b"], "obs_dims": {"a": 2, "b": 2}, "n_actions": {"a": 3, "b": 3},
+           "state_dim": None, "has_action_mask": False, "meta": {}}
+_RESET = '{"t":"reset","obs":{"a":[0,0],"b":[0,1]},"infos":{}}'
+_STEP = ('{"t":"step","actions":{"a":1,"b":2},"rewards":{"a":1.0,"b":0.0},'
+         '"terminations":{"a":true,"b":true},"truncations":{"a":false,"b":false},'
+         '"obs":{"a":[1,0],"b":[1,1]},"infos":{}}')
+
+
+def _header(**change) -> str:
+    h = dict(_HEADER)
+    h.update(change)
+    return json.dumps(h)
+
+
+BAD_LOGS = {
+    "agents not a list": [_header(agents="ab"), _RESET, _STEP],
+    "agents empty": [_header(agents=[]), _RESET, _STEP],
+    "agent name not a string": [_header(agents=[1, 2]), _RESET, _STEP],
+    "agent twice": [_header(agents=["a", "a"]), _RESET, _STEP],
+    "obs_dims a list": [_header(obs_dims=[2, 2]), _RESET, _STEP],
+    "obs_dims missing an agent": [_header(obs_dims={"a": 2}), _RESET, _STEP],
+    "obs_dim a float": [_header(obs_dims={"a": 2.5, "b": 2}), _RESET, _STEP],
+    "obs_dim a string": [_header(obs_dims={"a": "2", "b": 2}), _RESET, _STEP],
+    "obs_dim zero": [_header(obs_dims={"a": 0, "b": 2}), _RESET, _STEP],
+    "obs_dim negative": [_header(obs_dims={"a": -4, "b": 2}), _RESET, _STEP],
+    "obs_dim a bool": [_header(obs_dims={"a": True, "b": 2}), _RESET, _STEP],
+    "obs_dim absurd": [_header(obs_dims={"a": 10**12, "b": 2}), _RESET, _STEP],
+    "n_actions 1e12": [_header(n_actions={"a": 10**12, "b": 3}), _RESET, _STEP],
+    "n_actions null": [_header(n_actions={"a": None, "b": 3}), _RESET, _STEP],
+    "state_dim a string": [_header(state_dim="54"), _RESET, _STEP],
+    "state_dim absurd": [_header(state_dim=10**15), _RESET, _STEP],
+    "has_action_mask a string": [_header(has_action_mask="yes"), _RESET, _STEP],
+    "env_id a number": [_header(env_id=3), _RESET, _STEP],
+    "meta a list": [_header(meta=[1]), _RESET, _STEP],
+    "wrong format": [_header(format="other"), _RESET, _STEP],
+    "wrong version": [_header(version=99), _RESET, _STEP],
+    "header not an object": ["[1,2,3]", _RESET, _STEP],
+    "not JSON": [_header(), "{not json", _STEP],
+    "deeply nested": [_header(), "[" * 100_000 + "]" * 100_000, _STEP],
+    "action NaN": [_header(), _RESET, _STEP.replace('"a":1,"b":2', '"a":NaN,"b":2')],
+    "action 1e400": [_header(), _RESET, _STEP.replace('"a":1,"b":2', '"a":1e400,"b":2')],
+    "action -Infinity": [_header(), _RESET, _STEP.replace('"a":1,"b":2', '"a":-Infinity,"b":2')],
+    "action negative": [_header(), _RESET, _STEP.replace('"a":1,"b":2', '"a":-1,"b":2')],
+    "action 1.5": [_header(), _RESET, _STEP.replace('"a":1,"b":2', '"a":1.5,"b":2')],
+    "action out of range": [_header(), _RESET, _STEP.replace('"a":1,"b":2', '"a":3,"b":2')],
+    "action a string": [_header(), _RESET, _STEP.replace('"a":1,"b":2', '"a":"1","b":2')],
+    "action a list": [_header(), _RESET, _STEP.replace('"a":1,"b":2', '"a":[1],"b":2')],
+    "action true": [_header(), _RESET, _STEP.replace('"a":1,"b":2', '"a":true,"b":2')],
+    "actions a list": [_header(), _RESET, _STEP.replace('"actions":{"a":1,"b":2}', '"actions":[1,2]')],
+    "reward NaN": [_header(), _RESET, _STEP.replace('"rewards":{"a":1.0', '"rewards":{"a":NaN')],
+    "reward a string": [_header(), _RESET, _STEP.replace('"rewards":{"a":1.0', '"rewards":{"a":"1"')],
+    "reward 1e400": [_header(), _RESET, _STEP.replace('"rewards":{"a":1.0', '"rewards":{"a":1e400')],
+    "terminations a list": [_header(), _RESET, _STEP.replace(
+        '"terminations":{"a":true,"b":true}', '"terminations":[true,true]')],
+    "termination a string": [_header(), _RESET, _STEP.replace(
+        '"terminations":{"a":true', '"terminations":{"a":"yes"')],
+    "truncations a number": [_header(), _RESET, _STEP.replace(
+        '"truncations":{"a":false,"b":false}', '"truncations":7')],
+    "infos a list": [_header(), _RESET, _STEP.replace('"infos":{}}', '"infos":[1]}')],
+    "obs NaN": [_header(), _RESET.replace("[0,0]", "[NaN,0]"), _STEP],
+    "obs too short": [_header(), _RESET.replace("[0,0]", "[0]"), _STEP],
+    "obs strings": [_header(), _RESET.replace("[0,0]", '["x","y"]'), _STEP],
+    "obs a ragged list": [_header(), _RESET.replace("[0,0]", "[[0],[0,0]]"), _STEP],
+    "obs of an unknown agent": [_header(), _RESET.replace('"b":[0,1]', '"c":[0,1]'), _STEP],
+    "obs not an object": [_header(), '{"t":"reset","obs":[1,2]}', _STEP],
+    "mask ragged": [_header(), _RESET.replace('"infos":{}', '"action_mask":{"a":[[1],[1,1]]},"infos":{}'), _STEP],
+    "mask of 7s": [_header(), _RESET.replace('"infos":{}', '"action_mask":{"a":[7,7,7]},"infos":{}'), _STEP],
+    "mask a list": [_header(), _RESET.replace('"infos":{}', '"action_mask":[1,1,1],"infos":{}'), _STEP],
+    "mask forbids the action": [_header(), _RESET.replace('"infos":{}', '"action_mask":{"a":[1,0,1]},"infos":{}'), _STEP],
+    "step before reset": [_header(), _STEP],
+    "unknown record type": [_header(), '{"t":"jump"}', _STEP],
+    "empty file": [],
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LOGS))
+def test_bad_log_gets_one_line_and_no_output(tmp_path, case):
+    log = tmp_path / "bad.jsonl"
+    log.write_text("".join(line + "\n" for line in BAD_LOGS[case]))
+    before = file_digest(log)
+    out = tmp_path / "out.zarr"
+    r = run("convert", log, out)
+    assert_refused(r)
+    assert file_digest(log) == before and not out.exists() and siblings(out) == []
+
+
+def test_the_good_log_behind_the_bad_ones_converts(tmp_path):
+    log = tmp_path / "good.jsonl"
+    log.write_text("".join(line + "\n" for line in [_header(), _RESET, _STEP]))
+    r = run("convert", log, tmp_path / "out.zarr")
+    assert r.exit_code == 0, r.output
+    assert ma.load(tmp_path / "out.zarr").num_transitions == 1
