@@ -24,6 +24,11 @@ from pathlib import Path, PurePosixPath
 from .errors import FormatError, MarlAugmentError
 
 CHUNK = 1 << 20
+#: Limits of an archive's unpacked contents (a zip bomb fills the disk otherwise). The largest
+#: OG-MARL SMAC archives unpack to a few GB; raise these through the environment for larger ones.
+MAX_UNPACKED_BYTES = int(os.environ.get("MARL_AUGMENT_MAX_UNPACKED_BYTES", 64 << 30))
+MAX_MEMBERS = int(os.environ.get("MARL_AUGMENT_MAX_MEMBERS", 1_000_000))
+MAX_RATIO = float(os.environ.get("MARL_AUGMENT_MAX_RATIO", 1000))
 USER_AGENT = "marl-augment (+https://github.com/marl-augment)"
 
 
@@ -132,8 +137,13 @@ def check_zip(path: Path) -> None:
         raise FormatError(f"{path.name} is corrupted: member {bad!r} fails its CRC check")
 
 
-def safe_extract(zip_path: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
+def safe_extract(zip_path: str | os.PathLike, dest: str | os.PathLike, *,
+                 max_bytes: int | None = None) -> list[Path]:
     """Extract a zip into ``dest`` (which must not exist yet), refusing unsafe members.
+
+    Refuses archives over the size, member-count and compression-ratio limits
+    (:data:`MAX_UNPACKED_BYTES`, :data:`MAX_MEMBERS`, :data:`MAX_RATIO`) and stops when the
+    bytes actually written pass ``max_bytes``, whatever the archive's headers declare.
 
     Returns the top-level entries created.
     """
@@ -141,7 +151,29 @@ def safe_extract(zip_path: str | os.PathLike, dest: str | os.PathLike) -> list[P
     if dest.exists():
         raise FormatError(f"extraction target {str(dest)!r} exists already")
     check_zip(zip_path)
+    max_bytes = MAX_UNPACKED_BYTES if max_bytes is None else max_bytes
+    fix = ("if the archive is genuine, raise the limit with MARL_AUGMENT_MAX_UNPACKED_BYTES, "
+           "MARL_AUGMENT_MAX_MEMBERS or MARL_AUGMENT_MAX_RATIO")
+    with zipfile.ZipFile(zip_path) as zf:
+        infos = zf.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise FormatError(f"{zip_path.name} has {len(infos):,} members, more than the limit "
+                          f"{MAX_MEMBERS:,}; refused ({fix})")
+    declared = sum(i.file_size for i in infos)
+    packed = max(1, sum(i.compress_size for i in infos))
+    if declared > max_bytes:
+        raise FormatError(f"{zip_path.name} unpacks to {declared:,} bytes, more than the limit "
+                          f"{max_bytes:,}; refused ({fix})")
+    if declared > (64 << 20) and declared / packed > MAX_RATIO:
+        raise FormatError(f"{zip_path.name} unpacks {declared / packed:.0f}x its packed size "
+                          f"(limit {MAX_RATIO:g}x): a zip bomb? refused ({fix})")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(dest.parent).free
+    if declared > free:
+        raise FormatError(f"{zip_path.name} unpacks to {declared:,} bytes but only {free:,} are "
+                          f"free at {str(dest.parent)!r}; free some space and run again")
     tmp = dest.with_name(f".{dest.name}.partial-{uuid.uuid4().hex[:8]}")
+    written = 0
     try:
         with zipfile.ZipFile(zip_path) as zf:
             for info in zf.infolist():
@@ -159,7 +191,12 @@ def safe_extract(zip_path: str | os.PathLike, dest: str | os.PathLike) -> list[P
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, CHUNK)
+                    while block := src.read(CHUNK):  # counted as written: headers can lie
+                        written += len(block)
+                        if written > max_bytes:
+                            raise FormatError(f"{zip_path.name} unpacks to more than the limit "
+                                              f"{max_bytes:,} bytes; refused ({fix})")
+                        out.write(block)
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

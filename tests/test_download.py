@@ -205,3 +205,27 @@ def test_unsafe_archives_are_refused(tmp_path):
         safe_extract(link, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_zip_bombs_and_oversized_archives_are_refused(tmp_path, monkeypatch):
+    """Size, member count and compression ratio are checked before anything is unpacked."""
+    import marl_augment.download as dl
+
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        zf.writestr("3m.vlt/zeros.bin", bytes(80 << 20))
+    assert bomb.stat().st_size < (1 << 20)
+    with pytest.raises(FormatError, match="zip bomb"):
+        safe_extract(bomb, tmp_path / "out")
+    many = tmp_path / "many.zip"
+    with zipfile.ZipFile(many, "w") as zf:
+        for i in range(5):
+            zf.writestr(f"3m.vlt/{i}.txt", "x")
+    monkeypatch.setattr(dl, "MAX_MEMBERS", 4)
+    with pytest.raises(FormatError, match="MARL_AUGMENT_MAX_MEMBERS"):
+        safe_extract(many, tmp_path / "out")
+    monkeypatch.setattr(dl, "MAX_MEMBERS", 100)
+    with pytest.raises(FormatError, match="unpacks to 5 bytes, more than the limit 4;"):
+        safe_extract(many, tmp_path / "out", max_bytes=4)
+    assert safe_extract(many, tmp_path / "out", max_bytes=5)
+    assert not list(tmp_path.glob(".out.partial-*"))
