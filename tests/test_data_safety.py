@@ -491,3 +491,78 @@ def test_the_good_log_behind_the_bad_ones_converts(tmp_path):
     r = run("convert", log, tmp_path / "out.zarr")
     assert r.exit_code == 0, r.output
     assert ma.load(tmp_path / "out.zarr").num_transitions == 1
+
+
+# -- tampered stores: the spec is checked and covered by the fingerprint ----------------------
+
+
+def _edit_spec(store: Path, **change) -> None:
+    meta = json.loads((store / "zarr.json").read_text())
+    for k, v in change.items():
+        if v is _DROP:
+            meta["attributes"]["spec"].pop(k)
+        else:
+            meta["attributes"]["spec"][k] = v
+    (store / "zarr.json").write_text(json.dumps(meta))
+
+
+_DROP = object()
+TAMPERED_SPECS = {
+    "n_actions raised": dict(n_actions=12),
+    "n_actions a string": dict(n_actions="9"),
+    "n_actions a float": dict(n_actions=9.0),
+    "n_actions zero": dict(n_actions=0),
+    "n_actions absurd": dict(n_actions=10**12),
+    "obs_dim a bool": dict(obs_dim=True),
+    "obs_dim changed": dict(obs_dim=7),
+    "state_dim negative": dict(state_dim=-1),
+    "agent_ids a string": dict(agent_ids="abc"),
+    "agent_ids of numbers": dict(agent_ids=[0, 1, 2]),
+    "an agent dropped": dict(agent_ids=["agent_0", "agent_1"]),
+    "an agent renamed": dict(agent_ids=["agent_0", "agent_1", "x"]),
+    "duplicate agents": dict(agent_ids=["agent_0", "agent_0", "agent_1"]),
+    "has_alive a string": dict(has_alive="yes"),
+    "has_avail_actions dropped to false": dict(has_avail_actions=False),
+    "extras a list": dict(extras=[1]),
+    "env_id a number": dict(env_id=3),
+    "env_id changed": dict(env_id="smax:8m"),
+    "max_episode_len a string": dict(max_episode_len="60"),
+    "obs_dims ragged": dict(obs_dims=[1, 2]),
+    "n_actions missing": dict(n_actions=_DROP),
+    "unknown field": dict(colour="red"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED_SPECS))
+def test_tampered_spec_is_refused_in_one_line(store, case):
+    _edit_spec(store, **TAMPERED_SPECS[case])
+    before = file_digest(store)
+    assert_refused(run("info", store))
+    out = store.parent / "aug.zarr"
+    assert_refused(run("augment", store, out, "--method", "rad-s"))
+    assert file_digest(store) == before and not out.exists()
+
+
+@pytest.mark.parametrize("case", ["spec a list", "fingerprint edited", "format removed",
+                                  "schema version 99", "obs metadata garbage",
+                                  "obs metadata deleted", "offsets deleted"])
+def test_damaged_store_metadata_is_refused_in_one_line(store, case):
+    meta = json.loads((store / "zarr.json").read_text())
+    if case == "spec a list":
+        meta["attributes"]["spec"] = [1, 2]
+    elif case == "fingerprint edited":
+        meta["attributes"]["fingerprint"] = "sha256+spec:" + "0" * 64
+    elif case == "format removed":
+        del meta["attributes"]["format"]
+    elif case == "schema version 99":
+        meta["attributes"]["schema_version"] = 99
+    (store / "zarr.json").write_text(json.dumps(meta))
+    if case == "obs metadata garbage":
+        (store / "obs" / "zarr.json").write_text('{"zarr_format": 3, "shape": "x"}')
+    elif case == "obs metadata deleted":
+        (store / "obs" / "zarr.json").unlink()
+    elif case == "offsets deleted":
+        (store / "episode_offsets" / "zarr.json").unlink()
+    assert_refused(run("info", store))
+    if case != "fingerprint edited":  # --no-validate trusts the content: only metadata is read
+        assert_refused(run("info", store, "--no-validate"))

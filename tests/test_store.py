@@ -59,7 +59,7 @@ def test_roundtrip_exact_and_attrs(tmp_path):
             np.testing.assert_array_equal(getattr(ep, k), v)
     assert ds.spec.max_episode_len == 17
     assert ds.source == {"adapter": "test"}
-    assert ds.fingerprint.startswith("sha256:")
+    assert ds.fingerprint.startswith("sha256+spec:")
     np.testing.assert_array_equal(ds.episode_won, [False, True, False, True])
     s = ds.stats()
     assert s["terminated"] == 2 and s["truncated"] == 2 and s["win_rate"] == 0.5

@@ -34,18 +34,18 @@ def info(
     from .. import resolve
     from ..data.remote import is_url, mirror
     from ..data.schema import episode_returns, episode_stats
-    from ..data.store import open_group, read_store
+    from ..data.store import _read, array_of, open_group, read_store
 
     where = resolve(path)
     p = mirror(where) if is_url(where) else where   # URLs: the local copy (fetched if it changed)
     total = None
     if validate:
-        total = int(open_group(p)["obs"].shape[0])
+        total = int(array_of(open_group(p), "obs").shape[0])
     with progress_bar(f"validating {p.name}", total=total) as advance:
         c = read_store(p, validate=validate, keep=False, progress=advance)
     group = open_group(p)
-    rewards = np.asarray(group["rewards"][:])
-    terminated = np.asarray(group["terminated"][:])
+    rewards = _read(array_of(group, "rewards"), "rewards")
+    terminated = _read(array_of(group, "terminated"), "terminated")
     stats = episode_stats(np.diff(c.offsets), episode_returns(c.offsets, rewards), c.origin, c.won,
                           terminated[c.offsets[1:] - 1])
     attrs = c.attrs

@@ -119,15 +119,49 @@ class Spec:
         unknown = set(d) - known
         if unknown:
             raise SchemaError(f"store spec has unknown fields {sorted(unknown)}; upgrade marl-augment")
-        try:
-            kw = dict(d)
-            kw["agent_ids"] = tuple(kw["agent_ids"])
-            for k in ("obs_dims", "agent_n_actions"):
-                if kw.get(k) is not None:
-                    kw[k] = tuple(int(x) for x in kw[k])
-            return cls(**kw)
-        except (KeyError, TypeError) as exc:
-            raise SchemaError(f"store spec is incomplete or malformed: {exc}") from None
+        if not isinstance(d, Mapping):
+            raise SchemaError("store spec is not an object; the store's zarr.json was edited or "
+                              "damaged: re-create the store from its source")
+        missing = [k for k in ("env_id", "agent_ids", "obs_dim", "n_actions") if k not in d]
+        if missing:
+            raise SchemaError(f"store spec lacks {missing}; the store's zarr.json was edited or "
+                              f"damaged: re-create the store from its source")
+
+        def bad(key: str, want: str) -> SchemaError:
+            return SchemaError(f"store spec field {key!r} must be {want}, got {d[key]!r}; the "
+                               f"store's zarr.json was edited or damaged: re-create the store")
+
+        def is_size(v: Any, limit: int = 1 << 31) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and 1 <= v < limit
+
+        kw = dict(d)
+        if not isinstance(d["env_id"], str):
+            raise bad("env_id", "a string")
+        ids = d["agent_ids"]
+        if not isinstance(ids, list) or not all(isinstance(a, str) for a in ids):
+            raise bad("agent_ids", "a list of strings")
+        kw["agent_ids"] = tuple(ids)
+        for k in ("obs_dim", "n_actions"):
+            if not is_size(d[k]):
+                raise bad(k, "a whole number >= 1")
+        for k in ("state_dim", "max_episode_len"):
+            if d.get(k) is not None and not is_size(d[k]):
+                raise bad(k, "a whole number >= 1 or null")
+        for k in ("obs_dims", "agent_n_actions"):
+            if d.get(k) is not None:
+                if not isinstance(d[k], list) or not all(is_size(x) for x in d[k]):
+                    raise bad(k, "a list of whole numbers >= 1 or null")
+                kw[k] = tuple(d[k])
+        for k in ("has_avail_actions", "has_alive", "has_agent_rewards"):
+            if k in d and not isinstance(d[k], bool):
+                raise bad(k, "true or false")
+        if "reward_mode" in d and not isinstance(d["reward_mode"], str):
+            raise bad("reward_mode", "a string")
+        if "extras" in d and not isinstance(d["extras"], Mapping):
+            raise bad("extras", "an object")
+        spec = cls(**kw)
+        spec.check()
+        return spec
 
     def replace(self, **changes: Any) -> Spec:
         return dataclasses.replace(self, **changes)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
@@ -44,6 +45,8 @@ DEFAULT_CHUNK_BYTES = 1 << 23
 #: Blosc compressor per store: ``lz4`` (default: fastest to read) or ``zstd`` (smaller, slower);
 #: ``+shuffle`` byte-shuffles numeric arrays first (helps dense float data, hurts sparse data).
 COMPRESSIONS = ("lz4", "zstd", "lz4+shuffle", "zstd+shuffle")
+#: Prefix of fingerprints that cover the spec as well as the arrays.
+SPEC_FINGERPRINT = "sha256+spec:"
 MIN_CHUNK_ROWS = 1 << 10
 MAX_CHUNK_ROWS = 1 << 17
 
@@ -94,12 +97,18 @@ class Fingerprint:
             a = a.byteswap().view(a.dtype.newbyteorder("<"))
         self._h[name].update(memoryview(a).cast("B"))
 
-    def hexdigest(self, shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, Any]) -> str:
+    def hexdigest(self, shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, Any],
+                  spec: Mapping[str, Any] | None = None) -> str:
+        """``sha256+spec:`` over the arrays and the spec (so an edited spec is caught too);
+        ``sha256:`` over the arrays alone (stores written before the spec was covered)."""
         top = hashlib.sha256()
         for name in sorted(self._h):
             top.update(f"{name}|{np.dtype(dtypes[name]).str}|{tuple(shapes[name])}|".encode())
             top.update(self._h[name].digest())
-        return "sha256:" + top.hexdigest()
+        if spec is None:
+            return "sha256:" + top.hexdigest()
+        top.update(b"spec|" + json.dumps(spec, sort_keys=True, separators=(",", ":")).encode())
+        return SPEC_FINGERPRINT + top.hexdigest()
 
 
 def check_output_path(out: str | os.PathLike, *, overwrite: bool,
@@ -365,14 +374,15 @@ class StoreWriter:
             summary = episode_stats(np.diff(offsets), np.asarray(self._returns), origin, won,
                                     np.asarray(self._ends, dtype=bool))
             spec = self.spec.replace(max_episode_len=self._max_len)
+            spec_json = json.loads(json.dumps(spec.to_json()))  # as a reader will see it
             attrs = {
                 "format": FORMAT_NAME,
                 "schema_version": SCHEMA_VERSION,
-                "spec": spec.to_json(),
+                "spec": spec_json,
                 "source": self.source,
                 "provenance": self.provenance,
                 "summary": summary,
-                "fingerprint": self._fp.hexdigest(shapes, dtypes),
+                "fingerprint": self._fp.hexdigest(shapes, dtypes, spec_json),
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "marl_augment_version": package_version(),
                 "chunk_rows": self.chunk_rows,
@@ -420,6 +430,19 @@ class StoreContents:
     origin: np.ndarray
     won: np.ndarray | None
     columns: dict[str, np.ndarray] | None
+
+
+def array_of(group, name: str):
+    """Array ``name`` of a store's group, with one line when it is missing or its metadata is bad."""
+    try:
+        arr = group[name]
+        _ = (arr.shape, arr.dtype, arr.chunks)
+    except KeyError:
+        raise SchemaError(f"array {name!r} is missing from the store; re-create it from its "
+                          f"source") from None
+    except Exception as exc:  # zarr's own errors for damaged metadata are of many kinds
+        raise _unreadable(name, exc) from None
+    return arr
 
 
 def _read(arr, name: str, sl=slice(None)) -> np.ndarray:
@@ -516,7 +539,7 @@ class RowReader:
 
     def __init__(self, root: Path, group, names: Sequence[str]) -> None:
         self.root = Path(root)
-        self.arrays = {n: group[n] for n in names}
+        self.arrays = {n: array_of(group, n) for n in names}
         self._fast = {n: chunk_layout(self.root, n, a.shape) for n, a in self.arrays.items()}
 
     def read(self, lo: int = 0, hi: int | None = None) -> dict[str, np.ndarray]:
@@ -605,11 +628,16 @@ def read_store(path: str | os.PathLike, *, validate: bool = True, keep: bool = T
         )
     spec = Spec.from_json(attrs.get("spec", {}))
     names = spec.arrays()
-    present = set(group.array_keys())
+    try:
+        present = set(group.array_keys())
+    except Exception as exc:  # an array's zarr.json is damaged
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SchemaError(f"store {str(path)!r} has damaged array metadata ({first}); re-create "
+                          f"it from its source") from None
     for n in [*names, OFFSETS, "episode_origin"]:
         if n not in present:
             raise SchemaError(f"array {n!r} is missing from store {str(path)!r}")
-    arrays = {n: group[n] for n in names}
+    arrays = {n: array_of(group, n) for n in names}
     n_rows = arrays["obs"].shape[0]
     for n, arr in arrays.items():
         dtype = TRANSITION_ARRAYS[n][0]
@@ -621,15 +649,15 @@ def read_store(path: str | os.PathLike, *, validate: bool = True, keep: bool = T
             raise SchemaError(
                 f"array {n!r} has {arr.shape[0]} rows but 'obs' has {n_rows} (an array is truncated)"
             )
-    offsets = _read(group[OFFSETS], OFFSETS)
+    offsets = _read(array_of(group, OFFSETS), OFFSETS)
     check_offsets(offsets, n_rows)
     n_eps = offsets.shape[0] - 1
-    origin = _read(group["episode_origin"], "episode_origin")
+    origin = _read(array_of(group, "episode_origin"), "episode_origin")
     if origin.shape != (n_eps,) or origin.dtype != np.uint8:
         raise SchemaError(f"array 'episode_origin' must be uint8 of shape ({n_eps},), got {origin.dtype} {origin.shape}")
     won = None
     if "episode_won" in present:
-        won = _read(group["episode_won"], "episode_won")
+        won = _read(array_of(group, "episode_won"), "episode_won")
         if won.shape != (n_eps,) or won.dtype != np.bool_:
             raise SchemaError(f"array 'episode_won' must be bool of shape ({n_eps},)")
     ep_arrays = {OFFSETS: offsets, "episode_origin": origin}
@@ -677,8 +705,10 @@ def read_store(path: str | os.PathLike, *, validate: bool = True, keep: bool = T
         shapes.update({n: a.shape for n, a in ep_arrays.items()})
         dtypes = {n: TRANSITION_ARRAYS[n][0] for n in names}
         dtypes.update({n: a.dtype for n, a in ep_arrays.items()})
-        digest = fp.hexdigest(shapes, dtypes)
-        if attrs.get("fingerprint") != digest:
+        recorded = str(attrs.get("fingerprint"))
+        digest = fp.hexdigest(shapes, dtypes,
+                              attrs.get("spec") if recorded.startswith(SPEC_FINGERPRINT) else None)
+        if recorded != digest:
             raise SchemaError(
                 f"store {str(path)!r} content does not match its fingerprint (a chunk is missing, "
                 f"truncated or was edited); re-create it from its source"
