@@ -566,3 +566,101 @@ def test_damaged_store_metadata_is_refused_in_one_line(store, case):
     assert_refused(run("info", store))
     if case != "fingerprint edited":  # --no-validate trusts the content: only metadata is read
         assert_refused(run("info", store, "--no-validate"))
+
+
+# -- tampered model folders: one line, nothing huge allocated ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def eaq_model(tmp_path_factory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("eaq")
+    src = d / "3m.zarr"
+    smac_like_dataset(8, src, seed=0)
+    model = d / "model"
+    r = run("augment", src, d / "aug.zarr", "--method", "eaq", "--scale", "1",
+            "-o", "train_steps=2", "-o", "diffusion_steps=4", "--save-model", model)
+    assert r.exit_code == 0, r.output
+    return src, model
+
+
+def _tamper_model(model: Path, case: str) -> None:
+    state_path = model / "augmenter.json"
+    state = json.loads(state_path.read_text())
+    if case == "horizon 1e6":
+        state["facts"]["horizon"] = 10**6
+    elif case == "horizon a string":
+        state["facts"]["horizon"] = "60"
+    elif case == "spec n_actions absurd":
+        state["facts"]["spec"]["n_actions"] = 10**12
+    elif case == "spec missing":
+        del state["facts"]["spec"]
+    elif case == "facts a list":
+        state["facts"] = [1]
+    elif case == "method missing":
+        del state["method"]
+    elif case == "method unknown":
+        state["method"] = "nope"
+    elif case == "config has an unknown option":
+        state["config"]["colour"] = "red"
+    elif case == "not JSON":
+        state_path.write_text("{oops")
+        return
+    elif case == "arrays truncated":
+        f = model / "arrays.safetensors"
+        f.write_bytes(f.read_bytes()[:200])
+    elif case == "arrays deleted":
+        (model / "arrays.safetensors").unlink()
+    elif case == "obs_dim changed":
+        state["facts"]["spec"]["obs_dim"] += 3
+    state_path.write_text(json.dumps(state))
+
+
+MODEL_CASES = ["horizon 1e6", "horizon a string", "spec n_actions absurd", "spec missing",
+               "facts a list", "method missing", "method unknown", "config has an unknown option",
+               "not JSON", "arrays truncated", "arrays deleted", "obs_dim changed"]
+
+
+@pytest.mark.parametrize("case", MODEL_CASES)
+def test_tampered_model_folder_is_refused_in_one_line(eaq_model, tmp_path, case):
+    import shutil
+
+    src, good = eaq_model
+    model = tmp_path / "model"
+    shutil.copytree(good, model)
+    _tamper_model(model, case)
+    before = file_digest(src)
+    out = tmp_path / "aug.zarr"
+    assert_refused(run("augment", src, out, "--checkpoint", model))
+    assert file_digest(src) == before and not out.exists()
+
+
+@pytest.mark.parametrize("case", ["policy.json not JSON", "spec absurd", "weights truncated",
+                                  "weights of another size", "weights deleted"])
+def test_tampered_policy_is_refused_in_one_line(store, tmp_path, case):
+    from safetensors.torch import load_file, save_file
+
+    from marl_augment.algos.common import load_policy
+    from marl_augment.errors import FormatError, MarlAugmentError
+
+    run_dir = tmp_path / "run"
+    assert run(*TRAIN, store, "--out", run_dir).exit_code == 0
+    pol = run_dir / "policy"
+    meta = json.loads((pol / "policy.json").read_text())
+    weights = next(p for p in pol.iterdir() if p.suffix == ".safetensors")
+    if case == "policy.json not JSON":
+        (pol / "policy.json").write_text("{")
+    elif case == "spec absurd":
+        meta["spec"]["obs_dim"] = 10**9
+        (pol / "policy.json").write_text(json.dumps(meta))
+    elif case == "weights truncated":
+        weights.write_bytes(weights.read_bytes()[:100])
+    elif case == "weights of another size":
+        t = load_file(str(weights))
+        k = next(iter(t))
+        t[k] = t[k][..., :1].contiguous()
+        save_file(t, str(weights))
+    elif case == "weights deleted":
+        weights.unlink()
+    with pytest.raises(MarlAugmentError) as err:
+        load_policy(run_dir)
+    assert isinstance(err.value, FormatError) and "\n" not in str(err.value)

@@ -411,13 +411,20 @@ def load_policy(directory: str | Path, device: str = "cpu") -> TrainedPolicy:
         config = cls.Config(**{**meta["config"], "device": device})
         algo = cls(Spec.from_json(meta["spec"]), meta["state_dim"], config, seed=meta.get("seed", 0))
         tensors = load_file(str(d / WEIGHTS_FILE), device=str(algo.device))
-    except (OSError, KeyError, TypeError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - JSON, config, spec and safetensors errors alike
         if isinstance(e, (NotFound, ConfigError)):
             raise
-        raise FormatError(f"unreadable policy in {d}: {e}") from None
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise FormatError(f"unreadable policy in {d} ({first}); train it again") from None
     for name in algo.acting_modules():
         prefix = name + "."
-        algo.modules()[name].load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        try:
+            algo.modules()[name].load_state_dict(
+                {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        except RuntimeError as e:  # missing tensors, wrong shapes
+            first = str(e).splitlines()[1 if len(str(e).splitlines()) > 1 else 0].strip()
+            raise FormatError(f"policy in {d}: the weights do not match its policy.json "
+                              f"({first}); train it again") from None
         algo.modules()[name].eval()
     algo.updates = int(meta.get("updates", 0))
     return algo.policy()

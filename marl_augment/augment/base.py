@@ -23,7 +23,7 @@ import numpy as np
 
 from ..data.dataset import Dataset
 from ..data.store import check_output_path, package_version
-from ..errors import ConfigError, FormatError, NotFound
+from ..errors import ConfigError, FormatError, MarlAugmentError, NotFound
 from ..registry import config_from_options
 
 MAX_ORIGIN = 255
@@ -187,13 +187,28 @@ class Augmenter(ABC):
             raise NotFound(f"{directory} is not a saved augmenter (no {STATE_FILE})")
         try:
             state = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise FormatError(f"{path} is not valid JSON: {exc}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise FormatError(f"{path} is not valid JSON ({exc}); save the augmenter again") from None
+        if not isinstance(state, dict) or not isinstance(state.get("method"), str) or not \
+                isinstance(state.get("config"), dict) or not isinstance(state.get("fitted_on"), dict):
+            raise FormatError(f"{path} lacks method / config / fitted_on; it is not a saved "
+                              f"augmenter: save it again with --save-model")
         klass = AUGMENTERS.get(state["method"])
         if cls is not Augmenter and klass is not cls:
             raise ConfigError(f"{directory} holds a {state['method']!r} augmenter, not {cls.name!r}")
         aug = klass(**state["config"])
-        arrays = load_file(str(directory / ARRAYS_FILE)) if (directory / ARRAYS_FILE).exists() else {}
-        aug._restore(arrays, state.get("facts", {}))
+        try:
+            arrays = load_file(str(directory / ARRAYS_FILE)) if (directory / ARRAYS_FILE).exists() else {}
+            facts = state.get("facts", {})
+            if not isinstance(facts, dict):
+                raise FormatError("'facts' is not an object")
+            aug._restore(arrays, facts)
+        except Exception as exc:  # noqa: BLE001 - safetensors, torch and numpy errors alike
+            if isinstance(exc, MarlAugmentError):
+                raise FormatError(f"saved augmenter {directory} is damaged: {exc}") from None
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            why = lines[1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
+            raise FormatError(f"saved augmenter {directory} does not match its {STATE_FILE} "
+                              f"({type(exc).__name__}: {why}); save it again with --save-model") from None
         aug.fitted_on = state["fitted_on"]
         return aug

@@ -120,33 +120,33 @@ class Spec:
         if unknown:
             raise SchemaError(f"store spec has unknown fields {sorted(unknown)}; upgrade marl-augment")
         if not isinstance(d, Mapping):
-            raise SchemaError("store spec is not an object; the store's zarr.json was edited or "
-                              "damaged: re-create the store from its source")
+            raise SchemaError("store spec is not an object; it was edited or damaged "
+                              "(a store's zarr.json, a saved model): re-create it from its source")
         missing = [k for k in ("env_id", "agent_ids", "obs_dim", "n_actions") if k not in d]
         if missing:
-            raise SchemaError(f"store spec lacks {missing}; the store's zarr.json was edited or "
-                              f"damaged: re-create the store from its source")
+            raise SchemaError(f"store spec lacks {missing}; it was edited or damaged "
+                              f"(a store's zarr.json, a saved model): re-create it from its source")
 
         def bad(key: str, want: str) -> SchemaError:
-            return SchemaError(f"store spec field {key!r} must be {want}, got {d[key]!r}; the "
-                               f"store's zarr.json was edited or damaged: re-create the store")
+            return SchemaError(f"store spec field {key!r} must be {want}, got {d[key]!r}; it was "
+                               f"edited or damaged: re-create the store or model from its source")
 
-        def is_size(v: Any, limit: int = 1 << 31) -> bool:
+        def is_size(v: Any, limit: int = 1 << 22) -> bool:  # caps absurd sizes before allocation
             return isinstance(v, int) and not isinstance(v, bool) and 1 <= v < limit
 
         kw = dict(d)
         if not isinstance(d["env_id"], str):
             raise bad("env_id", "a string")
         ids = d["agent_ids"]
-        if not isinstance(ids, list) or not all(isinstance(a, str) for a in ids):
-            raise bad("agent_ids", "a list of strings")
+        if not isinstance(ids, list) or not all(isinstance(a, str) for a in ids) or len(ids) > 10_000:
+            raise bad("agent_ids", "a list of at most 10,000 strings")
         kw["agent_ids"] = tuple(ids)
         for k in ("obs_dim", "n_actions"):
             if not is_size(d[k]):
-                raise bad(k, "a whole number >= 1")
+                raise bad(k, "a whole number in 1..4,194,303")
         for k in ("state_dim", "max_episode_len"):
             if d.get(k) is not None and not is_size(d[k]):
-                raise bad(k, "a whole number >= 1 or null")
+                raise bad(k, "a whole number in 1..4,194,303 or null")
         for k in ("obs_dims", "agent_n_actions"):
             if d.get(k) is not None:
                 if not isinstance(d[k], list) or not all(is_size(x) for x in d[k]):

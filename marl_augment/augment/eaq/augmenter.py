@@ -19,7 +19,7 @@ import numpy as np
 
 from ...data.dataset import Dataset
 from ...data.schema import Spec
-from ...errors import ConfigError
+from ...errors import ConfigError, FormatError
 from ...torch_state import (
     STATE_META,
     clear_training_state,
@@ -30,6 +30,10 @@ from ...torch_state import (
 )
 from ..base import Augmenter
 from . import features as F
+
+#: Longest episode a saved EAQ model may declare (SMAC <= 400 steps, MaMuJoCo 1,000); a larger
+#: value in a damaged model folder would allocate gigabytes before anything else failed.
+MAX_HORIZON = 20_000
 
 
 @dataclass
@@ -324,8 +328,11 @@ class EAQ(Augmenter):
     def _restore(self, arrays: dict[str, np.ndarray], facts: dict[str, Any]) -> None:
         import torch
 
-        spec = Spec.from_json(facts["spec"])
-        self._build(spec, facts["horizon"])
+        spec = Spec.from_json(facts.get("spec"))
+        horizon = facts.get("horizon")
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or not 1 <= horizon <= MAX_HORIZON:
+            raise FormatError(f"horizon must be a whole number in 1..{MAX_HORIZON}, got {horizon!r}")
+        self._build(spec, horizon)
         state = {k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("ema.")}
         self.ema.load_state_dict(state)
         self.model.load_state_dict(state)
