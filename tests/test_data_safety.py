@@ -664,3 +664,35 @@ def test_tampered_policy_is_refused_in_one_line(store, tmp_path, case):
     with pytest.raises(MarlAugmentError) as err:
         load_policy(run_dir)
     assert isinstance(err.value, FormatError) and "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_killed_record_leaves_a_readable_log_and_says_so_on_rerun(tmp_path):
+    pytest.importorskip("mpe2")
+    log = tmp_path / "spread.jsonl.gz"
+    partial = tmp_path / "spread.jsonl.gz.partial"
+    cmd = [sys.executable, "-m", "marl_augment", "record", "mpe2.simple_spread_v3", "-n", "100000",
+           "--log", str(log), str(tmp_path / "spread.zarr")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and (not partial.exists() or partial.stat().st_size < 200_000):
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert partial.exists() and not log.exists() and not (tmp_path / "spread.zarr").exists()
+    # readable up to its last complete episode
+    r = run("convert", partial, tmp_path / "saved.zarr")
+    assert r.exit_code == 0, r.output
+    saved = ma.load(tmp_path / "saved.zarr")
+    assert len(saved) >= 1 and int(saved.episode_lengths.max()) == 25
+    # a rerun names the interrupted log and what to do, and touches nothing
+    before = file_digest(partial)
+    r = run("record", "mpe2.simple_spread_v3", "-n", "2", "--log", log, tmp_path / "again.zarr")
+    assert_refused(r, "interrupted recording", "marl-augment convert")
+    assert file_digest(partial) == before
+    r = run("record", "mpe2.simple_spread_v3", "-n", "2", "--log", log, tmp_path / "again.zarr",
+            "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert log.exists() and not partial.exists()

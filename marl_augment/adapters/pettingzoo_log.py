@@ -151,12 +151,21 @@ class LogWriter:
                                 f"--overwrite replaces only a marl-augment log: choose another path")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.partial = self.path.with_name(self.path.name + ".partial")
+        if self.partial.exists() and not overwrite:
+            raise AlreadyExists(
+                f"{str(self.partial)!r} is the log of an interrupted recording, readable up to its "
+                f"last complete episode: convert it with 'marl-augment convert {self.partial} "
+                f"OUT.zarr', or pass --overwrite to record anew")
         self._f = _open_text(self.partial, "w", gz=self.path.name.endswith(".gz"))
         self.closed = False
 
     def write(self, record: Mapping[str, Any]) -> None:
         self._f.write(json.dumps(record, separators=(",", ":"), allow_nan=False))
         self._f.write("\n")
+
+    def flush(self) -> None:
+        """Push what was written to disk (gzip: a sync flush), so a crash keeps it readable."""
+        self._f.flush()
 
     def close(self) -> None:
         if not self.closed:
@@ -228,6 +237,7 @@ class Recorder:
         return self.env.state()
 
     def reset(self, seed: int | None = None, options: dict | None = None):
+        self._log.flush()  # the episodes so far survive a crash (kill -9, power loss)
         obs, infos = self.env.reset(seed=seed, options=options)
         record = {"t": "reset", "seed": seed, **self._observe(obs, infos)}
         if not self._header_written:
@@ -326,11 +336,15 @@ def read_log(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
     path = Path(path)
     if not path.exists():
         raise NotFound(f"no log file at {str(path)!r}")
+    crashed = path.name.endswith(".partial")  # a recording that did not close: its tail may be cut
+    lineno = 0
     try:
         with _open_text(path, "r") as f:
             for lineno, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
+                if crashed and not line.endswith("\n"):
+                    return  # the line being written when the recorder stopped
                 try:
                     rec = json.loads(line)
                 except RecursionError:
@@ -345,6 +359,8 @@ def read_log(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
                     raise FormatError(f"{path.name} line {lineno} is not a JSON object")
                 yield lineno, rec
     except (OSError, EOFError, UnicodeDecodeError) as exc:
+        if crashed and lineno > 0 and isinstance(exc, (EOFError, UnicodeDecodeError)):
+            return  # the compressed stream ends mid-block: what came before is kept
         if isinstance(exc, FileNotFoundError):
             raise NotFound(f"no log file at {str(path)!r}") from None
         raise FormatError(f"{path.name} cannot be read as a (gzip) text log: {exc}") from None
