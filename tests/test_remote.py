@@ -60,3 +60,12 @@ def test_cli_reads_and_writes_urls(tmp_path, mem):
     assert r.exit_code == 0, r.output
     assert '"episodes": 20' in r.output
     assert_user_error(run("info", "memory://bucket/none.zarr"), "no episode store")
+
+
+def test_overwrite_never_deletes_a_remote_folder_that_is_not_ours(tmp_path, mem):
+    mem.pipe("/bucket/papers/draft.tex", b"years of work")
+    smac_like_dataset(3, tmp_path / "a.zarr", seed=0)
+    ds = ma.load(tmp_path / "a.zarr")
+    with pytest.raises(AlreadyExists, match="not a marl-augment store"):
+        ds.save("memory://bucket/papers", overwrite=True)
+    assert mem.cat_file("/bucket/papers/draft.tex") == b"years of work"

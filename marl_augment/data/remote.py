@@ -90,9 +90,27 @@ def mirror(url: str) -> Path:
 
 
 def check_remote_output(url: str, overwrite: bool) -> None:
+    """Refuse a remote output that exists (unless overwrite) or is not a marl-augment store."""
     fs, root = _fs(url)
-    if fs.exists(root) and not overwrite:
-        raise AlreadyExists(f"output {url!r} exists already; pass --overwrite to replace it")
+    if fs.exists(root):
+        if not overwrite:
+            raise AlreadyExists(f"output {url!r} exists already; pass --overwrite to replace it")
+        _check_ours(fs, root, url)
+
+
+def _check_ours(fs, root: str, url: str) -> None:
+    import json
+
+    from .schema import FORMAT_NAME
+
+    try:
+        meta = json.loads(fs.cat_file(f"{root}/{ROOT_META}"))
+        ours = meta.get("attributes", {}).get("format") == FORMAT_NAME
+    except Exception:  # noqa: BLE001 - absent, unreadable or not JSON: not ours
+        ours = False
+    if not ours:
+        raise AlreadyExists(f"output {url!r} exists and is not a marl-augment store; --overwrite "
+                            f"replaces only a marl-augment store: choose another URL")
 
 
 def upload(local: Path, url: str, overwrite: bool) -> None:
@@ -101,6 +119,7 @@ def upload(local: Path, url: str, overwrite: bool) -> None:
     if fs.exists(root):
         if not overwrite:
             raise AlreadyExists(f"output {url!r} appeared while writing; not replaced")
+        _check_ours(fs, root, url)
         fs.rm(root, recursive=True)
     files = sorted(p for p in local.rglob("*") if p.is_file())
     last = local / ROOT_META
