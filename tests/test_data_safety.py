@@ -702,3 +702,49 @@ def test_killed_record_leaves_a_readable_log_and_says_so_on_rerun(tmp_path):
             "--overwrite")
     assert r.exit_code == 0, r.output
     assert log.exists() and not partial.exists()
+
+
+def _sigint_when(cmd: list[str], ready) -> tuple[int, str]:
+    """Run ``cmd``, send SIGINT once ``ready()`` holds; (return code, stderr)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, MARL_AUGMENT_NO_CPP="1"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be interrupted"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_train_keeps_a_resumable_run_or_the_old_one(store, tmp_path):
+    out = tmp_path / "run"
+    base = [sys.executable, "-m", "marl_augment", *TRAIN[:4], "--steps", "1000000",
+            "-o", "batch_size=4", str(store), "--out", str(out)]
+    # a new run: stopped with 130, its folder marked and resumable
+    rc, err = _sigint_when(base, lambda: (out / "metrics.jsonl").exists())
+    assert rc == 130 and "interrupted" in err and "Traceback" not in err
+    assert kind_of(out) == "run"
+    assert run(*TRAIN, store, "--out", out, "--resume").exit_code == 0
+    before = file_digest(out)
+    # an overwrite: stopped with 130, the old run whole, nothing beside it
+    rc, err = _sigint_when([*base, "--overwrite"], lambda: any(
+        (tmp_path / n / "metrics.jsonl").exists() for n in siblings(out)))
+    assert rc == 130 and "Traceback" not in err
+    assert file_digest(out) == before and siblings(out) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_record_leaves_nothing(tmp_path):
+    pytest.importorskip("mpe2")
+    log, out = tmp_path / "s.jsonl.gz", tmp_path / "s.zarr"
+    partial = tmp_path / "s.jsonl.gz.partial"
+    rc, err = _sigint_when(
+        [sys.executable, "-m", "marl_augment", "record", "mpe2.simple_spread_v3", "-n", "100000",
+         "--log", str(log), str(out)],
+        lambda: partial.exists() and partial.stat().st_size > 50_000)
+    assert rc == 130 and "Traceback" not in err
+    assert not log.exists() and not partial.exists() and not out.exists() and siblings(out) == []
