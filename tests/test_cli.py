@@ -119,7 +119,7 @@ def test_user_errors_are_one_red_line(recorded, tmp_path):
     assert_user_error(run("info", bad), "non-finite", "'obs'")
     log = tmp_path / "bad.jsonl"
     log.write_text('{"format": "marl-augment/pettingzoo-log", "version": 1}\n{oops\n')
-    assert_user_error(run("convert", log, tmp_path / "x.zarr"), "header lacks")
+    assert_user_error(run("convert", log, tmp_path / "x.zarr"), "header: 'agents' must be a list")
     log.write_text("{oops\n")
     assert_user_error(run("convert", log, tmp_path / "x.zarr"), "line 1 is not valid JSON")
     assert_user_error(run("convert", tmp_path / "nope.jsonl", tmp_path / "x.zarr"), "no log file")
