@@ -22,6 +22,7 @@ import ctypes
 import datetime as _dt
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
@@ -177,9 +178,11 @@ def remove_stale(out: Path) -> None:
     if not out.parent.is_dir():
         return
     prefix = f".{out.name}"
+    ours = re.compile(re.escape(prefix + PARTIAL_MARK) + r"(\d+)-[0-9a-f]{8}")  # partial_dir's names
     for p in out.parent.glob(prefix + PARTIAL_MARK + "*"):
-        pid = p.name[len(prefix + PARTIAL_MARK):].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        m = ours.fullmatch(p.name)
+        if m and p.is_dir() and not p.is_symlink() and int(m[1]) != os.getpid() \
+                and not _pid_alive(int(m[1])):
             shutil.rmtree(p, ignore_errors=True)
     for p in out.parent.glob(prefix + OLD_MARK + "*"):
         if kind_of(p) is None:

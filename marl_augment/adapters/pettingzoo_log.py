@@ -151,6 +151,9 @@ class LogWriter:
                                 f"--overwrite replaces only a marl-augment log: choose another path")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.partial = self.path.with_name(self.path.name + ".partial")
+        if self.partial.exists() and (self.partial.is_dir() or not _is_our_log(self.partial)):
+            raise AlreadyExists(f"{str(self.partial)!r} exists and is not a marl-augment log; it "
+                                f"is never replaced: move it or choose another --log path")
         if self.partial.exists() and not overwrite:
             raise AlreadyExists(
                 f"{str(self.partial)!r} is the log of an interrupted recording, readable up to its "
@@ -305,6 +308,7 @@ class Recorder:
             "meta": _jsonable(self._meta),
         }
         self._log.write(header)
+        self._log.flush()  # a crash leaves a log that says what it is
         self._header_written = True
 
 

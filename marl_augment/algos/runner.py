@@ -98,7 +98,7 @@ def train(dataset: Dataset | str | os.PathLike, algo: str, *, out: str | os.Path
     out = Path(out)
     check_output(out, "run", overwrite=True, inputs=[ds.path], what="run folder")
     agent = cls(ds.spec, state_dim_of(ds.spec), seed=seed, **(options or {}))  # bad options: no folder
-    start_fresh, work = _prepare_dir(out, resume, overwrite, [ds.path])
+    start_fresh, work = _prepare_dir(out, resume, overwrite)
     try:
         summary = _train_in(work, ds, run, agent, seed, start_fresh, progress, evaluate)
         if work != out:  # an overwrite: the old run stayed whole until this one was complete
@@ -179,14 +179,13 @@ def _mix(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, step]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
-def _prepare_dir(out: Path, resume: bool, overwrite: bool, inputs: list[Any]) -> tuple[bool, Path]:
+def _prepare_dir(out: Path, resume: bool, overwrite: bool) -> tuple[bool, Path]:
     """(whether the run starts from scratch, the folder to write it in).
 
     ``out`` must be new, empty or a marl-augment run (never the dataset, nor inside or above
     it). An overwrite writes the new run beside the old one, swapped in when complete.
     """
-    check_output(out, "run", overwrite=True, inputs=inputs, what="run folder")
-    if not out.exists() or not any(out.iterdir()):
+    if not out.exists() or not any(out.iterdir()):  # out was checked by train()
         out.mkdir(parents=True, exist_ok=True)
         write_marker(out, "run")
         return True, out

@@ -48,8 +48,8 @@ def user_errors(fn: Callable) -> Callable:
         except MarlAugmentError as exc:
             raise fail(str(exc)) from None
         except KeyboardInterrupt:
-            err_console.print("[bold red]interrupted:[/] no output was replaced and no half-made "
-                              "one is left (a training run or EAQ fit keeps its last checkpoint: "
+            err_console.print("[bold red]interrupted:[/] each output is complete or absent, never "
+                              "half-made (a training run or EAQ fit keeps its last checkpoint: "
                               "rerun with --resume)")
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
