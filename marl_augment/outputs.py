@@ -135,9 +135,12 @@ def check_output(out: str | os.PathLike, kind: str, *, overwrite: bool,
             found = kind_of(out)
             if found != kind:
                 held = f"holds a marl-augment {found}" if found else "was not made by marl-augment"
+                does = ("marl-augment resumes only its own" if reuse and not overwrite
+                        else "--overwrite replaces only a marl-augment")
                 raise AlreadyExists(
-                    f"{what} {str(out)!r} exists and {held}; --overwrite replaces only a "
-                    f"marl-augment {kind} folder: choose another path or remove it yourself")
+                    f"{what} {str(out)!r} exists and {held}; {does} {kind} folder"
+                    f"{'s' if reuse and not overwrite else ''}: choose another path or remove "
+                    f"it yourself")
             if not overwrite and not reuse:
                 raise AlreadyExists(f"{what} {str(out)!r} exists already; pass --overwrite "
                                     f"to replace it")
@@ -268,3 +271,45 @@ def swap_into_place(tmp: Path, out: Path, kind: str) -> None:
 
 __all__ = ["KINDS", "MARKER", "check_output", "kind_of", "new_output", "partial_dir", "remove_stale",
            "swap_into_place", "write_marker"]
+
+
+#: the PNG text field that marks a figure as marl-augment's (see :func:`save_figure`)
+FIGURE_SOFTWARE = "marl-augment"
+
+
+def save_figure(fig: Any, path: str | os.PathLike, *, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as a PNG marked as ours (and close it); replace only a PNG that
+    marl-augment saved.
+
+    Plots go inside folders marl-augment made, but the plotting functions are public, so a
+    caller may point one at any path: a file there that is not our figure is never replaced.
+    """
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise AlreadyExists(f"plot {str(path)!r} exists and is not a file; choose another path")
+    if path.exists() and not _our_figure(path):
+        raise AlreadyExists(f"plot {str(path)!r} exists and was not made by marl-augment; "
+                            f"choose another path or remove it yourself")
+    _check_writable(path.parent, "plot", path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}{PARTIAL_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        fig.savefig(tmp, dpi=dpi, format="png", metadata={"Software": FIGURE_SOFTWARE})
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    return path
+
+
+def _our_figure(path: Path) -> bool:
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.format == "PNG" and str(im.info.get("Software", "")).startswith(
+                FIGURE_SOFTWARE)
+    except Exception:  # noqa: BLE001 - not an image, unreadable: not ours
+        return False

@@ -110,6 +110,15 @@ def test_train_output_that_is_a_file_or_below_a_file(store, tmp_path):
     assert f.read_text() == "a,b\n"
 
 
+@pytest.mark.parametrize("algo,option", [("bc", "hidden=1000000"), ("qmix-cql", "hypernet_embed=10000000"),
+                                         ("qmix-bcq", "hidden=-1")])
+def test_train_absurd_network_size_is_refused_before_allocating(store, tmp_path, algo, option):
+    out = tmp_path / "run"
+    r = run("train", store, "--algo", algo, "--no-eval", "--steps", "1", "-o", option, "--out", out)
+    assert_refused(r, option.split("=")[0])
+    assert not out.exists()
+
+
 def test_train_output_that_is_a_link(store, tmp_path):
     target = tmp_path / "real"
     target.mkdir()
@@ -403,6 +412,53 @@ def test_interrupted_augment_leaves_nothing_behind(tmp_path, sig):
     assert ma.load(out).num_transitions > 0 and siblings(out) == []
 
 
+def _big_log(path: Path, episodes: int) -> None:
+    step = _STEP.replace('"terminations":{"a":true,"b":true}',
+                         '"terminations":{"a":false,"b":false}')
+    with open(path, "w") as f:
+        f.write(_header() + "\n")
+        for _ in range(episodes):
+            f.write(_RESET + "\n" + (step + "\n") * 19 + _STEP + "\n")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["starting", "partial made", "0.7 s into writing",
+                                  "1.5 s into writing"])
+def test_sigkill_during_convert_overwrite_keeps_the_old_store(tmp_path, when):
+    """kill -9 at several moments of a `convert --overwrite`: the log is untouched, OUT is the
+    old store or the complete new one, never a mix, and the next run cleans up."""
+    old_log, log, out = tmp_path / "old.jsonl", tmp_path / "big.jsonl", tmp_path / "out.zarr"
+    _big_log(old_log, 5)
+    assert run("convert", old_log, out).exit_code == 0
+    _big_log(log, 3000)  # ~4 s to convert on a 2-core CPU
+    before_log, before_out = file_digest(log), file_digest(out)
+    cmd = [sys.executable, "-m", "marl_augment", "convert", str(log), str(out), "--overwrite"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if when == "starting":
+            time.sleep(0.3)
+        else:
+            deadline = time.time() + 60
+            while time.time() < deadline and proc.poll() is None and not siblings(out):
+                time.sleep(0.01)
+            time.sleep({"partial made": 0.0, "0.7 s into writing": 0.7,
+                        "1.5 s into writing": 1.5}[when])
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert file_digest(log) == before_log
+    if proc.returncode == 0:              # it finished first: the new store is whole
+        assert len(ma.load(out)) == 3000
+    elif file_digest(out) != before_out:  # killed after the swap: the new store is whole
+        assert len(ma.load(out)) == 3000
+    else:
+        assert len(ma.load(out)) == 5
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert len(ma.load(out)) == 3000 and siblings(out) == []
+    assert file_digest(log) == before_log
+
+
 # -- bad PettingZoo logs: one line each, nothing allocated from absurd sizes, no output -------
 
 _HEADER = {"format": "marl-augment/pettingzoo-log", "version": 1, "env_id": "pettingzoo:toy",
@@ -642,7 +698,8 @@ def test_tampered_model_folder_is_refused_in_one_line(eaq_model, tmp_path, case)
 
 
 @pytest.mark.parametrize("case", ["policy.json not JSON", "spec absurd", "weights truncated",
-                                  "weights of another size", "weights deleted"])
+                                  "weights of another size", "weights deleted", "hidden absurd",
+                                  "state_dim absurd", "state_dim not a number", "hidden negative"])
 def test_tampered_policy_is_refused_in_one_line(store, tmp_path, case):
     from safetensors.torch import load_file, save_file
 
@@ -658,6 +715,12 @@ def test_tampered_policy_is_refused_in_one_line(store, tmp_path, case):
         (pol / "policy.json").write_text("{")
     elif case == "spec absurd":
         meta["spec"]["obs_dim"] = 10**9
+        (pol / "policy.json").write_text(json.dumps(meta))
+    elif case in ("hidden absurd", "hidden negative"):  # 10^6 would allocate ~24 TB
+        meta["config"]["hidden"] = 10**6 if case == "hidden absurd" else -3
+        (pol / "policy.json").write_text(json.dumps(meta))
+    elif case.startswith("state_dim"):
+        meta["state_dim"] = 10**9 if case == "state_dim absurd" else "many"
         (pol / "policy.json").write_text(json.dumps(meta))
     elif case == "weights truncated":
         weights.write_bytes(weights.read_bytes()[:100])
@@ -765,3 +828,74 @@ def test_only_our_partials_are_ever_cleaned_up(tmp_path):
     assert foreign.read_text() == "my own notes\n"
     assert run("record", "mpe2.simple_spread_v3", "-n", "1", out).exit_code == 0
     assert (lookalike / "keep.txt").read_text() == "mine"
+
+
+# -- library functions keep the same promise -------------------------------------------------
+
+
+def test_fidelity_report_never_writes_into_an_input_or_a_users_folder(store, precious):
+    from marl_augment.augment.fidelity import fidelity_report
+
+    ds = ma.load(store)
+    before, mine = file_digest(store), file_digest(precious)
+    real, syn = ds.select(range(6)), ds.select(range(6, 12))
+    with pytest.raises(AlreadyExists, match="is the input"):
+        fidelity_report(real, syn, out_dir=store / "plots")   # derived datasets keep their source
+    with pytest.raises(AlreadyExists, match="not made by marl-augment"):
+        fidelity_report(real, syn, out_dir=precious)
+    assert file_digest(store) == before
+    assert file_digest(precious) == mine
+
+
+def test_fidelity_report_folder_is_marked_and_can_be_rewritten(store, tmp_path):
+    from marl_augment.augment.fidelity import fidelity_report
+
+    ds = ma.load(store)
+    out = tmp_path / "report"
+    for _ in range(2):
+        rep = fidelity_report(ds.select(range(6)), ds.select(range(6, 12)), out_dir=out,
+                              tsne_points=50)
+        assert kind_of(out) == "report" and Path(rep["plots"]["returns"]).is_file()
+
+
+def test_plots_replace_only_marl_augment_figures(store, tmp_path):
+    from marl_augment.algos.runner import plot_learning_curve
+
+    run_dir = tmp_path / "run"
+    assert run(*TRAIN, store, "--out", run_dir).exit_code == 0
+    metrics = run_dir / "metrics.jsonl"
+    mine = tmp_path / "mine.png"
+    mine.write_bytes(b"\x89PNG\r\n\x1a\n my own figure")
+    with pytest.raises(AlreadyExists, match="not made by marl-augment"):
+        plot_learning_curve(metrics, mine)
+    assert mine.read_bytes() == b"\x89PNG\r\n\x1a\n my own figure"
+    out = tmp_path / "curve.png"
+    plot_learning_curve(metrics, out)
+    plot_learning_curve(metrics, out)  # our own figure is replaced
+    assert out.stat().st_size > 1000
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+
+def test_an_output_folder_without_write_permission_is_one_line(store, tmp_path, monkeypatch):
+    """Root writes anywhere, so the refusal is shown by making the permission check say no."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == locked
+                        else real_access(p, mode, **kw))
+    for args in [(*TRAIN, store, "--out", locked / "run"),
+                 ("augment", store, locked / "aug.zarr", "--method", "rad-s", "--scale", "1"),
+                 ("fidelity", store, store, "--out", locked / "report")]:
+        assert_refused(run(*args), "no permission to write in", "choose a folder")
+    assert list(locked.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write in a read-only folder")
+def test_an_output_folder_without_write_permission_for_real(store, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        assert_refused(run(*TRAIN, store, "--out", locked / "run"), "no permission")
+    finally:
+        locked.chmod(0o700)

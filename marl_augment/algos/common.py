@@ -62,6 +62,15 @@ class AlgoConfig:
     """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ..."""
 
 
+#: the most parameters an algorithm's networks may hold (targets included): 2^28 float32 is
+#: 1 GiB, ~3 GiB with Adam's moments. Far above any MARL baseline (a QMIX on 27m_vs_30m has
+#: ~0.2M); it turns a typo (``-o hidden=640000``) or a tampered policy.json into one line
+#: instead of an allocation of terabytes.
+MAX_PARAMETERS = 1 << 28
+#: config fields that set a network's width, named when :data:`MAX_PARAMETERS` is exceeded
+WIDTHS = ("hidden", "mixer_embed", "hypernet_embed")
+
+
 class AgentNet(nn.Module):
     """Linear → ReLU → GRU → ReLU → Linear over (rows, time, features).
 
@@ -75,6 +84,11 @@ class AgentNet(nn.Module):
         self.fc = nn.Linear(in_dim, hidden)
         self.gru = nn.GRU(hidden, hidden, batch_first=True)
         self.out = nn.Linear(hidden, n_actions)
+
+    @staticmethod
+    def size(in_dim: int, n_actions: int, hidden: int) -> int:
+        """Parameters of an ``AgentNet(in_dim, n_actions, hidden)``, counted without building it."""
+        return (in_dim + 1) * hidden + 6 * hidden * (hidden + 1) + (hidden + 1) * n_actions
 
     def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         y, h = self.gru(torch.relu(self.fc(x * self.in_scale)), h)
@@ -259,6 +273,7 @@ class OfflineAlgorithm(ABC):
         self.n_agents = spec.n_agents
         self.n_actions = spec.n_actions
         self.in_dim = spec.obs_dim + spec.n_agents
+        self.check_size()
         self.device = resolve_device(self.config.device)
         if self.device.type == "cpu":
             keep_freed_heap()
@@ -280,6 +295,22 @@ class OfflineAlgorithm(ABC):
                 raise ConfigError(f"{f} must be > 0, got {getattr(c, f)}")
         if not 0 <= c.gamma <= 1:
             raise ConfigError(f"gamma must be in [0, 1], got {c.gamma}")
+
+    def num_parameters(self) -> int:
+        """Parameters :meth:`build` will allocate, counted from the config and the data's sizes
+        (subclasses with networks beyond one agent network add theirs)."""
+        return AgentNet.size(self.in_dim, self.n_actions, self.config.hidden)
+
+    def check_size(self) -> None:
+        n = self.num_parameters()
+        if n > MAX_PARAMETERS:
+            widths = ", ".join(f"{f}={getattr(self.config, f)}" for f in WIDTHS
+                               if hasattr(self.config, f))
+            raise ConfigError(
+                f"{self.name} on {self.n_agents} agents × {self.spec.obs_dim} obs × "
+                f"{self.n_actions} actions (state {self.state_dim}) would hold {n:,} parameters, "
+                f"over the limit of {MAX_PARAMETERS:,}: lower the widths ({widths}) or check "
+                "the data's spec")
 
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
@@ -409,11 +440,17 @@ def load_policy(directory: str | Path, device: str = "cpu") -> TrainedPolicy:
         meta = json.loads((d / POLICY_FILE).read_text())
         cls = ALGORITHMS.get(meta["algo"])
         config = cls.Config(**{**meta["config"], "device": device})
-        algo = cls(Spec.from_json(meta["spec"]), meta["state_dim"], config, seed=meta.get("seed", 0))
+        spec = Spec.from_json(meta["spec"])
+        if meta["state_dim"] != state_dim_of(spec):  # the runner saves exactly this width
+            raise FormatError(f"policy in {d}: state_dim {meta['state_dim']!r} does not match its "
+                              f"spec ({state_dim_of(spec)}); train it again")
+        algo = cls(spec, meta["state_dim"], config, seed=meta.get("seed", 0))
         tensors = load_file(str(d / WEIGHTS_FILE), device=str(algo.device))
     except Exception as e:  # noqa: BLE001 - JSON, config, spec and safetensors errors alike
-        if isinstance(e, (NotFound, ConfigError)):
+        if isinstance(e, (NotFound, FormatError)):
             raise
+        if isinstance(e, ConfigError):  # sizes or settings no training run would have saved
+            raise FormatError(f"policy in {d}: {e}; train it again") from None
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise FormatError(f"unreadable policy in {d} ({first}); train it again") from None
     for name in algo.acting_modules():

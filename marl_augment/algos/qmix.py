@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .common import AgentNet, AlgoConfig, OfflineAlgorithm, masked_argmax, masked_mean
 
 
@@ -48,6 +49,12 @@ class QMixer(nn.Module):
         self.w1_out = nn.Linear(hypernet, n_agents * embed)
         self.w2_out = nn.Linear(hypernet, embed)
         self.v_out = nn.Linear(embed, 1)
+
+    @staticmethod
+    def size(n_agents: int, state_dim: int, embed: int, hypernet: int) -> int:
+        """Parameters of a ``QMixer``, counted without building it."""
+        return ((state_dim + 1) * (2 * hypernet + 2 * embed) + (hypernet + 1) * n_agents * embed
+                + (hypernet + 1) * embed + embed + 1)
 
     def weights(self, state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Mixing weights of (B, T, S) states, flattened over (B, T) for batched products:
@@ -90,6 +97,17 @@ class QmixBase(OfflineAlgorithm):
         self.mixer = QMixer(self.n_agents, self.state_dim, c.mixer_embed, c.hypernet_embed)
         self.target_agent = copy.deepcopy(self.agent).requires_grad_(False)
         self.target_mixer = copy.deepcopy(self.mixer).requires_grad_(False)
+
+    def check_config(self) -> None:
+        super().check_config()
+        for f in ("mixer_embed", "hypernet_embed", "target_update"):
+            if getattr(self.config, f) <= 0:
+                raise ConfigError(f"{f} must be > 0, got {getattr(self.config, f)}")
+
+    def num_parameters(self) -> int:
+        c = self.config
+        mixer = QMixer.size(self.n_agents, self.state_dim, c.mixer_embed, c.hypernet_embed)
+        return 2 * (super().num_parameters() + mixer)       # online and target networks
 
     def modules(self) -> dict[str, nn.Module]:
         return {"agent": self.agent, "mixer": self.mixer, "target_agent": self.target_agent,

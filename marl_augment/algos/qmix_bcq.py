@@ -49,6 +49,10 @@ class QmixBcq(QmixBase):
         super().build()
         self.bc = AgentNet(self.in_dim, self.n_actions, self.config.hidden)
 
+    def num_parameters(self) -> int:
+        return super().num_parameters() + AgentNet.size(self.in_dim, self.n_actions,
+                                                         self.config.hidden)
+
     def modules(self) -> dict[str, nn.Module]:
         return {**super().modules(), "bc": self.bc}
 

@@ -32,7 +32,7 @@ import torch
 from ..data.dataset import Dataset
 from ..data.store import package_version
 from ..errors import AlreadyExists, ConfigError
-from ..outputs import MARKER, check_output, partial_dir, swap_into_place, write_marker
+from ..outputs import MARKER, check_output, partial_dir, save_figure, swap_into_place, write_marker
 from ..torch_state import has_training_state, load_training_state, save_training_state
 from .common import SequenceSampler, state_dim_of
 
@@ -271,6 +271,5 @@ def plot_learning_curve(metrics_path: Path, out: Path, *, title: str = "", data_
         a2.set_yscale("log" if all(r["loss"] > 0 for r in tr) else "linear")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out, dpi=110)
     return out

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..data.dataset import Dataset
 from ..errors import ConfigError
+from ..outputs import check_output, kind_of, save_figure, write_marker
 
 #: first attack action of each env family (SMAC: no-op, stop, 4 moves; SMAX: 4 moves, stop)
 ATTACK_OFFSET = {"smac": 6, "smax": 5, "synthetic": 6}
@@ -99,9 +100,12 @@ def fidelity_report(real: Dataset, synthetic: Dataset, *, out_dir: str | Path | 
     sampled = [p.get("sample_report") for p in synthetic.provenance if p.get("sample_report")]
     if sampled:
         rep["legal_before_masking"] = sampled[-1].get("legal_before_masking")
-    if out_dir is not None:
-        out = Path(out_dir)
+    if out_dir is not None:  # a report folder of ours (or a new one), never inside an input
+        out = check_output(out_dir, "report", overwrite=True,
+                           inputs=[*real.sources, *synthetic.sources], what="report folder")
         out.mkdir(parents=True, exist_ok=True)
+        if kind_of(out) != "report":
+            write_marker(out, "report")
         rep["plots"] = {"tsne": str(tsne_plot(real, synthetic, out / "tsne_obs.png", tsne_points, seed)),
                         "returns": str(return_histogram(real, synthetic, out / "returns.png"))}
     return rep
@@ -139,8 +143,7 @@ def tsne_plot(real: Dataset, synthetic: Dataset, path: Path, points: int = 2000,
     ax.set_title(f"{method} of observations — {real.spec.env_id}")
     ax.legend(markerscale=4)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return path
 
 
@@ -160,8 +163,7 @@ def return_histogram(real: Dataset, synthetic: Dataset, path: Path) -> Path:
     ax.set_ylabel("density")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return path
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..outputs import save_figure
 from .config import ORIGINAL
 
 REPORT_FILE = "report.md"
@@ -157,8 +158,7 @@ def plot_iqm(aggs: list[dict[str, Any]], out: Path) -> Path:
     ax.set_ylabel("IQM normalised return")
     ax.legend(fontsize=8, ncols=min(5, len(methods)))
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out, dpi=110)
     return out
 
 
@@ -187,8 +187,7 @@ def plot_curves(rows: list[dict[str, Any]], out: Path) -> Path:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out, dpi=110)
     return out
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..outputs import save_figure
 from ._common import console, err_console, print_json, user_errors
 
 
@@ -249,8 +250,7 @@ def _histograms(dss, names: list[str], path: Path) -> Path:
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path
 
 

@@ -123,6 +123,12 @@ class Dataset:
         return self._path
 
     @property
+    def sources(self) -> tuple[Path, ...]:
+        """The stores this dataset was read from (a derived dataset keeps its parents'):
+        nothing marl-augment writes may land in or over them."""
+        return self._inputs
+
+    @property
     def attrs(self) -> dict[str, Any]:
         return dict(self._attrs)
 
