@@ -49,9 +49,15 @@ class ConfigError(MarlAugmentError, TypeError):
     """A component was given options it does not have, or values of the wrong kind."""
 
 
+class EnvError(MarlAugmentError, RuntimeError):
+    """An environment kept failing in a way marl-augment cannot work around (e.g. StarCraft II
+    losing its connection episode after episode)."""
+
+
 __all__ = [
     "AlreadyExists",
     "ConfigError",
+    "EnvError",
     "FormatError",
     "MarlAugmentError",
     "MissingDependency",

@@ -36,12 +36,158 @@ def play(env, seed, policy_seed=0, max_steps=500):
 
 # -- SMAC wrapper over the test double -------------------------------------------------------
 
-def fake_env(**kw):
-    return SmacParallelEnv("3m", env_factory=FakeStarCraft2Env, **kw)
+def fake_env(our_damage=None, enemy_damage=None, map_name="3m", **kw):
+    factory = FakeStarCraft2Env
+    if our_damage is not None or enemy_damage is not None:
+        factory = FakeStarCraft2Env.with_battle(
+            FakeStarCraft2Env.our_damage if our_damage is None else our_damage,
+            FakeStarCraft2Env.enemy_damage if enemy_damage is None else enemy_damage)
+    return SmacParallelEnv(map_name, env_factory=factory, **kw)
 
 
-def test_smac_wrapper_passes_parallel_api_test():
-    parallel_api_test(fake_env(), num_cycles=300)
+@pytest.fixture(autouse=False)
+def games():
+    """The fake's record of StarCraft II launches, emptied for the test."""
+    smac_double.launches.clear()
+    smac_double.open_processes.clear()
+    return smac_double
+
+
+def test_smac_wrapper_passes_parallel_api_test_with_one_game(games):
+    env = fake_env()
+    parallel_api_test(env, num_cycles=300)
+    # parallel_api_test resets before the first episode ends: one game all the same, and the
+    # reward scale counts the enemies' health once (3 kills x 10 + win 200 + 3 marines x 45)
+    assert len(games.launches) == 1 and len(games.open_processes) == 1
+    assert env.smac_env.max_reward == 365
+
+
+def test_the_double_launches_twice_like_smac_without_the_guard(games):
+    """The fake is faithful: SMAC itself launches a second game on a second early reset."""
+    e = FakeStarCraft2Env("3m")
+    e.reset()
+    e.reset()
+    assert len(games.launches) == 2 and len(games.open_processes) == 2
+    assert e.max_reward == 365 + 135
+
+
+def won_without_losses(env, seed=0):
+    """Focus fire on enemy 0, then 1, ...: a won battle (the enemy does no damage)."""
+    obs, _ = env.reset(seed=seed)
+    ret, infos = 0.0, {}
+    while env.agents:
+        acts = {}
+        for a in env.agents:
+            legal = np.flatnonzero(obs[a]["action_mask"])
+            attack = legal[legal >= 6]
+            acts[a] = int(attack[0]) if attack.size else int(legal[0])
+        obs, rew, _, _, infos = env.step(acts)
+        ret += next(iter(rew.values()))
+    return ret, next(iter(infos.values()))
+
+
+@pytest.mark.parametrize("kw,best", [({}, 20.0), ({"reward_scale_rate": 10}, 10.0),
+                                     ({"reward_scale": False}, 365.0),
+                                     ({"reward_sparse": True}, 20 / 365),
+                                     ({"reward_sparse": True, "reward_scale": False}, 1.0),
+                                     ({"reward_win": 50}, 20.0)])
+def test_smac_max_return_follows_the_reward_settings(kw, best):
+    env = fake_env(our_damage=0.5, enemy_damage=0.0, **kw)
+    ret, info = won_without_losses(env)
+    assert info["battle_won"] is True
+    assert env.max_return == pytest.approx(best) and ret == pytest.approx(best)
+
+
+def test_smac_max_return_before_the_game_starts():
+    assert fake_env().max_return == 20.0             # scaled: known without the game
+    assert fake_env(reward_scale=False).max_return is None  # needs the units' health
+
+
+def test_smac_evaluation_normalises_by_the_envs_own_scale():
+    factory = FakeStarCraft2Env.with_battle(0.5, 0.0)
+    res = evaluate("random", "smac:3m", episodes=4, env_factory=factory, reward_scale_rate=10)
+    assert res["return_mean"] <= 10 + 1e-9
+    assert res["normalised_return_mean"] == pytest.approx(res["return_mean"] / 10)
+
+
+def test_smac_evaluation_launches_the_game_once(games):
+    res = evaluate("random", "smac:3m", episodes=6, seed=5, env_factory=FakeStarCraft2Env)
+    assert res["episodes"] == 6 and games.launches == [5] and games.open_processes == []
+    again = evaluate("random", "smac:3m", episodes=6, seed=5, env_factory=FakeStarCraft2Env)
+    assert again == res  # the same seed replays the same evaluation
+
+
+def test_smac_new_seed_relaunches_in_place(games):
+    env = fake_env()
+    env.reset(seed=1)
+    env.reset(seed=1)
+    env.reset(seed=2)
+    assert games.launches == [1, 2] and len(games.open_processes) == 1  # the old game is closed
+    env.close()
+    assert games.open_processes == []
+
+
+def test_smac_lost_connection_is_an_interrupted_episode_not_a_defeat(games):
+    env = fake_env(our_damage=0.0, enemy_damage=0.0)
+    obs, _ = env.reset(seed=0)
+    env.smac_env.lose_connection_on_step = 3
+    for _ in range(3):
+        obs, rew, term, trunc, infos = env.step({a: 1 for a in env.agents})
+    assert env.agents == [] and env.interrupted == 1
+    assert all(trunc.values()) and not any(term.values())
+    assert all(i["interrupted"] and not i["battle_won"] for i in infos.values())
+    assert len(games.launches) == 2  # SMAC's full_restart
+    env.reset()                      # the next episode runs in the restarted game
+    obs, rew, term, trunc, infos = env.step({a: 1 for a in env.agents})
+    assert "interrupted" not in next(iter(infos.values()))
+
+
+class _DropsFirstEpisode(FakeStarCraft2Env):
+    """Loses the game connection on step 2 of the first episode."""
+
+    def reset(self):
+        out = super().reset()
+        if self.force_restarts == 0:
+            self.lose_connection_on_step = 2
+        return out
+
+
+def test_smac_evaluation_leaves_out_interrupted_episodes(games):
+    res = evaluate("random", "smac:3m", episodes=3, env_factory=_DropsFirstEpisode)
+    assert res["episodes"] == 3 and res["interrupted_episodes"] == 1
+
+
+def test_smac_evaluation_gives_up_when_the_game_keeps_failing():
+    class Broken(FakeStarCraft2Env):
+        def reset(self):
+            out = super().reset()
+            self.lose_connection_on_step = 1
+            return out
+
+    from marl_augment.errors import EnvError
+
+    with pytest.raises(EnvError, match="5 episodes in a row were cut short"):
+        evaluate("random", "smac:3m", episodes=3, env_factory=Broken)
+
+
+def test_smac_recording_leaves_out_interrupted_episodes(tmp_path, games):
+    from marl_augment.adapters.pettingzoo_log import PettingZooLogAdapter, record
+
+    env = SmacParallelEnv("3m", env_factory=_DropsFirstEpisode)
+    log = record(env, tmp_path / "smac.jsonl", episodes=3, seed=4, env_id="smac:3m")
+    # seeded once: the game launched once and restarted once, after the lost connection,
+    # not once per episode
+    assert games.launches == [4, 4] and env.smac_env.force_restarts == 1
+    res = PettingZooLogAdapter().convert(log, tmp_path / "smac.zarr")
+    ds = ma.load(tmp_path / "smac.zarr")
+    assert len(ds) == 3 and ds.attrs["source"]["interrupted_episodes"] == 1, res
+
+
+def test_smac_unknown_map_and_misspelt_option_are_one_line():
+    with pytest.raises(NotFound, match=r"unknown SMAC map 'nope'; known maps: 2s3z, 3m, 8m$"):
+        make_env("smac:nope", env_factory=FakeStarCraft2Env)
+    with pytest.raises(ConfigError, match=r"StarCraft2Env has no option 'reward_scal'; its options"):
+        make_env("smac:3m", env_factory=FakeStarCraft2Env, reward_scal=False)
 
 
 def test_smac_battle_end_is_termination_with_infos():
@@ -81,8 +227,7 @@ def test_smac_dead_agents_leave_and_no_op():
         env.step({})
 
 
-def test_smac_seed_reaches_the_game_and_episodes_are_counted():
-    smac_double.launches.clear()
+def test_smac_seed_reaches_the_game_and_episodes_are_counted(games):
     env = fake_env(seed=7)
     a, _ = play(env, seed=11)
     b, _ = play(env, seed=11)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..data.schema import Spec
 from ..data.store import StoreWriter, check_output_path
-from ..errors import AlreadyExists, ConfigError, FormatError, NotFound, UnsupportedError
+from ..errors import AlreadyExists, ConfigError, EnvError, FormatError, NotFound, UnsupportedError
 
 LOG_FORMAT = "marl-augment/pettingzoo-log"
 LOG_VERSION = 1
@@ -415,7 +415,8 @@ class PettingZooLogAdapter:
         except StopIteration:
             raise FormatError(f"{src.name} is empty: expected a header line") from None
         spec, ctx = self._spec_from_header(src, lineno, header)
-        report = {"cut_episodes": 0, "dropped_unfinished": 0, "empty_episodes": 0}
+        report = {"cut_episodes": 0, "dropped_unfinished": 0, "empty_episodes": 0,
+                  "interrupted_episodes": 0}
         source = {"adapter": self.name, "path": str(src.resolve()), "sha256": _sha256(src),
                   "log_version": header.get("version"), "meta": header.get("meta", {}),
                   **dict(source or {})}
@@ -508,6 +509,10 @@ class PettingZooLogAdapter:
                 cur = self._observation(rec, ctx, where)
                 # PettingZoo drops done agents from env.agents; the episode ends when none is left
                 if not set(cur["obs"]) - done:
+                    if _interrupted(rec.get("infos") or {}):  # the env cut it short: not data
+                        report["interrupted_episodes"] += 1
+                        ep = None
+                        continue
                     terminated = any(bool(terms.get(a)) for a in rec["actions"])
                     yield self._finish(ep, spec, terminated=terminated, won=_won(rec.get("infos") or {}))
                     ep = None
@@ -648,6 +653,12 @@ def _floats(values: Any, where: str, what: str) -> np.ndarray:
     return arr.astype(np.float32)
 
 
+def _interrupted(infos: Mapping[str, Any]) -> bool:
+    """An episode the environment cut short (``info["interrupted"]``, e.g. SMAC losing the
+    game): neither a win nor a loss, and not data."""
+    return any(isinstance(i, Mapping) and i.get("interrupted") is True for i in infos.values())
+
+
 def _won(infos: Mapping[str, Any]) -> bool | None:
     for info in infos.values():
         if isinstance(info, Mapping):
@@ -701,14 +712,28 @@ def record(env, log_path: str | os.PathLike, *, episodes: int, policy: str = "ra
         raise ConfigError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
+    from ..envs.evaluate import MAX_INTERRUPTED_IN_A_ROW
+    from ..envs.smac import episode_seed
+
     act = POLICIES[policy](seed)
     rec = Recorder(env, log_path, env_id=env_id, overwrite=overwrite,
                    meta={"policy": policy, "seed": seed, **(meta or {})})
     try:
-        for e in range(episodes):
-            obs, infos = rec.reset(seed=seed + e)
+        done = started = in_a_row = 0
+        while done < episodes:
+            obs, infos = rec.reset(seed=episode_seed(env, seed, started))
+            started += 1
             while rec.agents:
                 obs, _, _, _, infos = rec.step(act(rec, obs, infos))
+            if _interrupted(infos):  # logged as such, left out by convert: play another
+                in_a_row += 1
+                if in_a_row >= MAX_INTERRUPTED_IN_A_ROW:
+                    raise EnvError(f"{in_a_row} episodes in a row were cut short by the "
+                                   "environment (StarCraft II lost its connection); check the "
+                                   "game installation and record again")
+                continue
+            in_a_row = 0
+            done += 1
             if progress is not None:
                 progress(1)
         rec.close()

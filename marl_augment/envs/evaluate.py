@@ -14,20 +14,22 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, EnvError
 from . import make_env, max_return, split_id
 
 BatchPolicy = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
-def summarise(returns, lengths, won, env_id: str) -> dict[str, Any]:
+def summarise(returns, lengths, won, env_id: str, *, top: float | None = None) -> dict[str, Any]:
+    """Mean and spread of returns; ``top`` (the env's best return, by default its family's)
+    normalises them."""
     returns = np.asarray(returns, dtype=np.float64)
     out: dict[str, Any] = {
         "env_id": env_id, "episodes": int(returns.shape[0]),
         "return_mean": float(returns.mean()), "return_std": float(returns.std()),
         "length_mean": float(np.mean(lengths)),
     }
-    top = max_return(env_id)
+    top = top if top is not None else max_return(env_id)
     if top:
         out["normalised_return_mean"] = float(returns.mean() / top)
     if won is not None and len(won):
@@ -101,18 +103,28 @@ def _evaluate_smax_batch(policy, name, env_id, episodes, seed, batch, progress, 
     return summarise(rets, lens, wins, env_id)
 
 
+#: an evaluation gives up after this many episodes in a row cut short by the env (SMAC's lost
+#: game connections)
+MAX_INTERRUPTED_IN_A_ROW = 5
+
+
 def _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs):
-    """One PettingZoo env, one episode at a time (any backend)."""
+    """One PettingZoo env, one episode at a time (any backend). Episodes the env cut short
+    (``info["interrupted"]``: SMAC lost the game) are not counted and are played again."""
+    from .smac import episode_seed
+
     env = make_env(env_id, **env_kwargs)
     agents = list(env.possible_agents)
     rng = np.random.default_rng(seed)
     if isinstance(policy, str) and policy != "random":
         raise ConfigError(f"scripted policy {policy!r} runs on smax:* only; use 'random' or a batch policy")
     rets, lens, wins = [], [], []
+    started = interrupted = in_a_row = 0
     try:
-        for e in range(episodes):
-            obs, infos = env.reset(seed=seed + e)
-            ret, length, won, first = 0.0, 0, None, True
+        while len(rets) < episodes:
+            obs, infos = env.reset(seed=episode_seed(env, seed, started))
+            started += 1
+            ret, length, won, first, cut = 0.0, 0, None, True, False
             while env.agents:
                 acts = _act(policy, env, agents, obs, infos, rng, first)
                 obs, rewards, terms, truncs, infos = env.step(acts)
@@ -123,15 +135,29 @@ def _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs):
                 for info in infos.values():
                     if isinstance(info, dict) and "battle_won" in info:
                         won = bool(info["battle_won"])
+                    cut = cut or (isinstance(info, dict) and bool(info.get("interrupted")))
+            if cut:
+                interrupted += 1
+                in_a_row += 1
+                if in_a_row >= MAX_INTERRUPTED_IN_A_ROW:
+                    raise EnvError(f"{env_id}: {in_a_row} episodes in a row were cut short by the "
+                                   "environment (StarCraft II lost its connection); check the game "
+                                   "installation and try again")
+                continue
+            in_a_row = 0
             rets.append(ret)
             lens.append(length)
             if won is not None:
                 wins.append(won)
             if progress is not None:
                 progress(1)
+        top = getattr(env, "max_return", None)
     finally:
         env.close()
-    return summarise(rets, lens, wins if len(wins) == len(rets) else None, env_id)
+    out = summarise(rets, lens, wins if len(wins) == len(rets) else None, env_id, top=top)
+    if interrupted:
+        out["interrupted_episodes"] = interrupted
+    return out
 
 
 def _act(policy, env, agents, obs, infos, rng, first):
