@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from . import augment as _augment
+from . import behaviour as _behaviour
 from . import bench as _bench
 from . import data as _data
 from . import datasets as _datasets
@@ -46,6 +47,7 @@ _augment.register(app)
 _train.register(app)
 _bench.register(app)
 app.add_typer(_datasets.app, name="datasets")
+_behaviour.register(app)
 
 
 def main() -> None:

@@ -366,34 +366,42 @@ def rollout(map_name: str, policy: str, episodes: int, *, seed: int = 0, batch: 
     eps = c.jnp.float32(epsilon)
     done_eps = 0
     for key in c.keys(seed, -(-episodes // batch)):
-        carry = start(key)
-        parts = []
-        for _ in range(-(-max_steps // CHUNK)):
-            carry, out = chunk(carry, eps)
-            parts.append({k: np.asarray(v) for k, v in out.items()})
-            if not bool(np.asarray(carry[5]).any()):  # every episode of the batch has ended
-                break
-        traj = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}  # (T, B, ...)
         take = min(batch, episodes - done_eps)
-        valid = traj["valid"][:, :take].T                                   # (B, T)
-        lengths = valid.sum(1)
-        cols = {k: np.swapaxes(traj[k][:, :take], 0, 1)[valid]
-                for k in ("obs", "state", "avail_actions", "actions", "rewards", "alive")}
-        last = np.zeros_like(valid)
-        last[np.arange(take), lengths - 1] = True
-        ends = last[valid]
-        timeout = np.swapaxes(traj["timeout"][:, :take], 0, 1)[last]
-        won = np.swapaxes(traj["won"][:, :take], 0, 1)[last]
-        cols["truncated"] = np.zeros(ends.shape[0], bool)
-        cols["terminated"] = np.zeros(ends.shape[0], bool)
-        end_rows = np.flatnonzero(ends)
-        cols["truncated"][end_rows[timeout]] = True
-        cols["terminated"][end_rows[~timeout]] = True
-        cols["actions"] = cols["actions"].astype(np.int32)
+        out = _collect_batch(start, lambda carry: chunk(carry, eps), key, max_steps, take)
         done_eps += take
         if progress is not None:
             progress(take)
-        yield cols, lengths.astype(np.int64), won
+        yield out
+
+
+def _collect_batch(start, chunk, key, max_steps: int, take: int):
+    """Run one batch of episodes with jitted ``start(key)`` and ``chunk(carry)`` (``CHUNK``
+    steps each, stopping once every episode has ended); return the first ``take`` episodes as
+    (columns, lengths, won) in store layout."""
+    carry = start(key)
+    parts = []
+    for _ in range(-(-max_steps // CHUNK)):
+        carry, out = chunk(carry)
+        parts.append({k: np.asarray(v) for k, v in out.items()})
+        if not bool(np.asarray(carry[5]).any()):  # every episode of the batch has ended
+            break
+    traj = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}  # (T, B, ...)
+    valid = traj["valid"][:, :take].T                                   # (B, T)
+    lengths = valid.sum(1)
+    cols = {k: np.swapaxes(traj[k][:, :take], 0, 1)[valid]
+            for k in ("obs", "state", "avail_actions", "actions", "rewards", "alive")}
+    last = np.zeros_like(valid)
+    last[np.arange(take), lengths - 1] = True
+    ends = last[valid]
+    timeout = np.swapaxes(traj["timeout"][:, :take], 0, 1)[last]
+    won = np.swapaxes(traj["won"][:, :take], 0, 1)[last]
+    cols["truncated"] = np.zeros(ends.shape[0], bool)
+    cols["terminated"] = np.zeros(ends.shape[0], bool)
+    end_rows = np.flatnonzero(ends)
+    cols["truncated"][end_rows[timeout]] = True
+    cols["terminated"][end_rows[~timeout]] = True
+    cols["actions"] = cols["actions"].astype(np.int32)
+    return cols, lengths.astype(np.int64), won
 
 
 def collect(env_id: str, out, *, quality: str = "medium", episodes: int = 1000, seed: int = 0,
