@@ -174,7 +174,7 @@ class FakeStarCraft2Env:
         self._episode_steps += 1
         self.previous_ally_units = {i: (u.health, u.shield) for i, u in self.agents.items()}
         self.previous_enemy_units = {i: (u.health, u.shield) for i, u in self.enemies.items()}
-        for a_id, action in enumerate(actions_int):
+        for action in actions_int:
             if action >= self.n_actions_no_attack:
                 self._hit(self.enemies[action - self.n_actions_no_attack], self.our_damage)
         alive = [i for i, u in self.agents.items() if u.health > 0]
@@ -261,7 +261,7 @@ class FakeStarCraft2Env:
     def get_agent_action(self, a_id, action):
         """StarCraft2Env.get_agent_action's assertions."""
         avail_actions = self.get_avail_agent_actions(a_id)
-        assert avail_actions[action] == 1, "Agent {} cannot perform action {}".format(a_id, action)
+        assert avail_actions[action] == 1, f"Agent {a_id} cannot perform action {action}"
         if action == 0:
             assert self.agents[a_id].health == 0, "No-op only available for dead agents."
 

@@ -233,6 +233,34 @@ def test_sampler_windows_match_dataset_sequences(smac_ds):
     assert torch.equal(s.batch(3)["obs"], s.batch(3)["obs"]) and not torch.equal(s.batch(3)["obs"], s.batch(4)["obs"])
 
 
+@pytest.mark.parametrize("share", [0.0, 0.25, 1.0])
+def test_sampler_draws_a_fixed_share_of_synthetic_windows(smac_ds, share):
+    aug = ma.make_augmenter("rad-s").fit(smac_ds).augment(smac_ds, scale=1.0, seed=0)
+    s = SequenceSampler(aug, 20, 10, 32, seed=0, device=torch.device("cpu"),
+                        synthetic_share=share)
+    origin = np.asarray(aug.episode_origin)[s.ep] != 0
+    for step in range(5):
+        rng = np.random.default_rng([0, step])  # the sampler's own draw, replayed
+        syn, real = s.pools
+        k = round(share * 32)
+        idx = np.concatenate([syn[rng.integers(0, syn.size, k)],
+                              real[rng.integers(0, real.size, 32 - k)]])
+        assert int(origin[idx].sum()) == k
+        assert torch.equal(s.batch(step)["obs"], s.windows(idx)["obs"])
+    plain = SequenceSampler(aug, 20, 10, 32, seed=0, device=torch.device("cpu"))
+    old = np.random.default_rng([0, 3]).integers(0, plain.n_windows, 32)  # unchanged without it
+    assert torch.equal(plain.batch(3)["obs"], plain.windows(old)["obs"])
+
+
+def test_synthetic_share_needs_synthetic_episodes(smac_ds, smac_store, tmp_path):
+    with pytest.raises(ma.errors.ConfigError, match="needs synthetic episodes"):
+        SequenceSampler(smac_ds, 20, 10, 8, seed=0, device=torch.device("cpu"),
+                        synthetic_share=0.5)
+    r = run("train", str(smac_store), "--algo", "bc", "--no-eval", "--steps", "1", "-o",
+            "synthetic_share=2", "--out", str(tmp_path / "r"))
+    assert_user_error(r, "synthetic_share must be a number in [0, 1]")
+
+
 # -- end to end on SMAX ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def good_3m(tmp_path_factory):

@@ -28,7 +28,7 @@ from marl_augment.errors import ConfigError, NotFound  # noqa: E402
 runner = CliRunner()
 # 8 games × 16 steps = 128 steps an update; a checkpoint every 2 updates
 TINY = dict(num_envs=8, rollout=16, minibatches=2, epochs=2, hidden=16, checkpoint_every=256,
-            eval_episodes=8)
+            eval_episodes=8, dense_until=0)
 
 
 def tiny(total_steps=512, **kw) -> PpoConfig:

@@ -58,6 +58,10 @@ class AlgoConfig:
     """Width of the agent network's linear and GRU layers."""
     max_grad_norm: float = 20.0
     """Gradients are clipped to this global norm."""
+    synthetic_share: float | None = None
+    """Share of each batch's windows drawn from synthetic episodes (those an augmenter added);
+    the rest come from the real ones. None draws all windows alike, as the data holds them. One
+    augmented store can so be trained at several real:synthetic mixes without rewriting it."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ..."""
 
@@ -176,7 +180,7 @@ class SequenceSampler:
     """
 
     def __init__(self, ds: Dataset, seq_len: int, period: int, batch_size: int, seed: int,
-                 device: torch.device) -> None:
+                 device: torch.device, synthetic_share: float | None = None) -> None:
         if len(ds) == 0:
             raise ConfigError("cannot train on an empty dataset")
         self.spec = ds.spec
@@ -185,6 +189,17 @@ class SequenceSampler:
         self.seed = int(seed)
         self.device = device
         self.ep, self.start = ds.sequence_index(self.seq_len, period)
+        self.synthetic_share = synthetic_share
+        if synthetic_share is not None:
+            synthetic = np.asarray(ds.episode_origin)[self.ep] != 0
+            self.pools = (np.flatnonzero(synthetic), np.flatnonzero(~synthetic))
+            self.n_synthetic = int(round(float(synthetic_share) * self.batch_size))
+            for pool, n, what in ((self.pools[0], self.n_synthetic, "synthetic"),
+                                  (self.pools[1], self.batch_size - self.n_synthetic, "real")):
+                if n and not pool.size:
+                    raise ConfigError(f"synthetic_share={synthetic_share} needs {what} episodes, "
+                                      f"and the dataset has none; augment it first or drop "
+                                      f"the option")
         self.offsets = ds.episode_offsets
         self.lengths = ds.episode_lengths
         cols = ds.columns
@@ -210,7 +225,14 @@ class SequenceSampler:
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         """The batch of update ``step`` (a function of the seed and the step only)."""
-        idx = np.random.default_rng([self.seed, int(step)]).integers(0, self.n_windows, self.batch_size)
+        rng = np.random.default_rng([self.seed, int(step)])
+        if self.synthetic_share is None:
+            idx = rng.integers(0, self.n_windows, self.batch_size)
+        else:  # a fixed number of windows from each pool, every batch
+            syn, real = self.pools
+            k = self.n_synthetic
+            idx = np.concatenate([syn[rng.integers(0, max(1, syn.size), k)],
+                                  real[rng.integers(0, max(1, real.size), self.batch_size - k)]])
         return self.windows(idx)
 
     def windows(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
@@ -295,6 +317,11 @@ class OfflineAlgorithm(ABC):
                 raise ConfigError(f"{f} must be > 0, got {getattr(c, f)}")
         if not 0 <= c.gamma <= 1:
             raise ConfigError(f"gamma must be in [0, 1], got {c.gamma}")
+        if c.synthetic_share is not None and (
+                isinstance(c.synthetic_share, bool) or not isinstance(c.synthetic_share, (int, float))
+                or not 0 <= c.synthetic_share <= 1):
+            raise ConfigError(f"synthetic_share must be a number in [0, 1] or null, got "
+                              f"{c.synthetic_share!r}")
 
     def num_parameters(self) -> int:
         """Parameters :meth:`build` will allocate, counted from the config and the data's sizes

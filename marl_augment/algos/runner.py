@@ -114,7 +114,8 @@ def _train_in(out: Path, ds: Dataset, run: RunConfig, agent: Any, seed: int, sta
               progress: Any, evaluate: bool) -> dict[str, Any]:
     algo = run.algo
     c = agent.config
-    sampler = SequenceSampler(ds, c.seq_len, c.period, c.batch_size, seed, agent.device)
+    sampler = SequenceSampler(ds, c.seq_len, c.period, c.batch_size, seed, agent.device,
+                              synthetic_share=c.synthetic_share)
     meta = {"run": asdict(run), "algo_config": agent.config_dict(), "dataset": _dataset_facts(ds),
             "package_version": package_version()}
     ckpt = out / "checkpoint"

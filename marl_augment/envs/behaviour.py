@@ -63,6 +63,9 @@ class PpoConfig:
     hidden: int = 128
     checkpoint_every: int = 16_384
     """Environment steps between checkpoints (each evaluated as a behaviour policy)."""
+    dense_until: int = 65_536
+    """Before this many environment steps a checkpoint follows every update: SMAX policies
+    pass OG-MARL's poor band (0.23-0.37 of the maximum) within the first few updates."""
     eval_episodes: int = 256
     epsilon: float = 0.05
     """ε of the ε-greedy behaviour policy the checkpoints are evaluated (and record) with."""
@@ -70,6 +73,8 @@ class PpoConfig:
     """SMAX's time limit per episode."""
 
     def check(self) -> PpoConfig:
+        if self.dense_until < 0:
+            raise ConfigError(f"dense_until must be >= 0, got {self.dense_until}")
         for f in ("total_steps", "num_envs", "rollout", "epochs", "minibatches", "hidden",
                   "checkpoint_every", "eval_episodes", "max_steps"):
             if getattr(self, f) < 1:
@@ -150,7 +155,7 @@ _UPDATES: dict[tuple, Any] = {}
 
 def _make_update(c, nets: _Nets, cfg: PpoConfig, num_updates: int):
     """Jitted (start, update) for a map and config, compiled once per process."""
-    unused = ("total_steps", "checkpoint_every", "eval_episodes", "epsilon")  # not compiled in
+    unused = ("total_steps", "checkpoint_every", "dense_until", "eval_episodes", "epsilon")  # not compiled in
     key = (c.map_name, c.max_steps, num_updates,
            tuple(v for k, v in dataclasses.asdict(cfg).items() if k not in unused))
     if key not in _UPDATES:
@@ -436,7 +441,8 @@ def train_behaviour(env_id: str, out: str | Path, *, config: PpoConfig | None = 
         recent.append(stats)
         if progress is not None:
             progress(cfg.steps_per_update)
-        if (u + 1) % every == 0 or u + 1 == num_updates:
+        dense = (u + 1) * cfg.steps_per_update <= cfg.dense_until
+        if dense or (u + 1) % every == 0 or u + 1 == num_updates:
             steps = (u + 1) * cfg.steps_per_update
             ev = evaluate_params(map_name, runner[0], hidden=cfg.hidden, epsilon=cfg.epsilon,
                                  episodes=cfg.eval_episodes, seed=seed + 10_000 + u,
