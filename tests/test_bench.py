@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from marl_augment.bench import load_config, plan, read_results, run_benchmark
-from marl_augment.bench.report import aggregates, iqm, stratified_bootstrap_ci, table1
+from marl_augment.bench.report import (
+    aggregates,
+    iqm,
+    measures_table,
+    run_measures,
+    stratified_bootstrap_ci,
+    table1,
+)
 from marl_augment.errors import ConfigError
 
 from .test_cli import assert_user_error, run
@@ -130,10 +137,26 @@ def test_table1_bold_avg_and_improvement():
     assert lines[2] == "| smax:3m medium | 1.050 ± 0.050 | **1.250 ± 0.050** |"
     avg_orig, avg_eaq = (1.05 + 0.85) / 4, (1.25 + 1.05) / 4
     assert lines[4] == f"| AVG medium (normalised) | {avg_orig:.3f} | {avg_eaq:.3f} |"
-    assert lines[5] == f"| vs original, medium | – | {100 * (avg_eaq - avg_orig) / avg_orig:+.1f}% |"
+    assert lines[5] == (f"| vs original, medium | – | {avg_eaq - avg_orig:+.3f} "
+                        f"({100 * (avg_eaq - avg_orig) / avg_orig:+.1f}%) |")
     aggs = aggregates(rows)
     assert [(g["method"], g["runs"]) for g in aggs] == [("original", 4), ("eaq", 4)]
     assert aggs[1]["ci_low"] <= aggs[1]["iqm"] <= aggs[1]["ci_high"]
+
+
+def test_final_best_and_last_third_tell_collapse_from_peak():
+    # original peaks early and collapses; eaq holds: final and last third differ, best barely
+    collapse = [(1000, 1.26), (2000, 1.05), (3000, 0.78), (6000, 0.62)]
+    holds = [(1000, 0.98), (2000, 1.24), (3000, 1.31), (6000, 1.30)]
+    rows = [{"dataset": "smax:3m poor", "algo": "qmix-cql", "method": m, "seed": 0,
+             "return_mean": c[-1][1], "normalised_return": c[-1][1] / 2, "curve": c}
+            for m, c in (("original", collapse), ("eaq", holds))]
+    m = run_measures(rows[0])
+    assert m == {"final": 0.31, "best": 0.63, "last_third": 0.31}
+    assert run_measures(rows[1])["best"] == 1.31 / 2
+    t = measures_table(rows, ["original", "eaq"]).splitlines()
+    assert t[2].startswith("| qmix-cql · original | 1 | 0.310 | – | 0.630 | – |")
+    assert t[3].startswith("| qmix-cql · eaq | 1 | 0.650 | +0.340 (+109.7%) | 0.655 | +0.025 (+4.0%)")
 
 
 def test_iqm_and_bootstrap():

@@ -78,8 +78,66 @@ def table1(rows: list[dict[str, Any]], methods: list[str] | None = None, algos: 
             for a, m in cols:
                 base, v = avg.get((a, ORIGINAL)), avg[a, m]
                 cells.append("–" if base in (None, 0) or v is None or m == ORIGINAL
-                             else f"{100 * (v - base) / base:+.1f}%")
+                             else f"{v - base:+.3f} ({100 * (v - base) / base:+.1f}%)")
             lines.append(f"| vs original, {g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_measures(row: dict[str, Any]) -> dict[str, float] | None:
+    """A training run's three normalised returns, so "augmentation prevents collapse" and
+    "augmentation raises the peak" can be told apart: ``final`` (the paper's measure), ``best``
+    (the best periodic evaluation or the final one: an oracle early stop) and ``last_third``
+    (mean of the evaluations in the last third of training, the final one included)."""
+    norm, ret = row.get("normalised_return"), row.get("return_mean")
+    if norm is None or not ret:
+        top = None if norm is None else 1.0
+    else:
+        top = ret / norm
+    if top is None:
+        return None
+    curve = [(int(s), float(v)) for s, v in row.get("curve") or []]
+    end = max([s for s, _ in curve], default=0)
+    final = float(ret) / top
+    points = [v / top for _, v in curve]
+    late = [v / top for s, v in curve if s >= 2 * end / 3] + [final]
+    return {"final": final, "best": max(points + [final]), "last_third": float(np.mean(late))}
+
+
+def measures_table(rows: list[dict[str, Any]], methods: list[str] | None = None,
+                   algos: list[str] | None = None) -> str:
+    """Per algorithm and method, over every dataset and seed: mean normalised final, best and
+    last-third return, each with its change from ``original`` in absolute normalised points
+    (the EAQ paper's AVG-row measure) and relatively."""
+    methods = _order([r["method"] for r in rows], methods)
+    algos = _order([r["algo"] for r in rows], algos)
+    got: dict[tuple, list[dict[str, float]]] = defaultdict(list)
+    for r in rows:
+        m = run_measures(r)
+        if m is not None:
+            got[r["algo"], r["method"]].append(m)
+    if not got:
+        return ""
+    kinds = ("final", "best", "last_third")
+    lines = ["| algorithm · method | runs | " + " | ".join(
+        f"{k.replace('_', ' ')} | Δ {k.replace('_', ' ')} vs original" for k in kinds) + " |",
+        "|---|---:|" + "---:|---:|" * len(kinds)]
+    for a in algos:
+        base = got.get((a, ORIGINAL))
+        for m in methods:
+            runs = got.get((a, m))
+            if not runs:
+                continue
+            cells = [str(len(runs))]
+            for k in kinds:
+                v = float(np.mean([x[k] for x in runs]))
+                cells.append(f"{v:.3f}")
+                if base and m != ORIGINAL:
+                    b = float(np.mean([x[k] for x in base]))
+                    rel = f" ({100 * (v - b) / b:+.1f}%)" if b else ""
+                    cells.append(f"{v - b:+.3f}{rel}")
+                else:
+                    cells.append("–")
+            lines.append(f"| {a} · {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -203,6 +261,14 @@ def write_report(rows: list[dict[str, Any]], work: Path, cfg: Any = None) -> Pat
     if aggs:
         plot_iqm(aggs, work / "iqm.png")
         parts += ["## Normalised return, all datasets", "", aggregates_table(aggs), "", "![IQM](iqm.png)", ""]
+    measures = measures_table(rows, methods, algos)
+    if measures:
+        parts += ["## Final, best and last-third return", "",
+                  "Normalised returns averaged over datasets and seeds. *best* is the best "
+                  "periodic evaluation (an oracle early stop); *last third* averages the "
+                  "evaluations of the last third of training. Δ is the change from `original` "
+                  "in absolute normalised points, with the relative change in brackets.", "",
+                  measures, ""]
     if any(r.get("curve") for r in rows):
         plot_curves(rows, work / "learning_curves.png")
         parts += ["## Learning curves", "", "![learning curves](learning_curves.png)", ""]
