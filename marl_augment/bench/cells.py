@@ -92,7 +92,24 @@ def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
 
     cfg = c.config
     out = folder / "store.zarr"
-    if "scenario" in cfg:
+    extra: dict[str, Any] = {}
+    if cfg.get("behaviour") == "learned":
+        # OG-MARL's recipe: train a behaviour policy (resumable, in this cell's folder), record
+        # the checkpoint of the quality's band
+        from ..envs.behaviour import PpoConfig, record_behaviour, train_behaviour
+
+        raw_path = folder / "collected.zarr"
+        policies = folder / "policies"
+        train_behaviour(cfg["scenario"], policies, config=PpoConfig(**cfg["behaviour_options"]),
+                        seed=cfg["collect_seed"])
+        raw = load(raw_path) if raw_path.exists() else record_behaviour(
+            policies, raw_path, quality=cfg["quality"], transitions=cfg["transitions"],
+            seed=cfg["collect_seed"])
+        src = raw.attrs["source"]
+        extra = {"behaviour_checkpoint": src["checkpoint"],
+                 "behaviour_normalised_return": src["measured_normalised_return"],
+                 "full_episodes": len(raw), "full_transitions": raw.num_transitions}
+    elif "scenario" in cfg:
         from ..envs.smax import collect
 
         raw_path = folder / "collected.zarr"
@@ -108,7 +125,7 @@ def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
     else:
         ds = raw.save(out, overwrite=True)
     shutil.rmtree(folder / "collected.zarr", ignore_errors=True)
-    return {"store": str(out), **_summary(ds)}
+    return {"store": str(out), **_summary(ds), **extra}
 
 
 def _augment(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:

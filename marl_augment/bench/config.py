@@ -32,6 +32,22 @@ except ImportError:  # Python 3.10
 ORIGINAL = "original"
 
 
+def split_method(method: str) -> tuple[str, dict[str, Any]]:
+    """``"eaq:lam=0.5,train_steps=2000"`` → ``("eaq", {"lam": 0.5, "train_steps": 2000})``: a
+    variant of a registered augmenter, its options over ``method_options[name]``."""
+    name, _, rest = method.partition(":")
+    opts: dict[str, Any] = {}
+    for pair in filter(None, (p.strip() for p in rest.split(","))):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"method {method!r}: {pair!r} is not of the form key=value")
+        try:
+            opts[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            opts[key.strip()] = value.strip()
+    return name, opts
+
+
 @dataclass
 class BenchConfig:
     """One benchmark: every (dataset, method, algorithm, seed) cell of the grid."""
@@ -43,11 +59,20 @@ class BenchConfig:
     datasets: list[str] = field(default_factory=list)
     """Explicit datasets (paths or names) used besides / instead of collected ones."""
     episodes: int = 1000
-    """Episodes collected per scenario × quality (collection seed 0)."""
+    """Episodes collected per scenario × quality with ``behaviour = "scripted"`` (seed 0)."""
+    behaviour: str = "scripted"
+    """How scenario datasets are made: ``scripted`` (the scripted quality ladder, ``episodes``
+    episodes) or ``learned`` (OG-MARL's recipe: a MAPPO policy trained online, the checkpoint
+    in the quality's band rolled out ε-greedily for ``transitions`` steps; docs/behaviour.md)."""
+    transitions: int = 1_000_000
+    """Steps recorded per scenario × quality with ``behaviour = "learned"`` (OG-MARL: ~1M)."""
+    behaviour_options: dict[str, Any] = field(default_factory=dict)
+    """MAPPO options of the learned behaviour policies (``PpoConfig``), e.g. total_steps."""
     subsample: float = 1.0
     """Fraction of each dataset's episodes kept (subsample seed 0; the EAQ paper keeps 3%)."""
     methods: list[str] = field(default_factory=lambda: [ORIGINAL, "rad-s", "eaq"])
-    """``original`` (no augmentation) and registered augmenters."""
+    """``original`` (no augmentation) and registered augmenters; ``name:key=value,...`` is a
+    variant with its own options (e.g. ``eaq:lam=0.5`` beside ``eaq:lam=0.01``)."""
     scale: float = 5.0
     """Synthetic episodes per real one for every augmenter (paper: 5)."""
     algos: list[str] = field(default_factory=lambda: ["qmix-cql"])
@@ -77,15 +102,35 @@ class BenchConfig:
             if not s.startswith("smax:"):
                 raise ConfigError(f"scenario {s!r}: datasets can be collected on smax:<map> only; "
                                   "pass other data with datasets = [...] (e.g. a converted OG-MARL Vault)")
+        if self.behaviour not in ("scripted", "learned"):
+            raise ConfigError(f"behaviour must be 'scripted' or 'learned', got {self.behaviour!r}")
+        allowed = ("poor", "medium", "good") + (("random",) if self.behaviour == "scripted" else ())
         for q in self.qualities:
-            if q not in ("poor", "medium", "good", "random"):
-                raise ConfigError(f"unknown quality {q!r}; choose poor, medium, good or random")
+            if q not in allowed:
+                raise ConfigError(f"unknown quality {q!r} for {self.behaviour} behaviour; "
+                                  f"choose {', '.join(allowed)}")
+        if self.behaviour == "learned":
+            from ..envs.behaviour import PpoConfig
+
+            try:
+                PpoConfig(**self.behaviour_options).check()
+            except TypeError as e:
+                raise ConfigError(f"behaviour_options: {e}") from None
+            if self.transitions < 1:
+                raise ConfigError(f"transitions must be >= 1, got {self.transitions}")
         for m in self.methods:
             if m != ORIGINAL:
-                AUGMENTERS.get(m)
+                name, opts = split_method(m)
+                cls = AUGMENTERS.get(name)
+                unknown = sorted(set(opts) - set(cls.Config.__dataclass_fields__))
+                if unknown:
+                    raise ConfigError(f"method {m!r}: {name} has no option(s) {unknown}")
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"methods repeat: {self.methods}")
         for a in self.algos:
             ALGORITHMS.get(a)
-        for key, reg in (("method_options", self.methods), ("algo_options", self.algos)):
+        names = [split_method(m)[0] for m in self.methods]
+        for key, reg in (("method_options", names), ("algo_options", self.algos)):
             extra = sorted(set(getattr(self, key)) - set(reg))
             if extra:
                 raise ConfigError(f"{key} for {extra}, which the benchmark does not run ({reg})")

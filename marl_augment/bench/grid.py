@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import ConfigError, MissingDependency
 from ..outputs import check_output, write_marker
 from .cells import Cell, run_cell
-from .config import ORIGINAL, BenchConfig
+from .config import ORIGINAL, BenchConfig, split_method
 
 RESULTS_FILE = "results.jsonl"
 CONFIG_FILE = "benchmark.json"
@@ -40,7 +40,10 @@ def plan(cfg: BenchConfig) -> tuple[list[Cell], list[Cell], list[Cell]]:
     data: list[Cell] = []
     for scenario in cfg.scenarios:
         for q in cfg.qualities:
-            data.append(Cell("data", {"scenario": scenario, "quality": q, "episodes": cfg.episodes,
+            made = ({"episodes": cfg.episodes} if cfg.behaviour == "scripted" else
+                    {"behaviour": "learned", "transitions": cfg.transitions,
+                     "behaviour_options": cfg.behaviour_options})
+            data.append(Cell("data", {"scenario": scenario, "quality": q, **made,
                                       "collect_seed": 0, "subsample": cfg.subsample, "subsample_seed": 0},
                              {"dataset": f"{scenario} {q}", "env_id": scenario}))
     for name in cfg.datasets:
@@ -55,9 +58,10 @@ def plan(cfg: BenchConfig) -> tuple[list[Cell], list[Cell], list[Cell]]:
             for seed in cfg.seeds:
                 a = None
                 if method != ORIGINAL:
-                    a = Cell("augment", {"data": d.key, "method": method, "scale": cfg.scale, "seed": seed,
-                                         "options": cfg.method_options.get(method, {}),
-                                         **_version(AUGMENTERS, method)},
+                    name, variant = split_method(method)
+                    a = Cell("augment", {"data": d.key, "method": name, "scale": cfg.scale, "seed": seed,
+                                         "options": {**cfg.method_options.get(name, {}), **variant},
+                                         **_version(AUGMENTERS, name)},
                              {**d.labels, "method": method, "seed": seed})
                     augment.append(a)
                 for algo in cfg.algos:
