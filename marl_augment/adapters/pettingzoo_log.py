@@ -712,8 +712,8 @@ def record(env, log_path: str | os.PathLike, *, episodes: int, policy: str = "ra
         raise ConfigError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
+    from ..envs import episode_seed
     from ..envs.evaluate import MAX_INTERRUPTED_IN_A_ROW
-    from ..envs.smac import episode_seed
 
     act = POLICIES[policy](seed)
     rec = Recorder(env, log_path, env_id=env_id, overwrite=overwrite,

@@ -30,7 +30,9 @@ def split_id(env_id: str) -> tuple[str, str]:
 
 
 def max_return(env_id: str) -> float | None:
-    """The maximum team return of an env family (SMAX 2, SMAC 20), for normalised returns."""
+    """The maximum team return of an env family with its default settings (SMAX 2, SMAC 20),
+    for normalised returns; a SMAC env made with other reward settings has its own
+    ``env.max_return``, which evaluation uses."""
     return BACKENDS[split_id(env_id)[0]][0]
 
 
@@ -50,4 +52,18 @@ def make_env(env_id: str, **kwargs: Any):
     return make_parallel_env(name, **kwargs)
 
 
-__all__ = ["BACKENDS", "make_env", "max_return", "split_id"]
+def episode_seed(env, seed: int | None, episode: int) -> int | None:
+    """The seed to pass to ``env.reset`` for episode ``episode`` of a run seeded with ``seed``.
+
+    Envs whose reseeding is cheap get ``seed + episode`` (every episode reproducible on its
+    own); SMAC, where a new seed relaunches StarCraft II, is seeded once and its episodes follow.
+    """
+    if seed is None:
+        return None
+    if getattr(env, "reseed_relaunches", False) or getattr(
+            getattr(env, "env", None), "reseed_relaunches", False):
+        return seed if episode == 0 else None
+    return seed + episode
+
+
+__all__ = ["BACKENDS", "episode_seed", "make_env", "max_return", "split_id"]

@@ -111,7 +111,7 @@ MAX_INTERRUPTED_IN_A_ROW = 5
 def _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs):
     """One PettingZoo env, one episode at a time (any backend). Episodes the env cut short
     (``info["interrupted"]``: SMAC lost the game) are not counted and are played again."""
-    from .smac import episode_seed
+    from . import episode_seed
 
     env = make_env(env_id, **env_kwargs)
     agents = list(env.possible_agents)

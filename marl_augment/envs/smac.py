@@ -289,16 +289,3 @@ def _known_maps(factory) -> str:
         return "see SMAC's smac_maps.py for the map names"
     return f"known maps: {', '.join(sorted(registry))}"
 
-
-def episode_seed(env, seed: int | None, episode: int) -> int | None:
-    """The seed to pass to ``env.reset`` for episode ``episode`` of a run seeded with ``seed``.
-
-    Envs whose reseeding is cheap get ``seed + episode`` (every episode reproducible on its
-    own); SMAC, where a new seed relaunches StarCraft II, is seeded once and its episodes follow.
-    """
-    if seed is None:
-        return None
-    if getattr(env, "reseed_relaunches", False) or getattr(
-            getattr(env, "env", None), "reseed_relaunches", False):
-        return seed if episode == 0 else None
-    return seed + episode
