@@ -297,20 +297,13 @@ def behaviour_rollout(map_name: str, params, *, hidden: int, epsilon: float, epi
                       seed: int, max_steps: int = 100, batch: int = 256, progress: Any = None):
     """Yield (columns, lengths, won) of ``episodes`` episodes of a learned behaviour policy,
     in the layout of :func:`marl_augment.envs.smax.rollout`."""
-    from .smax import _collect_batch
+    from .smax import run_batches
 
     c = core(map_name, max_steps)
     batch = max(1, min(int(batch), int(episodes)))
     start, chunk = _behaviour_fns(map_name, max_steps, hidden, batch)
-    eps = c.jnp.float32(epsilon)
-    done = 0
-    for key in c.keys(seed, -(-episodes // batch)):
-        take = min(batch, episodes - done)
-        out = _collect_batch(start, lambda carry: chunk(carry, params, eps), key, max_steps, take)
-        done += take
-        if progress is not None:
-            progress(take)
-        yield out
+    yield from run_batches(c, start, chunk, (params, c.jnp.float32(epsilon)), episodes,
+                           seed=seed, batch=batch, max_steps=max_steps, progress=progress)
 
 
 _FNS: dict[tuple, Any] = {}
@@ -320,32 +313,12 @@ def _behaviour_fns(map_name: str, max_steps: int, hidden: int, batch: int):
     k = (map_name, max_steps, hidden, batch)
     if k in _FNS:
         return _FNS[k]
-    from .smax import CHUNK
+    from .smax import batch_rollout_fns
 
     c = core(map_name, max_steps)
-    jax, jnp = c.jax, c.jnp
     nets = _Nets(c, hidden)
-
-    def start(key):
-        k_reset, k_loop = jax.random.split(key)
-        o, w, m, state = c.reset_batch(jax.random.split(k_reset, batch))
-        return (o, w, m, state, jnp.ones((batch, c.n_agents), bool), jnp.ones((batch,), bool),
-                k_loop)
-
-    def chunk(carry, params, epsilon):
-        def body(carry, _):
-            o, w, m, state, alive, running, key = carry
-            key, k_act, k_step = jax.random.split(key, 3)
-            act = behaviour_actions(nets, params, k_act, o, m, epsilon)
-            o2, w2, m2, r, done, won, timeout, a_alive, _, state2 = c.step_batch(
-                jax.random.split(k_step, batch), state, act)
-            out = dict(obs=o, state=w, avail_actions=m, actions=act, rewards=r, alive=alive,
-                       valid=running, won=won, timeout=timeout)
-            return (o2, w2, m2, state2, a_alive, running & ~done, key), out
-
-        return jax.lax.scan(body, carry, None, length=CHUNK)
-
-    _FNS[k] = (jax.jit(start), jax.jit(chunk))
+    _FNS[k] = batch_rollout_fns(c, batch, lambda key, o, m, state, params, epsilon:
+                                behaviour_actions(nets, params, key, o, m, epsilon))
     return _FNS[k]
 
 

@@ -333,6 +333,15 @@ CHUNK = 16  # env steps per jitted scan; the batch stops once every episode has 
 def _rollout_fns(map_name: str, max_steps: int, behaviour: str, batch: int):
     """Jitted (start, chunk) for a batch of episodes; epsilon is an argument (no recompile)."""
     c = core(map_name, max_steps)
+    return batch_rollout_fns(
+        c, batch, lambda key, o, m, state, epsilon: scripted_actions(
+            c, key, state, m, behaviour, epsilon))
+
+
+def batch_rollout_fns(c: SmaxCore, batch: int, act):
+    """Jitted ``start(key)`` and ``chunk(carry, *args)`` stepping ``batch`` games ``CHUNK``
+    steps with ``act(key, obs, avail, state, *args) -> actions (B, N)``; the layout
+    :func:`_collect_batch` turns into store columns."""
     jax, jnp = c.jax, c.jnp
 
     def start(key):
@@ -340,14 +349,14 @@ def _rollout_fns(map_name: str, max_steps: int, behaviour: str, batch: int):
         o, w, m, state = c.reset_batch(jax.random.split(k_reset, batch))
         return (o, w, m, state, jnp.ones((batch, c.n_agents), bool), jnp.ones((batch,), bool), k_loop)
 
-    def chunk(carry, epsilon):
+    def chunk(carry, *args):
         def body(carry, _):
             o, w, m, state, alive, running, key = carry
             key, k_act, k_step = jax.random.split(key, 3)
-            act = scripted_actions(c, k_act, state, m, behaviour, epsilon)
+            a = act(k_act, o, m, state, *args)
             o2, w2, m2, r, done, won, timeout, a_alive, _, state2 = c.step_batch(
-                jax.random.split(k_step, batch), state, act)
-            out = dict(obs=o, state=w, avail_actions=m, actions=act, rewards=r, alive=alive,
+                jax.random.split(k_step, batch), state, a)
+            out = dict(obs=o, state=w, avail_actions=m, actions=a, rewards=r, alive=alive,
                        valid=running, won=won, timeout=timeout)
             return (o2, w2, m2, state2, a_alive, running & ~done, key), out
 
@@ -363,15 +372,21 @@ def rollout(map_name: str, policy: str, episodes: int, *, seed: int = 0, batch: 
     c = core(map_name, max_steps)
     batch = max(1, min(int(batch), int(episodes)))
     start, chunk = _rollout_fns(map_name, max_steps, behaviour, batch)
-    eps = c.jnp.float32(epsilon)
-    done_eps = 0
+    yield from run_batches(c, start, chunk, (c.jnp.float32(epsilon),), episodes, seed=seed,
+                           batch=batch, max_steps=max_steps, progress=progress)
+
+
+def run_batches(c: SmaxCore, start, chunk, args: tuple, episodes: int, *, seed: int, batch: int,
+                max_steps: int, progress: Any = None):
+    """Yield (columns, lengths, won) batch by batch until ``episodes`` episodes, with the
+    jitted ``start`` / ``chunk`` of :func:`batch_rollout_fns` (``chunk`` gets ``args``)."""
+    done = 0
     for key in c.keys(seed, -(-episodes // batch)):
-        take = min(batch, episodes - done_eps)
-        out = _collect_batch(start, lambda carry: chunk(carry, eps), key, max_steps, take)
-        done_eps += take
+        take = min(batch, episodes - done)
+        yield _collect_batch(start, lambda carry: chunk(carry, *args), key, max_steps, take)
+        done += take
         if progress is not None:
             progress(take)
-        yield out
 
 
 def _collect_batch(start, chunk, key, max_steps: int, take: int):
