@@ -12,6 +12,9 @@ from marl_augment.bench.report import (
     aggregates,
     iqm,
     measures_table,
+    performance_profile,
+    probability_of_improvement,
+    probability_of_improvement_ci,
     run_measures,
     stratified_bootstrap_ci,
     table1,
@@ -94,6 +97,7 @@ def test_rerun_and_interrupted_run_recompute_nothing_finished(tmp_path):
     assert all(np.isfinite(r["return_mean"]) and r["curve"][0][0] == 0 for r in rows)
     assert read_results(work) == json.loads(json.dumps(rows))
     assert (work / "report.md").is_file() and (work / "iqm.png").is_file() and (work / "learning_curves.png").is_file()
+    assert (work / "profiles.png").is_file() and "P(better than original)" in (work / "report.md").read_text()
     # a changed setting recomputes only what it touches
     run_benchmark(load_config(None, **{**TINY, "steps": 8}), work, workers=1)
     third = mtimes(work)
@@ -244,3 +248,27 @@ def test_learned_behaviour_data_cell(tmp_path, monkeypatch):
     assert res["behaviour_checkpoint"].startswith("ckpt-") and res["full_transitions"] >= 400
     assert res["episodes"] == round(0.5 * res["full_episodes"])
     assert len(rows) == 1 and rows[0]["return_mean"] is not None
+
+
+def test_probability_of_improvement_is_rliables():
+    from scipy.stats import mannwhitneyu
+
+    rng = np.random.default_rng(0)
+    x = [rng.normal(0.6, 0.1, 5), np.array([0.5, 0.5, 0.7])]
+    y = [rng.normal(0.5, 0.1, 5), np.array([0.5, 0.4, 0.6])]
+    per_task = [mannwhitneyu(a, b).statistic / (len(a) * len(b)) for a, b in zip(x, y)]
+    assert probability_of_improvement(x, y) == pytest.approx(np.mean(per_task))
+    assert probability_of_improvement([np.array([1.0])], [np.array([1.0])]) == 0.5
+    lo, hi = probability_of_improvement_ci(x, y, reps=500)
+    assert 0 <= lo <= probability_of_improvement(x, y) <= hi <= 1
+    rows = [{"dataset": d, "algo": "bc", "method": m, "seed": i, "return_mean": v,
+             "normalised_return": v} for d, xs, ys in (("a", x[0], y[0]), ("b", x[1], y[1]))
+            for m, vals in (("eaq", xs), ("original", ys)) for i, v in enumerate(vals)]
+    aggs = {g["method"]: g for g in aggregates(rows, ["original", "eaq"])}
+    assert "p_improve" not in aggs["original"]
+    assert aggs["eaq"]["p_improve"] == pytest.approx(np.mean(per_task))
+
+
+def test_performance_profile():
+    taus = np.array([0.0, 0.5, 1.0])
+    assert performance_profile(np.array([0.2, 0.6, 0.9, 1.2]), taus).tolist() == [1.0, 0.75, 0.25]

@@ -38,6 +38,7 @@ def _quiet_stdout():
 
     @contextlib.contextmanager
     def quiet():
+        streams = sys.stdout, sys.stderr  # put back whatever the import rebinds them to
         sys.stdout.flush()
         saved = os.dup(1)
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -49,6 +50,7 @@ def _quiet_stdout():
             os.dup2(saved, 1)
             os.close(saved)
             os.close(devnull)
+            sys.stdout, sys.stderr = streams
 
     return quiet()
 
