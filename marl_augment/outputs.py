@@ -164,11 +164,42 @@ def _check_writable(parent: Path, what: str, out: Path) -> None:
                           f"{str(p)!r}; choose a folder you can write to")
 
 
-def partial_dir(out: Path) -> Path:
-    """A new hidden sibling of ``out`` to build it in (removed when its process is gone)."""
+@contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block ends, then raise it.
+
+    For short steps that hand work to other threads: zarr-python creates a store's metadata
+    on its own event-loop thread, so a KeyboardInterrupt in the waiting main thread would let
+    that thread write files *after* the clean-up removed the folder. Outside the main thread
+    (where signals are never delivered) this does nothing.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def partial_path(out: Path) -> Path:
+    """The path of a new hidden sibling of ``out`` to build it in, not created yet: a caller
+    holds the name *before* ``mkdir``, so its clean-up covers an interrupt at any moment."""
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(out)
-    tmp = out.parent / f".{out.name}{PARTIAL_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return out.parent / f".{out.name}{PARTIAL_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def partial_dir(out: Path) -> Path:
+    """A new hidden sibling of ``out`` to build it in (removed when its process is gone)."""
+    tmp = partial_path(out)
     tmp.mkdir()
     return tmp
 
@@ -235,8 +266,9 @@ def new_output(out: str | os.PathLike, kind: str, *, overwrite: bool,
     it was.
     """
     out = check_output(out, kind, overwrite=overwrite, inputs=inputs, what=what)
-    tmp = partial_dir(out)
+    tmp = partial_path(out)
     try:
+        tmp.mkdir()
         write_marker(tmp, kind, **facts)
         yield tmp
         swap_into_place(tmp, out, kind)

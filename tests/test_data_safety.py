@@ -376,7 +376,8 @@ def test_sigkill_during_train_overwrite_keeps_the_old_run(store, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_interrupted_augment_leaves_nothing_behind(tmp_path, sig):
+@pytest.mark.parametrize("delay", [0.3, 1.5])
+def test_interrupted_augment_leaves_nothing_behind(tmp_path, sig, delay):
     src = tmp_path / "big.zarr"
     smac_like_dataset(300, src, seed=0)
     before = file_digest(src)
@@ -392,7 +393,7 @@ def test_interrupted_augment_leaves_nothing_behind(tmp_path, sig):
     while time.time() < deadline and proc.poll() is None:
         if siblings(out):
             seen = True
-            time.sleep(0.3)
+            time.sleep(delay)
             proc.send_signal(sig)
             break
         time.sleep(0.05)
@@ -422,18 +423,20 @@ def _big_log(path: Path, episodes: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 @pytest.mark.parametrize("when", ["starting", "partial made", "0.7 s into writing",
                                   "1.5 s into writing"])
-def test_sigkill_during_convert_overwrite_keeps_the_old_store(tmp_path, when):
-    """kill -9 at several moments of a `convert --overwrite`: the log is untouched, OUT is the
-    old store or the complete new one, never a mix, and the next run cleans up."""
+def test_signal_during_convert_overwrite_keeps_the_old_store(tmp_path, when, sig):
+    """Ctrl-C or kill -9 at several moments of a `convert --overwrite`: the log is untouched,
+    OUT is the old store or the complete new one, never a mix, and the next run cleans up."""
     old_log, log, out = tmp_path / "old.jsonl", tmp_path / "big.jsonl", tmp_path / "out.zarr"
     _big_log(old_log, 5)
     assert run("convert", old_log, out).exit_code == 0
     _big_log(log, 3000)  # ~4 s to convert on a 2-core CPU
     before_log, before_out = file_digest(log), file_digest(out)
     cmd = [sys.executable, "-m", "marl_augment", "convert", str(log), str(out), "--overwrite"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         if when == "starting":
             time.sleep(0.3)
@@ -444,8 +447,12 @@ def test_sigkill_during_convert_overwrite_keeps_the_old_store(tmp_path, when):
             time.sleep({"partial made": 0.0, "0.7 s into writing": 0.7,
                         "1.5 s into writing": 1.5}[when])
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    if sig == signal.SIGINT and proc.returncode not in (0, -signal.SIGINT):
+        # our handler ran (not Python still starting up): one line, exit 130, nothing left
+        assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+        assert siblings(out) == []
     assert file_digest(log) == before_log
     if proc.returncode == 0:              # it finished first: the new store is whole
         assert len(ma.load(out)) == 3000

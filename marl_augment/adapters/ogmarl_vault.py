@@ -32,7 +32,7 @@ from ..errors import (
     NotFound,
     UnsupportedError,
 )
-from ..outputs import check_output, partial_dir, swap_into_place
+from ..outputs import check_output, partial_path, swap_into_place
 
 METADATA = "metadata.json"
 VAULT_VERSION = 1.2
@@ -373,8 +373,9 @@ def export_vault(ds, out: str | os.PathLike, *, uid: str = "Medium", overwrite: 
               "truncations": (n,), "legals": (n, spec.n_actions)}
     if spec.has_state:
         shapes["state"] = (spec.state_dim,)
-    tmp = partial_dir(target)
+    tmp = partial_path(target)
     try:
+        tmp.mkdir()
         structure_shape: dict[str, Any] = {}
         structure_dtype: dict[str, Any] = {}
         for k, tail in shapes.items():

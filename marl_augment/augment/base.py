@@ -153,11 +153,12 @@ class Augmenter(ABC):
 
         if self.fitted_on is None:
             raise ConfigError("only a fitted augmenter can be saved: call fit(dataset) first")
-        from ..outputs import check_output, partial_dir, swap_into_place, write_marker
+        from ..outputs import check_output, partial_path, swap_into_place, write_marker
 
         directory = check_output(directory, "model", overwrite=overwrite, what="model folder")
-        tmp = partial_dir(directory)
+        tmp = partial_path(directory)
         try:
+            tmp.mkdir()
             write_marker(tmp, "model", method=self.name)
             arrays = {k: np.ascontiguousarray(v) for k, v in self._arrays().items()}
             if arrays:

@@ -51,7 +51,16 @@ _behaviour.register(app)
 
 
 def main() -> None:
-    app()
+    from ._common import EXIT_INTERRUPTED, say_interrupted
+
+    try:
+        app()
+    except SystemExit as e:
+        # Typer turns a Ctrl-C outside a command (while parsing, or importing) into a silent
+        # exit 130; say what it means there too
+        if e.code == EXIT_INTERRUPTED:
+            say_interrupted()
+        raise
 
 
 __all__ = ["app", "main"]

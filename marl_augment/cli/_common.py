@@ -30,12 +30,26 @@ err_console = Console(stderr=True)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+INTERRUPTED = ("interrupted: each output is complete or absent, never half-made (a training run "
+               "or EAQ fit keeps its last checkpoint: rerun with --resume)")
 
 
 def fail(message: str) -> typer.Exit:
     """Print one red line on stderr and return the Exit to raise."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_USER_ERROR)
+
+
+_interrupt_said: list[bool] = []
+
+
+def say_interrupted() -> None:
+    """Tell the user what a Ctrl-C left behind, once. A plain write, not rich: a Ctrl-C during
+    an import can leave modules rich would load half-initialised."""
+    if not _interrupt_said:
+        _interrupt_said.append(True)
+        sys.stderr.write(INTERRUPTED + "\n")
+        sys.stderr.flush()
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -48,9 +62,7 @@ def user_errors(fn: Callable) -> Callable:
         except MarlAugmentError as exc:
             raise fail(str(exc)) from None
         except KeyboardInterrupt:
-            err_console.print("[bold red]interrupted:[/] each output is complete or absent, never "
-                              "half-made (a training run or EAQ fit keeps its last checkpoint: "
-                              "rerun with --resume)")
+            say_interrupted()
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper

@@ -197,7 +197,11 @@ class StoreWriter:
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> StoreWriter:
-        self.open()
+        try:
+            self.open()
+        except BaseException:  # Ctrl-C while the folder is being laid out: nothing is left
+            self.abort()
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -209,10 +213,15 @@ class StoreWriter:
     def open(self) -> None:
         import zarr
 
-        from ..outputs import partial_dir
+        from ..outputs import deferred_interrupt, partial_path
 
         # a store's marker is its root attribute ``format`` (no extra file: stores stay pure Zarr)
-        self._tmp = partial_dir(self.path)
+        self._tmp = partial_path(self.path)
+        self._tmp.mkdir()
+        with deferred_interrupt():  # zarr writes metadata on its own thread: let it finish
+            self._create_arrays(zarr)
+
+    def _create_arrays(self, zarr) -> None:
         self._group = zarr.open_group(str(self._tmp), mode="w", zarr_format=3)
         for n in self.names:
             dtype, _, _ = TRANSITION_ARRAYS[n]
@@ -342,53 +351,58 @@ class StoreWriter:
 
     def close(self):
         """Flush, write episode arrays and attributes, then atomically move into place."""
+        from ..outputs import deferred_interrupt
+
         if self._closed:
             return self.result
         try:
             if not self._origin:
                 raise SchemaError("no episodes were written; refusing to create an empty store")
             self._flush(self._buf_rows)
-            for n in self.names:  # metadata only: every chunk file is on disk already
-                arr = self._arrays[n]
-                arr.resize((self._rows, *arr.shape[1:]))
-            offsets = np.asarray(self._offsets, dtype=np.int64)
-            origin = np.asarray(self._origin, dtype=np.uint8)
-            known = [w for w in self._won if w is not None]
-            won = None
-            if known and len(known) == len(self._won):
-                won = np.asarray(self._won, dtype=bool)
-            ep_arrays = {OFFSETS: offsets, "episode_origin": origin}
-            if won is not None:
-                ep_arrays["episode_won"] = won
-                self._fp.add("episode_won")
-            for n, a in ep_arrays.items():
-                self._group.create_array(
-                    n, data=a, chunks=(max(1, min(a.shape[0], 1 << 16)),),
-                    compressors=_codec("bool" if a.dtype == np.bool_ else "num", self.compression),
-                )
-                self._fp.update(n, a)
-            shapes = {n: self._arrays[n].shape for n in self.names}
-            shapes.update({n: a.shape for n, a in ep_arrays.items()})
-            dtypes = {n: TRANSITION_ARRAYS[n][0] for n in self.names}
-            dtypes.update({n: a.dtype for n, a in ep_arrays.items()})
-            summary = episode_stats(np.diff(offsets), np.asarray(self._returns), origin, won,
-                                    np.asarray(self._ends, dtype=bool))
-            spec = self.spec.replace(max_episode_len=self._max_len)
-            spec_json = json.loads(json.dumps(spec.to_json()))  # as a reader will see it
-            attrs = {
-                "format": FORMAT_NAME,
-                "schema_version": SCHEMA_VERSION,
-                "spec": spec_json,
-                "source": self.source,
-                "provenance": self.provenance,
-                "summary": summary,
-                "fingerprint": self._fp.hexdigest(shapes, dtypes, spec_json),
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "marl_augment_version": package_version(),
-                "chunk_rows": self.chunk_rows,
-                **self.extra_attrs,
-            }
-            self._group.attrs.update(attrs)
+            # zarr writes this metadata on its own thread: a Ctrl-C waits for it, so the
+            # clean-up below never races a late write
+            with deferred_interrupt():
+                for n in self.names:  # metadata only: every chunk file is on disk already
+                    arr = self._arrays[n]
+                    arr.resize((self._rows, *arr.shape[1:]))
+                offsets = np.asarray(self._offsets, dtype=np.int64)
+                origin = np.asarray(self._origin, dtype=np.uint8)
+                known = [w for w in self._won if w is not None]
+                won = None
+                if known and len(known) == len(self._won):
+                    won = np.asarray(self._won, dtype=bool)
+                ep_arrays = {OFFSETS: offsets, "episode_origin": origin}
+                if won is not None:
+                    ep_arrays["episode_won"] = won
+                    self._fp.add("episode_won")
+                for n, a in ep_arrays.items():
+                    self._group.create_array(
+                        n, data=a, chunks=(max(1, min(a.shape[0], 1 << 16)),),
+                        compressors=_codec("bool" if a.dtype == np.bool_ else "num", self.compression),
+                    )
+                    self._fp.update(n, a)
+                shapes = {n: self._arrays[n].shape for n in self.names}
+                shapes.update({n: a.shape for n, a in ep_arrays.items()})
+                dtypes = {n: TRANSITION_ARRAYS[n][0] for n in self.names}
+                dtypes.update({n: a.dtype for n, a in ep_arrays.items()})
+                summary = episode_stats(np.diff(offsets), np.asarray(self._returns), origin, won,
+                                        np.asarray(self._ends, dtype=bool))
+                spec = self.spec.replace(max_episode_len=self._max_len)
+                spec_json = json.loads(json.dumps(spec.to_json()))  # as a reader will see it
+                attrs = {
+                    "format": FORMAT_NAME,
+                    "schema_version": SCHEMA_VERSION,
+                    "spec": spec_json,
+                    "source": self.source,
+                    "provenance": self.provenance,
+                    "summary": summary,
+                    "fingerprint": self._fp.hexdigest(shapes, dtypes, spec_json),
+                    "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    "marl_augment_version": package_version(),
+                    "chunk_rows": self.chunk_rows,
+                    **self.extra_attrs,
+                }
+                self._group.attrs.update(attrs)
             self._move_into_place()
             if self.url is not None:
                 from .remote import upload
