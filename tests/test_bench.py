@@ -105,6 +105,43 @@ def test_rerun_and_interrupted_run_recompute_nothing_finished(tmp_path):
     assert len(third) == len(second) + 2                              # two new training runs only
 
 
+def test_rounds_go_seed_by_seed_and_committed_rows_restore_a_lost_folder(tmp_path):
+    """Seed 0's round finishes (rows and report written) before seed 1's cells start; a new
+    folder given the rows of a lost one recomputes only the runs the rows do not hold."""
+    cfg = load_config(None, **{**TINY, "seeds": [0, 1]})
+    work = tmp_path / "bench"
+    started: list[tuple[str, int]] = []
+
+    class Stop(Exception):
+        pass
+
+    def stop_in_second_round(stage, n, total):
+        if total == 0:
+            done = json.loads(max((work / "cells").glob("*/result.json"),
+                                  key=lambda p: p.stat().st_mtime_ns).read_text())
+            started.append((done["kind"], done.get("seed", 0)))
+            if done["kind"] == "train" and done["seed"] == 1:
+                raise Stop
+
+    with pytest.raises(Stop):
+        run_benchmark(cfg, work, workers=1, progress=stop_in_second_round)
+    seeds = [s for _, s in started]
+    assert seeds == sorted(seeds) and seeds[-1] == 1            # seed 0 entirely before seed 1
+    partial = read_results(work)
+    assert {r["seed"] for r in partial} == {0} and len(partial) == 2
+    assert "2 training runs" in (work / "report.md").read_text()
+    # the folder is lost; its rows were kept (e.g. committed) and restore the finished runs
+    kept = tmp_path / "kept.jsonl"
+    kept.write_text((work / "results.jsonl").read_text())
+    fresh = tmp_path / "fresh"
+    rows = run_benchmark(cfg, fresh, workers=1, restore=kept)
+    trained = [p for p in (fresh / "cells").glob("train-*/run")]
+    assert len(rows) == 4 and len(trained) == 2                  # only seed 1's runs were trained
+    assert [r["return_mean"] for r in rows if r["seed"] == 0] == [r["return_mean"] for r in partial]
+    assert not any((fresh / "cells").glob("augment-*")) or all(
+        json.loads((p / "result.json").read_text())["seed"] == 1 for p in (fresh / "cells").glob("augment-*"))
+
+
 def test_local_workers_and_ray_give_the_same_results(tmp_path):
     """Worker processes (the default executor) and Ray tasks compute the same numbers."""
     pytest.importorskip("ray")

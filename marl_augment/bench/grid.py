@@ -1,8 +1,9 @@
 """The benchmark as a plain product of configs, run stage by stage on an executor.
 
 ``plan(config)`` lists the cells (data → augment → train); ``run_benchmark`` computes the ones
-not cached yet — each stage's cells in parallel on the executor — then writes
-``results.jsonl`` (one line per training run) and the report (``report.md``, plots).
+not cached yet, one round per seed (each stage's cells in parallel on the executor, upstream
+cells only when a training run needs them), and after each round writes ``results.jsonl`` (one
+line per finished training run) and the report (``report.md``, plots).
 
 Executors map :func:`marl_augment.bench.cells.run_cell` over cells:
 
@@ -23,7 +24,7 @@ from typing import Any
 
 from ..errors import ConfigError, MissingDependency
 from ..outputs import check_output, write_marker
-from .cells import Cell, run_cell
+from .cells import RESULT, Cell, run_cell
 from .config import ORIGINAL, BenchConfig, split_method
 
 RESULTS_FILE = "results.jsonl"
@@ -91,44 +92,87 @@ def _fingerprint_and_env(path: Path) -> tuple[str, str]:
 def run_benchmark(cfg: BenchConfig, work: str | os.PathLike, *, executor: str = "local", workers: int = 1,
                   device: str | None = None, ray_address: str | None = None,
                   progress: Callable[[str, int, int], Any] | None = None,
-                  report: bool = True) -> list[dict[str, Any]]:
+                  report: bool = True, restore: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Run (or resume) the grid in ``work``; return the training runs' result rows.
 
+    The grid runs in rounds, one per seed: a round computes the data and augment cells its
+    training runs need, then the runs; ``results.jsonl`` and the report are rewritten after each
+    round from every finished run. So a run stopped after k rounds leaves a complete table over k
+    seeds, and a long grid split over sessions is useful after each of them.
+
+    ``restore``: a ``results.jsonl`` (or benchmark folder) kept from an earlier run of the same
+    cells, e.g. committed to a repository; its rows count as finished training runs (their cells
+    are matched by key), so a lost work folder costs only what those rows do not hold.
     ``progress(stage, done, total)`` is called as cells finish.
     """
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; choose {' or '.join(EXECUTORS)}")
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
+    kept = read_results(restore) if restore is not None else []
     work = check_output(work, "benchmark", overwrite=False, reuse=True, what="benchmark folder")
     if not work.is_dir() or not any(work.iterdir()):
         work.mkdir(parents=True, exist_ok=True)
         write_marker(work, "benchmark")
     (work / CONFIG_FILE).write_text(json.dumps(cfg.to_json(), indent=2))
-    stages = plan(cfg)
+    data, augment, train = plan(cfg)
+    restore_rows(train, kept, work)
     dev = device or cfg.device
     run = _executor(executor, workers, ray_address)
-    results: dict[str, dict[str, Any]] = {}
-    for name, cells in zip(("data", "augment", "train"), stages):
-        todo = [c for c in cells if not c.done(work)]
-        for c in cells:
-            if c.done(work):
-                results[c.key] = c.result(work)
-        if progress:
-            progress(name, len(cells) - len(todo), len(cells))
-        for res in run([c.to_json() for c in todo], str(work), dev):
-            results[res["key"]] = res
-            if progress:
-                progress(name, 1, 0)
-    rows = [results[c.key] for c in stages[2]]
-    tmp = work / (RESULTS_FILE + ".tmp")
-    tmp.write_text("".join(json.dumps(r, default=float) + "\n" for r in rows))
-    tmp.replace(work / RESULTS_FILE)
-    if report:
-        from .report import write_report
+    upstream = {c.key: c for c in (*data, *augment)}
+    if progress:
+        for name, cells in (("data", data), ("augment", augment), ("train", train)):
+            progress(name, sum(c.done(work) for c in cells), len(cells))
+    rows: list[dict[str, Any]] = []
+    for seed in dict.fromkeys(c.labels["seed"] for c in train):
+        todo_train = [c for c in train if c.labels["seed"] == seed and not c.done(work)]
+        needed = _needed(todo_train, upstream, work)
+        for name, todo in (("data", [c for c in data if c.key in needed]),
+                           ("augment", [c for c in augment if c.key in needed]),
+                           ("train", todo_train)):
+            for _ in run([c.to_json() for c in todo], str(work), dev):
+                if progress:
+                    progress(name, 1, 0)
+        rows = [c.result(work) for c in train if c.done(work)]
+        tmp = work / (RESULTS_FILE + ".tmp")
+        tmp.write_text("".join(json.dumps(r, default=float) + "\n" for r in rows))
+        tmp.replace(work / RESULTS_FILE)
+        if report and rows:
+            from .report import write_report
 
-        write_report(rows, work, cfg)
+            write_report(rows, work, cfg)
     return rows
+
+
+def _needed(todo: list[Cell], upstream: dict[str, Cell], work: Path) -> set[str]:
+    """Keys of the unfinished data and augment cells the training cells ``todo`` depend on."""
+    keys: set[str] = set()
+    for c in todo:
+        for k in (c.config["augment"], c.config["data"]):
+            if k is None or upstream[k].done(work):
+                continue
+            keys.add(k)
+            if upstream[k].kind == "augment" and not upstream[upstream[k].config["data"]].done(work):
+                keys.add(upstream[k].config["data"])
+    return keys
+
+
+def restore_rows(train: list[Cell], rows: list[dict[str, Any]], work: Path) -> int:
+    """Mark the training cells whose finished rows are in ``rows`` as done; return how many."""
+    by_key = {r.get("key"): r for r in rows}
+    n = 0
+    for c in train:
+        r = by_key.get(c.key)
+        if r is None or c.done(work):
+            continue
+        folder = c.folder(work)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "cell.json").write_text(json.dumps(c.to_json(), indent=2))
+        tmp = folder / (RESULT + ".tmp")
+        tmp.write_text(json.dumps({**r, "restored": True}, indent=2, default=float))
+        tmp.replace(folder / RESULT)
+        n += 1
+    return n
 
 
 def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -44,14 +44,15 @@ def _default_workers() -> int:
 
 
 def _run_and_print(cfg, out: Path, executor: str, workers: int, device: str | None,
-                   ray_address: str | None, as_json: bool) -> list[dict[str, Any]]:
+                   ray_address: str | None, as_json: bool,
+                   restore: Path | None = None) -> list[dict[str, Any]]:
     from ..bench import run_benchmark
     from ..bench.report import table1
 
     t0 = time.perf_counter()
     with stage_bars() as update:
         rows = run_benchmark(cfg, out, executor=executor, workers=workers, device=device,
-                             ray_address=ray_address, progress=update)
+                             ray_address=ray_address, progress=update, restore=restore)
     if as_json:
         print_json(rows)
         return rows
@@ -82,10 +83,14 @@ def benchmark(
     workers: Annotated[int, typer.Option(min=1, help="Cells run at once (worker processes or Ray CPUs).")] = _default_workers(),
     executor: Annotated[str, typer.Option(help="local (worker processes) or ray.")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS or a local instance).")] = None,
+    restore: Annotated[Path | None, typer.Option(help="results.jsonl (or benchmark folder) of an earlier run: its rows count as finished runs.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the grid and what is cached, run nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result rows as JSON.")] = False,
 ) -> None:
-    """Run the EAQ paper's experiment: datasets × augmenters × algorithms × seeds, cached and resumable."""
+    """Run the EAQ paper's experiment: datasets × augmenters × algorithms × seeds, cached and resumable.
+
+    Runs seed by seed; results.jsonl and report.md are rewritten after each seed's round.
+    """
     from ..bench import load_config, plan
     from ..errors import ConfigError
 
@@ -103,8 +108,15 @@ def benchmark(
         for name, cells in zip(("data", "augment", "train"), stages):
             done = sum(c.done(out) for c in cells)
             console.print(f"{name:<8} {len(cells):4d} cells, {done} cached")
+        if restore is not None:
+            from ..bench import read_results
+
+            keys = {c.key for c in stages[2]}
+            rows = read_results(restore)
+            console.print(f"restore  {sum(r.get('key') in keys for r in rows)} of {len(rows)} rows "
+                          f"match this grid's training runs")
         return
-    _run_and_print(cfg, out, executor, workers, device, ray_address, as_json)
+    _run_and_print(cfg, out, executor, workers, device, ray_address, as_json, restore)
 
 
 @user_errors
