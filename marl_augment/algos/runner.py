@@ -132,10 +132,14 @@ def _train_in(out: Path, ds: Dataset, run: RunConfig, agent: Any, seed: int, sta
     _write_json(out / RUN_FILE, meta)
     metrics = _Metrics(out / METRICS_FILE, keep_until=first)
 
+    eval_clock = [0.0]
+
     def run_eval(at: int, episodes: int) -> dict[str, Any]:
         from ..envs.evaluate import evaluate as evaluate_env
 
+        t = time.perf_counter()
         res = evaluate_env(agent.policy(), run.env_id, episodes=episodes, seed=EVAL_SEED_BASE + seed)
+        eval_clock[0] += time.perf_counter() - t
         row = {"kind": "eval", "step": at, **res}
         metrics.write(row)
         return row
@@ -162,13 +166,15 @@ def _train_in(out: Path, ds: Dataset, run: RunConfig, agent: Any, seed: int, sta
         if progress is not None:
             progress(1, loss=info.get("loss"), eval_return=(last_eval or {}).get("return_mean"))
     train_seconds = time.perf_counter() - t0
+    update_seconds = train_seconds - eval_clock[0]        # periodic evaluations run in the loop
     agent.save_policy(out / "policy", {"dataset": meta["dataset"], "env_id": run.env_id})
     summary: dict[str, Any] = {"algo": algo, "steps": run.steps, "seed": seed, "dataset": meta["dataset"],
                                "train_seconds": round(train_seconds, 2),
-                               "updates_per_s": (run.steps - n0) / max(train_seconds, 1e-9)}
+                               "updates_per_s": (run.steps - n0) / max(update_seconds, 1e-9)}
     if evaluate:
         final = run_eval(run.steps, run.final_episodes)
         summary["eval"] = {k: v for k, v in final.items() if k not in ("kind", "step")}
+    summary["eval_seconds"] = round(eval_clock[0], 2)
     save_training_state(ckpt, agent.modules(), {"adam": agent.optimizer}, {"step": run.steps})
     plot_learning_curve(out / METRICS_FILE, out / CURVE_FILE, title=f"{algo} on {meta['dataset']['name']}",
                         data_return=meta["dataset"]["return_mean"])

@@ -171,6 +171,7 @@ def _train(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
     curve = [(r["step"], r["return_mean"]) for r in read_metrics(run) if r["kind"] == "eval"]
     return {"return_mean": ev["return_mean"], "return_std": ev["return_std"], "win_rate": ev.get("win_rate"),
             "normalised_return": ev["return_mean"] / top if top else None, "train_seconds": s["train_seconds"],
+            "eval_seconds": s.get("eval_seconds"),
             "updates_per_s": s["updates_per_s"], "curve": curve, "run": str(run),
             "dataset_return": s["dataset"]["return_mean"], "dataset_episodes": s["dataset"]["episodes"]}
 
