@@ -34,7 +34,7 @@ from .errors import AlreadyExists, ConfigError
 
 MARKER = ".marl-augment.json"
 #: The kinds of folder marl-augment makes; each is replaced only by an output of the same kind.
-KINDS = ("store", "run", "model", "fit", "report", "benchmark", "vault-dataset", "behaviour",
+KINDS = ("store", "run", "runs", "model", "fit", "report", "benchmark", "vault-dataset", "behaviour",
          "behaviour-datasets")
 PARTIAL_MARK = ".partial-"
 OLD_MARK = ".old-"

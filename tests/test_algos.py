@@ -328,6 +328,47 @@ def test_cli_train_evaluate_and_errors(good_3m, tmp_path):
     assert r.exit_code == 0 and "qmix-bcq" in r.output
 
 
+def test_train_seeds_gives_each_seed_the_lone_runs_losses(good_3m, tmp_path):
+    """``train --seeds 0-1 --workers 2`` (two processes of one thread): each seed's run has the
+    lone run's initialisation and batches, so its losses agree with ``train --seed s``'s to
+    float tolerance; a resume keeps finished seeds; bad seeds are one line."""
+    out = tmp_path / "runs"
+    r = run("train", good_3m.path, "--algo", "qmix-cql", "--out", out, "--steps", "40", "--seeds", "0-1",
+            "--workers", "2", "--log-every", "10", "--eval-every", "20", "--eval-episodes", "4", "--final-episodes", "8",
+            "--device", "cpu", "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert [sm["seed"] for sm in res["runs"]] == [0, 1] and res["return_mean"] is not None
+    assert json.loads((out / "seeds.json").read_text())["seeds"] == [0, 1]
+    losses = {}
+    for s in (0, 1):
+        lone = tmp_path / f"lone-{s}"
+        ma.algos.train(good_3m, "qmix-cql", out=lone, steps=40, seed=s, eval_every=20, eval_episodes=4,
+                       final_episodes=8, log_every=10, options={"device": "cpu"})
+        together = [x["loss"] for x in ma.algos.runner.read_metrics(out / f"seed-{s}") if x["kind"] == "train"]
+        alone = [x["loss"] for x in ma.algos.runner.read_metrics(lone) if x["kind"] == "train"]
+        assert len(together) == len(alone) == 4
+        np.testing.assert_allclose(together, alone, rtol=1e-4)
+        ev = lambda p: [x["return_mean"] for x in ma.algos.runner.read_metrics(p) if x["kind"] == "eval"]  # noqa: E731
+        assert len(ev(out / f"seed-{s}")) == 3
+        losses[s] = alone
+    assert losses[0] != losses[1]                                    # the seeds differ
+    mtime = (out / "seed-0" / "summary.json").stat().st_mtime_ns
+    r = run("train", good_3m.path, "--algo", "qmix-cql", "--out", out, "--steps", "40", "--seeds", "0-2",
+            "--eval-every", "20", "--eval-episodes", "4", "--final-episodes", "8", "--device", "cpu",
+            "--resume", "--json")
+    assert r.exit_code == 0, r.output
+    assert [sm["seed"] for sm in json.loads(r.output)["runs"]] == [0, 1, 2]
+    assert (out / "seed-0" / "summary.json").stat().st_mtime_ns == mtime   # finished: kept
+    assert_user_error(run("train", good_3m.path, "--out", out, "--seeds", "0-1"), "holds runs", "--resume")
+    assert_user_error(run("train", good_3m.path, "--out", tmp_path / "z", "--seeds", "0-x"), "seeds", "0-4")
+    assert_user_error(run("train", good_3m.path, "--out", tmp_path / "z", "--seeds", "1,1"), "each once")
+    assert_user_error(run("train", good_3m.path, "--out", tmp_path / "z", "--seeds", "0-1", "--seed", "3"),
+                      "--seed or --seeds")
+    assert_user_error(run("train", good_3m.path, "--out", lone, "--seeds", "0-1"), "marl-augment run")
+    assert not (tmp_path / "z").exists()
+
+
 # -- the stacked agent networks (agent_stack) ------------------------------------------------------
 @pytest.fixture(params=["cpp", "fallback"])
 def recurrence(request, monkeypatch):

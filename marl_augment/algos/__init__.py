@@ -38,6 +38,13 @@ def train(*args: Any, **kwargs: Any):
     return _train(*args, **kwargs)
 
 
+def train_seeds(*args: Any, **kwargs: Any):
+    """See :func:`marl_augment.algos.runner.train_seeds`."""
+    from .runner import train_seeds as _train_seeds
+
+    return _train_seeds(*args, **kwargs)
+
+
 def load_policy(directory, device: str = "cpu"):
     """See :func:`marl_augment.algos.common.load_policy`."""
     from .common import load_policy as _load
@@ -45,4 +52,4 @@ def load_policy(directory, device: str = "cpu"):
     return _load(directory, device)
 
 
-__all__ = ["ALGORITHMS", "keys", "load_policy", "make_algorithm", "train"]
+__all__ = ["ALGORITHMS", "keys", "load_policy", "make_algorithm", "train", "train_seeds"]

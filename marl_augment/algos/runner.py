@@ -182,6 +182,127 @@ def _train_in(out: Path, ds: Dataset, run: RunConfig, agent: Any, seed: int, sta
     return summary
 
 
+SEEDS_FILE = "seeds.json"
+
+
+def train_seeds(dataset: Dataset | str | os.PathLike, algo: str, *, out: str | os.PathLike,
+                seeds: list[int], workers: int = 1, resume: bool = False, overwrite: bool = False,
+                progress: Any = None, **kwargs: Any) -> dict[str, Any]:
+    """Train ``algo`` once per seed into ``out/seed-<s>/``; return every seed's summary and the
+    mean ± std of their final returns (also written to ``out/seeds.json``).
+
+    Each seed's run is exactly :func:`train` with that seed (the same initialisation, batches
+    and evaluation as alone): ``workers`` > 1 runs them in that many processes of one torch
+    thread each, the fastest use of a small CPU (docs/performance.md: batching seeds' parameters
+    in one process was measured and bought nothing here). ``kwargs`` are :func:`train`'s.
+    ``resume`` continues unfinished seeds and keeps finished ones; ``overwrite`` replaces the
+    whole set, swapped in when every seed is done. ``progress(seed, step)`` follows the runs.
+    """
+    from .. import load
+    from . import ALGORITHMS
+
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"give distinct seeds, got {seeds}")
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+    ds = dataset if isinstance(dataset, Dataset) else load(dataset)
+    out = Path(out)
+    check_output(out, "runs", overwrite=overwrite, reuse=True, inputs=[ds.path], what="runs folder")
+    cls = ALGORITHMS.get(algo)
+    cls(ds.spec, state_dim_of(ds.spec), seed=seeds[0], **(kwargs.get("options") or {}))  # bad options: no folder
+    fresh = not out.is_dir() or not any(out.iterdir())
+    if not fresh and not overwrite and not resume:
+        raise AlreadyExists(f"{out} holds runs already; pass --resume to continue them or "
+                            f"--overwrite to start over")
+    work = partial_dir(out) if (overwrite and not fresh) else out
+    work.mkdir(parents=True, exist_ok=True)
+    write_marker(work, "runs")
+    try:
+        jobs = [{"dataset": ds if ds.path is None else str(ds.path), "algo": algo,
+                 "out": str(work / f"seed-{s}"), "seed": s, "resume": resume, **kwargs} for s in seeds]
+        summaries = _run_seed_jobs(jobs, workers if ds.path is not None else 1, progress)
+        returns = [sm["eval"]["return_mean"] for sm in summaries if sm.get("eval")]
+        result = {"algo": algo, "seeds": seeds, "runs": summaries,
+                  "return_mean": float(np.mean(returns)) if returns else None,
+                  "return_std": float(np.std(returns)) if returns else None}
+        _write_json(work / SEEDS_FILE, result)
+        if work != out:
+            swap_into_place(work, out, "runs")
+    except BaseException:
+        if work != out:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    return result
+
+
+def _train_job(job: dict[str, Any], threads: int | None = None) -> dict[str, Any]:
+    """One seed of :func:`train_seeds` (a plain function, so worker processes can run it)."""
+    if threads:
+        torch.set_num_threads(threads)
+    job = dict(job)
+    out = Path(job["out"])
+    if job.get("resume") and (out / SUMMARY_FILE).is_file():
+        done = json.loads((out / SUMMARY_FILE).read_text())
+        if done.get("steps") == job.get("steps", 10_000):
+            return done                               # finished with these settings: kept
+    job["resume"] = bool(job.get("resume")) and out.exists()
+    return train(job.pop("dataset"), job.pop("algo"), **job)
+
+
+def _run_seed_jobs(jobs: list[dict[str, Any]], workers: int, progress: Any) -> list[dict[str, Any]]:
+    if workers == 1 or len(jobs) == 1:
+        results = []
+        for job in jobs:
+            step = [0]
+
+            def advance(n: int = 1, _seed: int = job["seed"], _step: list[int] = step, **_: Any) -> None:
+                _step[0] += n
+                if progress is not None:
+                    progress(_seed, _step[0])
+            results.append(_train_job({**job, "progress": advance}))
+        return results
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    n = min(workers, len(jobs))
+    threads = max(1, (os.cpu_count() or 1) // n)
+    # spawn: JAX (evaluation in SMAX) and torch do not survive fork with threads running
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"))
+    futures = [pool.submit(_train_job, job, threads) for job in jobs]
+    try:
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=1.0, return_when=FIRST_EXCEPTION)
+            for f in done:
+                f.result()                            # a failed seed stops the others
+            if progress is not None:
+                for job in jobs:
+                    progress(job["seed"], _last_step(Path(job["out"])))
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in list(getattr(pool, "_processes", {}).values()):
+            p.terminate()
+        raise
+    pool.shutdown(wait=True)
+    return [f.result() for f in futures]
+
+
+def _last_step(run: Path) -> int:
+    """The last logged training step of a run folder (0 before the first log line)."""
+    try:
+        lines = (run / METRICS_FILE).read_text().splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("kind") == "train":
+            return int(row["step"])
+    return 0
+
+
 def _mix(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, step]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 

@@ -103,6 +103,22 @@ def metrics_bar(description: str, total: int, fields: tuple[str, ...]) -> Iterat
         yield advance
 
 
+def parse_seeds(text: str) -> list[int]:
+    """Seeds written as ``0-4``, ``0,2,5`` or ``0-2,7`` (ranges inclusive)."""
+    seeds: list[int] = []
+    try:
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            lo, sep, hi = part.partition("-")
+            seeds += list(range(int(lo), int(hi) + 1)) if sep and lo else [int(part)]
+    except ValueError:
+        raise MarlAugmentError(f"seeds {text!r}: write them as 0-4, 0,2,5 or 0-2,7") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise MarlAugmentError(f"seeds {text!r}: give at least one seed, each once (e.g. 0-4)")
+    return seeds
+
+
 def parse_options(pairs: list[str] | None, what: str) -> dict[str, Any]:
     """``key=value`` pairs; values are parsed as JSON when they can be (numbers, true, lists)."""
     out: dict[str, Any] = {}

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from ..outputs import save_figure
-from ._common import console, err_console, print_json, user_errors
+from ._common import console, err_console, parse_seeds, print_json, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -75,7 +75,7 @@ def benchmark(
     subsample: Annotated[float | None, typer.Option(help="Fraction of episodes kept (paper: 0.03).")] = None,
     method: Annotated[list[str] | None, typer.Option("--method", help="original or an augmenter (repeatable).")] = None,
     algo: Annotated[list[str] | None, typer.Option("--algo", help="qmix-cql, qmix-bcq, bc (repeatable).")] = None,
-    seeds: Annotated[str | None, typer.Option(help="Seeds, e.g. 0,1,2 (paper: 5 seeds).")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Seeds, e.g. 0-4 or 0,1,2 (paper: 5 seeds).")] = None,
     steps: Annotated[int | None, typer.Option(help="Updates per training run.")] = None,
     eval_episodes: Annotated[int | None, typer.Option(help="Episodes of each run's final evaluation.")] = None,
     scale: Annotated[float | None, typer.Option(help="Synthetic episodes per real one (paper: 5).")] = None,
@@ -92,14 +92,8 @@ def benchmark(
     Runs seed by seed; results.jsonl and report.md are rewritten after each seed's round.
     """
     from ..bench import load_config, plan
-    from ..errors import ConfigError
 
-    seed_list = None
-    if seeds is not None:
-        try:
-            seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-        except ValueError:
-            raise ConfigError(f"--seeds takes integers separated by commas, got {seeds!r}") from None
+    seed_list = parse_seeds(seeds) if seeds is not None else None
     cfg = load_config(config, scenarios=scenario, qualities=quality, datasets=dataset, episodes=episodes,
                       subsample=subsample, methods=method, algos=algo, seeds=seed_list, steps=steps,
                       eval_episodes=eval_episodes, scale=scale)
