@@ -219,8 +219,10 @@ def test_cli_benchmark_compare_and_quickstart(tmp_path, monkeypatch):
     r = run("benchmark", cfgfile, "--out", "b1", "--workers", "1")
     assert r.exit_code == 0, r.output
     assert "smax:3m medium" in r.output and (tmp_path / "b1" / "report.md").is_file()
-    r = run("benchmark", cfgfile, "--out", "b1", "--dry-run")
-    assert "train       2 cells, 2 cached" in r.output
+    assert "## Where the time goes" in (tmp_path / "b1" / "report.md").read_text()
+    r = run("benchmark", cfgfile, "--out", "b1", "--dry-run", "--restore", "b1", "--seeds", "0-1")
+    assert "train       4 cells, 2 cached" in r.output and "restore  2 of 2 rows" in r.output
+    assert "train: bc" in r.output and "Remaining: about" in r.output
     r = run("benchmark", cfgfile, "--out", "b2", "--workers", "1", "--steps", "6", "--json")
     assert r.exit_code == 0, r.output
     r = run("compare", "b1", "b2", "--json")
@@ -238,7 +240,7 @@ def test_cli_benchmark_compare_and_quickstart(tmp_path, monkeypatch):
     assert (tmp_path / "plots" / "returns.png").is_file() and (tmp_path / "plots" / "tsne_obs.png").is_file()
     assert_user_error(run("compare", real, "b1"), "not both")
     assert_user_error(run("benchmark", "--method", "eaqq", "--out", "b3"), "unknown augmenter")
-    assert_user_error(run("benchmark", "--seeds", "0,x"), "--seeds")
+    assert_user_error(run("benchmark", "--seeds", "0,x"), "seeds", "0-4")
     r = run("quickstart", "--episodes", "16", "--steps", "6", "--fit-steps", "4", "--workers", "1", "--device", "cpu")
     assert r.exit_code == 0, r.output
     report = (tmp_path / "marl-augment-quickstart" / "report.md").read_text()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,11 @@ def run_cell(cell: dict[str, Any], work: str, device: str = "auto", threads: int
         return c.result(Path(work))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "cell.json").write_text(json.dumps(c.to_json(), indent=2))
+    t0 = time.perf_counter()
     result = {"data": _data, "augment": _augment, "train": _train}[c.kind](c, folder, Path(work), device)
-    result = {"key": c.key, "kind": c.kind, **c.labels, **result}
+    # wall seconds of this call (a resumed cell counts only its last part)
+    result = {"key": c.key, "kind": c.kind, **c.labels, **result,
+              "seconds": round(time.perf_counter() - t0, 2)}
     tmp = folder / (RESULT + ".tmp")
     tmp.write_text(json.dumps(result, indent=2, default=float))
     tmp.replace(folder / RESULT)
@@ -129,8 +133,6 @@ def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
 
 
 def _augment(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
-    import time
-
     from .. import load
     from ..augment import AUGMENTERS, make_augmenter
 

@@ -140,8 +140,67 @@ def run_benchmark(cfg: BenchConfig, work: str | os.PathLike, *, executor: str = 
         if report and rows:
             from .report import write_report
 
-            write_report(rows, work, cfg)
+            write_report(rows, work, cfg, timing=timing_table(timing(data, augment, train, work), workers))
     return rows
+
+
+def _group(c: Cell) -> str:
+    if c.kind == "data":
+        return "data: " + ("learned behaviour" if c.config.get("behaviour") == "learned" else
+                           "scripted" if "scenario" in c.config else "explicit dataset")
+    if c.kind == "augment":
+        return f"augment: {c.labels['method']}"
+    return f"train: {c.config['algo']}"
+
+
+def timing(data: list[Cell], augment: list[Cell], train: list[Cell], work: Path) -> list[dict[str, Any]]:
+    """Where the grid's time goes: per kind of cell (data, augment per method, train per
+    algorithm) the finished and remaining cells, the mean wall seconds of a finished one
+    (training split into updates and evaluation) and the estimate for the remaining ones."""
+    groups: dict[str, dict[str, Any]] = {}
+    for c in (*data, *augment, *train):
+        g = groups.setdefault(_group(c), {"group": _group(c), "done": 0, "todo": 0, "seconds": [],
+                                          "eval_seconds": []})
+        if not c.done(work):
+            g["todo"] += 1
+            continue
+        g["done"] += 1
+        r = c.result(work)
+        # cells finished before "seconds" was recorded: their own clocks, near enough
+        secs = r.get("seconds", r.get("augment_seconds", r.get("train_seconds")))
+        if secs is not None and not r.get("restored"):
+            g["seconds"].append(float(secs))
+            if r.get("eval_seconds") is not None:
+                g["eval_seconds"].append(float(r["eval_seconds"]))
+    out = []
+    for g in groups.values():
+        mean = sum(g["seconds"]) / len(g["seconds"]) if g["seconds"] else None
+        ev = sum(g["eval_seconds"]) / len(g["eval_seconds"]) if g["eval_seconds"] else None
+        out.append({"group": g["group"], "done": g["done"], "todo": g["todo"], "mean_seconds": mean,
+                    "mean_eval_seconds": ev, "todo_seconds": None if mean is None else mean * g["todo"],
+                    "measured": len(g["seconds"])})
+    return out
+
+
+def timing_table(rows: list[dict[str, Any]], workers: int) -> str:
+    """Markdown of :func:`timing`, with the remaining time at ``workers`` cells at once."""
+    def hms(s: float | None) -> str:
+        if s is None:
+            return "–"
+        return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"
+    lines = ["| cells | finished | to do | mean per cell | of it evaluation | to do (one process) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['group']} | {r['done']} | {r['todo']} | {hms(r['mean_seconds'])} | "
+                     f"{hms(r['mean_eval_seconds'])} | {hms(r['todo_seconds'])} |")
+    known = [r["todo_seconds"] for r in rows if r["todo_seconds"] is not None]
+    unknown = [r["group"] for r in rows if r["todo"] and r["todo_seconds"] is None]
+    total = sum(known)
+    note = (f"Remaining: about {hms(total / workers)} of wall time at {workers} cells at once "
+            f"({hms(total)} in one process)")
+    if unknown:
+        note += f", not counting {', '.join(unknown)} (no finished cell to time yet)"
+    return "\n".join(lines) + "\n\n" + note + "."
 
 
 def _needed(todo: list[Cell], upstream: dict[str, Cell], work: Path) -> set[str]:

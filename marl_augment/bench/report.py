@@ -329,8 +329,10 @@ def plot_curves(rows: list[dict[str, Any]], out: Path) -> Path:
     return out
 
 
-def write_report(rows: list[dict[str, Any]], work: Path, cfg: Any = None) -> Path:
-    """``report.md`` with the tables and the plots next to it."""
+def write_report(rows: list[dict[str, Any]], work: Path, cfg: Any = None, *,
+                 timing: str | None = None) -> Path:
+    """``report.md`` with the tables and the plots next to it (``timing``: a markdown table of
+    where the grid's time goes, appended as its own section)."""
     work = Path(work)
     methods = list(cfg.methods) if cfg is not None else None
     algos = list(cfg.algos) if cfg is not None else None
@@ -360,6 +362,10 @@ def write_report(rows: list[dict[str, Any]], work: Path, cfg: Any = None) -> Pat
     if any(r.get("curve") for r in rows):
         plot_curves(rows, work / "learning_curves.png")
         parts += ["## Learning curves", "", "![learning curves](learning_curves.png)", ""]
+    if timing:
+        parts += ["## Where the time goes", "",
+                  "Wall seconds per cell (each cell runs in one process with one torch thread).", "",
+                  timing, ""]
     path = work / REPORT_FILE
     path.write_text("\n".join(parts))
     return path

@@ -98,10 +98,16 @@ def benchmark(
                       subsample=subsample, methods=method, algos=algo, seeds=seed_list, steps=steps,
                       eval_episodes=eval_episodes, scale=scale)
     if dry_run:
+        from rich.markdown import Markdown
+
+        from ..bench.grid import timing, timing_table
+
         stages = plan(cfg)
         for name, cells in zip(("data", "augment", "train"), stages):
             done = sum(c.done(out) for c in cells)
             console.print(f"{name:<8} {len(cells):4d} cells, {done} cached")
+        if any(c.done(out) for cells in stages for c in cells):
+            console.print(Markdown(timing_table(timing(*stages, out), workers)))
         if restore is not None:
             from ..bench import read_results
 
