@@ -275,18 +275,30 @@ def test_learned_behaviour_data_cell(tmp_path, monkeypatch):
     from marl_augment.envs import behaviour
 
     # a tiny MAPPO run cannot be relied on to reach a band: accept any return here
-    monkeypatch.setattr(behaviour, "QUALITY_BANDS", {"medium": (0.0, 1.0)})
+    monkeypatch.setattr(behaviour, "QUALITY_BANDS", {"medium": (0.0, 1.0), "poor": (0.0, 1.0)})
+    trained: list[str] = []
+    real_train = behaviour.train_behaviour
+
+    def counting(*a, **k):
+        res = real_train(*a, **k)
+        trained.append(res["train_seconds"])
+        return res
+
+    monkeypatch.setattr(behaviour, "train_behaviour", counting)
     opts = dict(total_steps=256, num_envs=8, rollout=16, minibatches=2, epochs=1, hidden=16,
                 checkpoint_every=128, dense_until=0, eval_episodes=8)
     cfg = load_config(None, **{**TINY, "behaviour": "learned", "transitions": 400,
                                "subsample": 0.5, "behaviour_options": opts,
-                               "methods": ["original"]})
+                               "methods": ["original"], "qualities": ["poor", "medium"]})
     rows = run_benchmark(cfg, tmp_path / "w", report=False)
-    data = next((tmp_path / "w" / "cells").glob("data-*"))
-    res = json.loads((data / "result.json").read_text())
-    assert res["behaviour_checkpoint"].startswith("ckpt-") and res["full_transitions"] >= 400
-    assert res["episodes"] == round(0.5 * res["full_episodes"])
-    assert len(rows) == 1 and rows[0]["return_mean"] is not None
+    for data in (tmp_path / "w" / "cells").glob("data-*"):
+        res = json.loads((data / "result.json").read_text())
+        assert res["behaviour_checkpoint"].startswith("ckpt-") and res["full_transitions"] >= 400
+        assert res["episodes"] == round(0.5 * res["full_episodes"])
+    assert len(rows) == 2 and all(r["return_mean"] is not None for r in rows)
+    # one behaviour learner for both qualities: the second data cell found it trained
+    assert len(list((tmp_path / "w" / "behaviour").glob("smax-3m-*/checkpoints.jsonl"))) == 1
+    assert len(trained) == 2 and min(trained) == 0.0 < max(trained)   # the second trained nothing
 
 
 def test_probability_of_improvement_is_rliables():

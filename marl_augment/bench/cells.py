@@ -20,6 +20,8 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,9 +105,12 @@ def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
         from ..envs.behaviour import PpoConfig, record_behaviour, train_behaviour
 
         raw_path = folder / "collected.zarr"
-        policies = folder / "policies"
-        train_behaviour(cfg["scenario"], policies, config=PpoConfig(**cfg["behaviour_options"]),
-                        seed=cfg["collect_seed"])
+        policies = _behaviour_folder(c, folder, work)
+        with _locked(policies.with_name(policies.name + ".lock")):
+            # one behaviour learner per scenario: every quality records from its checkpoints
+            # (the first cell trains, a cell of another quality waits for it, then reads)
+            train_behaviour(cfg["scenario"], policies, config=PpoConfig(**cfg["behaviour_options"]),
+                            seed=cfg["collect_seed"])
         raw = load(raw_path) if raw_path.exists() else record_behaviour(
             policies, raw_path, quality=cfg["quality"], transitions=cfg["transitions"],
             seed=cfg["collect_seed"])
@@ -130,6 +135,32 @@ def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
         ds = raw.save(out, overwrite=True)
     shutil.rmtree(folder / "collected.zarr", ignore_errors=True)
     return {"store": str(out), **_summary(ds), **extra}
+
+
+def _behaviour_folder(c: Cell, folder: Path, work: Path) -> Path:
+    """Where a learned-behaviour data cell's policies are: shared by the cells of one scenario,
+    behaviour settings and seed (a cell that trained its own before this was shared keeps it)."""
+    if (folder / "policies").is_dir():
+        return folder / "policies"
+    cfg = c.config
+    blob = json.dumps({k: cfg[k] for k in ("scenario", "behaviour_options", "collect_seed")},
+                      sort_keys=True, separators=(",", ":"))
+    shared = Path(work) / "behaviour" / f"{cfg['scenario'].replace(':', '-')}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    return shared
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` between processes (released when the holder exits)."""
+    import fcntl
+
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _augment(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
