@@ -142,6 +142,26 @@ def test_rounds_go_seed_by_seed_and_committed_rows_restore_a_lost_folder(tmp_pat
         json.loads((p / "result.json").read_text())["seed"] == 1 for p in (fresh / "cells").glob("augment-*"))
 
 
+def test_one_shared_fit_per_dataset_and_method_when_asked(tmp_path):
+    """fit_per_seed = false: EAQ is fitted once (seed 0) and each seed samples its own
+    episodes from that model; learned-augmenter cells of the default keep their keys."""
+    base = {**TINY, "methods": ["original", "rad-s", "eaq"], "seeds": [0, 1],
+            "method_options": {"eaq": {"train_steps": 4, "sample_steps": 2, "diffusion_steps": 4}}}
+    per_seed = plan(load_config(None, **base))[1]
+    shared_plan = plan(load_config(None, **{**base, "fit_per_seed": False}))[1]
+    same = [a.key == b.key for a, b in zip(per_seed, shared_plan)]
+    assert same == [c.labels["method"] == "rad-s" for c in per_seed]   # only EAQ's cells change
+    cfg = load_config(None, **{**base, "fit_per_seed": False, "methods": ["eaq"], "algos": ["bc"]})
+    run_benchmark(cfg, tmp_path / "w", report=False)
+    assert len(list((tmp_path / "w" / "fits").glob("eaq-*/model"))) == 1
+    import marl_augment as ma
+
+    stores = sorted((tmp_path / "w" / "cells").glob("augment-*/store.zarr"))
+    assert len(stores) == 2
+    a, b = (ma.load(p).where("synthetic") for p in stores)
+    assert len(a) == len(b) and not np.array_equal(a.columns["obs"], b.columns["obs"])
+
+
 def test_local_workers_and_ray_give_the_same_results(tmp_path):
     """Worker processes (the default executor) and Ray tasks compute the same numbers."""
     pytest.importorskip("ray")

@@ -163,30 +163,58 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def is_learned(method: str) -> bool:
+    """Whether an augmenter fits a model (trained with steps and checkpoints) before it samples."""
+    from ..augment import AUGMENTERS
+
+    return "train_steps" in AUGMENTERS.get(method).Config.__dataclass_fields__
+
+
 def _augment(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
     from .. import load
     from ..augment import AUGMENTERS, make_augmenter
+    from ..augment.base import Augmenter
 
     cfg = c.config
     ds = load(store_of(work, cfg["data"]))
     fields = AUGMENTERS.get(cfg["method"]).Config.__dataclass_fields__
     options = dict(cfg["options"])
-    if "seed" in fields:
-        options.setdefault("seed", cfg["seed"])    # learned augmenters: the fit is seeded too
+    if "seed" in fields:     # learned augmenters: the fit is seeded too
+        options.setdefault("seed", cfg.get("fit_seed", cfg["seed"]))
     if "device" in fields:
         options["device"] = device
-    aug = make_augmenter(cfg["method"], **options)
     t0 = time.perf_counter()
-    if "train_steps" in fields:
-        aug.fit(ds, checkpoint_dir=folder / "fit", resume=True)
+    if "fit_seed" in cfg:
+        # one fit per dataset and method (fit_per_seed = false), shared by the seeds' cells
+        shared = _shared_fit_folder(c, work)
+        with _locked(shared.with_name(shared.name + ".lock")):
+            if not (shared / "model").is_dir():
+                aug = make_augmenter(cfg["method"], **options)
+                aug.fit(ds, checkpoint_dir=shared / "fit", resume=True)
+                aug.save(shared / "model")
+                shutil.rmtree(shared / "fit", ignore_errors=True)
+        aug = Augmenter.load(shared / "model")
     else:
-        aug.fit(ds)
+        aug = make_augmenter(cfg["method"], **options)
+        if is_learned(cfg["method"]):
+            aug.fit(ds, checkpoint_dir=folder / "fit", resume=True)
+        else:
+            aug.fit(ds)
     fit_s = time.perf_counter() - t0
     out = folder / "store.zarr"
     new = aug.augment(ds, scale=cfg["scale"], seed=cfg["seed"], out=out, overwrite=True)
     shutil.rmtree(folder / "fit", ignore_errors=True)
     return {"store": str(out), "fit_seconds": round(fit_s, 2),
             "augment_seconds": round(time.perf_counter() - t0, 2), **_summary(new)}
+
+
+def _shared_fit_folder(c: Cell, work: Path) -> Path:
+    cfg = c.config
+    blob = json.dumps({k: v for k, v in cfg.items() if k != "seed" and k != "scale"}, sort_keys=True,
+                      separators=(",", ":"), default=str)
+    folder = Path(work) / "fits" / f"{cfg['method']}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _train(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
@@ -209,4 +237,4 @@ def _train(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
             "dataset_return": s["dataset"]["return_mean"], "dataset_episodes": s["dataset"]["episodes"]}
 
 
-__all__ = ["ORIGINAL", "RESULT", "Cell", "run_cell", "store_of"]
+__all__ = ["ORIGINAL", "RESULT", "Cell", "is_learned", "run_cell", "store_of"]

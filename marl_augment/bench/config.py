@@ -87,6 +87,11 @@ class BenchConfig:
     """Episodes of each run's final evaluation."""
     device: str = "auto"
     """Torch device of augmenters and algorithms."""
+    fit_per_seed: bool = True
+    """Learned augmenters (EAQ, EAQ⁻Q) fitted once per seed (the generator's own variance is in
+    the spread over seeds), or, when false, once per dataset and method with seed 0, each seed
+    then sampling its own synthetic episodes from that model (5 seeds: 5× fewer fits; the spread
+    over seeds then holds the sampling's and the learners' variance, not the fit's)."""
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Options per augmenter, e.g. ``{"eaq": {"train_steps": 1000}}``."""
     algo_options: dict[str, dict[str, Any]] = field(default_factory=dict)

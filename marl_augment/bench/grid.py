@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import ConfigError, MissingDependency
 from ..outputs import check_output, write_marker
-from .cells import RESULT, Cell, run_cell
+from .cells import RESULT, Cell, is_learned, run_cell
 from .config import ORIGINAL, BenchConfig, split_method
 
 RESULTS_FILE = "results.jsonl"
@@ -60,9 +60,10 @@ def plan(cfg: BenchConfig) -> tuple[list[Cell], list[Cell], list[Cell]]:
                 a = None
                 if method != ORIGINAL:
                     name, variant = split_method(method)
+                    shared = {} if cfg.fit_per_seed or not is_learned(name) else {"fit_seed": 0}
                     a = Cell("augment", {"data": d.key, "method": name, "scale": cfg.scale, "seed": seed,
                                          "options": {**cfg.method_options.get(name, {}), **variant},
-                                         **_version(AUGMENTERS, name)},
+                                         **shared, **_version(AUGMENTERS, name)},
                              {**d.labels, "method": method, "seed": seed})
                     augment.append(a)
                 for algo in cfg.algos:
