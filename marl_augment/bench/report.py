@@ -317,7 +317,14 @@ def plot_curves(rows: list[dict[str, Any]], out: Path) -> Path:
                 continue
             steps = [s for s, _ in curves[0]]
             ys = np.array([[v for _, v in c] for c in curves if len(c) == len(steps)])
-            ax.plot(steps, ys.mean(0), label=m)
+            line, = ax.plot(steps, ys.mean(0), label=m, lw=1.2)
+            if len(ys) > 1:       # the spread over seeds, ±1 std
+                ax.fill_between(steps, ys.mean(0) - ys.std(0), ys.mean(0) + ys.std(0),
+                                color=line.get_color(), alpha=0.12, lw=0)
+        data_returns = [r["dataset_return"] for r in rows if r["dataset"] == d and r["algo"] == a
+                        and r["method"] == ORIGINAL and r.get("dataset_return") is not None]
+        if data_returns:
+            ax.axhline(data_returns[0], ls="--", c="grey", lw=0.8, label="data (original)")
         ax.set_title(f"{d} · {a}", fontsize=9)
         ax.set_xlabel("updates")
         ax.set_ylabel("return")
