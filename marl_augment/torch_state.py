@@ -9,6 +9,7 @@ No pickle anywhere.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ def resolve_device(name: str):
 
 
 _HEAP_KEPT = False
+#: set to 0 to leave glibc's heap thresholds alone (see keep_freed_heap)
+KEEP_HEAP_ENV = "MARL_AUGMENT_KEEP_HEAP"
 
 
 def keep_freed_heap() -> None:
@@ -45,9 +48,11 @@ def keep_freed_heap() -> None:
     the next update: ~1,900 page faults per forward of the stacked agent networks, 5.4 instead of
     2.45 ms on this VM (docs/performance.md). Keeping up to 256 MB of freed heap (and serving
     requests below 32 MB from it) removes them. Once per process, glibc only; elsewhere a no-op.
+    Called when a learner is built for the CPU, never on import; ``MARL_AUGMENT_KEEP_HEAP=0``
+    turns it off.
     """
     global _HEAP_KEPT
-    if _HEAP_KEPT:
+    if _HEAP_KEPT or os.environ.get(KEEP_HEAP_ENV, "1") == "0":
         return
     _HEAP_KEPT = True
     import ctypes

@@ -62,7 +62,15 @@ def run_cell(cell: dict[str, Any], work: str, device: str = "auto", threads: int
     """Compute one cell (a plain function of JSON-able arguments, so any executor can ship it)."""
     import torch
 
+    before = torch.get_num_threads()
     torch.set_num_threads(max(1, int(threads)))
+    try:
+        return _run_cell(cell, work, device)
+    finally:                          # a cell run in the caller's process leaves it as it was
+        torch.set_num_threads(before)
+
+
+def _run_cell(cell: dict[str, Any], work: str, device: str) -> dict[str, Any]:
     c = Cell(cell["kind"], cell["config"], cell.get("labels", {}))
     folder = c.folder(Path(work))
     if c.done(Path(work)):
