@@ -98,6 +98,7 @@ def test_rerun_and_interrupted_run_recompute_nothing_finished(tmp_path):
     assert read_results(work) == json.loads(json.dumps(rows))
     assert (work / "report.md").is_file() and (work / "iqm.png").is_file() and (work / "learning_curves.png").is_file()
     assert (work / "profiles.png").is_file() and "P(better than original)" in (work / "report.md").read_text()
+    assert "## Fidelity gates of the augmented datasets" in (work / "report.md").read_text()
     # a changed setting recomputes only what it touches
     run_benchmark(load_config(None, **{**TINY, "steps": 8}), work, workers=1)
     third = mtimes(work)

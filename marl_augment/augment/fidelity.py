@@ -6,7 +6,11 @@
 - the synthetic episodes' action legality before masking (recorded when they were sampled);
 - for SMAC/SMAX action layouts, the share of steps where every living agent attacks and they
   all attack the same enemy (focus fire, EAQ paper Fig. 1b);
-- a t-SNE map of observations, real vs synthetic, as PNG (EAQ paper Fig. 3).
+- a t-SNE map of observations, real vs synthetic, as PNG (EAQ paper Fig. 3);
+- **gates** (:func:`fidelity_gates`): per measure — return and length W1, action marginals,
+  dynamics consistency, focus fire — the synthetic set's distance to the real data next to the
+  shuffled baseline's and the real data's own sampling noise; a set passes a gate when it is far
+  closer than the baseline (at most half its distance) or within the noise.
 
 ``shuffled_baseline`` makes the reference a generative model should beat: real episodes with
 every feature shuffled independently across episodes (marginals kept, structure destroyed).
@@ -56,6 +60,179 @@ def focus_fire_share(ds: Dataset) -> float | None:
     return float(same.mean())
 
 
+#: a synthetic set passes a gate when its distance is at most this share of the baseline's
+GATE_RATIO = 0.5
+
+
+def action_marginals(ds: Dataset) -> np.ndarray:
+    """Share of each action among living agents' steps: (n_actions,)."""
+    acts = ds.columns["actions"]
+    alive = ds.columns["alive"] if ds.spec.has_alive else np.ones_like(acts, bool)
+    counts = np.bincount(acts[alive].astype(np.int64), minlength=ds.spec.n_actions).astype(np.float64)
+    return counts / max(counts.sum(), 1.0)
+
+
+def action_types(ds: Dataset) -> dict[str, float] | None:
+    """Shares of move / stop / attack (and no-op on SMAC) among living agents' steps, for
+    SMAC/SMAX action layouts; None for others."""
+    family = ds.spec.env_id.split(":", 1)[0]
+    off = ATTACK_OFFSET.get(family)
+    if off is None:
+        return None
+    p = action_marginals(ds)
+    if family == "smax":
+        return {"move": float(p[:4].sum()), "stop": float(p[4]), "attack": float(p[off:].sum())}
+    return {"no-op": float(p[0]), "stop": float(p[1]), "move": float(p[2:6].sum()),
+            "attack": float(p[off:].sum())}
+
+
+def _step_pairs(ds: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x_t, one-hot joint action_t, x_{t+1} − x_t) for every step with a successor in its
+    episode; x is the state, or the agents' observations side by side without one."""
+    cols = ds.columns
+    x = cols["state"] if ds.spec.has_state else cols["obs"].reshape(len(cols["obs"]), -1)
+    x = x.astype(np.float32)
+    ends = ds.episode_offsets[1:] - 1
+    has_next = np.ones(len(x), bool)
+    has_next[ends] = False
+    t = np.flatnonzero(has_next)
+    onehot = np.eye(ds.spec.n_actions, dtype=np.float32)[cols["actions"][t].astype(np.int64)]
+    return x[t], onehot.reshape(len(t), -1), x[t + 1] - x[t]
+
+
+def dynamics_errors(real: Dataset, others: dict[str, Dataset], *, steps: int = 1000, hidden: int = 256,
+                    held_out: float = 0.2, seed: int = 0) -> dict[str, float]:
+    """How well each dataset's steps follow the real dynamics.
+
+    A one-step model (MLP, state and one-hot joint action → change of state; observations
+    without a state) is fitted on ``1 − held_out`` of the real episodes; its mean squared error,
+    per feature in units of the feature's std in the real data, is reported on the held-out real episodes
+    (``real_held_out``: the floor a faithful generator would reach) and on every dataset of
+    ``others`` (e.g. synthetic, shuffled baseline). The model trains for about 30 passes over
+    the real steps, at most ``steps`` updates of 512.
+    """
+    import torch
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(real))
+    n_out = max(1, int(round(held_out * len(real))))
+    if len(real) - n_out < 2:
+        raise ConfigError(f"dynamics consistency needs at least 3 real episodes, got {len(real)}")
+    fit = real.select(np.sort(order[n_out:]))
+    x, a, d = _step_pairs(fit)
+    mu_x, sd_x = x.mean(0), x.std(0) + 1e-6
+    # errors in units of each feature's own spread in the real data (not of its change, which
+    # is near zero for features that rarely move and would blow up any error on them); features
+    # constant in the real data are left out
+    keep = x.std(0) > 1e-3
+    mu_d, sd_d = d.mean(0), sd_x
+
+    def inputs(x_: np.ndarray, a_: np.ndarray) -> torch.Tensor:
+        z = ((x_ - mu_x) / sd_x)[:, keep]         # constant features carry nothing: left out
+        return torch.from_numpy(np.concatenate([z, a_], 1).astype(np.float32))
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(torch.nn.Linear(int(keep.sum()) + a.shape[1], hidden), torch.nn.ReLU(),
+                                  torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+                                  torch.nn.Linear(hidden, int(keep.sum())))
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3, foreach=True)
+        xin, target = inputs(x, a), torch.from_numpy(((d - mu_d) / sd_d)[:, keep].astype(np.float32))
+        gen = torch.Generator().manual_seed(seed)
+        # about 30 passes over the real steps, at most ``steps`` updates (small sets: fewer)
+        for _ in range(int(np.clip(30 * len(xin) / 512, min(200, steps), steps))):
+            idx = torch.randint(0, len(xin), (min(512, len(xin)),), generator=gen)
+            loss = torch.nn.functional.mse_loss(net(xin[idx]), target[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    def error(ds: Dataset) -> float:
+        if len(ds) == 0:
+            return float("nan")
+        x_, a_, d_ = _step_pairs(ds)
+        if len(x_) == 0:
+            return float("nan")
+        with torch.no_grad():
+            pred = net(inputs(x_, a_)).numpy()
+        return float((((d_ - mu_d) / sd_d)[:, keep] - pred).__pow__(2).mean())
+
+    out = {"real_held_out": error(real.select(np.sort(order[:n_out])))}
+    out.update({name: error(ds) for name, ds in others.items()})
+    return out
+
+
+def fidelity_gates(real: Dataset, synthetic: Dataset, *, seed: int = 0,
+                   dynamics_steps: int = 1000) -> dict[str, Any]:
+    """Each measure's distance of ``synthetic`` to ``real``, next to two references: the
+    shuffled baseline's (as many episodes, :func:`shuffled_baseline`) and the sampling noise of
+    the real data itself (the distance between two random halves of the real episodes).
+
+    A gate passes when the synthetic distance is at most ``GATE_RATIO`` × the baseline's, or
+    within the real data's own noise (the shuffled baseline keeps every feature's marginals, so
+    on marginal measures — returns, lengths, action shares — it is close to the real data by
+    construction, and no generator can be asked to beat sampling noise; ``real_noise`` is twice
+    the halves' distance scaled to the sizes compared). Distances: return and
+    length W1; action marginals, total variation; dynamics, the one-step model's error above the
+    held-out real episodes' (:func:`dynamics_errors`); focus fire, the difference of shares.
+    """
+    if len(synthetic) == 0:
+        raise ConfigError("no synthetic episodes to gate; augment first")
+    if len(real) < 4:
+        raise ConfigError(f"fidelity gates need at least 4 real episodes, got {len(real)}")
+    base = shuffled_baseline(real, len(synthetic), seed=seed)
+    order = np.random.default_rng(seed).permutation(len(real))
+    half_a, half_b = real.select(np.sort(order[: len(real) // 2])), real.select(np.sort(order[len(real) // 2:]))
+    gates: dict[str, dict[str, float | bool]] = {}
+
+    # the halves' distance, scaled to the sizes compared (distances between samples shrink
+    # like sqrt(1/n + 1/m)), with a factor 2 of tolerance: a set drawn from the real data's own
+    # distribution stays below it
+    n, m = len(real), len(synthetic)
+    to_sizes = 2.0 * float(np.sqrt((1 / n + 1 / m) / (1 / len(half_a) + 1 / len(half_b))))
+
+    def gate(name: str, dist: Any) -> None:
+        syn, shuffled = dist(synthetic, real), dist(base, real)
+        noise = dist(half_a, half_b) * to_sizes
+        gates[name] = {"synthetic": syn, "shuffled": shuffled, "real_noise": noise,
+                       "pass": bool(np.isfinite(syn) and syn <= max(GATE_RATIO * shuffled, noise))}
+
+    gate("return_w1", lambda a, b: wasserstein1(a.episode_returns, b.episode_returns))
+    gate("length_w1", lambda a, b: wasserstein1(a.episode_lengths, b.episode_lengths))
+    gate("action_tv", lambda a, b: 0.5 * float(np.abs(action_marginals(a) - action_marginals(b)).sum()))
+    if focus_fire_share(real) is not None:
+        gate("focus_fire", lambda a, b: abs((focus_fire_share(a) or 0.0) - (focus_fire_share(b) or 0.0)))
+    dyn = dynamics_errors(real, {"synthetic": synthetic, "shuffled": base}, steps=dynamics_steps, seed=seed)
+    floor = dyn["real_held_out"]
+    syn, shuffled = max(dyn["synthetic"] - floor, 0.0), max(dyn["shuffled"] - floor, 0.0)
+    gates["dynamics"] = {"synthetic": syn, "shuffled": shuffled, "real_held_out": floor,
+                         "pass": bool(np.isfinite(syn) and syn <= GATE_RATIO * shuffled)}
+    res: dict[str, Any] = {"gates": gates, "passes": all(g["pass"] for g in gates.values()),
+                           "ratio": GATE_RATIO}
+    types = action_types(real)
+    if types is not None:
+        res["action_types"] = {"real": types, "synthetic": action_types(synthetic),
+                               "shuffled": action_types(base)}
+    sampled = [pr.get("sample_report") for pr in synthetic.provenance if pr.get("sample_report")]
+    if sampled and sampled[-1].get("legal_before_masking") is not None:
+        res["legal_before_masking"] = sampled[-1]["legal_before_masking"]
+    return res
+
+
+GATE_NAMES = {"return_w1": "return W1", "length_w1": "length W1", "action_tv": "action TV",
+              "focus_fire": "focus fire", "dynamics": "dynamics"}
+
+
+def gates_rows(gates: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(gate, synthetic, shuffled baseline, real noise or held-out floor, pass) as text."""
+    rows = []
+    for name, g in gates["gates"].items():
+        ref = g.get("real_noise", g.get("real_held_out"))
+        rows.append((GATE_NAMES.get(name, name), f"{g['synthetic']:.4g}", f"{g['shuffled']:.4g}",
+                     "–" if ref is None else f"{ref:.4g}", "pass" if g["pass"] else "FAIL"))
+    return rows
+
+
 def _feature_errors(real: np.ndarray, syn: np.ndarray) -> dict[str, float]:
     rm, rs = real.mean(0), real.std(0)
     sm, ss = syn.mean(0), syn.std(0)
@@ -73,8 +250,9 @@ def _rows(ds: Dataset, field: str) -> np.ndarray:
 
 
 def fidelity_report(real: Dataset, synthetic: Dataset, *, out_dir: str | Path | None = None,
-                    tsne_points: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Compare ``synthetic`` episodes with ``real`` ones (see the module docstring)."""
+                    tsne_points: int = 2000, seed: int = 0, gates: bool = True) -> dict[str, Any]:
+    """Compare ``synthetic`` episodes with ``real`` ones (see the module docstring);
+    ``gates`` adds :func:`fidelity_gates` (a one-step dynamics model is fitted: ~10–30 s)."""
     if real.spec.arrays() != synthetic.spec.arrays() or real.spec.obs_dim != synthetic.spec.obs_dim:
         raise ConfigError("real and synthetic datasets have different specs; compare like with like")
     rep: dict[str, Any] = {
@@ -100,6 +278,8 @@ def fidelity_report(real: Dataset, synthetic: Dataset, *, out_dir: str | Path | 
     sampled = [p.get("sample_report") for p in synthetic.provenance if p.get("sample_report")]
     if sampled:
         rep["legal_before_masking"] = sampled[-1].get("legal_before_masking")
+    if gates and len(synthetic) and len(real) >= 4:
+        rep["gates"] = fidelity_gates(real, synthetic, seed=seed)
     if out_dir is not None:  # a report folder of ours (or a new one), never inside an input
         out = check_output(out_dir, "report", overwrite=True,
                            inputs=[*real.sources, *synthetic.sources], what="report folder")

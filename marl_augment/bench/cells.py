@@ -212,8 +212,22 @@ def _augment(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
     out = folder / "store.zarr"
     new = aug.augment(ds, scale=cfg["scale"], seed=cfg["seed"], out=out, overwrite=True)
     shutil.rmtree(folder / "fit", ignore_errors=True)
-    return {"store": str(out), "fit_seconds": round(fit_s, 2),
-            "augment_seconds": round(time.perf_counter() - t0, 2), **_summary(new)}
+    augment_s = time.perf_counter() - t0
+    return {"store": str(out), "fit_seconds": round(fit_s, 2), "augment_seconds": round(augment_s, 2),
+            **_summary(new), "fidelity": gates_of(new)}
+
+
+def gates_of(augmented) -> dict[str, Any] | None:
+    """The fidelity gates of an augmented store's synthetic episodes against its real ones
+    (None when it has no synthetic episodes or too few real ones)."""
+    from ..augment.fidelity import fidelity_gates
+
+    origin = augmented.episode_origin
+    if not (origin != 0).any() or (origin == 0).sum() < 4:
+        return None
+    t = time.perf_counter()
+    g = fidelity_gates(augmented.where("real"), augmented.where("synthetic"), seed=0)
+    return {**g, "seconds": round(time.perf_counter() - t, 2)}
 
 
 def _shared_fit_folder(c: Cell, work: Path) -> Path:
@@ -245,4 +259,4 @@ def _train(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
             "dataset_return": s["dataset"]["return_mean"], "dataset_episodes": s["dataset"]["episodes"]}
 
 
-__all__ = ["ORIGINAL", "RESULT", "Cell", "is_learned", "run_cell", "store_of"]
+__all__ = ["ORIGINAL", "RESULT", "Cell", "gates_of", "is_learned", "run_cell", "store_of"]

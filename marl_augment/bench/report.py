@@ -336,8 +336,25 @@ def plot_curves(rows: list[dict[str, Any]], out: Path) -> Path:
     return out
 
 
+def fidelity_table(augmented: list[dict[str, Any]]) -> str:
+    """Markdown: per augmented dataset (dataset, method, seed), each gate's synthetic distance
+    against the shuffled baseline's, and whether it passes."""
+    from ..augment.fidelity import GATE_NAMES
+
+    names = list(dict.fromkeys(n for r in augmented for n in r["fidelity"]["gates"]))
+    head = "| dataset | method | seed | " + " | ".join(GATE_NAMES.get(n, n) for n in names) + " | all |"
+    lines = [head, "|---|---|---:|" + "---|" * len(names) + "---|"]
+    for r in sorted(augmented, key=lambda r: (r["dataset"], str(r["method"]), r["seed"])):
+        g = r["fidelity"]["gates"]
+        cells = [("–" if n not in g else f"{g[n]['synthetic']:.3g} / {g[n]['shuffled']:.3g} "
+                  f"{'✓' if g[n]['pass'] else '✗'}") for n in names]
+        lines.append(f"| {r['dataset']} | {r['method']} | {r['seed']} | " + " | ".join(cells)
+                     + f" | {'pass' if r['fidelity']['passes'] else 'fail'} |")
+    return "\n".join(lines)
+
+
 def write_report(rows: list[dict[str, Any]], work: Path, cfg: Any = None, *,
-                 timing: str | None = None) -> Path:
+                 timing: str | None = None, fidelity: list[dict[str, Any]] | None = None) -> Path:
     """``report.md`` with the tables and the plots next to it (``timing``: a markdown table of
     where the grid's time goes, appended as its own section)."""
     work = Path(work)
@@ -369,6 +386,13 @@ def write_report(rows: list[dict[str, Any]], work: Path, cfg: Any = None, *,
     if any(r.get("curve") for r in rows):
         plot_curves(rows, work / "learning_curves.png")
         parts += ["## Learning curves", "", "![learning curves](learning_curves.png)", ""]
+    if fidelity:
+        parts += ["## Fidelity gates of the augmented datasets", "",
+                  "Each cell: the synthetic episodes' distance to the real ones / the shuffled "
+                  "baseline's (real episodes with every feature shuffled across episodes); ✓ when "
+                  "at most half the baseline's or within the real data's own sampling noise. "
+                  "Dynamics: a one-step model fitted on real steps, its error above the held-out "
+                  "real steps' (docs/cli.md, `fidelity`).", "", fidelity_table(fidelity), ""]
     if timing:
         parts += ["## Where the time goes", "",
                   "Wall seconds per cell (each cell runs in one process with one torch thread).", "",

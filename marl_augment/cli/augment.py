@@ -124,4 +124,18 @@ def fidelity(
     if as_json:
         print_json(rep)
         return
+    gates = rep.pop("gates", None)
     console.print(kv_table(f"fidelity: {augmented} vs {real}", rep))
+    if gates:
+        from rich.table import Table
+
+        from ..augment.fidelity import gates_rows
+
+        t = Table(title=f"fidelity gates: {'all pass' if gates['passes'] else 'not all pass'} "
+                        f"(pass: ≤ {gates['ratio']:g} × the shuffled baseline, or within the real "
+                        f"data's own noise)", title_justify="left")
+        for col in ("gate", "synthetic", "shuffled baseline", "real noise / held-out", ""):
+            t.add_column(col)
+        for row in gates_rows(gates):
+            t.add_row(*row)
+        console.print(t)
