@@ -244,6 +244,10 @@ def test_cli_benchmark_compare_and_quickstart(tmp_path, monkeypatch):
     r = run("benchmark", cfgfile, "--out", "b1", "--dry-run", "--restore", "b1", "--seeds", "0-1")
     assert "train       4 cells, 2 cached" in r.output and "restore  2 of 2 rows" in r.output
     assert "train: bc" in r.output and "Remaining: about" in r.output
+    (tmp_path / "b1" / "report.md").unlink()
+    r = run("benchmark", cfgfile, "--out", "b1", "--report-only", "--seeds", "0-1")   # seed 1: not run
+    assert r.exit_code == 0, r.output
+    assert len(read_results(tmp_path / "b1")) == 2 and (tmp_path / "b1" / "report.md").is_file()
     r = run("benchmark", cfgfile, "--out", "b2", "--workers", "1", "--steps", "6", "--json")
     assert r.exit_code == 0, r.output
     r = run("compare", "b1", "b2", "--json")

@@ -93,7 +93,8 @@ def _fingerprint_and_env(path: Path) -> tuple[str, str]:
 def run_benchmark(cfg: BenchConfig, work: str | os.PathLike, *, executor: str = "local", workers: int = 1,
                   device: str | None = None, ray_address: str | None = None,
                   progress: Callable[[str, int, int], Any] | None = None,
-                  report: bool = True, restore: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+                  report: bool = True, restore: str | os.PathLike | None = None,
+                  compute: bool = True) -> list[dict[str, Any]]:
     """Run (or resume) the grid in ``work``; return the training runs' result rows.
 
     The grid runs in rounds, one per seed: a round computes the data and augment cells its
@@ -104,7 +105,8 @@ def run_benchmark(cfg: BenchConfig, work: str | os.PathLike, *, executor: str = 
     ``restore``: a ``results.jsonl`` (or benchmark folder) kept from an earlier run of the same
     cells, e.g. committed to a repository; its rows count as finished training runs (their cells
     are matched by key), so a lost work folder costs only what those rows do not hold.
-    ``progress(stage, done, total)`` is called as cells finish.
+    ``compute=False`` runs no cell: it only rewrites ``results.jsonl`` and the report from the
+    finished ones. ``progress(stage, done, total)`` is called as cells finish.
     """
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; choose {' or '.join(EXECUTORS)}")
@@ -125,8 +127,9 @@ def run_benchmark(cfg: BenchConfig, work: str | os.PathLike, *, executor: str = 
         for name, cells in (("data", data), ("augment", augment), ("train", train)):
             progress(name, sum(c.done(work) for c in cells), len(cells))
     rows: list[dict[str, Any]] = []
-    for seed in dict.fromkeys(c.labels["seed"] for c in train):
-        todo_train = [c for c in train if c.labels["seed"] == seed and not c.done(work)]
+    rounds = list(dict.fromkeys(c.labels["seed"] for c in train)) if compute else [None]
+    for seed in rounds:
+        todo_train = [c for c in train if c.labels["seed"] == seed and not c.done(work)] if compute else []
         needed = _needed(todo_train, upstream, work)
         for name, todo in (("data", [c for c in data if c.key in needed]),
                            ("augment", [c for c in augment if c.key in needed]),

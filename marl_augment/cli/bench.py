@@ -45,14 +45,15 @@ def _default_workers() -> int:
 
 def _run_and_print(cfg, out: Path, executor: str, workers: int, device: str | None,
                    ray_address: str | None, as_json: bool,
-                   restore: Path | None = None) -> list[dict[str, Any]]:
+                   restore: Path | None = None, compute: bool = True) -> list[dict[str, Any]]:
     from ..bench import run_benchmark
     from ..bench.report import table1
 
     t0 = time.perf_counter()
     with stage_bars() as update:
         rows = run_benchmark(cfg, out, executor=executor, workers=workers, device=device,
-                             ray_address=ray_address, progress=update, restore=restore)
+                             ray_address=ray_address, progress=update, restore=restore,
+                             compute=compute)
     if as_json:
         print_json(rows)
         return rows
@@ -85,6 +86,7 @@ def benchmark(
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS or a local instance).")] = None,
     restore: Annotated[Path | None, typer.Option(help="results.jsonl (or benchmark folder) of an earlier run: its rows count as finished runs.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the grid and what is cached, run nothing.")] = False,
+    report_only: Annotated[bool, typer.Option("--report-only", help="Run no cell: rewrite results.jsonl and the report from the finished ones.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result rows as JSON.")] = False,
 ) -> None:
     """Run the EAQ paper's experiment: datasets × augmenters × algorithms × seeds, cached and resumable.
@@ -116,7 +118,7 @@ def benchmark(
             console.print(f"restore  {sum(r.get('key') in keys for r in rows)} of {len(rows)} rows "
                           f"match this grid's training runs")
         return
-    _run_and_print(cfg, out, executor, workers, device, ray_address, as_json, restore)
+    _run_and_print(cfg, out, executor, workers, device, ray_address, as_json, restore, not report_only)
 
 
 @user_errors
