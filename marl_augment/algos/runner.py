@@ -22,6 +22,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -99,15 +101,22 @@ def train(dataset: Dataset | str | os.PathLike, algo: str, *, out: str | os.Path
     check_output(out, "run", overwrite=True, inputs=[ds.path], what="run folder")
     agent = cls(ds.spec, state_dim_of(ds.spec), seed=seed, **(options or {}))  # bad options: no folder
     start_fresh, work = _prepare_dir(out, resume, overwrite)
+    with _into_place(work, out, "run"):   # an overwrite: the old run stays whole until then
+        return _train_in(work, ds, run, agent, seed, start_fresh, progress, evaluate)
+
+
+@contextmanager
+def _into_place(work: Path, out: Path, kind: str) -> Iterator[None]:
+    """Output written in ``work``: when it differs from ``out`` (an overwrite), swapped into
+    place once the block ends well, removed if it fails."""
     try:
-        summary = _train_in(work, ds, run, agent, seed, start_fresh, progress, evaluate)
-        if work != out:  # an overwrite: the old run stayed whole until this one was complete
-            swap_into_place(work, out, "run")
+        yield
+        if work != out:
+            swap_into_place(work, out, kind)
     except BaseException:
         if work != out:
             shutil.rmtree(work, ignore_errors=True)
         raise
-    return summary
 
 
 def _train_in(out: Path, ds: Dataset, run: RunConfig, agent: Any, seed: int, start_fresh: bool,
@@ -217,7 +226,7 @@ def train_seeds(dataset: Dataset | str | os.PathLike, algo: str, *, out: str | o
     work = partial_dir(out) if (overwrite and not fresh) else out
     work.mkdir(parents=True, exist_ok=True)
     write_marker(work, "runs")
-    try:
+    with _into_place(work, out, "runs"):
         jobs = [{"dataset": ds if ds.path is None else str(ds.path), "algo": algo,
                  "out": str(work / f"seed-{s}"), "seed": s, "resume": resume, **kwargs} for s in seeds]
         summaries = _run_seed_jobs(jobs, workers if ds.path is not None else 1, progress)
@@ -226,12 +235,6 @@ def train_seeds(dataset: Dataset | str | os.PathLike, algo: str, *, out: str | o
                   "return_mean": float(np.mean(returns)) if returns else None,
                   "return_std": float(np.std(returns)) if returns else None}
         _write_json(work / SEEDS_FILE, result)
-        if work != out:
-            swap_into_place(work, out, "runs")
-    except BaseException:
-        if work != out:
-            shutil.rmtree(work, ignore_errors=True)
-        raise
     return result
 
 
@@ -261,13 +264,13 @@ def _run_seed_jobs(jobs: list[dict[str, Any]], workers: int, progress: Any) -> l
                     progress(_seed, _step[0])
             results.append(_train_job({**job, "progress": advance}))
         return results
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_EXCEPTION, wait
+
+    from ..processes import spawn_pool, stop_pool
 
     n = min(workers, len(jobs))
     threads = max(1, (os.cpu_count() or 1) // n)
-    # spawn: JAX (evaluation in SMAX) and torch do not survive fork with threads running
-    pool = ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"))
+    pool = spawn_pool(n)
     futures = [pool.submit(_train_job, job, threads) for job in jobs]
     try:
         pending = set(futures)
@@ -279,9 +282,7 @@ def _run_seed_jobs(jobs: list[dict[str, Any]], workers: int, progress: Any) -> l
                 for job in jobs:
                     progress(job["seed"], _last_step(Path(job["out"])))
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        for p in list(getattr(pool, "_processes", {}).values()):
-            p.terminate()
+        stop_pool(pool)
         raise
     pool.shutdown(wait=True)
     return [f.result() for f in futures]

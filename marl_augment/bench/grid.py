@@ -288,21 +288,17 @@ def _local_runner(workers: int) -> Runner:
             for c in cells:
                 yield run_cell(c, work, device)
             return
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
 
-        # spawn: JAX and torch do not survive fork with threads running
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(cells)), mp_context=mp.get_context("spawn"))
+        from ..processes import spawn_pool, stop_pool
+
+        pool = spawn_pool(min(workers, len(cells)))
         futures = [pool.submit(run_cell, c, work, device) for c in cells]
         try:
             for f in as_completed(futures):
                 yield f.result()
         except BaseException:
-            # interrupted or a cell failed: start nothing new, stop the cells in flight (their
-            # checkpoints and the finished cells stay; a rerun resumes from there)
-            pool.shutdown(wait=False, cancel_futures=True)
-            for p in list(getattr(pool, "_processes", {}).values()):
-                p.terminate()
+            stop_pool(pool)         # interrupted or a cell failed; finished cells stay
             raise
         pool.shutdown(wait=True)
 
