@@ -326,6 +326,29 @@ def test_learned_behaviour_data_cell(tmp_path, monkeypatch):
     assert len(trained) == 2 and min(trained) == 0.0 < max(trained)   # the second trained nothing
 
 
+def test_best_variant_is_chosen_per_cell_and_marked_as_an_oracle(tmp_path):
+    from marl_augment.bench.report import best_variant_rows, write_report
+
+    rows = []
+    for d, lam_best in (("3m poor", "eaq:lam=0.5"), ("3m medium", "eaq:lam=0.1")):
+        for m in ("original", "eaq:lam=0.5", "eaq:lam=0.1", "rad-s"):
+            for s in range(2):
+                v = 1.2 if m == lam_best else 1.0
+                rows.append({"dataset": d, "algo": "qmix-cql", "method": m, "seed": s,
+                             "return_mean": v + 0.01 * s, "normalised_return": (v + 0.01 * s) / 2})
+    oracle, names = best_variant_rows(rows)
+    assert names == ["eaq (best variant)"]
+    assert {(r["dataset"], r["picked"]) for r in oracle} == {("3m poor", "eaq:lam=0.5"),
+                                                             ("3m medium", "eaq:lam=0.1")}
+    assert best_variant_rows([r for r in rows if r["method"] != "eaq:lam=0.1"]) == ([], [])
+    from marl_augment.bench import load_config
+
+    cfg = load_config(None, methods=["original", "eaq:lam=0.5", "eaq:lam=0.1", "rad-s"])
+    text = write_report(rows, tmp_path, cfg).read_text()
+    assert "## The paper's way: the best variant per cell" in text
+    assert "qmix-cql · eaq (best variant)" in text
+
+
 def test_probability_of_improvement_is_rliables():
     from scipy.stats import mannwhitneyu
 
