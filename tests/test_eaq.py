@@ -252,6 +252,29 @@ def test_interrupted_fit_resumes(dataset, tmp_path):
     assert not (ck / "train_state.json").exists()
 
 
+def test_dynamics_filter_keeps_the_most_consistent_episodes(dataset, tmp_path):
+    """filter_factor = 3: three times the episodes are generated, the third whose steps the real
+    data's one-step model predicts best are kept; saved and loaded, the model samples the same."""
+    opts = dict(dims=[16, 32], train_steps=20, batch_size=8, diffusion_steps=10, sample_steps=4,
+                seed=0, device="cpu")
+    aug = ma.make_augmenter("eaq", filter_factor=3.0, **opts).fit(dataset)
+    syn = aug.sample(12, seed=1)
+    f = aug.last_report["filter"]
+    assert len(syn) == 12 and f["generated"] == 36 and f["kept"] == 12
+    assert f["dynamics_error_kept"] <= f["dynamics_error_dropped"]
+    assert aug.dynamics.episode_errors(syn).mean() == pytest.approx(f["dynamics_error_kept"], rel=1e-5)
+    aug.save(tmp_path / "m")
+    again = ma.augment.base.Augmenter.load(tmp_path / "m").sample(12, seed=1)
+    np.testing.assert_array_equal(again.columns["obs"], syn.columns["obs"])
+    plain = ma.make_augmenter("eaq", **opts).fit(dataset)
+    assert plain.dynamics is None
+    plain.config.filter_factor = 2.0
+    with pytest.raises(ConfigError, match="fit it again with filter_factor"):
+        plain.sample(4, seed=0)
+    with pytest.raises(ConfigError, match="filter_factor must be in"):
+        ma.make_augmenter("eaq", filter_factor=0.5)
+
+
 def test_fidelity_report_and_plots(dataset, tmp_path):
     syn = shuffled_baseline(dataset, 40, seed=0)
     rep = fidelity_report(dataset, syn, out_dir=tmp_path)

@@ -86,79 +86,115 @@ def action_types(ds: Dataset) -> dict[str, float] | None:
             "attack": float(p[off:].sum())}
 
 
-def _step_pairs(ds: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(x_t, one-hot joint action_t, x_{t+1} − x_t) for every step with a successor in its
-    episode; x is the state, or the agents' observations side by side without one."""
+def _step_pairs(ds: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_t, one-hot joint action_t, x_{t+1} − x_t, episode index) for every step with a
+    successor in its episode; x is the state, or the agents' observations side by side."""
     cols = ds.columns
     x = cols["state"] if ds.spec.has_state else cols["obs"].reshape(len(cols["obs"]), -1)
     x = x.astype(np.float32)
-    ends = ds.episode_offsets[1:] - 1
+    offsets = ds.episode_offsets
     has_next = np.ones(len(x), bool)
-    has_next[ends] = False
+    has_next[offsets[1:] - 1] = False
     t = np.flatnonzero(has_next)
     onehot = np.eye(ds.spec.n_actions, dtype=np.float32)[cols["actions"][t].astype(np.int64)]
-    return x[t], onehot.reshape(len(t), -1), x[t + 1] - x[t]
+    episode = np.searchsorted(offsets, t, side="right") - 1
+    return x[t], onehot.reshape(len(t), -1), x[t + 1] - x[t], episode
+
+
+class DynamicsModel:
+    """A one-step model of the real data: state and one-hot joint action → change of state
+    (observations side by side where there is no state), an MLP with two hidden layers.
+
+    Errors are mean squared errors per feature, in units of each feature's spread in the real
+    data (not of its change, which is near zero for features that rarely move and would blow up
+    any error on them); features constant in the real data are left out. Fitted with torch,
+    applied with numpy; :meth:`arrays` / :meth:`from_arrays` save and restore it.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.a = {k: np.asarray(v) for k, v in arrays.items()}
+
+    @classmethod
+    def fit(cls, ds: Dataset, *, steps: int = 1000, hidden: int = 256, seed: int = 0) -> DynamicsModel:
+        """Fit on ``ds``'s steps: about 30 passes over them, at most ``steps`` updates of 512."""
+        import torch
+
+        x, a, d, _ = _step_pairs(ds)
+        if len(x) < 2:
+            raise ConfigError(f"a dynamics model needs episodes of 2 or more steps; {ds!r} has {len(x)} pairs")
+        mu_x, sd_x = x.mean(0), x.std(0) + 1e-6
+        keep = x.std(0) > 1e-3
+        mu_d = d.mean(0)
+        k = int(keep.sum())
+        xin = torch.from_numpy(np.concatenate([((x - mu_x) / sd_x)[:, keep], a], 1).astype(np.float32))
+        target = torch.from_numpy(((d - mu_d) / sd_x)[:, keep].astype(np.float32))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = torch.nn.Sequential(torch.nn.Linear(xin.shape[1], hidden), torch.nn.ReLU(),
+                                      torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+                                      torch.nn.Linear(hidden, k))
+            opt = torch.optim.Adam(net.parameters(), lr=1e-3, foreach=True)
+            gen = torch.Generator().manual_seed(seed)
+            for _ in range(int(np.clip(30 * len(xin) / 512, min(200, steps), steps))):
+                idx = torch.randint(0, len(xin), (min(512, len(xin)),), generator=gen)
+                loss = torch.nn.functional.mse_loss(net(xin[idx]), target[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        arrays = {"mu_x": mu_x, "sd_x": sd_x, "mu_d": mu_d, "keep": keep.astype(np.uint8)}
+        for i, layer in enumerate(m for m in net if isinstance(m, torch.nn.Linear)):
+            arrays[f"w{i}"] = layer.weight.detach().numpy().copy()
+            arrays[f"b{i}"] = layer.bias.detach().numpy().copy()
+        return cls(arrays)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return dict(self.a)
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> DynamicsModel:
+        return cls(arrays)
+
+    def step_errors(self, ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+        """(error of every step with a successor, its episode index)."""
+        a = self.a
+        x, act, d, episode = _step_pairs(ds)
+        keep = a["keep"].astype(bool)
+        h = np.concatenate([((x - a["mu_x"]) / a["sd_x"])[:, keep], act], 1)
+        for i in range(3):
+            h = h @ a[f"w{i}"].T + a[f"b{i}"]
+            if i < 2:
+                h = np.maximum(h, 0.0)
+        err = ((((d - a["mu_d"]) / a["sd_x"])[:, keep] - h) ** 2).mean(1)
+        return err, episode
+
+    def error(self, ds: Dataset) -> float:
+        """Mean error over all of ``ds``'s steps (nan without any)."""
+        if len(ds) == 0:
+            return float("nan")
+        err, _ = self.step_errors(ds)
+        return float(err.mean()) if len(err) else float("nan")
+
+    def episode_errors(self, ds: Dataset) -> np.ndarray:
+        """Mean error of each episode's steps (0 for an episode of one step)."""
+        err, episode = self.step_errors(ds)
+        total = np.bincount(episode, weights=err, minlength=len(ds))
+        count = np.bincount(episode, minlength=len(ds))
+        return total / np.maximum(count, 1)
 
 
 def dynamics_errors(real: Dataset, others: dict[str, Dataset], *, steps: int = 1000, hidden: int = 256,
                     held_out: float = 0.2, seed: int = 0) -> dict[str, float]:
-    """How well each dataset's steps follow the real dynamics.
-
-    A one-step model (MLP, state and one-hot joint action → change of state; observations
-    without a state) is fitted on ``1 − held_out`` of the real episodes; its mean squared error,
-    per feature in units of the feature's std in the real data, is reported on the held-out real episodes
-    (``real_held_out``: the floor a faithful generator would reach) and on every dataset of
-    ``others`` (e.g. synthetic, shuffled baseline). The model trains for about 30 passes over
-    the real steps, at most ``steps`` updates of 512.
-    """
-    import torch
-
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(real))
+    """How well each dataset's steps follow the real dynamics: a :class:`DynamicsModel` is
+    fitted on ``1 − held_out`` of the real episodes, and its error is reported on the held-out
+    real episodes (``real_held_out``: the floor a faithful generator would reach) and on every
+    dataset of ``others`` (e.g. synthetic, shuffled baseline)."""
+    order = np.random.default_rng(seed).permutation(len(real))
     n_out = max(1, int(round(held_out * len(real))))
     if len(real) - n_out < 2:
         raise ConfigError(f"dynamics consistency needs at least 3 real episodes, got {len(real)}")
-    fit = real.select(np.sort(order[n_out:]))
-    x, a, d = _step_pairs(fit)
-    mu_x, sd_x = x.mean(0), x.std(0) + 1e-6
-    # errors in units of each feature's own spread in the real data (not of its change, which
-    # is near zero for features that rarely move and would blow up any error on them); features
-    # constant in the real data are left out
-    keep = x.std(0) > 1e-3
-    mu_d, sd_d = d.mean(0), sd_x
-
-    def inputs(x_: np.ndarray, a_: np.ndarray) -> torch.Tensor:
-        z = ((x_ - mu_x) / sd_x)[:, keep]         # constant features carry nothing: left out
-        return torch.from_numpy(np.concatenate([z, a_], 1).astype(np.float32))
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = torch.nn.Sequential(torch.nn.Linear(int(keep.sum()) + a.shape[1], hidden), torch.nn.ReLU(),
-                                  torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
-                                  torch.nn.Linear(hidden, int(keep.sum())))
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3, foreach=True)
-        xin, target = inputs(x, a), torch.from_numpy(((d - mu_d) / sd_d)[:, keep].astype(np.float32))
-        gen = torch.Generator().manual_seed(seed)
-        # about 30 passes over the real steps, at most ``steps`` updates (small sets: fewer)
-        for _ in range(int(np.clip(30 * len(xin) / 512, min(200, steps), steps))):
-            idx = torch.randint(0, len(xin), (min(512, len(xin)),), generator=gen)
-            loss = torch.nn.functional.mse_loss(net(xin[idx]), target[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-    def error(ds: Dataset) -> float:
-        if len(ds) == 0:
-            return float("nan")
-        x_, a_, d_ = _step_pairs(ds)
-        if len(x_) == 0:
-            return float("nan")
-        with torch.no_grad():
-            pred = net(inputs(x_, a_)).numpy()
-        return float((((d_ - mu_d) / sd_d)[:, keep] - pred).__pow__(2).mean())
-
-    out = {"real_held_out": error(real.select(np.sort(order[:n_out])))}
-    out.update({name: error(ds) for name, ds in others.items()})
+    model = DynamicsModel.fit(real.select(np.sort(order[n_out:])), steps=steps, hidden=hidden, seed=seed)
+    out = {"real_held_out": model.error(real.select(np.sort(order[:n_out])))}
+    out.update({name: model.error(ds) for name, ds in others.items()})
     return out
 
 

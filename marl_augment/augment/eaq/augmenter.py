@@ -29,6 +29,7 @@ from ...torch_state import (
     save_training_state,
 )
 from ..base import Augmenter
+from ..fidelity import DynamicsModel
 from . import features as F
 
 #: Longest episode a saved EAQ model may declare (SMAC <= 400 steps, MaMuJoCo 1,000); a larger
@@ -76,6 +77,10 @@ class EAQConfig:
     """Clamp predicted tau_0 (in normalised units) while sampling."""
     sample_batch: int = 256
     """Episodes generated at once."""
+    filter_factor: float = 1.0
+    """Dynamics filtering (MADiTS-style): generate this many times the episodes asked for and
+    keep those whose steps best follow the real dynamics, scored by a one-step model fitted on
+    the real data at fit time (``fidelity.DynamicsModel``). 1: no filtering."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ..."""
     checkpoint_every: int = 500
@@ -90,6 +95,8 @@ class EAQ(Augmenter):
     """2: rewards decoded through the reward calibration (``reward_calibration``)."""
     structure: F.Structure | None = None
     """What the fitted data holds fixed (see features.Structure)."""
+    dynamics: DynamicsModel | None = None
+    """The real data's one-step model, for ``filter_factor`` > 1 (made at fit time)."""
     Config: ClassVar[type] = EAQConfig
 
     def __init__(self, config: Any = None, **options: Any) -> None:
@@ -107,6 +114,8 @@ class EAQ(Augmenter):
             raise ConfigError(f"sampler must be 'ddim' or 'ddpm', got {c.sampler!r}")
         if not c.dims or any(d < 8 for d in c.dims):
             raise ConfigError(f"dims must be channel counts >= 8, got {c.dims}")
+        if not 1.0 <= self.config.filter_factor <= 100.0:
+            raise ConfigError(f"filter_factor must be in [1, 100], got {self.config.filter_factor}")
         for k in ("diffusion_steps", "sample_steps", "train_steps", "batch_size", "sample_batch"):
             if getattr(c, k) < 1:
                 raise ConfigError(f"{k} must be >= 1")
@@ -212,6 +221,8 @@ class EAQ(Augmenter):
             raise ConfigError("cannot fit an augmenter on an empty dataset")
         self._fit(ds, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
         self.maps_for(self.config.sampler)             # calibrate the default sampler now
+        self.dynamics = (DynamicsModel.fit(ds, seed=self.config.seed) if self.config.filter_factor > 1
+                         else None)
         self.fitted_on = {"fingerprint": ds.fingerprint, "episodes": len(ds), "spec": ds.spec.to_json()}
         return self
 
@@ -265,7 +276,23 @@ class EAQ(Augmenter):
         return np.concatenate(out)
 
     def _sample(self, n_episodes: int, rng: np.random.Generator, seed: int) -> Dataset:
-        return self.decode(self.generate(n_episodes, seed))
+        factor = self.config.filter_factor
+        if factor <= 1:
+            return self.decode(self.generate(n_episodes, seed))
+        if getattr(self, "dynamics", None) is None:
+            raise ConfigError("filter_factor > 1 needs the dynamics model made at fit time; this model "
+                              "was fitted (or saved) without it: fit it again with filter_factor set")
+        made = self.decode(self.generate(int(np.ceil(n_episodes * factor)), seed))
+        report = dict(self.last_report)
+        score = self.dynamics.episode_errors(made)
+        order = np.argsort(score, kind="stable")
+        keep = np.sort(order[:n_episodes])
+        dropped = order[n_episodes:]
+        self.last_report = {**report, "filter": {
+            "generated": len(made), "kept": int(n_episodes),
+            "dynamics_error_kept": float(score[keep].mean()),
+            "dynamics_error_dropped": float(score[dropped].mean()) if len(dropped) else None}}
+        return made.select(keep)
 
     def decode(self, x: np.ndarray, sampler: str | None = None) -> Dataset:
         """Episodes from de-normalised features (as :meth:`generate` returns them, made with
@@ -317,6 +344,8 @@ class EAQ(Augmenter):
         for sampler, maps in self.reward_maps.items():
             for name, fn in maps.items():
                 arrays[f"rewards.{sampler}.{name}"] = fn.synthetic
+        if getattr(self, "dynamics", None) is not None:
+            arrays.update({f"dynamics.{k}": v for k, v in self.dynamics.arrays().items()})
         return arrays
 
     def _facts(self) -> dict[str, Any]:
@@ -342,6 +371,8 @@ class EAQ(Augmenter):
         self.structure = F.Structure.from_arrays(arrays)
         saved = [(k.split(".", 2), v) for k, v in arrays.items() if k.startswith("rewards.")]
         self.real_rewards = {name: v for (_, sampler, name), v in saved if sampler == "real"}
+        dyn = {k[len("dynamics."):]: v for k, v in arrays.items() if k.startswith("dynamics.")}
+        self.dynamics = DynamicsModel.from_arrays(dyn) if dyn else None
         self.reward_maps = {}
         for (_, sampler, name), v in saved:
             if sampler != "real" and name in self.real_rewards:
