@@ -199,7 +199,7 @@ def dynamics_errors(real: Dataset, others: dict[str, Dataset], *, steps: int = 1
 
 
 def fidelity_gates(real: Dataset, synthetic: Dataset, *, seed: int = 0,
-                   dynamics_steps: int = 1000) -> dict[str, Any]:
+                   dynamics_steps: int = 1000, baseline: Dataset | None = None) -> dict[str, Any]:
     """Each measure's distance of ``synthetic`` to ``real``, next to two references: the
     shuffled baseline's (as many episodes, :func:`shuffled_baseline`) and the sampling noise of
     the real data itself (the distance between two random halves of the real episodes).
@@ -216,7 +216,7 @@ def fidelity_gates(real: Dataset, synthetic: Dataset, *, seed: int = 0,
         raise ConfigError("no synthetic episodes to gate; augment first")
     if len(real) < 4:
         raise ConfigError(f"fidelity gates need at least 4 real episodes, got {len(real)}")
-    base = shuffled_baseline(real, len(synthetic), seed=seed)
+    base = baseline if baseline is not None else shuffled_baseline(real, len(synthetic), seed=seed)
     order = np.random.default_rng(seed).permutation(len(real))
     half_a, half_b = real.select(np.sort(order[: len(real) // 2])), real.select(np.sort(order[len(real) // 2:]))
     gates: dict[str, dict[str, float | bool]] = {}
@@ -315,7 +315,7 @@ def fidelity_report(real: Dataset, synthetic: Dataset, *, out_dir: str | Path | 
     if sampled:
         rep["legal_before_masking"] = sampled[-1].get("legal_before_masking")
     if gates and len(synthetic) and len(real) >= 4:
-        rep["gates"] = fidelity_gates(real, synthetic, seed=seed)
+        rep["gates"] = fidelity_gates(real, synthetic, seed=seed, baseline=base)
     if out_dir is not None:  # a report folder of ours (or a new one), never inside an input
         out = check_output(out_dir, "report", overwrite=True,
                            inputs=[*real.sources, *synthetic.sources], what="report folder")
