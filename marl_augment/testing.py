@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from .data.dataset import Dataset
-from .data.schema import TRANSITION_ARRAYS
 from .errors import AlreadyExists
 
 
@@ -89,7 +88,7 @@ class AdapterTests(ABC):
                 got = getattr(ep, name)
                 assert got is not None, f"store lacks {name!r}"
                 np.testing.assert_array_equal(
-                    got, np.asarray(value, dtype=TRANSITION_ARRAYS[name][0]),
+                    got, np.asarray(value, dtype=ds.spec.dtype(name)),
                     err_msg=f"episode {ep.index} array {name!r}")
 
     def test_output_validates_and_roundtrips(self, tmp_path: Path) -> None:

@@ -362,7 +362,8 @@ def concat(datasets: Sequence[Dataset]) -> Dataset:
     for i, d in enumerate(datasets[1:], start=1):
         a, b = first.spec, d.spec
         for f in ("env_id", "agent_ids", "obs_dim", "n_actions", "state_dim",
-                  "has_avail_actions", "has_alive", "has_agent_rewards"):
+                  "has_avail_actions", "has_alive", "has_agent_rewards", "action_kind",
+                  "agent_n_actions", "action_low", "action_high"):
             if getattr(a, f) != getattr(b, f):
                 raise SchemaError(
                     f"cannot concat: dataset {i} has {f}={getattr(b, f)!r} but dataset 0 has "

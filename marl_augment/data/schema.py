@@ -25,6 +25,8 @@ FORMAT_NAME = "marl-augment/episode-store"
 
 #: Per-transition arrays: name -> (dtype, trailing dims expressed with spec fields, required).
 #: The trailing dims use "N" (agents), "O" (obs dim), "S" (state dim), "A" (actions).
+#: These are the discrete-action layouts; a continuous-action spec stores ``actions`` as
+#: float32 rows of shape (N, A) instead (see :meth:`Spec.dtype` and :meth:`Spec.row_shape`).
 TRANSITION_ARRAYS: dict[str, tuple[np.dtype, tuple[str, ...], bool]] = {
     "obs": (np.dtype("float32"), ("N", "O"), True),
     "state": (np.dtype("float32"), ("S",), False),
@@ -43,6 +45,8 @@ EPISODE_ARRAYS: dict[str, tuple[np.dtype, bool]] = {
 }
 FLOAT_ARRAYS = ("obs", "state", "rewards", "agent_rewards")
 OFFSETS = "episode_offsets"
+ACTION_KINDS = ("discrete", "continuous")
+CONTINUOUS_ACTIONS = (np.dtype("float32"), ("N", "A"))
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,8 @@ class Spec:
     obs_dim: int
     """Width of ``obs`` (the largest agent's observation size; smaller ones are zero padded)."""
     n_actions: int
-    """Width of ``avail_actions`` and the bound of ``actions`` (largest agent's action count)."""
+    """Discrete: width of ``avail_actions`` and the bound of ``actions`` (largest agent's action
+    count). Continuous: the width of an action vector (the largest agent's action dimension)."""
     state_dim: int | None = None
     """Width of ``state``, or None when the dataset has no global state."""
     obs_dims: tuple[int, ...] | None = None
@@ -73,6 +78,14 @@ class Spec:
     """How the team reward was formed from agent rewards (``sum``, ``mean``, ``max``, ``given``)."""
     max_episode_len: int | None = None
     """Longest episode in the dataset (filled in by the writer)."""
+    action_kind: str = "discrete"
+    """``discrete`` (``actions`` int32 (T, N)) or ``continuous`` (float32 (T, N, A)). Stores
+    written before continuous actions existed have no such field and read as discrete."""
+    action_low: tuple[tuple[float, ...], ...] | None = None
+    """Continuous only: per agent, the lower bound of each of its action dimensions (its true
+    dimension count long; padded dimensions of smaller agents hold 0 in the store)."""
+    action_high: tuple[tuple[float, ...], ...] | None = None
+    """Continuous only: per agent, the upper bound of each action dimension."""
     extras: Mapping[str, Any] = field(default_factory=dict)
     """Free-form JSON-compatible facts about the source (kept verbatim)."""
 
@@ -83,6 +96,37 @@ class Spec:
     @property
     def has_state(self) -> bool:
         return self.state_dim is not None
+
+    @property
+    def continuous(self) -> bool:
+        """Whether actions are real vectors (``actions`` float32 (T, N, A))."""
+        return self.action_kind == "continuous"
+
+    @property
+    def action_dims(self) -> tuple[int, ...]:
+        """True action count (discrete) or action dimension (continuous) of each agent."""
+        return tuple(self.agent_n_actions or (self.n_actions,) * self.n_agents)
+
+    def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Continuous only: ``(low, high)``, each float32 (N, A); padded dimensions are [0, 0]."""
+        if not self.continuous:
+            raise SchemaError(f"{self.env_id} has discrete actions: they have no bounds")
+        low = np.zeros((self.n_agents, self.n_actions), np.float32)
+        high = np.zeros((self.n_agents, self.n_actions), np.float32)
+        for i, d in enumerate(self.action_dims):
+            low[i, :d] = self.action_low[i]
+            high[i, :d] = self.action_high[i]
+        return low, high
+
+    def action_mask(self) -> np.ndarray:
+        """(N, A) bool: which action entries are real (False for padding of smaller agents)."""
+        return np.arange(self.n_actions)[None, :] < np.asarray(self.action_dims)[:, None]
+
+    def dtype(self, name: str) -> np.dtype:
+        """The dtype of per-transition array ``name`` in a store of this spec."""
+        if name == "actions" and self.continuous:
+            return CONTINUOUS_ACTIONS[0]
+        return TRANSITION_ARRAYS[name][0]
 
     def dims(self) -> dict[str, int]:
         d = {"N": self.n_agents, "O": self.obs_dim, "A": self.n_actions}
@@ -102,7 +146,9 @@ class Spec:
 
     def row_shape(self, name: str) -> tuple[int, ...]:
         dims = self.dims()
-        return tuple(dims[d] for d in TRANSITION_ARRAYS[name][1])
+        axes = CONTINUOUS_ACTIONS[1] if name == "actions" and self.continuous \
+            else TRANSITION_ARRAYS[name][1]
+        return tuple(dims[d] for d in axes)
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -110,6 +156,12 @@ class Spec:
         for k in ("obs_dims", "agent_n_actions"):
             if d[k] is not None:
                 d[k] = list(d[k])
+        for k in ("action_low", "action_high"):
+            if d[k] is not None:
+                d[k] = [[float(x) for x in row] for row in d[k]]
+        if not self.continuous:  # discrete specs keep the fields of stores written before
+            for k in ("action_kind", "action_low", "action_high"):
+                d.pop(k)
         d["extras"] = dict(self.extras)
         return d
 
@@ -157,6 +209,17 @@ class Spec:
                 raise bad(k, "true or false")
         if "reward_mode" in d and not isinstance(d["reward_mode"], str):
             raise bad("reward_mode", "a string")
+        if "action_kind" in d and d["action_kind"] not in ACTION_KINDS:
+            raise bad("action_kind", f"one of {list(ACTION_KINDS)}")
+        for k in ("action_low", "action_high"):
+            if d.get(k) is not None:
+                rows = d[k]
+                if not isinstance(rows, list) or not all(
+                        isinstance(r, list) and all(isinstance(x, (int, float))
+                                                    and not isinstance(x, bool) for x in r)
+                        for r in rows):
+                    raise bad(k, "a list (one per agent) of lists of numbers, or null")
+                kw[k] = tuple(tuple(float(x) for x in r) for r in rows)
         if "extras" in d and not isinstance(d["extras"], Mapping):
             raise bad("extras", "an object")
         spec = cls(**kw)
@@ -183,10 +246,41 @@ class Spec:
                 raise SchemaError(
                     f"spec.{name} must list one size in 1..{bound} per agent, got {list(v)}"
                 )
+        if self.action_kind not in ACTION_KINDS:
+            raise SchemaError(f"spec.action_kind must be one of {list(ACTION_KINDS)}, "
+                              f"got {self.action_kind!r}")
+        if self.continuous:
+            self._check_bounds()
+        elif self.action_low is not None or self.action_high is not None:
+            raise SchemaError("spec.action_low/action_high are for continuous actions; "
+                              "set action_kind='continuous' or drop the bounds")
         try:
             json.dumps(dict(self.extras))
         except TypeError as exc:
             raise SchemaError(f"spec.extras must be JSON-serialisable: {exc}") from None
+
+
+    def _check_bounds(self) -> None:
+        if self.has_avail_actions:
+            raise SchemaError("a continuous-action spec cannot have legal-action masks "
+                              "(has_avail_actions); drop them or make the actions discrete")
+        if self.action_low is None or self.action_high is None:
+            raise SchemaError("a continuous-action spec needs action_low and action_high "
+                              "(per agent, one bound per action dimension)")
+        dims = self.action_dims
+        for name in ("action_low", "action_high"):
+            rows = getattr(self, name)
+            if len(rows) != self.n_agents or any(len(r) != d for r, d in zip(rows, dims)):
+                raise SchemaError(f"spec.{name} must list, per agent, one bound per action "
+                                  f"dimension {list(dims)}; got lengths "
+                                  f"{[len(r) for r in rows]}")
+            if not all(np.isfinite(x) for r in rows for x in r):
+                raise SchemaError(f"spec.{name} holds a non-finite bound; continuous actions "
+                                  f"need finite bounds (clip or rescale the action space)")
+        for i, (lo, hi) in enumerate(zip(self.action_low, self.action_high)):
+            if any(a > b for a, b in zip(lo, hi)):
+                raise SchemaError(f"spec.action_low exceeds spec.action_high for agent "
+                                  f"{self.agent_ids[i]!r}: {list(lo)} > {list(hi)}")
 
 
 def check_columns(columns: Mapping[str, np.ndarray], spec: Spec, *, where: str = "",
@@ -209,7 +303,7 @@ def check_columns(columns: Mapping[str, np.ndarray], spec: Spec, *, where: str =
     n_rows = None
     for name in expected:
         arr = columns[name]
-        dtype, _, _ = TRANSITION_ARRAYS[name]
+        dtype = spec.dtype(name)
         if arr.dtype != dtype:
             raise SchemaError(f"array {name!r}{at} has dtype {arr.dtype}, expected {dtype}")
         want = spec.row_shape(name)
@@ -234,7 +328,9 @@ def check_columns(columns: Mapping[str, np.ndarray], spec: Spec, *, where: str =
                     f"at row {row0 + int(bad[0])}"
                 )
     actions = columns["actions"]
-    if actions.size:
+    if spec.continuous:
+        _check_continuous_actions(actions, spec, at, row0)
+    elif actions.size:
         lo, hi = int(actions.min()), int(actions.max())
         if lo < 0 or hi >= spec.n_actions:
             bad = np.argwhere((actions < 0) | (actions >= spec.n_actions))[0]
@@ -259,6 +355,31 @@ def check_columns(columns: Mapping[str, np.ndarray], spec: Spec, *, where: str =
         raise SchemaError(
             f"row {row0 + r}{at} is marked both terminated and truncated; an episode ends one way"
         )
+
+
+def _check_continuous_actions(actions: np.ndarray, spec: Spec, at: str, row0: int) -> None:
+    if not actions.size:
+        return
+    finite = np.isfinite(actions)
+    if not finite.all():
+        r, a, d = (int(x) for x in np.argwhere(~finite)[0])
+        raise SchemaError(f"array 'actions'{at} holds a non-finite value ({actions[r, a, d]}) at "
+                          f"row {row0 + r}, agent {a}, dimension {d}")
+    low, high = spec.action_bounds()
+    mask = spec.action_mask()
+    outside = ((actions < low) | (actions > high)) & mask
+    if outside.any():
+        r, a, d = (int(x) for x in np.argwhere(outside)[0])
+        raise SchemaError(
+            f"array 'actions'{at} holds {float(actions[r, a, d]):.6g} at row {row0 + r}, agent "
+            f"{a}, dimension {d}, outside its bounds [{low[a, d]:.6g}, {high[a, d]:.6g}]; clip the "
+            f"actions or widen spec.action_low/action_high")
+    padded = (actions != 0) & ~mask
+    if padded.any():
+        r, a, d = (int(x) for x in np.argwhere(padded)[0])
+        raise SchemaError(f"array 'actions'{at} holds {float(actions[r, a, d]):.6g} in padding "
+                          f"(row {row0 + r}, agent {a}, dimension {d} >= its "
+                          f"{spec.action_dims[a]} dimensions); padding must be 0")
 
 
 def check_offsets(offsets: np.ndarray, n_rows: int) -> None:
@@ -314,11 +435,18 @@ def normalise_columns(columns: Mapping[str, Any], spec: Spec) -> dict[str, np.nd
                 f"unknown array {name!r}; a store holds {sorted(TRANSITION_ARRAYS)}"
             )
         arr = np.asarray(value)
-        dtype = TRANSITION_ARRAYS[name][0]
-        if name == "actions" and arr.dtype.kind == "f":
+        dtype = spec.dtype(name)
+        if name == "actions" and spec.continuous:
+            if arr.dtype.kind not in "fiu":
+                raise SchemaError(f"array 'actions' has dtype {arr.dtype}; continuous actions "
+                                  f"are numbers")
+            if arr.ndim == 2 and spec.n_actions == 1:  # (T, N) for one-dimensional actions
+                arr = arr[..., None]
+        elif name == "actions" and arr.dtype.kind == "f":
             if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
                 raise SchemaError(
-                    "array 'actions' holds non-integer values: only discrete actions are supported"
+                    "array 'actions' holds non-integer values but the spec declares discrete "
+                    "actions; for continuous actions set action_kind='continuous' with bounds"
                 )
         out[name] = np.ascontiguousarray(arr, dtype=dtype)
     return out

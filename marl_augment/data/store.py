@@ -29,7 +29,6 @@ from .schema import (
     FORMAT_NAME,
     OFFSETS,
     SCHEMA_VERSION,
-    TRANSITION_ARRAYS,
     Spec,
     check_columns,
     check_episode_ends,
@@ -171,7 +170,7 @@ class StoreWriter:
         _codec("num", compression)  # refuse an unknown compression before anything is written
         self.compression = compression
         self.names = spec.arrays()
-        row_bytes = {n: TRANSITION_ARRAYS[n][0].itemsize * int(np.prod(spec.row_shape(n), dtype=np.int64))
+        row_bytes = {n: spec.dtype(n).itemsize * int(np.prod(spec.row_shape(n), dtype=np.int64))
                      for n in self.names}
         # one chunk length for every array, set by the widest row: blocks of whole chunks can then
         # be written without read-modify-write, and the write buffer is one block of all arrays
@@ -224,7 +223,7 @@ class StoreWriter:
     def _create_arrays(self, zarr) -> None:
         self._group = zarr.open_group(str(self._tmp), mode="w", zarr_format=3)
         for n in self.names:
-            dtype, _, _ = TRANSITION_ARRAYS[n]
+            dtype = self.spec.dtype(n)
             shape = self.spec.row_shape(n)
             self._arrays[n] = self._group.create_array(
                 n, shape=(0, *shape), chunks=(self.chunk_rows[n], *shape), dtype=dtype,
@@ -383,7 +382,7 @@ class StoreWriter:
                     self._fp.update(n, a)
                 shapes = {n: self._arrays[n].shape for n in self.names}
                 shapes.update({n: a.shape for n, a in ep_arrays.items()})
-                dtypes = {n: TRANSITION_ARRAYS[n][0] for n in self.names}
+                dtypes = {n: self.spec.dtype(n) for n in self.names}
                 dtypes.update({n: a.dtype for n, a in ep_arrays.items()})
                 summary = episode_stats(np.diff(offsets), np.asarray(self._returns), origin, won,
                                         np.asarray(self._ends, dtype=bool))
@@ -654,7 +653,7 @@ def read_store(path: str | os.PathLike, *, validate: bool = True, keep: bool = T
     arrays = {n: array_of(group, n) for n in names}
     n_rows = arrays["obs"].shape[0]
     for n, arr in arrays.items():
-        dtype = TRANSITION_ARRAYS[n][0]
+        dtype = spec.dtype(n)
         if arr.dtype != dtype:
             raise SchemaError(f"array {n!r} has dtype {arr.dtype}, expected {dtype}")
         if tuple(arr.shape[1:]) != spec.row_shape(n):
@@ -717,7 +716,7 @@ def read_store(path: str | os.PathLike, *, validate: bool = True, keep: bool = T
             fp.update(n, a)
         shapes = {n: tuple(arrays[n].shape) for n in names}
         shapes.update({n: a.shape for n, a in ep_arrays.items()})
-        dtypes = {n: TRANSITION_ARRAYS[n][0] for n in names}
+        dtypes = {n: spec.dtype(n) for n in names}
         dtypes.update({n: a.dtype for n, a in ep_arrays.items()})
         recorded = str(attrs.get("fingerprint"))
         digest = fp.hexdigest(shapes, dtypes,
@@ -731,7 +730,7 @@ def read_store(path: str | os.PathLike, *, validate: bool = True, keep: bool = T
 
 
 def _row_bytes(spec: Spec) -> int:
-    return sum(TRANSITION_ARRAYS[n][0].itemsize * int(np.prod(spec.row_shape(n), dtype=np.int64))
+    return sum(spec.dtype(n).itemsize * int(np.prod(spec.row_shape(n), dtype=np.int64))
                for n in spec.arrays())
 
 

@@ -1,0 +1,135 @@
+"""Continuous actions end to end: store, dataset views, adapters, environments, augmenters and
+learners (float32 action vectors with per-agent bounds, heterogeneous dimensions padded)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import marl_augment as ma
+from marl_augment.data.schema import Spec
+from marl_augment.data.store import StoreWriter
+from marl_augment.errors import SchemaError
+
+
+def cont_spec(**kw) -> Spec:
+    """Two agents with 2 and 3 action dimensions (so agent 0 is padded), bounds [-1, 1] and
+    [0, 2]."""
+    base = dict(env_id="test:cont", agent_ids=("a", "b"), obs_dim=3, n_actions=3, state_dim=2,
+                agent_n_actions=(2, 3), action_kind="continuous",
+                action_low=((-1.0, -1.0), (0.0, 0.0, 0.0)),
+                action_high=((1.0, 1.0), (2.0, 2.0, 2.0)))
+    base.update(kw)
+    return Spec(**base)
+
+
+def cont_episode(t: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    act = np.zeros((t, 2, 3), np.float32)
+    act[:, 0, :2] = rng.uniform(-1, 1, (t, 2))
+    act[:, 1] = rng.uniform(0, 2, (t, 3))
+    ep = {"obs": rng.normal(size=(t, 2, 3)).astype(np.float32),
+          "state": rng.normal(size=(t, 2)).astype(np.float32),
+          "actions": act, "rewards": rng.normal(size=t).astype(np.float32),
+          "terminated": np.zeros(t, bool), "truncated": np.zeros(t, bool)}
+    ep["truncated"][-1] = True
+    return ep
+
+
+def write_cont(path, n=4, seed=0):
+    with StoreWriter(path, cont_spec(), source={"adapter": "test"}) as w:
+        for i in range(n):
+            w.append_episode(cont_episode(3 + 2 * i, seed + i))
+    return ma.load(path)
+
+
+def test_continuous_store_roundtrips_with_bounds_and_padding(tmp_path):
+    ds = write_cont(tmp_path / "c.zarr")
+    assert ds.spec.continuous and ds.spec.action_dims == (2, 3)
+    assert ds.spec.dtype("actions") == np.float32 and ds.spec.row_shape("actions") == (2, 3)
+    for i, ep in enumerate(ds.episodes()):
+        np.testing.assert_array_equal(ep.actions, cont_episode(3 + 2 * i, i)["actions"])
+    low, high = ds.spec.action_bounds()
+    np.testing.assert_array_equal(low, [[-1, -1, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(high, [[1, 1, 0], [2, 2, 2]])
+    np.testing.assert_array_equal(ds.spec.action_mask(), [[True, True, False], [True] * 3])
+    # the spec survives JSON, and validation of the whole store passes
+    assert Spec.from_json(json.loads(json.dumps(ds.spec.to_json()))) == ds.spec
+    ma.Dataset.open(ds.path, validate=True)
+    # derived datasets keep the kind: subsample, concat, save
+    sub = ds.subsample(fraction=0.5, seed=0)
+    both = ma.concat([ds, sub]).save(tmp_path / "both.zarr")
+    assert ma.load(both.path).spec == ds.spec.replace(max_episode_len=both.spec.max_episode_len)
+    with pytest.raises(SchemaError, match="action_kind"):
+        ma.concat([ds, ma.load(_discrete_store(tmp_path))])
+
+
+def _discrete_store(tmp_path):
+    spec = Spec(env_id="test:cont", agent_ids=("a", "b"), obs_dim=3, n_actions=3, state_dim=2)
+    ep = cont_episode(3)
+    ep["actions"] = np.zeros((3, 2), np.int32)
+    with StoreWriter(tmp_path / "d.zarr", spec) as w:
+        w.append_episode(ep)
+    return tmp_path / "d.zarr"
+
+
+def test_discrete_specs_keep_their_json_and_fingerprints(tmp_path):
+    """Stores written before continuous actions existed have no action_kind: their spec JSON,
+    and so their fingerprint, must not change."""
+    path = _discrete_store(tmp_path)
+    spec = ma.load(path).spec
+    assert not spec.continuous and "action_kind" not in spec.to_json()
+    meta = json.loads((path / "zarr.json").read_text())
+    assert "action_kind" not in json.dumps(meta)
+    ma.Dataset.open(path, validate=True)  # the fingerprint still matches
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda e: e["actions"].__setitem__((1, 0, 0), 1.5), r"1\.5 at row 1, agent 0, dimension 0, "
+                                                         r"outside its bounds \[-1, 1\]"),
+    (lambda e: e["actions"].__setitem__((0, 1, 2), np.nan), "non-finite value"),
+    (lambda e: e["actions"].__setitem__((2, 0, 2), 0.25), "in padding"),
+])
+def test_bad_continuous_actions_get_one_line(tmp_path, change, match):
+    ep = cont_episode(4)
+    change(ep)
+    out = tmp_path / "bad.zarr"
+    with pytest.raises(SchemaError, match=match) as err:
+        with StoreWriter(out, cont_spec()) as w:
+            w.append_episode(ep)
+    assert "\n" not in str(err.value)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(action_low=None), "needs action_low and action_high"),
+    (dict(action_low=((-1.0,), (0.0, 0.0, 0.0))), "one bound per action dimension"),
+    (dict(action_high=((1.0, -2.0), (2.0, 2.0, 2.0))), "exceeds"),
+    (dict(has_avail_actions=True), "cannot have legal-action masks"),
+    (dict(action_high=((1.0, float("inf")), (2.0, 2.0, 2.0))), "non-finite bound"),
+    (dict(action_kind="hybrid"), "action_kind"),
+])
+def test_bad_continuous_specs_refused(kw, match):
+    with pytest.raises(SchemaError, match=match):
+        cont_spec(**kw).check()
+
+
+def test_discrete_spec_refuses_real_valued_actions(tmp_path):
+    spec = Spec(env_id="t", agent_ids=("a",), obs_dim=1, n_actions=3)
+    ep = {"obs": np.zeros((2, 1, 1), np.float32), "actions": np.array([[0.5], [1.0]]),
+          "rewards": np.zeros(2, np.float32), "terminated": np.array([False, True]),
+          "truncated": np.zeros(2, bool)}
+    with pytest.raises(SchemaError, match="action_kind='continuous'"):
+        with StoreWriter(tmp_path / "x.zarr", spec) as w:
+            w.append_episode(ep)
+
+
+def test_torch_views_carry_float_actions(tmp_path):
+    ds = write_cont(tmp_path / "c.zarr")
+    batch = next(iter(ds.torch("transitions", batch_size=5, shuffle=False)))
+    assert batch["actions"].dtype.is_floating_point and tuple(batch["actions"].shape) == (5, 2, 3)
+    seq = next(iter(ds.torch("sequences", batch_size=2, length=4, shuffle=False)))
+    assert tuple(seq["actions"].shape) == (2, 4, 2, 3)
+    np.testing.assert_array_equal(seq["actions"][0, :3].numpy(), cont_episode(3, 0)["actions"])
