@@ -133,3 +133,93 @@ def test_torch_views_carry_float_actions(tmp_path):
     seq = next(iter(ds.torch("sequences", batch_size=2, length=4, shuffle=False)))
     assert tuple(seq["actions"].shape) == (2, 4, 2, 3)
     np.testing.assert_array_equal(seq["actions"][0, :3].numpy(), cont_episode(3, 0)["actions"])
+
+
+# -- PettingZoo logs with Box actions -------------------------------------------------------
+
+
+def test_mpe_continuous_record_convert_exact(tmp_path):
+    pytest.importorskip("mpe2")
+    import gzip
+
+    from mpe2 import simple_spread_v3
+
+    from marl_augment import adapters
+    from marl_augment.adapters.pettingzoo_log import record
+
+    env = simple_spread_v3.parallel_env(max_cycles=10, continuous_actions=True)
+    log = record(env, tmp_path / "log.jsonl.gz", episodes=3, seed=1)
+    ds = ma.load(adapters.convert("pettingzoo-log", log, tmp_path / "out.zarr").path)
+    spec = ds.spec
+    assert spec.continuous and spec.n_actions == 5 and not spec.has_avail_actions
+    assert spec.action_low == ((0.0,) * 5,) * 3 and spec.action_high == ((1.0,) * 5,) * 3
+    with gzip.open(log, "rt") as f:
+        steps = [json.loads(line) for line in f][1:]
+    logged = np.array([[s["actions"][a] for a in spec.agent_ids] for s in steps
+                       if s["t"] == "step"], np.float32)
+    np.testing.assert_array_equal(ds.columns["actions"], logged)
+    assert len(ds) == 3 and ds.episode_lengths.tolist() == [10, 10, 10]
+    assert (logged > 0).all() and (logged < 1).all()  # uniform within the bounds
+
+
+CHEADER = {"format": "marl-augment/pettingzoo-log", "version": 1, "env_id": "pettingzoo:hand",
+           "agents": ["x", "y"], "obs_dims": {"x": 2, "y": 2}, "n_actions": {"x": 2, "y": 1},
+           "state_dim": None, "action_kind": "continuous",
+           "action_low": {"x": [-1, -1], "y": [0]}, "action_high": {"x": [1, 1], "y": [2]}}
+CRESET = {"t": "reset", "obs": {"x": [0, 1], "y": [1, 0]}}
+
+
+def _cstep(x, y):
+    return {"t": "step", "actions": {"x": x, "y": y}, "rewards": {"x": 1.0, "y": 0.5},
+            "terminations": {"x": True, "y": True}, "truncations": {"x": False, "y": False},
+            "obs": {"x": [0, 0], "y": [0, 0]}}
+
+
+def _log(path, lines):
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    return path
+
+
+def test_hand_written_continuous_log_converts_with_padding(tmp_path):
+    from marl_augment import adapters
+
+    src = _log(tmp_path / "h.jsonl", [CHEADER, CRESET, _cstep([0.5, -0.25], [1.5])])
+    ds = adapters.convert("pettingzoo-log", src, tmp_path / "h.zarr")
+    assert ds.spec.agent_n_actions == (2, 1)
+    np.testing.assert_array_equal(ds.columns["actions"], [[[0.5, -0.25], [1.5, 0.0]]])
+
+
+@pytest.mark.parametrize("step, match", [
+    (_cstep([0.5, 3.0], [1.0]), r"3 in dimension 1, outside its bounds \[-1, 1\]; convert with "
+                                r"clip_actions=true"),
+    (_cstep([0.5], [1.0]), "has 1 values, its action space has 2 dimensions"),
+    (_cstep(1, [1.0]), "declares continuous actions"),
+    (_cstep([0.5, "nan"], [1.0]), "declares continuous actions"),
+])
+def test_bad_continuous_logs_give_one_line(tmp_path, step, match):
+    from marl_augment import adapters
+    from marl_augment.errors import FormatError
+
+    src = _log(tmp_path / "bad.jsonl", [CHEADER, CRESET, step])
+    with pytest.raises(FormatError, match=match) as err:
+        adapters.convert("pettingzoo-log", src, tmp_path / "bad.zarr")
+    assert "\n" not in str(err.value) and not (tmp_path / "bad.zarr").exists()
+
+
+def test_clip_actions_option_clips_and_counts(tmp_path):
+    from marl_augment import adapters
+
+    src = _log(tmp_path / "c.jsonl", [CHEADER, CRESET, _cstep([0.5, 3.0], [-1.0])])
+    ds = adapters.convert("pettingzoo-log", src, tmp_path / "c.zarr", clip_actions=True)
+    np.testing.assert_array_equal(ds.columns["actions"], [[[0.5, 1.0], [0.0, 0.0]]])
+    assert ds.source["clipped_action_values"] == 2
+
+
+def test_bad_continuous_header_gets_one_line(tmp_path):
+    from marl_augment import adapters
+    from marl_augment.errors import FormatError
+
+    bad = {**CHEADER, "action_high": {"x": [1, -2], "y": [2]}}
+    with pytest.raises(FormatError, match="header: spec.action_low exceeds"):
+        adapters.convert("pettingzoo-log", _log(tmp_path / "b.jsonl", [bad, CRESET]),
+                         tmp_path / "b.zarr")

@@ -157,9 +157,13 @@ def test_unfinished_last_episode_dropped_and_cut_episode_truncated(tmp_path):
     assert ds.source["cut_episodes"] == 2 and ds.source["dropped_unfinished"] == 1
 
 
-def test_continuous_actions_refused(tmp_path):
-    with pytest.raises(UnsupportedError, match="Box action space; .* discrete"):
-        Recorder(BoxActions(), tmp_path / "log.jsonl")
+@pytest.mark.parametrize("env, match", [
+    (BoxActions(high=np.inf), "unbounded Box action space"),
+    (BoxActions(mixed=True), "mix discrete and continuous"),
+])
+def test_unbounded_or_mixed_action_spaces_refused(tmp_path, env, match):
+    with pytest.raises(UnsupportedError, match=match):
+        Recorder(env, tmp_path / "log.jsonl")
 
 
 def _write_log(path, lines):
@@ -186,7 +190,7 @@ def test_hand_written_log_converts(tmp_path):
     ([HEADER, RESET, '{"t": "step", "actions": '], "line 3 is not valid JSON", FormatError),
     ([{"format": "other"}], "not a marl-augment/pettingzoo-log header", FormatError),
     ([HEADER, {**RESET, "obs": {"x": [0, float("nan")], "y": [1, 0]}}], "non-finite", FormatError),
-    ([HEADER, RESET, {**STEP, "actions": {"x": 0.5, "y": 1}}], "only discrete", UnsupportedError),
+    ([HEADER, RESET, {**STEP, "actions": {"x": 0.5, "y": 1}}], "declares discrete", FormatError),
     ([HEADER, RESET, {**STEP, "actions": {"x": 7, "y": 1}}], "outside 0..2", FormatError),
     ([HEADER, RESET, {**STEP, "actions": {"z": 1}}], "unknown agent 'z'", FormatError),
     ([HEADER, {**RESET, "obs": {"x": [0, 1, 2], "y": [1, 0]}}], "has 3 values, header says 2", FormatError),

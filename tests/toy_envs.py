@@ -86,18 +86,34 @@ class Skirmish(ParallelEnv):
 
 
 class BoxActions(ParallelEnv):
+    """Two agents with Box actions (bounds given), three steps an episode; reward -|a|.
+    ``mixed=True`` gives agent "b" a Discrete space instead (refused: one kind per store)."""
+
     metadata = {"name": "box_actions_v0"}
-    possible_agents = ["a"]
+    possible_agents = ["a", "b"]
+
+    def __init__(self, low=-1.0, high=1.0, mixed=False):
+        self.low, self.high, self.mixed = low, high, mixed
 
     def observation_space(self, agent):
         return spaces.Box(-1, 1, (2,), np.float32)
 
     def action_space(self, agent):
-        return spaces.Box(-1, 1, (2,), np.float32)
+        if self.mixed and agent == "b":
+            return spaces.Discrete(3)
+        return spaces.Box(self.low, self.high, (2,), np.float32)
 
     def reset(self, seed=None, options=None):
-        self.agents = ["a"]
-        return {"a": np.zeros(2, np.float32)}, {"a": {}}
+        self.agents, self.t = list(self.possible_agents), 0
+        return {a: np.zeros(2, np.float32) for a in self.agents}, {a: {} for a in self.agents}
 
-    def step(self, actions):  # pragma: no cover - refused before stepping
-        raise AssertionError
+    def step(self, actions):
+        self.t += 1
+        obs = {a: np.clip(np.asarray(v, np.float32), -1, 1) for a, v in actions.items()}
+        rew = {a: -float(np.abs(v).sum()) for a, v in actions.items()}
+        done = self.t >= 3
+        out = (obs, rew, {a: False for a in actions}, {a: done for a in actions},
+               {a: {} for a in actions})
+        if done:
+            self.agents = []
+        return out

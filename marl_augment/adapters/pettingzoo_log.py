@@ -26,7 +26,15 @@ import numpy as np
 
 from ..data.schema import Spec
 from ..data.store import StoreWriter, check_output_path
-from ..errors import AlreadyExists, ConfigError, EnvError, FormatError, NotFound, UnsupportedError
+from ..errors import (
+    AlreadyExists,
+    ConfigError,
+    EnvError,
+    FormatError,
+    NotFound,
+    SchemaError,
+    UnsupportedError,
+)
 
 LOG_FORMAT = "marl-augment/pettingzoo-log"
 LOG_VERSION = 1
@@ -67,6 +75,7 @@ def obs_dim(space) -> int:
 
 
 def n_actions(space, agent: str) -> int:
+    """Action count of a ``Discrete`` space, or the dimension of a ``Box`` one."""
     from gymnasium import spaces
 
     if isinstance(space, spaces.Discrete):
@@ -75,11 +84,39 @@ def n_actions(space, agent: str) -> int:
                 f"agent {agent!r} has Discrete(start={int(space.start)}); only start=0 is supported"
             )
         return int(space.n)
+    if isinstance(space, spaces.Box):
+        return int(np.prod(space.shape, dtype=np.int64))
     kind = type(space).__name__
     raise UnsupportedError(
-        f"agent {agent!r} has a {kind} action space; marl-augment supports discrete "
-        f"(Discrete) action spaces only for now"
+        f"agent {agent!r} has a {kind} action space; marl-augment supports Discrete and Box "
+        f"action spaces"
     )
+
+
+def action_kind(space) -> str:
+    """``continuous`` for a ``Box`` action space, ``discrete`` otherwise."""
+    from gymnasium import spaces
+
+    return "continuous" if isinstance(space, spaces.Box) else "discrete"
+
+
+def box_bounds(space, agent: str) -> tuple[list[float], list[float]]:
+    """Finite per-dimension bounds of a ``Box`` action space (flattened)."""
+    low = np.asarray(space.low, np.float64).ravel()
+    high = np.asarray(space.high, np.float64).ravel()
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
+        raise UnsupportedError(f"agent {agent!r} has an unbounded Box action space; continuous "
+                               f"actions need finite bounds (wrap the env to rescale them)")
+    return low.astype(np.float32).tolist(), high.astype(np.float32).tolist()
+
+
+def agent_action_kinds(env, agents) -> str:
+    """The one action kind of all ``agents`` (a mix of discrete and continuous is refused)."""
+    kinds = {a: action_kind(env.action_space(a)) for a in agents}
+    if len(set(kinds.values())) > 1:
+        raise UnsupportedError(f"agents mix discrete and continuous action spaces ({kinds}); "
+                               f"a store holds one kind")
+    return next(iter(kinds.values()))
 
 
 def action_mask_of(obs: Any, info: Mapping[str, Any] | None) -> np.ndarray | None:
@@ -208,6 +245,9 @@ class Recorder:
         agents = list(env.possible_agents)
         self._obs_spaces = {a: env.observation_space(a) for a in agents}
         self._n_actions = {a: n_actions(env.action_space(a), a) for a in agents}
+        self._kind = agent_action_kinds(env, agents)
+        self._bounds = ({a: box_bounds(env.action_space(a), a) for a in agents}
+                        if self._kind == "continuous" else None)
         self._obs_dims = {a: obs_dim(self._obs_spaces[a]) for a in agents}
         self._agents = agents
         self._meta = dict(meta or {})
@@ -253,7 +293,7 @@ class Recorder:
         obs, rewards, terms, truncs, infos = self.env.step(actions)
         record = {
             "t": "step",
-            "actions": {a: int(np.asarray(v).item()) for a, v in actions.items()},
+            "actions": {a: self._action(v) for a, v in actions.items()},
             "rewards": {a: float(r) for a, r in rewards.items()},
             "terminations": {a: bool(v) for a, v in terms.items()},
             "truncations": {a: bool(v) for a, v in truncs.items()},
@@ -276,6 +316,11 @@ class Recorder:
         return self._log.path
 
     # helpers --------------------------------------------------------------------------------
+    def _action(self, v: Any) -> int | list[float]:
+        if self._kind == "continuous":
+            return np.asarray(v, np.float64).ravel().tolist()
+        return int(np.asarray(v).item())
+
     def _observe(self, obs: Mapping[str, Any], infos: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {
             "obs": {a: flat_obs(self._obs_spaces[a], o).tolist() for a, o in obs.items()},
@@ -307,6 +352,10 @@ class Recorder:
             "has_action_mask": "action_mask" in first,
             "meta": _jsonable(self._meta),
         }
+        if self._bounds is not None:
+            header["action_kind"] = "continuous"
+            header["action_low"] = {a: lo for a, (lo, _) in self._bounds.items()}
+            header["action_high"] = {a: hi for a, (_, hi) in self._bounds.items()}
         self._log.write(header)
         self._log.flush()  # a crash leaves a log that says what it is
         self._header_written = True
@@ -380,6 +429,9 @@ class PettingZooLogConfig:
     """Override the env id recorded in the log header."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Extra facts to keep in the store's spec."""
+    clip_actions: bool = False
+    """Continuous actions: clip actions outside the header's bounds to them (as most envs do
+    when stepping) instead of refusing the log; the store's source counts the clipped values."""
 
 
 class _Episode:
@@ -464,18 +516,48 @@ class PettingZooLogAdapter:
             raise FormatError(f"{name} header: 'meta' must be an object")
         hetero_act = len(set(acts)) > 1
         hetero_obs = len(set(obs_dims)) > 1
+        kind = h.get("action_kind", "discrete")
+        if kind not in ("discrete", "continuous"):
+            raise FormatError(f"{name} header: 'action_kind' must be 'discrete' or "
+                              f"'continuous', got {kind!r}")
+        bounds: dict[str, Any] = {}
+        if kind == "continuous":
+            if has_mask:
+                raise FormatError(f"{name} header: continuous actions cannot have action masks")
+            for key in ("action_low", "action_high"):
+                d = h.get(key)
+                if not isinstance(d, dict) or any(a not in d for a in agents):
+                    raise FormatError(f"{name} header: '{key}' must map every agent to its "
+                                      f"bounds (continuous actions)")
+                rows = []
+                for a, n_a in zip(agents, acts):
+                    b = _floats(d[a], f"{name} header", f"'{key}' of {a!r}")
+                    if b.shape[0] != n_a:
+                        raise FormatError(f"{name} header: '{key}' of {a!r} has {b.shape[0]} "
+                                          f"values, its action has {n_a} dimensions")
+                    rows.append(tuple(float(x) for x in b))
+                bounds[key] = tuple(rows)
         spec = Spec(
             env_id=self.config.env_id or str(h.get("env_id") or "pettingzoo:unknown"),
             agent_ids=tuple(agents), obs_dim=max(obs_dims), n_actions=max(acts),
             state_dim=state_dim,
             obs_dims=tuple(obs_dims) if hetero_obs else None,
             agent_n_actions=tuple(acts) if hetero_act else None,
-            has_avail_actions=has_mask or hetero_act, has_alive=True, has_agent_rewards=True,
-            reward_mode=self.config.reward, extras=dict(self.config.extras),
+            has_avail_actions=kind == "discrete" and (has_mask or hetero_act), has_alive=True,
+            has_agent_rewards=True, reward_mode=self.config.reward,
+            extras=dict(self.config.extras), action_kind=kind, **bounds,
         )
-        spec.check()
+        try:
+            spec.check()
+        except SchemaError as exc:
+            raise FormatError(f"{name} header: {exc}") from None
+        if spec.continuous:
+            low, high = spec.action_bounds()
+            ctx_bounds = (low.astype(np.float64), high.astype(np.float64))
+        else:
+            ctx_bounds = None
         ctx = {"agents": agents, "index": {a: i for i, a in enumerate(agents)}, "obs_dims": obs_dims,
-               "acts": acts, "has_mask": has_mask, "spec": spec}
+               "acts": acts, "has_mask": has_mask, "spec": spec, "bounds": ctx_bounds}
         return spec, ctx
 
     # -- episodes ---------------------------------------------------------------------------
@@ -497,7 +579,7 @@ class PettingZooLogAdapter:
             elif kind == "step":
                 if ep is None:
                     raise FormatError(f"{where}: a step before any reset, or after the episode ended")
-                self._step(ep, rec, cur, ctx, where)
+                self._step(ep, rec, cur, ctx, where, report)
                 terms = rec.get("terminations") or {}
                 truncs = rec.get("truncations") or {}
                 for key, d in (("terminations", terms), ("truncations", truncs)):
@@ -568,7 +650,7 @@ class PettingZooLogAdapter:
             out["state"] = st
         return out
 
-    def _step(self, ep: _Episode, rec, cur, ctx, where) -> None:
+    def _step(self, ep: _Episode, rec, cur, ctx, where, report) -> None:
         spec: Spec = ctx["spec"]
         actions = rec.get("actions")
         rewards = rec.get("rewards", {})
@@ -577,7 +659,7 @@ class PettingZooLogAdapter:
         n, o_dim, n_act = spec.n_agents, spec.obs_dim, spec.n_actions
         obs = np.zeros((n, o_dim), np.float32)
         avail = np.zeros((n, n_act), bool)
-        act = np.zeros(n, np.int32)
+        act = np.zeros((n, n_act) if spec.continuous else n, spec.dtype("actions"))
         rew = np.zeros(n, np.float32)
         alive = np.zeros(n, bool)
         for a, v in actions.items():
@@ -586,16 +668,23 @@ class PettingZooLogAdapter:
                 raise FormatError(f"{where}: unknown agent {a!r} (header lists {ctx['agents']})")
             if a not in cur["obs"]:
                 raise FormatError(f"{where}: agent {a!r} acted without an observation before")
+            o = cur["obs"][a]
+            obs[i, : o.shape[0]] = o
+            if spec.continuous:
+                act[i, : ctx["acts"][i]] = self._continuous(v, a, i, ctx, where, report)
+                rew[i] = _reward(rewards.get(a, 0.0), a, where)
+                alive[i] = True
+                continue
             if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
                     or float(v) != int(v)):
-                raise UnsupportedError(
-                    f"{where}: action of {a!r} is {v!r}; only discrete (integer) actions are supported"
+                raise FormatError(
+                    f"{where}: action of {a!r} is {v!r}, but the header declares discrete "
+                    f"actions (a whole number); record continuous actions with action_kind "
+                    f"'continuous' in the header"
                 )
             v = int(v)
             if not 0 <= v < ctx["acts"][i]:
                 raise FormatError(f"{where}: action {v} of {a!r} is outside 0..{ctx['acts'][i] - 1}")
-            o = cur["obs"][a]
-            obs[i, : o.shape[0]] = o
             m = cur["mask"].get(a)
             if m is not None:
                 avail[i, : m.shape[0]] = m
@@ -604,10 +693,7 @@ class PettingZooLogAdapter:
             else:
                 avail[i, : ctx["acts"][i]] = True
             act[i] = v
-            r = rewards.get(a, 0.0)
-            if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r):
-                raise FormatError(f"{where}: reward of {a!r} is {r!r}, not a finite number")
-            rew[i] = r
+            rew[i] = _reward(rewards.get(a, 0.0), a, where)
             alive[i] = True
         if not alive.any():
             raise FormatError(f"{where}: a step in which no agent acted")
@@ -621,6 +707,31 @@ class PettingZooLogAdapter:
             ep.rows["state"].append(cur["state"])
         ep.steps += 1
 
+    def _continuous(self, v: Any, a: str, i: int, ctx, where: str, report) -> np.ndarray:
+        if not isinstance(v, list) or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+            raise FormatError(f"{where}: action of {a!r} is {v!r}; the header declares "
+                              f"continuous actions (a list of {ctx['acts'][i]} numbers)")
+        x = np.asarray(v, np.float64)
+        if x.shape[0] != ctx["acts"][i]:
+            raise FormatError(f"{where}: action of {a!r} has {x.shape[0]} values, its action "
+                              f"space has {ctx['acts'][i]} dimensions")
+        if not np.isfinite(x).all():
+            raise FormatError(f"{where}: action of {a!r} holds a non-finite value (NaN or inf)")
+        lo, hi = (b[i, : x.shape[0]] for b in ctx["bounds"])
+        out = (x < lo) | (x > hi)
+        if out.any():
+            if not self.config.clip_actions:
+                d = int(np.argmax(out))
+                raise FormatError(
+                    f"{where}: action of {a!r} is {x[d]:.6g} in dimension {d}, outside its "
+                    f"bounds [{lo[d]:.6g}, {hi[d]:.6g}]; convert with clip_actions=true to clip "
+                    f"it as the env does")
+            report["clipped_action_values"] = report.get("clipped_action_values", 0) + int(
+                out.sum())
+            x = np.clip(x, lo, hi)
+        return x.astype(np.float32)
+
     def _finish(self, ep: _Episode, spec: Spec, *, terminated: bool, won: bool | None):
         keep = spec.arrays()
         cols = {k: np.stack(v) for k, v in ep.rows.items() if v and k in keep}
@@ -629,6 +740,12 @@ class PettingZooLogAdapter:
         cols["truncated"] = np.zeros(t, bool)
         (cols["terminated"] if terminated else cols["truncated"])[-1] = True
         return cols, won
+
+
+def _reward(r: Any, a: str, where: str) -> float:
+    if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r):
+        raise FormatError(f"{where}: reward of {a!r} is {r!r}, not a finite number")
+    return float(r)
 
 
 def _bounded_int(v: Any, what: str, hi: int) -> int:
@@ -684,13 +801,19 @@ def _sha256(path: Path) -> str:
 
 
 def random_policy(seed: int):
-    """Uniformly random legal actions (respecting action masks)."""
+    """Uniformly random legal actions (respecting action masks); continuous actions uniform
+    within their bounds."""
     rng = np.random.default_rng(seed)
 
-    def act(env, obs, infos) -> dict[str, int]:
-        out = {}
+    def act(env, obs, infos) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         for a in env.agents:
-            n = int(env.action_space(a).n)
+            space = env.action_space(a)
+            if action_kind(space) == "continuous":
+                lo, hi = (np.asarray(b, np.float32) for b in box_bounds(space, a))
+                out[a] = rng.uniform(lo, hi).astype(np.float32).reshape(space.shape)
+                continue
+            n = int(space.n)
             m = action_mask_of(obs.get(a), infos.get(a))
             legal = np.flatnonzero(m) if m is not None else np.arange(n)
             if legal.size == 0:
