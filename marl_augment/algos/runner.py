@@ -144,10 +144,12 @@ def _train_in(out: Path, ds: Dataset, run: RunConfig, agent: Any, seed: int, sta
     eval_clock = [0.0]
 
     def run_eval(at: int, episodes: int) -> dict[str, Any]:
+        from ..envs import recorded_settings
         from ..envs.evaluate import evaluate as evaluate_env
 
         t = time.perf_counter()
-        res = evaluate_env(agent.policy(), run.env_id, episodes=episodes, seed=EVAL_SEED_BASE + seed)
+        res = evaluate_env(agent.policy(), run.env_id, episodes=episodes, seed=EVAL_SEED_BASE + seed,
+                           **recorded_settings(ds.spec, run.env_id))
         eval_clock[0] += time.perf_counter() - t
         row = {"kind": "eval", "step": at, **res}
         metrics.write(row)

@@ -59,6 +59,11 @@ def info(
                                  "n_actions", "agent_n_actions", "has_avail_actions", "has_alive",
                                  "has_agent_rewards", "reward_mode", "max_episode_len")
             if spec.get(k) is not None}
+    if c.spec.continuous:
+        rows["n_actions"] = f"{c.spec.n_actions} (continuous: action dimensions)"
+        rows["action bounds"] = "; ".join(
+            f"{a}: [{', '.join(f'{x:g}' for x in lo)}] .. [{', '.join(f'{x:g}' for x in hi)}]"
+            for a, lo, hi in zip(c.spec.agent_ids, c.spec.action_low, c.spec.action_high))
     rows["fingerprint"] = str(attrs.get("fingerprint")) + (" (verified)" if validate else "")
     rows["created"] = f"{attrs.get('created')} by marl-augment {attrs.get('marl_augment_version')}"
     console.print(kv_table(str(p), rows))
@@ -99,7 +104,7 @@ def convert(
 
 @user_errors
 def record(
-    env_module: Annotated[str, typer.Argument(help="PettingZoo env module, e.g. mpe2.simple_spread_v3.")],
+    env_module: Annotated[str, typer.Argument(help="PettingZoo env module (e.g. mpe2.simple_spread_v3) or env id (e.g. mpe:simple_spread).")],
     out: Annotated[str, typer.Argument(help="Output episode store (.zarr path or fsspec URL).")],
     episodes: Annotated[int, typer.Option("--episodes", "-n", min=1, help="Episodes to record.")] = 10,
     policy: Annotated[str, typer.Option(help="Behaviour policy: random (uniform over legal actions).")] = "random",
@@ -112,23 +117,28 @@ def record(
     from ..adapters.pettingzoo_log import PettingZooLogAdapter, temp_log_path
     from ..adapters.pettingzoo_log import record as record_log
     from ..data.store import check_output_path
-    from ..envs.pettingzoo import env_id_for, make_parallel_env
+    from ..envs import make_env
+    from ..envs.pettingzoo import env_id_for
 
     check_output_path(out, overwrite=overwrite)
     kwargs = parse_options(env_arg, "env argument")
-    env = make_parallel_env(env_module, **kwargs)
+    env_id = env_module if ":" in env_module else env_id_for(env_module)
+    env = make_env(env_id, **kwargs)
     with tempfile.TemporaryDirectory(prefix="marl-augment-") as tmp:
         log_path = log if log is not None else temp_log_path(Path(tmp))
         with progress_bar(f"recording {env_module}", total=episodes) as advance:
             record_log(env, log_path, episodes=episodes, policy=policy, seed=seed,
-                       env_id=env_id_for(env_module), overwrite=overwrite, progress=advance,
+                       env_id=env_id, overwrite=overwrite, progress=advance,
                        meta={"env_kwargs": kwargs})
         with progress_bar("writing store", unit="transitions") as advance:
-            recorded = {"recorded_from": env_id_for(env_module), "policy": policy, "seed": seed}
+            recorded = {"recorded_from": env_id, "policy": policy, "seed": seed}
             if log is None:
                 recorded.update(path=None, sha256=None)  # the log was temporary
-            ds = PettingZooLogAdapter().convert(log_path, out, overwrite=overwrite,
-                                                progress=advance, source=recorded)
+            # the env's settings go with the data: evaluation on its env id makes the same env
+            adapter = PettingZooLogAdapter(PettingZooLogAdapter.Config(
+                extras={"env_kwargs": kwargs} if kwargs else {}))
+            ds = adapter.convert(log_path, out, overwrite=overwrite, progress=advance,
+                                 source=recorded)
     _done(ds)
 
 

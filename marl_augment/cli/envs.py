@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import console, kv_table, print_json, progress_bar, user_errors
+from ._common import console, kv_table, parse_options, print_json, progress_bar, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -39,23 +39,27 @@ def collect(
 
 @user_errors
 def evaluate(
-    env_id: Annotated[str, typer.Argument(help="Environment: smax:<map>, smac:<map> or pettingzoo:<module>.")],
+    env_id: Annotated[str, typer.Argument(help="Environment: smax:<map>, smac:<map>, mpe:<env> or pettingzoo:<module>.")],
     policy: Annotated[str, typer.Option(help="A trained run folder (marl-augment train --out), or a scripted policy: random|poor|medium|good|closest[:eps]|focus[:eps] (scripted ones on smax:* only).")] = "random",
     episodes: Annotated[int, typer.Option("--episodes", "-n", min=1)] = 32,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="Torch device of a trained policy: cpu, auto, cuda.")] = "cpu",
+    env_arg: Annotated[list[str] | None, typer.Option("--env-arg", "-e", help="Env argument key=value (repeatable), e.g. -e max_cycles=50; a trained policy's own env gets the settings its data was recorded with unless overridden.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Evaluate a policy (trained or scripted): mean/std return, normalised return, win rate, length."""
+    from ..envs import recorded_settings
     from ..envs.evaluate import evaluate as run
 
     actor = policy
+    kwargs = parse_options(env_arg, "env argument")
     if Path(policy).is_dir():
         from ..algos import load_policy
 
         actor = load_policy(policy, device=device)
+        kwargs = {**recorded_settings(actor.algo.spec, env_id), **kwargs}
     with progress_bar(f"evaluating {policy} on {env_id}", total=episodes) as advance:
-        res = run(actor, env_id, episodes=episodes, seed=seed, progress=advance)
+        res = run(actor, env_id, episodes=episodes, seed=seed, progress=advance, **kwargs)
     res["policy"] = policy
     if as_json:
         print_json(res)

@@ -1,4 +1,5 @@
-"""Environments as PettingZoo ParallelEnvs: ``smac:<map>``, ``smax:<map>``, ``pettingzoo:<module>``.
+"""Environments as PettingZoo ParallelEnvs: ``smac:<map>``, ``smax:<map>``, ``mpe:<env>``,
+``pettingzoo:<module>``.
 
 ``make_env(id)`` returns a ParallelEnv with the legal-action mask (when the env has one) in
 ``obs[agent]["action_mask"]`` and ``state()``. Backends import lazily; a missing one raises an
@@ -15,6 +16,8 @@ from ..errors import NotFound
 BACKENDS = {
     "smax": (2.0, "JaxMARL's SMAX with the heuristic enemy (pip install 'marl-augment[smax]')"),
     "smac": (20.0, "StarCraft SMAC's StarCraft2Env (needs StarCraft II and SC2PATH)"),
+    "mpe": (None, "PettingZoo MPE (mpe2) with continuous actions, e.g. mpe:simple_spread "
+                  "(pip install 'marl-augment[mpe]')"),
     "pettingzoo": (None, "any PettingZoo ParallelEnv module, e.g. pettingzoo:mpe2.simple_spread_v3"),
 }
 
@@ -23,8 +26,9 @@ def split_id(env_id: str) -> tuple[str, str]:
     backend, sep, name = env_id.partition(":")
     if not sep or backend not in BACKENDS or not name:
         raise NotFound(
-            f"unknown environment id {env_id!r}; use smax:<map> (e.g. smax:3m), smac:<map> or "
-            f"pettingzoo:<module> (e.g. pettingzoo:mpe2.simple_spread_v3)"
+            f"unknown environment id {env_id!r}; use smax:<map> (e.g. smax:3m), smac:<map>, "
+            f"mpe:<env> (e.g. mpe:simple_spread) or pettingzoo:<module> (e.g. "
+            f"pettingzoo:mpe2.simple_spread_v3)"
         )
     return backend, name
 
@@ -37,7 +41,8 @@ def max_return(env_id: str) -> float | None:
 
 
 def make_env(env_id: str, **kwargs: Any):
-    """A PettingZoo ParallelEnv for ``smax:<map>``, ``smac:<map>`` or ``pettingzoo:<module>``."""
+    """A PettingZoo ParallelEnv for ``smax:<map>``, ``smac:<map>``, ``mpe:<env>`` or
+    ``pettingzoo:<module>``."""
     backend, name = split_id(env_id)
     if backend == "smax":
         from .smax import SmaxParallelEnv
@@ -47,9 +52,19 @@ def make_env(env_id: str, **kwargs: Any):
         from .smac import SmacParallelEnv
 
         return SmacParallelEnv(name, **kwargs)
-    from .pettingzoo import make_parallel_env
+    from .pettingzoo import make_mpe, make_parallel_env
 
+    if backend == "mpe":
+        return make_mpe(name, **kwargs)
     return make_parallel_env(name, **kwargs)
+
+
+def recorded_settings(spec, env_id: str) -> dict[str, Any]:
+    """The env settings a dataset was recorded with (``record -e key=value``, kept in its
+    spec's ``extras["env_kwargs"]``) when ``env_id`` is the dataset's own env, else none: a
+    policy is evaluated in the env its data came from, not in that env's defaults."""
+    kwargs = dict(spec.extras).get("env_kwargs") if env_id == spec.env_id else None
+    return dict(kwargs) if isinstance(kwargs, dict) else {}
 
 
 def episode_seed(env, seed: int | None, episode: int) -> int | None:
@@ -66,4 +81,4 @@ def episode_seed(env, seed: int | None, episode: int) -> int | None:
     return seed + episode
 
 
-__all__ = ["BACKENDS", "episode_seed", "make_env", "max_return", "split_id"]
+__all__ = ["BACKENDS", "episode_seed", "make_env", "max_return", "recorded_settings", "split_id"]

@@ -161,9 +161,11 @@ def _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs):
 
 
 def _act(policy, env, agents, obs, infos, rng, first):
-    from ..adapters.pettingzoo_log import action_mask_of, flat_obs
+    from ..adapters.pettingzoo_log import action_mask_of, agent_action_kinds
 
     live = list(env.agents)
+    if agent_action_kinds(env, agents) == "continuous":
+        return _act_continuous(policy, env, agents, live, obs, rng, first)
     masks = {}
     for a in live:
         m = action_mask_of(obs.get(a), infos.get(a))
@@ -171,13 +173,52 @@ def _act(policy, env, agents, obs, infos, rng, first):
     if isinstance(policy, str):
         return {a: int(rng.choice(np.flatnonzero(masks[a]))) for a in live}
     n_act = max(int(env.action_space(a).n) for a in agents)
-    dims = [flat_obs(env.observation_space(a), obs[a]).shape[0] if a in obs else 0 for a in agents]
-    o = np.zeros((1, len(agents), max(dims)), np.float32)
+    o = _batch_obs(env, agents, live, obs)
     m = np.zeros((1, len(agents), n_act), bool)
     for i, a in enumerate(agents):
         if a in live:
-            v = flat_obs(env.observation_space(a), obs[a])
-            o[0, i, : v.shape[0]] = v
             m[0, i, : masks[a].shape[0]] = masks[a]
     acts = np.asarray(policy(o, m, np.array([first])))[0]
     return {a: int(acts[agents.index(a)]) for a in live}
+
+
+def _batch_obs(env, agents, live, obs) -> np.ndarray:
+    """(1, N, O) flattened observations, zero for absent agents and padding."""
+    from ..adapters.pettingzoo_log import flat_obs, obs_dim
+
+    vecs = {a: flat_obs(env.observation_space(a), obs[a]) for a in live}
+    width = max(obs_dim(env.observation_space(a)) for a in agents)
+    o = np.zeros((1, len(agents), width), np.float32)
+    for i, a in enumerate(agents):
+        if a in vecs:
+            o[0, i, : vecs[a].shape[0]] = vecs[a]
+    return o
+
+
+def _act_continuous(policy, env, agents, live, obs, rng, first):
+    """Box actions: a batch policy returns float (1, N, A); each agent takes its first
+    dimensions, clipped to its bounds (as the env would), in the shape of its space."""
+    from ..adapters.pettingzoo_log import box_bounds
+
+    bounds = {a: [np.asarray(b, np.float32) for b in box_bounds(env.action_space(a), a)]
+              for a in live}
+    if isinstance(policy, str):
+        return {a: rng.uniform(*bounds[a]).astype(np.float32).reshape(env.action_space(a).shape)
+                for a in live}
+    dims = [int(np.prod(env.action_space(a).shape)) for a in agents]
+    o = _batch_obs(env, agents, live, obs)
+    avail = np.ones((1, len(agents), max(dims)), bool)
+    acts = np.asarray(policy(o, avail, np.array([first])), dtype=np.float32)
+    if acts.shape != (1, len(agents), max(dims)):
+        raise ConfigError(f"policy returned actions of shape {acts.shape[1:]}, expected "
+                          f"{(len(agents), max(dims))} (continuous actions of {env_name(env)})")
+    out = {}
+    for a in live:
+        i = agents.index(a)
+        lo, hi = bounds[a]
+        out[a] = np.clip(acts[0, i, : dims[i]], lo, hi).reshape(env.action_space(a).shape)
+    return out
+
+
+def env_name(env) -> str:
+    return str(getattr(env, "metadata", {}).get("name") or type(env.unwrapped).__name__)

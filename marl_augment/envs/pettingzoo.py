@@ -1,8 +1,11 @@
-"""Any PettingZoo ParallelEnv by module path (``mpe2.simple_spread_v3``)."""
+"""Any PettingZoo ParallelEnv by module path (``mpe2.simple_spread_v3``), and MPE with
+continuous actions by name (``mpe:simple_spread``)."""
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
+import re
 from typing import Any
 
 from ..errors import MissingDependency, NotFound
@@ -37,3 +40,32 @@ def make_parallel_env(module_path: str, **kwargs: Any):
         return factory(**kwargs)
     except TypeError as exc:
         raise NotFound(f"{path}.parallel_env() refused the options {sorted(kwargs)}: {exc}") from None
+
+
+def mpe_module(name: str) -> str:
+    """The mpe2 module of an MPE env name: ``simple_spread`` -> ``mpe2.simple_spread_v3`` (the
+    newest version), ``simple_spread_v3`` as given."""
+    try:
+        import mpe2
+    except ModuleNotFoundError as exc:
+        if exc.name == "mpe2":
+            raise MissingDependency("mpe2", "mpe", f"environment mpe:{name}") from None
+        raise
+    found = sorted(m.name for m in pkgutil.iter_modules(mpe2.__path__)
+                   if re.fullmatch(r"simple\w*_v\d+", m.name))
+    if name in found:
+        return f"mpe2.{name}"
+    versions = [m for m in found if re.fullmatch(re.escape(name) + r"_v\d+", m)]
+    if not versions:
+        raise NotFound(f"unknown MPE environment {name!r}; mpe2 has "
+                       f"{', '.join(sorted({re.sub(r'_v[0-9]+$', '', m) for m in found}))}")
+    return "mpe2." + max(versions, key=lambda m: int(m.rsplit("_v", 1)[1]))
+
+
+def make_mpe(name: str, **kwargs: Any):
+    """An MPE env of mpe2 with continuous actions (the OMAR / OG-MARL setting); ``kwargs`` go to
+    its ``parallel_env`` (e.g. ``max_cycles``, ``N``), ``continuous_actions`` is always on."""
+    if kwargs.get("continuous_actions", True) is not True:
+        raise NotFound(f"mpe:{name} has continuous actions; for discrete ones use "
+                       f"pettingzoo:{mpe_module(name)}")
+    return make_parallel_env(mpe_module(name), **{**kwargs, "continuous_actions": True})
