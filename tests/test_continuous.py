@@ -223,3 +223,96 @@ def test_bad_continuous_header_gets_one_line(tmp_path):
     with pytest.raises(FormatError, match="header: spec.action_low exceeds"):
         adapters.convert("pettingzoo-log", _log(tmp_path / "b.jsonl", [bad, CRESET]),
                          tmp_path / "b.zarr")
+
+
+# -- TD3+BC ---------------------------------------------------------------------------------
+
+
+def box_data(tmp_path, episodes=200, lo=0.2, hi=1.0, seed=0, name="box.zarr"):
+    """Episodes of the BoxActions env (reward -|a|, actions bounded by [-1, 1]) under a
+    behaviour uniform in [lo, hi]: the best actions (0) lie outside the data's support."""
+    from marl_augment.adapters.pettingzoo_log import PettingZooLogAdapter, Recorder
+
+    from .toy_envs import BoxActions
+
+    rng = np.random.default_rng(seed)
+    rec = Recorder(BoxActions(), tmp_path / f"{name}.jsonl", env_id="pettingzoo:tests.box_env")
+    for e in range(episodes):
+        rec.reset(seed=e)
+        while rec.agents:
+            rec.step({a: rng.uniform(lo, hi, 2).astype(np.float32) for a in rec.agents})
+    rec.close()
+    return PettingZooLogAdapter().convert(tmp_path / f"{name}.jsonl", tmp_path / name)
+
+
+SMALL = dict(seq_len=3, period=1, batch_size=64, hidden=32, critic_hidden=64, device="cpu")
+
+
+def test_td3_bc_improves_on_the_data_and_on_pure_cloning(tmp_path):
+    from marl_augment.algos import train
+
+    ds = box_data(tmp_path)
+    data_return = float(ds.episode_returns.mean())                    # about -2 · 2 · 0.6 · 3
+    runs = {alpha: train(ds, "td3-bc", out=tmp_path / f"a{alpha}", steps=600, eval_every=0,
+                         final_episodes=20, log_every=500, options={**SMALL, "bc_alpha": alpha})
+            for alpha in (0.0, 2.5)}
+    bc, td3 = (runs[a]["eval"]["return_mean"] for a in (0.0, 2.5))
+    # pure cloning (alpha 0) reproduces the behaviour; the Q term moves actions towards 0
+    assert abs(bc - data_return) < 0.15 * abs(data_return), (bc, data_return)
+    assert td3 > bc + 0.25 * abs(data_return), (td3, bc, data_return)
+
+
+def test_td3_bc_resumes_exactly_and_saves_a_loadable_policy(tmp_path):
+    from marl_augment.algos import load_policy, train
+
+    ds = box_data(tmp_path, episodes=30)
+    kw = dict(eval_every=0, final_episodes=4, log_every=10, checkpoint_every=20,
+              options={**SMALL, "policy_delay": 2})
+    whole = train(ds, "td3-bc", out=tmp_path / "whole", steps=40, **kw)
+    train(ds, "td3-bc", out=tmp_path / "part", steps=20, **kw)
+    resumed = train(ds, "td3-bc", out=tmp_path / "part", steps=40, resume=True, **kw)
+    lines = [(tmp_path / d / "metrics.jsonl").read_text().splitlines() for d in ("whole", "part")]
+    losses = [[json.loads(x)["loss"] for x in ls if '"train"' in x] for ls in lines]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+    assert whole["eval"]["return_mean"] == pytest.approx(resumed["eval"]["return_mean"])
+    pol = load_policy(tmp_path / "whole")
+    acts = pol(np.zeros((5, 2, 2), np.float32), np.ones((5, 2, 2), bool), np.ones(5, bool))
+    assert acts.shape == (5, 2, 2) and acts.dtype == np.float32
+    assert (acts >= -1).all() and (acts <= 1).all()
+
+
+def test_td3_bc_keeps_padded_dimensions_at_zero(tmp_path):
+    from marl_augment.algos import make_algorithm
+    from marl_augment.algos.common import SequenceSampler, state_dim_of
+
+    ds = write_cont(tmp_path / "c.zarr", n=6)
+    algo = make_algorithm("td3-bc", ds.spec, state_dim_of(ds.spec), **{**SMALL, "seq_len": 4})
+    sampler = SequenceSampler(ds, 4, 1, 8, 0, algo.device)
+    gen = __import__("torch").Generator().manual_seed(0)
+    for k in range(5):
+        algo.update(sampler.batch(k), gen)
+    acts = algo.policy()(np.ones((3, 2, 3), np.float32), np.ones((3, 2, 3), bool),
+                         np.ones(3, bool))
+    assert (acts[:, 0, 2] == 0).all()                     # agent 0 has 2 dimensions of 3
+    low, high = ds.spec.action_bounds()
+    assert (acts >= low).all() and (acts <= high).all()
+
+
+def test_action_kind_mismatches_get_one_line(tmp_path, smac_ds):
+    from marl_augment.algos import make_algorithm, train
+    from marl_augment.algos.common import state_dim_of
+    from marl_augment.errors import ConfigError
+
+    box = box_data(tmp_path, episodes=5)
+    with pytest.raises(ConfigError, match="qmix-cql learns discrete actions.*use one of td3-bc"):
+        make_algorithm("qmix-cql", box.spec, state_dim_of(box.spec))
+    with pytest.raises(ConfigError, match="td3-bc learns continuous actions.*bc"):
+        make_algorithm("td3-bc", smac_ds.spec, state_dim_of(smac_ds.spec))
+    # a continuous policy in a discrete env, and the other way round
+    run = tmp_path / "r"
+    train(box, "td3-bc", out=run, steps=2, eval_every=0, final_episodes=1, options=SMALL)
+    from marl_augment.algos import load_policy
+    from marl_augment.envs.evaluate import evaluate
+
+    with pytest.raises(ConfigError, match="continuous actions.*discrete"):
+        evaluate(load_policy(run), "pettingzoo:mpe2.simple_spread_v3", episodes=1)

@@ -1,4 +1,5 @@
-"""Offline MARL baselines in torch: QMIX+CQL, QMIX+BCQ and BC (OG-MARL's discrete-action systems).
+"""Offline MARL baselines in torch: QMIX+CQL, QMIX+BCQ and BC (OG-MARL's discrete-action
+systems) and TD3+BC (OG-MARL's IDDPG+BC, continuous actions).
 
     algo = marl_augment.algos.make_algorithm("qmix-cql", ds.spec, state_dim, cql_alpha=3.0)
     run = marl_augment.algos.train(ds, "qmix-cql", env_id="smax:3m", steps=15000, out="runs/cql")
@@ -22,8 +23,18 @@ ALGORITHMS.register("bc", "marl_augment.algos.bc:BC",
                     doc="Behaviour cloning of the data's actions with the recurrent agent network")
 
 
+ALGORITHMS.register("td3-bc", "marl_augment.algos.td3_bc:Td3Bc",
+                    doc="independent TD3+BC for continuous actions (OG-MARL's IDDPG+BC): "
+                        "recurrent actors, twin state-action critics, BC weight alpha 2.5")
+
+
 def keys() -> list[str]:
     return ALGORITHMS.keys()
+
+
+def keys_for(action_kind: str) -> list[str]:
+    """The algorithms that learn from data of ``action_kind`` (``discrete``/``continuous``)."""
+    return [k for k in ALGORITHMS.keys() if ALGORITHMS.get(k).action_kind == action_kind]
 
 
 def make_algorithm(name: str, spec, state_dim: int, *, seed: int = 0, **config: Any):
@@ -52,4 +63,5 @@ def load_policy(directory, device: str = "cpu"):
     return _load(directory, device)
 
 
-__all__ = ["ALGORITHMS", "keys", "load_policy", "make_algorithm", "train", "train_seeds"]
+__all__ = ["ALGORITHMS", "keys", "keys_for", "load_policy", "make_algorithm", "train",
+           "train_seeds"]

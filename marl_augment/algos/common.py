@@ -208,7 +208,8 @@ class SequenceSampler:
         self.cols = {
             "obs": _tensor(obs, np.float32, device),
             "state": _tensor(state, np.float32, device),
-            "actions": _tensor(cols["actions"], np.int64, device),
+            "actions": _tensor(cols["actions"], np.float32 if self.spec.continuous else np.int64,
+                               device),
             "rewards": _tensor(cols["rewards"], np.float32, device),
             "terminated": _tensor(cols["terminated"], bool, device),
         }
@@ -244,7 +245,10 @@ class SequenceSampler:
         m = torch.from_numpy(mask).to(self.device)
         out = {k: v[r] for k, v in self.cols.items()}
         out["mask"] = m
-        if "avail" not in out:
+        if "avail" not in out and self.spec.continuous:  # which action entries are real
+            dims = torch.from_numpy(self.spec.action_mask()).to(self.device)
+            out["avail"] = dims.expand(*out["actions"].shape).clone()
+        elif "avail" not in out:
             out["avail"] = torch.ones(*out["actions"].shape, self.spec.n_actions, dtype=torch.bool,
                                       device=self.device)
         # steps past the episode: zero data, nothing legal, not terminal
@@ -285,11 +289,19 @@ class OfflineAlgorithm(ABC):
     #: network change, not floating-point rounding such as fused Adam's): benchmark caches key
     #: train cells on it, so they are recomputed
     version: ClassVar[int] = 1
+    #: the action kind (``discrete`` / ``continuous``) of the data this algorithm learns from
+    action_kind: ClassVar[str] = "discrete"
 
     def __init__(self, spec: Spec, state_dim: int, config: Any = None, *, seed: int = 0,
                  scales: tuple[np.ndarray, np.ndarray] | None = None, **options: Any) -> None:
         self.config = config_from_options("algorithm", self.name, self.Config, config, options)
         self.check_config()
+        if spec.action_kind != self.action_kind:
+            from . import keys_for
+
+            raise ConfigError(
+                f"{self.name} learns {self.action_kind} actions, and {spec.env_id} data has "
+                f"{spec.action_kind} ones; use one of {', '.join(keys_for(spec.action_kind))}")
         self.spec = spec
         self.state_dim = int(state_dim)
         self.n_agents = spec.n_agents
@@ -380,6 +392,11 @@ class OfflineAlgorithm(ABC):
     def after_update(self) -> None:
         """Called after every optimiser step (target-network updates)."""
 
+    def act(self, outputs: dict[str, torch.Tensor], avail: torch.Tensor) -> np.ndarray:
+        """Actions from the acting networks' outputs (B, N, A) at one step: the greedy legal
+        action (B, N) by default; continuous learners return action vectors (B, N, A)."""
+        return masked_argmax(self.act_logits(outputs, avail), avail).cpu().numpy()
+
     # -- training -----------------------------------------------------------------------------------
     def update(self, batch: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, float]:
         loss, info = self.loss(batch, gen)
@@ -425,6 +442,11 @@ class TrainedPolicy:
     def name(self) -> str:
         return self.algo.name
 
+    @property
+    def action_kind(self) -> str:
+        """``discrete`` or ``continuous``: evaluation refuses an env of the other kind."""
+        return self.algo.spec.action_kind
+
     @torch.no_grad()
     def __call__(self, obs: np.ndarray, avail: np.ndarray, first: np.ndarray) -> np.ndarray:
         a = self.algo
@@ -447,8 +469,7 @@ class TrainedPolicy:
             y, h = a.modules()[name](x, h)
             self.hidden[name] = h
             outputs[name] = per_agent(y, b, a.n_agents)[:, 0]
-        legal = legal_or_all(torch.from_numpy(avail).to(a.device))
-        return masked_argmax(a.act_logits(outputs, legal), legal).cpu().numpy()
+        return a.act(outputs, legal_or_all(torch.from_numpy(avail).to(a.device)))
 
 
 def load_policy(directory: str | Path, device: str = "cpu") -> TrainedPolicy:

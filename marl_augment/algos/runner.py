@@ -167,7 +167,8 @@ def _train_in(out: Path, ds: Dataset, run: RunConfig, agent: Any, seed: int, sta
         done = step + 1
         if done % run.log_every == 0 or done == run.steps:
             dt = time.perf_counter() - t0
-            row = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+            keys = dict.fromkeys(k for w in window for k in w)  # some losses skip updates
+            row = {k: float(np.mean([w[k] for w in window if k in w])) for k in keys}
             metrics.write({"kind": "train", "step": done, **row, "updates_per_s": (done - n0) / max(dt, 1e-9)})
             window = []
         if run.eval_every and done % run.eval_every == 0 and done < run.steps:

@@ -43,6 +43,10 @@ def evaluate(policy: str | BatchPolicy, env_id: str, episodes: int = 32, seed: i
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
     backend, name = split_id(env_id)
+    kind = getattr(policy, "action_kind", None)
+    if backend in ("smax", "smac") and kind == "continuous":
+        raise ConfigError(f"this policy acts with continuous actions and {env_id} takes discrete "
+                          f"ones: evaluate it on the env its dataset came from")
     if backend == "smax" and isinstance(policy, str):
         from .smax import rollout
 
@@ -115,6 +119,15 @@ def _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs):
 
     env = make_env(env_id, **env_kwargs)
     agents = list(env.possible_agents)
+    kind = getattr(policy, "action_kind", None)
+    if kind is not None:
+        from ..adapters.pettingzoo_log import agent_action_kinds
+
+        env_kind = agent_action_kinds(env, agents)
+        if env_kind != kind:
+            env.close()
+            raise ConfigError(f"this policy acts with {kind} actions and {env_id} takes "
+                              f"{env_kind} ones: evaluate it on the env its dataset came from")
     rng = np.random.default_rng(seed)
     if isinstance(policy, str) and policy != "random":
         raise ConfigError(f"scripted policy {policy!r} runs on smax:* only; use 'random' or a batch policy")
