@@ -316,3 +316,77 @@ def test_action_kind_mismatches_get_one_line(tmp_path, smac_ds):
 
     with pytest.raises(ConfigError, match="continuous actions.*discrete"):
         evaluate(load_policy(run), "pettingzoo:mpe2.simple_spread_v3", episodes=1)
+
+
+# -- augmenters -------------------------------------------------------------------------------
+
+from marl_augment.testing import AugmenterTests  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A continuous-action store with heterogeneous action dimensions (padding)."""
+    path = tmp_path_factory.mktemp("cont") / "c.zarr"
+    with StoreWriter(path, cont_spec(), source={"adapter": "test"}) as w:
+        for i in range(12):
+            w.append_episode(cont_episode(3 + i % 5, i))
+    return ma.load(path)
+
+
+class TestRadSContinuous(AugmenterTests):
+    method = "rad-s"
+
+
+class TestRadMContinuous(AugmenterTests):
+    method = "rad-m"
+
+
+class TestReturnReplicateContinuous(AugmenterTests):
+    method = "return-replicate"
+
+
+def test_rad_keeps_continuous_actions_and_scales_observations(dataset):
+    aug = ma.make_augmenter("rad-s").fit(dataset)
+    syn = aug.sample(8, seed=0)
+    src = dataset.select(aug.last_source_episodes)
+    np.testing.assert_array_equal(syn.columns["actions"], src.columns["actions"])
+    assert not np.array_equal(syn.columns["obs"], src.columns["obs"])
+
+
+def test_eaq_refuses_continuous_actions_in_one_line(dataset):
+    from marl_augment.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="eaq augments discrete actions.*use one of rad-m, "
+                                          "rad-s, return-replicate"):
+        ma.make_augmenter("eaq").fit(dataset)
+
+
+def test_episode_features_roundtrip_continuous_actions(dataset):
+    from marl_augment.augment.eaq import features as F
+
+    layout = F.Layout.from_spec(dataset.spec)
+    assert layout.continuous and (layout.kinds()[layout.slices()["act0"]] == F.CONT).all()
+    x, _ = F.encode(dataset, layout, int(dataset.episode_lengths.max()))
+    cols, lengths, report = F.decode(x, layout, dataset.spec)
+    np.testing.assert_array_equal(lengths, dataset.episode_lengths)
+    np.testing.assert_allclose(cols["actions"], dataset.columns["actions"], atol=1e-6)
+    assert report["in_bounds_before_clipping"] == 1.0
+    x[:, layout.slices()["act1"], :] += 5.0                     # out of bounds: clipped
+    cols, _, report = F.decode(x, layout, dataset.spec)
+    assert cols["actions"][:, 1].max() == 2.0 and report["in_bounds_before_clipping"] < 0.6
+    assert (cols["actions"][:, 0, 2] == 0).all()                # padding stays 0
+
+
+def test_fidelity_gates_on_continuous_actions(dataset):
+    from marl_augment.augment.fidelity import fidelity_report
+
+    rad = ma.make_augmenter("rad-s").fit(dataset).sample(24, seed=0)
+    rep = fidelity_report(dataset, rad)
+    gates = rep["gates"]["gates"]
+    assert set(gates) == {"return_w1", "length_w1", "action_w1", "dynamics"}
+    assert gates["action_w1"]["synthetic"] < 0.1 and gates["action_w1"]["pass"]
+    # actions pushed to one end of their range fail the action gate
+    moved = {k: np.array(v) for k, v in rad.columns.items()}
+    moved["actions"][:, 1, :] = 2.0
+    far = ma.Dataset(rad.spec, moved, rad.episode_offsets, rad.episode_origin)
+    assert not fidelity_report(dataset, far)["gates"]["gates"]["action_w1"]["pass"]

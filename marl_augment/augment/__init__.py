@@ -31,6 +31,11 @@ def keys() -> list[str]:
     return AUGMENTERS.keys()
 
 
+def keys_for(action_kind: str) -> list[str]:
+    """The augmenters that handle data of ``action_kind`` (``discrete``/``continuous``)."""
+    return [k for k in AUGMENTERS.keys() if action_kind in AUGMENTERS.get(k).action_kinds]
+
+
 def make_augmenter(name: str, **config: Any):
     """An augmenter; ``config`` fills its ``Config`` dataclass (unknown options refused)."""
     return AUGMENTERS.get(name)(**config)
@@ -43,4 +48,4 @@ def load_augmenter(directory):
     return Augmenter.load(directory)
 
 
-__all__ = ["AUGMENTERS", "keys", "load_augmenter", "make_augmenter"]
+__all__ = ["AUGMENTERS", "keys", "keys_for", "load_augmenter", "make_augmenter"]

@@ -43,6 +43,8 @@ class Augmenter(ABC):
     #: decoding or training change, not floating-point rounding): benchmark caches key augment
     #: cells on it, so they are recomputed
     version: ClassVar[int] = 1
+    #: the action kinds of the data this method can augment
+    action_kinds: ClassVar[tuple[str, ...]] = ("discrete", "continuous")
 
     def __init__(self, config: Any = None, **options: Any) -> None:
         self.config = config_from_options("augmenter", self.name, self.Config, config, options)
@@ -74,12 +76,22 @@ class Augmenter(ABC):
 
     # -- the interface ------------------------------------------------------------------------
     def fit(self, ds: Dataset, *, progress: Any = None) -> Augmenter:
-        if len(ds) == 0:
-            raise ConfigError("cannot fit an augmenter on an empty dataset")
+        self.check_fittable(ds)
         self._fit(ds, progress=progress)
         self.fitted_on = {"fingerprint": ds.fingerprint, "episodes": len(ds),
                           "spec": ds.spec.to_json()}
         return self
+
+    def check_fittable(self, ds: Dataset) -> None:
+        """Refuse, in one line, data this method cannot learn from (empty, other action kind)."""
+        if len(ds) == 0:
+            raise ConfigError("cannot fit an augmenter on an empty dataset")
+        if ds.spec.action_kind not in self.action_kinds:
+            from . import keys_for
+
+            raise ConfigError(f"{self.name} augments {' or '.join(self.action_kinds)} actions, "
+                              f"and {ds.spec.env_id} data has {ds.spec.action_kind} ones; use "
+                              f"one of {', '.join(keys_for(ds.spec.action_kind))}")
 
     def sample(self, n_episodes: int, seed: int = 0) -> Dataset:
         """Synthetic episodes only (origin marked 1), seeded."""

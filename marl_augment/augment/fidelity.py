@@ -72,6 +72,25 @@ def action_marginals(ds: Dataset) -> np.ndarray:
     return counts / max(counts.sum(), 1.0)
 
 
+def action_w1(a: Dataset, b: Dataset) -> float:
+    """Continuous actions: W1 between the two sets' values of each real action dimension of
+    each agent (living agents' steps), in units of the dimension's range, averaged."""
+    spec = a.spec
+    low, high = spec.action_bounds()
+    out = []
+    for i, d in enumerate(spec.action_dims):
+        rows = []
+        for ds in (a, b):
+            acts = ds.columns["actions"][:, i, :d]
+            alive = ds.columns["alive"][:, i] if ds.spec.has_alive else np.ones(len(acts), bool)
+            rows.append(acts[alive])
+        for k in range(d):
+            span = float(high[i, k] - low[i, k]) or 1.0
+            if len(rows[0]) and len(rows[1]):
+                out.append(wasserstein1(rows[0][:, k], rows[1][:, k]) / span)
+    return float(np.mean(out)) if out else float("nan")
+
+
 def action_types(ds: Dataset) -> dict[str, float] | None:
     """Shares of move / stop / attack (and no-op on SMAC) among living agents' steps, for
     SMAC/SMAX action layouts; None for others."""
@@ -96,9 +115,12 @@ def _step_pairs(ds: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     has_next = np.ones(len(x), bool)
     has_next[offsets[1:] - 1] = False
     t = np.flatnonzero(has_next)
-    onehot = np.eye(ds.spec.n_actions, dtype=np.float32)[cols["actions"][t].astype(np.int64)]
+    if ds.spec.continuous:  # the action vectors, side by side
+        joint = cols["actions"][t].astype(np.float32)
+    else:
+        joint = np.eye(ds.spec.n_actions, dtype=np.float32)[cols["actions"][t].astype(np.int64)]
     episode = np.searchsorted(offsets, t, side="right") - 1
-    return x[t], onehot.reshape(len(t), -1), x[t + 1] - x[t], episode
+    return x[t], joint.reshape(len(t), -1), x[t + 1] - x[t], episode
 
 
 class DynamicsModel:
@@ -235,7 +257,11 @@ def fidelity_gates(real: Dataset, synthetic: Dataset, *, seed: int = 0,
 
     gate("return_w1", lambda a, b: wasserstein1(a.episode_returns, b.episode_returns))
     gate("length_w1", lambda a, b: wasserstein1(a.episode_lengths, b.episode_lengths))
-    gate("action_tv", lambda a, b: 0.5 * float(np.abs(action_marginals(a) - action_marginals(b)).sum()))
+    if real.spec.continuous:
+        gate("action_w1", action_w1)
+    else:
+        gate("action_tv", lambda a, b: 0.5 * float(np.abs(action_marginals(a)
+                                                           - action_marginals(b)).sum()))
     if focus_fire_share(real) is not None:
         gate("focus_fire", lambda a, b: abs((focus_fire_share(a) or 0.0) - (focus_fire_share(b) or 0.0)))
     dyn = dynamics_errors(real, {"synthetic": synthetic, "shuffled": base}, steps=dynamics_steps, seed=seed)
@@ -256,6 +282,7 @@ def fidelity_gates(real: Dataset, synthetic: Dataset, *, seed: int = 0,
 
 
 GATE_NAMES = {"return_w1": "return W1", "length_w1": "length W1", "action_tv": "action TV",
+              "action_w1": "action W1",
               "focus_fire": "focus fire", "dynamics": "dynamics"}
 
 

@@ -69,6 +69,7 @@ def augment(
         aug = load_augmenter(checkpoint)
     else:
         aug = make_augmenter(method, **options)
+    aug.check_fittable(ds)      # data it cannot learn from: one line, before any folder exists
     learned = hasattr(aug.config, "train_steps")
     if resume and not learned:
         raise ConfigError(f"--resume applies to learned augmenters (eaq, eaq-q), not {aug.name!r}")

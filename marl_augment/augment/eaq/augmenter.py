@@ -91,6 +91,8 @@ class EAQConfig:
 
 class EAQ(Augmenter):
     name = "eaq"
+    #: one-hot action channels, decoded by a legal argmax, and a Q_tot over discrete actions
+    action_kinds = ("discrete",)
     version = 2
     """2: rewards decoded through the reward calibration (``reward_calibration``)."""
     structure: F.Structure | None = None
@@ -217,8 +219,7 @@ class EAQ(Augmenter):
     def fit(self, ds: Dataset, *, progress: Any = None, checkpoint_dir: str | Path | None = None,
             resume: bool = False) -> EAQ:
         """Train on ``ds``; with ``checkpoint_dir`` save resumable checkpoints, ``resume`` from one."""
-        if len(ds) == 0:
-            raise ConfigError("cannot fit an augmenter on an empty dataset")
+        self.check_fittable(ds)
         self._fit(ds, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
         self.maps_for(self.config.sampler)             # calibrate the default sampler now
         self.dynamics = (DynamicsModel.fit(ds, seed=self.config.seed) if self.config.filter_factor > 1

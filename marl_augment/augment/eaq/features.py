@@ -32,6 +32,9 @@ class Layout:
     has_avail: bool
     has_alive: bool
     has_agent_rewards: bool = False
+    continuous: bool = False
+    """Action channels hold action vectors (standardised like other real-valued features)
+    instead of one-hot actions."""
 
     @property
     def agent_width(self) -> int:
@@ -61,7 +64,7 @@ class Layout:
         k = np.zeros(self.width, np.int8)
         s = self.slices()
         for i in range(self.n_agents):
-            k[s[f"act{i}"]] = BIN
+            k[s[f"act{i}"]] = CONT if self.continuous else BIN
         for name in ("avail", "alive", "done"):
             k[s[name]] = BIN
         return k
@@ -77,10 +80,14 @@ class Layout:
     @classmethod
     def from_spec(cls, spec: Spec) -> Layout:
         return cls(spec.n_agents, spec.obs_dim, spec.n_actions, spec.state_dim or 0,
-                   spec.has_avail_actions, spec.has_alive, spec.has_agent_rewards)
+                   spec.has_avail_actions, spec.has_alive, spec.has_agent_rewards,
+                   spec.continuous)
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        if not self.continuous:  # layouts saved before continuous actions existed
+            d.pop("continuous")
+        return d
 
 
 def encode(ds: Dataset, layout: Layout, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -91,8 +98,11 @@ def encode(ds: Dataset, layout: Layout, horizon: int) -> tuple[np.ndarray, np.nd
     x = np.zeros((e, layout.width, t), np.float32)
     for i in range(layout.n_agents):
         x[:, s[f"obs{i}"], :] = p["obs"][:, :, i, :].transpose(0, 2, 1)
-        onehot = np.eye(layout.n_actions, dtype=np.float32)[p["actions"][:, :, i]]
-        x[:, s[f"act{i}"], :] = onehot.transpose(0, 2, 1)
+        if layout.continuous:
+            x[:, s[f"act{i}"], :] = p["actions"][:, :, i, :].transpose(0, 2, 1)
+        else:
+            onehot = np.eye(layout.n_actions, dtype=np.float32)[p["actions"][:, :, i]]
+            x[:, s[f"act{i}"], :] = onehot.transpose(0, 2, 1)
     if layout.state_dim:
         x[:, s["state"], :] = p["state"].transpose(0, 2, 1)
     if layout.has_avail:
@@ -381,6 +391,8 @@ def decode(x: np.ndarray, layout: Layout, spec: Spec, structure: Structure | Non
     e, _, t = x.shape
     lengths, has_end = episode_ends(x[:, s["done"], :][:, 0, :])
     valid = np.arange(t)[None, :] < lengths[:, None]
+    if layout.continuous:
+        return _decode_continuous(x, layout, spec, structure, lengths, has_end, valid)
     n, a = layout.n_agents, layout.n_actions
     logits = np.stack([x[:, s[f"act{i}"], :] for i in range(n)], 1).transpose(0, 3, 1, 2)  # (E,T,N,A)
     if layout.has_avail:
@@ -426,17 +438,60 @@ def decode(x: np.ndarray, layout: Layout, spec: Spec, structure: Structure | Non
         actions = np.where(~live & (fixed_act >= 0), fixed_act, actions).astype(np.int32)
         took = np.eye(a, dtype=bool)[actions]
         avail = np.where((~live & (fixed_act >= 0))[..., None], avail | took, avail)
-    cols: dict[str, np.ndarray] = {}
-    obs = np.stack([x[:, s[f"obs{i}"], :] for i in range(n)], 1).transpose(0, 3, 1, 2)    # (E,T,N,O)
+    cols = _observations(x, layout, spec, st, live)
+    cols["actions"] = actions
+    if layout.has_avail:
+        cols["avail_actions"] = avail
+    flat, rest = _finish(x, layout, cols, alive, lengths, has_end, valid)
+    on = np.broadcast_to(rest.pop("_live"), legal_before.shape)
+    report = {"legal_before_masking": float(legal_before[on].mean())
+              if rest.pop("_any_live") else 1.0, **rest}
+    return flat, lengths, report
+
+
+def _observations(x, layout: Layout, spec: Spec, st: Structure, live: np.ndarray
+                  ) -> dict[str, np.ndarray]:
+    """Observation columns (E, T, N, O): padding of smaller agents and dead agents' zeros
+    imposed."""
+    s = layout.slices()
+    obs = np.stack([x[:, s[f"obs{i}"], :] for i in range(layout.n_agents)], 1
+                   ).transpose(0, 3, 1, 2)
     if spec.obs_dims is not None:
         keep = np.arange(layout.obs_dim)[None, :] < np.asarray(spec.obs_dims)[:, None]
         obs = obs * keep[None, None]
     if st.dead_obs_zero is not None:
         obs = np.where((~live & st.dead_obs_zero[None, None, :])[..., None], 0.0, obs)
-    cols["obs"] = obs
-    cols["actions"] = actions
-    if layout.has_avail:
-        cols["avail_actions"] = avail
+    return {"obs": obs}
+
+
+def _decode_continuous(x, layout: Layout, spec: Spec, structure: Structure | None, lengths,
+                       has_end, valid):
+    """Continuous actions: each agent's action channels clipped to its bounds, padding 0."""
+    s = layout.slices()
+    n = layout.n_agents
+    raw = np.stack([x[:, s[f"act{i}"], :] for i in range(n)], 1).transpose(0, 3, 1, 2)
+    low, high = spec.action_bounds()
+    real = spec.action_mask()[None, None]
+    inside = (raw >= low) & (raw <= high)
+    alive = None
+    if layout.has_alive:
+        channel = x[:, s["alive"], :].transpose(0, 2, 1)
+        alive = step_down(channel, lengths) if structure is not None and structure.alive_monotone             else channel > 0.5
+    live = np.ones(raw.shape[:3], bool) if alive is None else alive
+    cols = _observations(x, layout, spec, structure or Structure(), live)
+    cols["actions"] = np.where(real, np.clip(raw, low, high), 0.0).astype(np.float32)
+    flat, rest = _finish(x, layout, cols, alive, lengths, has_end, valid)
+    on = np.broadcast_to(rest.pop("_live")[..., None] & real, inside.shape)
+    rest.pop("_any_live")
+    report = {"in_bounds_before_clipping": float(inside[on].mean()) if on.any() else 1.0, **rest}
+    return flat, lengths, report
+
+
+def _finish(x, layout: Layout, cols: dict[str, np.ndarray], alive, lengths, has_end, valid):
+    """The remaining columns (state, alive, rewards, episode ends), flattened to the valid
+    steps, and the report's common part."""
+    s = layout.slices()
+    e, _, t = x.shape
     if layout.state_dim:
         cols["state"] = x[:, s["state"], :].transpose(0, 2, 1)
     if alive is not None:
@@ -456,9 +511,8 @@ def decode(x: np.ndarray, layout: Layout, spec: Spec, structure: Structure | Non
             flat[k] = np.nan_to_num(flat[k].astype(np.float32), nan=0.0, posinf=1e6, neginf=-1e6)
     live = valid[..., None] if alive is None else (valid[..., None] & alive)
     report = {
-        "legal_before_masking": float(legal_before[np.broadcast_to(live, legal_before.shape)].mean())
-        if live.any() else 1.0,
+        "_live": live, "_any_live": bool(live.any()),
         "ended_by_done": float(has_end.mean()),
         "q_mean": float((x[:, s["q"], :][:, 0, :] * valid).sum() / max(1, valid.sum())),
     }
-    return flat, lengths, report
+    return flat, report
