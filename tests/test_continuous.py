@@ -390,3 +390,63 @@ def test_fidelity_gates_on_continuous_actions(dataset):
     moved["actions"][:, 1, :] = 2.0
     far = ma.Dataset(rad.spec, moved, rad.episode_offsets, rad.episode_origin)
     assert not fidelity_report(dataset, far)["gates"]["gates"]["action_w1"]["pass"]
+
+
+# -- OG-MARL Vaults with continuous actions ----------------------------------------------------
+
+
+def mamujoco_like_experience(lengths, seed=0, n=2, obs=13, state=17, act=3, spill=0.0):
+    """2x3-HalfCheetah-shaped experience as OG-MARL records it: float actions in [-1, 1]
+    (``spill`` pushes that share of values just outside), no legal masks, team reward copied
+    per agent, time-limit ends as truncations."""
+    rng = np.random.default_rng(seed)
+    t = int(sum(lengths))
+    actions = rng.uniform(-1, 1, (t, n, act)).astype(np.float32)
+    if spill:
+        actions[rng.random(actions.shape) < spill] = 1.02
+    ends = np.cumsum(lengths) - 1
+    truncations = np.zeros((t, n), bool)
+    truncations[ends] = True
+    return {"observations": rng.normal(size=(t, n, obs)).astype(np.float32),
+            "actions": actions,
+            "rewards": np.repeat(rng.normal(size=(t, 1)).astype(np.float32), n, 1),
+            "terminals": np.zeros((t, n), bool), "truncations": truncations,
+            "infos": {"state": rng.normal(size=(t, state)).astype(np.float32)}}
+
+
+def test_continuous_vault_converts_exactly_and_exports_back(tmp_path):
+    pytest.importorskip("tensorstore")
+    pytest.importorskip("flashbax")
+    from marl_augment import adapters
+    from marl_augment.adapters.ogmarl_vault import export_vault
+    from marl_augment.errors import FormatError
+
+    from .test_ogmarl_vault import Vault, write_with_flashbax
+
+    exp = mamujoco_like_experience([30, 50, 20])
+    uid = write_with_flashbax(tmp_path, "2halfcheetah.vlt", "Good", exp)
+    ds = adapters.convert("ogmarl-vault", uid, tmp_path / "hc.zarr")
+    assert ds.spec.continuous and ds.spec.n_actions == 3 and not ds.spec.has_avail_actions
+    assert ds.spec.action_low == ((-1.0,) * 3,) * 2
+    np.testing.assert_array_equal(ds.columns["actions"], exp["actions"])
+    np.testing.assert_array_equal(ds.episode_lengths, [30, 50, 20])
+    assert ds.columns["truncated"].sum() == 3 and not ds.columns["terminated"].any()
+
+    spilled = mamujoco_like_experience([40], seed=1, spill=0.01)
+    uid2 = write_with_flashbax(tmp_path, "spill.vlt", "Poor", spilled)
+    with pytest.raises(FormatError, match=r"outside \[-1, 1\]; convert with -o clip_actions=true"):
+        adapters.convert("ogmarl-vault", uid2, tmp_path / "s.zarr")
+    assert not (tmp_path / "s.zarr").exists()
+    clipped = adapters.convert("ogmarl-vault", uid2, tmp_path / "s.zarr", clip_actions=True)
+    assert clipped.columns["actions"].max() == 1.0
+    assert clipped.source["clipped_action_values"] == int((spilled["actions"] > 1).sum()) > 0
+
+    # our heterogeneous continuous store -> Vault -> flashbax reads it -> back, bounds kept
+    het = write_cont(tmp_path / "het.zarr")
+    export_vault(het, tmp_path / "het.vlt", uid="Medium")
+    fb = Vault(vault_name="het.vlt", rel_dir=str(tmp_path), vault_uid="Medium").read().experience
+    assert np.asarray(fb["actions"]).shape == (1, het.num_transitions, 2, 3)
+    back = adapters.convert("ogmarl-vault", tmp_path / "het.vlt" / "Medium", tmp_path / "b.zarr")
+    assert back.spec.action_low == het.spec.action_low
+    assert back.spec.agent_n_actions == (2, 3)
+    np.testing.assert_array_equal(back.columns["actions"], het.columns["actions"])

@@ -30,6 +30,7 @@ from ..errors import (
     FormatError,
     MissingDependency,
     NotFound,
+    SchemaError,
     UnsupportedError,
 )
 from ..outputs import check_output, partial_path, swap_into_place
@@ -172,6 +173,14 @@ class OgMarlVaultConfig:
     """Rows read per block (memory is bounded by a few blocks)."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Extra facts to keep in the store's spec."""
+    action_low: float = -1.0
+    """Continuous Vaults (float actions, no legal masks: MAMuJoCo, MPE): the lower action
+    bound of every dimension (OG-MARL's continuous environments act in [-1, 1])."""
+    action_high: float = 1.0
+    """Continuous Vaults: the upper action bound of every dimension."""
+    clip_actions: bool = False
+    """Continuous Vaults: clip actions outside the bounds to them (OG-MARL's learners clamp
+    them so) instead of refusing the Vault; the store's source counts the clipped values."""
 
 
 class OgMarlVaultAdapter:
@@ -186,6 +195,9 @@ class OgMarlVaultAdapter:
             raise ConfigError(f"reward must be one of {REWARD_MODES}, got {self.config.reward!r}")
         if self.config.block_rows < 1:
             raise ConfigError("block_rows must be >= 1")
+        if not self.config.action_low < self.config.action_high:
+            raise ConfigError(f"need action_low < action_high, got {self.config.action_low} "
+                              f"and {self.config.action_high}")
 
     def convert(self, src: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
                 progress: Any = None, source: Mapping[str, Any] | None = None):
@@ -237,25 +249,39 @@ class OgMarlVaultAdapter:
         cfg = self.config
         n, length = reader.n_agents, reader.length
         has_legals = "legals" in reader.stores
-        n_actions = int(reader.stores["legals"].shape[3]) if has_legals else None
-        if n_actions is None:
-            raise UnsupportedError(
-                f"Vault {reader.dir} has no 'infos.legals.' leaf, so its action count is unknown; "
-                f"only discrete-action Vaults with legal-action masks are supported"
-            )
-        state_dim = int(reader.stores["state"].shape[2]) if "state" in reader.stores else None
+        acts = reader.stores["actions"]
+        continuous = not has_legals and acts.ndim == 4 and reader.dtypes["actions"].kind == "f"
         ours = reader.metadata.get("marl_augment", {})
-        env_id = cfg.env_id or (ours.get("env_id") if isinstance(ours, dict) else None) \
-            or known_env_id(vault_name)
+        ours = ours if isinstance(ours, dict) else {}
+        if continuous:
+            n_actions = int(acts.shape[3])
+            kind = {"action_kind": "continuous",
+                    "action_low": ((cfg.action_low,) * n_actions,) * n,
+                    "action_high": ((cfg.action_high,) * n_actions,) * n}
+            if "action_low" in ours:  # a Vault we exported: the spec's own bounds and dims
+                kind = _exported_bounds(ours, n, n_actions, reader.dir)
+        elif has_legals:
+            n_actions = int(reader.stores["legals"].shape[3])
+            kind = {}
+        else:
+            raise UnsupportedError(
+                f"Vault {reader.dir} has no 'infos.legals.' leaf and its actions are not float "
+                f"vectors (N, A), so it is neither a discrete Vault with legal-action masks nor a "
+                f"continuous one")
+        state_dim = int(reader.stores["state"].shape[2]) if "state" in reader.stores else None
+        env_id = cfg.env_id or ours.get("env_id") or known_env_id(vault_name)
         spec = Spec(
             env_id=env_id,
             agent_ids=tuple(f"agent_{i}" for i in range(n)), obs_dim=reader.obs_dim,
-            n_actions=n_actions, state_dim=state_dim, has_avail_actions=True,
+            n_actions=n_actions, state_dim=state_dim, has_avail_actions=not continuous,
             has_agent_rewards=cfg.reward != "first",
             reward_mode="given" if cfg.reward == "first" else cfg.reward,
             extras={"ogmarl_vault": vault_name, "ogmarl_uid": reader.dir.name, **cfg.extras},
+            **kind,
         )
         report = {"dropped_unfinished_rows": 0, "time_limit_truncations": 0}
+        if continuous:
+            report["clipped_action_values"] = 0
         src_attrs = {"adapter": self.name, "path": str(src.resolve()), "vault": vault_name,
                      "uid": reader.dir.name, "vault_index": length, "checksum": checksum,
                      "vault_metadata": {k: v for k, v in reader.metadata.items()
@@ -301,10 +327,13 @@ class OgMarlVaultAdapter:
         cfg = self.config
         lengths = np.diff(np.concatenate([[-1], ends]))
         actions = b["actions"]
-        if actions.dtype.kind == "f":
-            if not np.all(actions == np.round(actions)):
-                raise UnsupportedError("the Vault's actions are not integers: only discrete actions are supported")
-        actions = actions.reshape(actions.shape[0], -1).astype(np.int32)
+        if spec.continuous:
+            actions = self._continuous(actions, spec, report, row0)
+        else:
+            if actions.dtype.kind == "f" and not np.all(actions == np.round(actions)):
+                raise FormatError("the Vault's actions are not integers, yet it has legal-action "
+                                  "masks (a discrete Vault); it is damaged or mislabelled")
+            actions = actions.reshape(actions.shape[0], -1).astype(np.int32)
         rewards_agents = b["rewards"].reshape(b["rewards"].shape[0], -1).astype(np.float32)
         if cfg.reward == "first":
             if rewards_agents.shape[1] > 1 and not np.array_equal(rewards_agents, np.repeat(rewards_agents[:, :1], rewards_agents.shape[1], 1)):
@@ -331,13 +360,54 @@ class OgMarlVaultAdapter:
             "rewards": team,
             "terminated": terminated,
             "truncated": truncated,
-            "avail_actions": b["legals"] > 0.5,
         }
+        if spec.has_avail_actions:
+            cols["avail_actions"] = b["legals"] > 0.5
         if spec.has_state:
             cols["state"] = b["state"].astype(np.float32, copy=False)
         if spec.has_agent_rewards:
             cols["agent_rewards"] = rewards_agents
         return cols, lengths
+
+
+    def _continuous(self, actions: np.ndarray, spec: Spec, report, row0: int) -> np.ndarray:
+        a = actions.astype(np.float32)
+        finite = np.isfinite(a)
+        if not finite.all():
+            r = int(np.argwhere(~finite)[0][0])
+            raise FormatError(f"the Vault's actions hold a non-finite value at row {row0 + r}")
+        low, high = spec.action_bounds()
+        out = ((a < low) | (a > high)) & spec.action_mask()
+        if out.any():
+            if not self.config.clip_actions:
+                r, i, d = (int(x) for x in np.argwhere(out)[0])
+                raise FormatError(
+                    f"the Vault's action {float(a[r, i, d]):.6g} (row {row0 + r}, agent {i}, "
+                    f"dimension {d}) is outside [{low[i, d]:g}, {high[i, d]:g}]; convert with "
+                    f"-o clip_actions=true to clip it (OG-MARL's learners do), or set "
+                    f"-o action_low / action_high")
+            report["clipped_action_values"] += int(out.sum())
+        return np.where(spec.action_mask(), np.clip(a, low, high), 0.0).astype(np.float32)
+
+
+def _exported_bounds(ours: Mapping[str, Any], n: int, n_actions: int, where: Path
+                     ) -> dict[str, Any]:
+    """The action bounds (and per-agent dimensions) an exported Vault's metadata records."""
+    try:
+        kind = {"action_kind": "continuous",
+                "action_low": tuple(tuple(float(x) for x in r) for r in ours["action_low"]),
+                "action_high": tuple(tuple(float(x) for x in r) for r in ours["action_high"])}
+        dims = ours.get("agent_n_actions")
+        if dims is not None:
+            kind["agent_n_actions"] = tuple(int(d) for d in dims)
+        Spec(env_id="x", agent_ids=tuple(map(str, range(n))), obs_dim=1, n_actions=n_actions,
+             **kind).check()
+    except (TypeError, ValueError, KeyError) as exc:
+        raise FormatError(f"Vault {where}: its marl_augment action bounds are unreadable "
+                          f"({exc}); export it again") from None
+    except SchemaError as exc:
+        raise FormatError(f"Vault {where}: {exc}; export it again") from None
+    return kind
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,6 +441,11 @@ def export_vault(ds, out: str | os.PathLike, *, uid: str = "Medium", overwrite: 
     t_rows, n = ds.num_transitions, spec.n_agents
     shapes = {"obs": (n, spec.obs_dim), "actions": (n,), "rewards": (n,), "terminals": (n,),
               "truncations": (n,), "legals": (n, spec.n_actions)}
+    dtypes = dict(EXPORT_DTYPES)
+    if spec.continuous:  # OG-MARL's continuous layout: float action vectors, no legal masks
+        shapes["actions"] = (n, spec.n_actions)
+        dtypes["actions"] = "float32"
+        del shapes["legals"]
     if spec.has_state:
         shapes["state"] = (spec.state_dim,)
     tmp = partial_path(target)
@@ -385,11 +460,16 @@ def export_vault(ds, out: str | os.PathLike, *, uid: str = "Medium", overwrite: 
                 node_s = structure_shape.setdefault(parent, {})
                 node_d = structure_dtype.setdefault(parent, {})
             node_s[key] = str((1, t_rows, *tail))
-            node_d[key] = EXPORT_DTYPES[k]
+            node_d[key] = dtypes[k]
         meta = {"version": VAULT_VERSION, "structure_shape": structure_shape,
                 "structure_dtype": structure_dtype,
                 "marl_augment": {"env_id": spec.env_id, "fingerprint": ds.fingerprint,
                                  "provenance_steps": len(ds.provenance)}}
+        if spec.continuous:  # Vaults have no place for bounds: kept beside the env id
+            meta["marl_augment"].update(
+                action_low=[list(r) for r in spec.action_low],
+                action_high=[list(r) for r in spec.action_high],
+                agent_n_actions=list(spec.agent_n_actions) if spec.agent_n_actions else None)
         (tmp / METADATA).write_text(json.dumps(meta))
         stores = {}
         for k, tail in shapes.items():
@@ -397,7 +477,7 @@ def export_vault(ds, out: str | os.PathLike, *, uid: str = "Medium", overwrite: 
             rows = 1 << max(10, int(np.log2(max(1, (1 << 20) // elems))))
             s = _spec(tmp, LEAVES[k])
             s["metadata"] = {"compressor": {"id": "gzip", "level": 5}, "chunks": [1, rows, *tail]}
-            stores[k] = ts.open(s, create=True, dtype=EXPORT_DTYPES[k],
+            stores[k] = ts.open(s, create=True, dtype=dtypes[k],
                                 shape=(1, TIME_AXIS, *tail)).result()
         cols = ds.columns
         ends_term = cols["terminated"]
@@ -412,12 +492,13 @@ def export_vault(ds, out: str | os.PathLike, *, uid: str = "Medium", overwrite: 
                 "rewards": np.repeat(cols["rewards"][lo:hi, None], n, 1),
                 "terminals": np.repeat(term[:, None], n, 1),
                 "truncations": np.repeat(np.asarray(trunc)[:, None], n, 1),
-                "legals": (cols["avail_actions"][lo:hi] if spec.has_avail_actions
-                           else np.ones((hi - lo, n, spec.n_actions), bool)).astype(np.float32),
             }
+            if "legals" in shapes:
+                data["legals"] = (cols["avail_actions"][lo:hi] if spec.has_avail_actions
+                                  else np.ones((hi - lo, n, spec.n_actions), bool))
             if spec.has_state:
                 data["state"] = cols["state"][lo:hi]
-            writes = [stores[k][0, lo:hi].write(np.asarray(v, dtype=EXPORT_DTYPES[k]))
+            writes = [stores[k][0, lo:hi].write(np.asarray(v, dtype=dtypes[k]))
                       for k, v in data.items()]
             for f in writes:
                 f.result()
