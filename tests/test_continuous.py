@@ -450,3 +450,58 @@ def test_continuous_vault_converts_exactly_and_exports_back(tmp_path):
     assert back.spec.action_low == het.spec.action_low
     assert back.spec.agent_n_actions == (2, 3)
     np.testing.assert_array_equal(back.columns["actions"], het.columns["actions"])
+
+
+# -- environments: mpe:<env>, mamujoco:<agents>-<robot> ----------------------------------------
+
+
+def test_mpe_and_mamujoco_ids_and_bad_ones():
+    pytest.importorskip("mpe2")
+    from marl_augment.envs import make_env, team_reward
+    from marl_augment.errors import NotFound
+
+    env = make_env("mpe:simple_spread", max_cycles=5)
+    assert type(env.action_space("agent_0")).__name__ == "Box"
+    assert team_reward("mpe:simple_spread") == "sum"
+    with pytest.raises(NotFound, match="unknown MPE environment 'simple_sprad'.*simple_spread"):
+        make_env("mpe:simple_sprad")
+    with pytest.raises(NotFound, match="for discrete ones use pettingzoo:mpe2.simple_spread_v3"):
+        make_env("mpe:simple_spread", continuous_actions=False)
+    with pytest.raises(NotFound, match="is not <agents>-<robot>"):
+        make_env("mamujoco:HalfCheetah")
+    pytest.importorskip("gymnasium_robotics")
+    assert team_reward("mamujoco:2x3-HalfCheetah") == "mean"
+    with pytest.raises(NotFound, match="refused robot 'Cheetah'"):
+        make_env("mamujoco:2x3-Cheetah")
+
+
+def test_mamujoco_record_augment_train_evaluate_cli(tmp_path):
+    """As a user would try it: record, augment (RAD), train TD3+BC and evaluate its policy in
+    the env the data came from (the recorded episode limit goes with the data)."""
+    pytest.importorskip("gymnasium_robotics")
+    from typer.testing import CliRunner
+
+    from marl_augment.cli import app
+
+    run = CliRunner().invoke
+    data, aug, out = (str(tmp_path / x) for x in ("hc.zarr", "hc-rad.zarr", "run"))
+    r = run(app, ["record", "mamujoco:2x3-HalfCheetah", data, "-n", "3",
+                  "-e", "max_episode_steps=30"])
+    assert r.exit_code == 0, r.output
+    ds = ma.load(data)
+    assert ds.spec.continuous and ds.spec.action_dims == (3, 3) and ds.spec.state_dim == 17
+    assert ds.episode_lengths.tolist() == [30, 30, 30] and ds.columns["truncated"].sum() == 3
+    np.testing.assert_allclose(ds.columns["rewards"], ds.columns["agent_rewards"][:, 0])
+    r = run(app, ["augment", data, aug, "--method", "rad-m", "--scale", "1"])
+    assert r.exit_code == 0, r.output
+    r = run(app, ["train", aug, "--algo", "td3-bc", "--out", out, "--steps", "4",
+                  "--eval-every", "2", "--final-episodes", "2", "-o", "seq_len=10",
+                  "-o", "batch_size=4"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["eval"]["length_mean"] == 30                      # the recorded limit
+    r = run(app, ["evaluate", "mamujoco:2x3-HalfCheetah", "--policy", out, "-n", "1", "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["length_mean"] == 30, r.output
+    r = run(app, ["train", data, "--algo", "qmix-cql", "--out", str(tmp_path / "q")])
+    assert r.exit_code != 0 and "use one of td3-bc" in r.output
+    assert not (tmp_path / "q").exists()

@@ -117,7 +117,7 @@ def record(
     from ..adapters.pettingzoo_log import PettingZooLogAdapter, temp_log_path
     from ..adapters.pettingzoo_log import record as record_log
     from ..data.store import check_output_path
-    from ..envs import make_env
+    from ..envs import make_env, team_reward
     from ..envs.pettingzoo import env_id_for
 
     check_output_path(out, overwrite=overwrite)
@@ -136,7 +136,7 @@ def record(
                 recorded.update(path=None, sha256=None)  # the log was temporary
             # the env's settings go with the data: evaluation on its env id makes the same env
             adapter = PettingZooLogAdapter(PettingZooLogAdapter.Config(
-                extras={"env_kwargs": kwargs} if kwargs else {}))
+                reward=team_reward(env_id), extras={"env_kwargs": kwargs} if kwargs else {}))
             ds = adapter.convert(log_path, out, overwrite=overwrite, progress=advance,
                                  source=recorded)
     _done(ds)

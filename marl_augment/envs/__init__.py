@@ -1,5 +1,5 @@
 """Environments as PettingZoo ParallelEnvs: ``smac:<map>``, ``smax:<map>``, ``mpe:<env>``,
-``pettingzoo:<module>``.
+``mamujoco:<agents>-<robot>``, ``pettingzoo:<module>``.
 
 ``make_env(id)`` returns a ParallelEnv with the legal-action mask (when the env has one) in
 ``obs[agent]["action_mask"]`` and ``state()``. Backends import lazily; a missing one raises an
@@ -18,6 +18,8 @@ BACKENDS = {
     "smac": (20.0, "StarCraft SMAC's StarCraft2Env (needs StarCraft II and SC2PATH)"),
     "mpe": (None, "PettingZoo MPE (mpe2) with continuous actions, e.g. mpe:simple_spread "
                   "(pip install 'marl-augment[mpe]')"),
+    "mamujoco": (None, "Gymnasium-Robotics' multi-agent MuJoCo, e.g. mamujoco:2x3-HalfCheetah "
+                       "(pip install 'marl-augment[mamujoco]')"),
     "pettingzoo": (None, "any PettingZoo ParallelEnv module, e.g. pettingzoo:mpe2.simple_spread_v3"),
 }
 
@@ -27,7 +29,8 @@ def split_id(env_id: str) -> tuple[str, str]:
     if not sep or backend not in BACKENDS or not name:
         raise NotFound(
             f"unknown environment id {env_id!r}; use smax:<map> (e.g. smax:3m), smac:<map>, "
-            f"mpe:<env> (e.g. mpe:simple_spread) or pettingzoo:<module> (e.g. "
+            f"mpe:<env> (e.g. mpe:simple_spread), mamujoco:<agents>-<robot> (e.g. "
+            f"mamujoco:2x3-HalfCheetah) or pettingzoo:<module> (e.g. "
             f"pettingzoo:mpe2.simple_spread_v3)"
         )
     return backend, name
@@ -41,8 +44,8 @@ def max_return(env_id: str) -> float | None:
 
 
 def make_env(env_id: str, **kwargs: Any):
-    """A PettingZoo ParallelEnv for ``smax:<map>``, ``smac:<map>``, ``mpe:<env>`` or
-    ``pettingzoo:<module>``."""
+    """A PettingZoo ParallelEnv for ``smax:<map>``, ``smac:<map>``, ``mpe:<env>``,
+    ``mamujoco:<agents>-<robot>`` or ``pettingzoo:<module>``."""
     backend, name = split_id(env_id)
     if backend == "smax":
         from .smax import SmaxParallelEnv
@@ -52,11 +55,24 @@ def make_env(env_id: str, **kwargs: Any):
         from .smac import SmacParallelEnv
 
         return SmacParallelEnv(name, **kwargs)
-    from .pettingzoo import make_mpe, make_parallel_env
+    from .pettingzoo import make_mamujoco, make_mpe, make_parallel_env
 
+    if backend == "mamujoco":
+        return make_mamujoco(name, **kwargs)
     if backend == "mpe":
         return make_mpe(name, **kwargs)
     return make_parallel_env(name, **kwargs)
+
+
+#: backends whose agents all receive the one team reward: the team return is its sum over
+#: steps, not over agents too
+SHARED_REWARD = ("smax", "smac", "mamujoco")
+
+
+def team_reward(env_id: str) -> str:
+    """How the team reward is formed from the agents' rewards: ``mean`` where every agent
+    receives the same team reward (SMAX, SMAC, MaMuJoCo), ``sum`` elsewhere (MPE)."""
+    return "mean" if split_id(env_id)[0] in SHARED_REWARD else "sum"
 
 
 def recorded_settings(spec, env_id: str) -> dict[str, Any]:
@@ -81,4 +97,5 @@ def episode_seed(env, seed: int | None, episode: int) -> int | None:
     return seed + episode
 
 
-__all__ = ["BACKENDS", "episode_seed", "make_env", "max_return", "recorded_settings", "split_id"]
+__all__ = ["BACKENDS", "episode_seed", "make_env", "max_return", "recorded_settings", "split_id",
+           "team_reward"]

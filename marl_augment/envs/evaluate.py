@@ -115,8 +115,9 @@ MAX_INTERRUPTED_IN_A_ROW = 5
 def _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs):
     """One PettingZoo env, one episode at a time (any backend). Episodes the env cut short
     (``info["interrupted"]``: SMAC lost the game) are not counted and are played again."""
-    from . import episode_seed
+    from . import episode_seed, team_reward
 
+    combine = np.mean if team_reward(env_id) == "mean" else np.sum
     env = make_env(env_id, **env_kwargs)
     agents = list(env.possible_agents)
     kind = getattr(policy, "action_kind", None)
@@ -141,8 +142,7 @@ def _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs):
             while env.agents:
                 acts = _act(policy, env, agents, obs, infos, rng, first)
                 obs, rewards, terms, truncs, infos = env.step(acts)
-                ret += float(np.mean(list(rewards.values()))) if env_id.startswith(("smax:", "smac:")) \
-                    else float(np.sum(list(rewards.values())))
+                ret += float(combine(list(rewards.values())))
                 length += 1
                 first = False
                 for info in infos.values():

@@ -3,16 +3,19 @@ continuous actions by name (``mpe:simple_spread``)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import pkgutil
 import re
+import warnings
 from typing import Any
 
 from ..errors import MissingDependency, NotFound
 
 PREFIX = "pettingzoo:"
 #: top-level packages of environments that one of our extras installs
-EXTRAS = {"mpe2": "mpe", "jaxmarl": "smax"}
+EXTRAS = {"mpe2": "mpe", "jaxmarl": "smax", "gymnasium_robotics": "mamujoco"}
 
 
 def env_id_for(module_path: str) -> str:
@@ -69,3 +72,33 @@ def make_mpe(name: str, **kwargs: Any):
         raise NotFound(f"mpe:{name} has continuous actions; for discrete ones use "
                        f"pettingzoo:{mpe_module(name)}")
     return make_parallel_env(mpe_module(name), **{**kwargs, "continuous_actions": True})
+
+
+def mamujoco_args(name: str) -> tuple[str, str]:
+    """``2x3-HalfCheetah`` -> (``HalfCheetah``, ``2x3``): robot and agent partition."""
+    conf, sep, robot = name.partition("-")
+    if not sep or not robot or not re.fullmatch(r"\d+x\d+\w*|\d+\w*", conf):
+        raise NotFound(f"mamujoco:{name} is not <agents>-<robot>, e.g. mamujoco:2x3-HalfCheetah, "
+                       f"mamujoco:2x4-Ant, mamujoco:4x2-Ant")
+    return robot, conf
+
+
+def make_mamujoco(name: str, **kwargs: Any):
+    """Gymnasium-Robotics' MaMuJoCo: ``mamujoco:2x3-HalfCheetah`` is
+    ``mamujoco_v1.parallel_env("HalfCheetah", "2x3", **kwargs)`` (continuous actions in
+    [-1, 1], global state, 1,000-step episodes)."""
+    robot, conf = mamujoco_args(name)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")      # notes on unrelated robotics envs at import
+            from gymnasium_robotics import mamujoco_v1
+    except ModuleNotFoundError as exc:
+        if exc.name in ("gymnasium_robotics", "mujoco"):
+            raise MissingDependency(exc.name, "mamujoco", f"environment mamujoco:{name}") from None
+        raise
+    try:
+        return mamujoco_v1.parallel_env(robot, conf, **kwargs)
+    except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NotFound(f"mamujoco:{name}: MaMuJoCo refused robot {robot!r} with agents "
+                       f"{conf!r} ({first})") from None
