@@ -101,7 +101,8 @@ def download(dataset_id: str, *, url: str | None = None, sha256: str | None = No
             raise FormatError(f"the archive of {scenario} should hold one '<name>.vlt' folder, found {[p.name for p in vault_root.iterdir()]}")
         for c in todo:
             adapter = adapters.make(c.get("adapter", "ogmarl-vault"), uid=c["uid"],
-                                    env_id=c.get("env_id"), episode_limit=c.get("episode_limit"))
+                                    env_id=c.get("env_id"), episode_limit=c.get("episode_limit"),
+                                    **c.get("convert_options", {}))
             adapter.convert(vlts[0], out_paths[c["id"]], overwrite=overwrite, progress=progress_rows,
                             source={"catalog_id": c["id"], "url": src_url})
     for c in chosen:

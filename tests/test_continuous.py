@@ -505,3 +505,40 @@ def test_mamujoco_record_augment_train_evaluate_cli(tmp_path):
     r = run(app, ["train", data, "--algo", "qmix-cql", "--out", str(tmp_path / "q")])
     assert r.exit_code != 0 and "use one of td3-bc" in r.output
     assert not (tmp_path / "q").exists()
+
+
+def test_catalog_downloads_a_continuous_scenario_and_clips_as_its_card_says(tmp_path):
+    """og-marl/mamujoco/2halfcheetah from a local server: the card's convert options (clip
+    actions noised just outside [-1, 1]) apply, the published numbers are the cards'."""
+    pytest.importorskip("tensorstore")
+    pytest.importorskip("flashbax")
+    import hashlib
+    import zipfile
+
+    from marl_augment.catalog import cards, download
+
+    from .test_download import Server
+    from .test_ogmarl_vault import write_with_flashbax
+
+    c = cards()
+    good = c["og-marl/mamujoco/2halfcheetah/Good"]
+    assert good["published"]["return_mean"] == 6924.11 and good["action_kind"] == "continuous"
+    assert c["omar/mpe/simple_spread/Expert"]["published"]["episodes"] == 40000
+    root = tmp_path / "src"
+    for i, uid in enumerate(("Good", "Medium", "Poor")):
+        write_with_flashbax(root, "2halfcheetah.vlt", uid,
+                            mamujoco_like_experience([20] * (2 + i), seed=i, spill=0.02))
+    archive = tmp_path / "2halfcheetah.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted((root / "2halfcheetah.vlt").rglob("*")):
+            zf.write(p, p.relative_to(root))
+    data = archive.read_bytes()
+    with Server() as srv:
+        srv.files["/hc.zip"] = data
+        got = download("og-marl/mamujoco/2halfcheetah", url=srv.url("hc.zip"),
+                       sha256=hashlib.sha256(data).hexdigest())
+    assert [len(d) for d in got] == [2, 3, 4]
+    for d in got:
+        d = ma.load(d.path)
+        assert d.spec.continuous and d.spec.env_id == "mamujoco:2x3-HalfCheetah"
+        assert d.source["clipped_action_values"] > 0 and d.columns["actions"].max() <= 1.0

@@ -104,7 +104,8 @@ def test_catalog_cards():
     assert (three["agents"], three["obs_dim"], three["state_dim"], three["n_actions"]) == (3, 30, 48, 9)
     assert three["url"].endswith("/core/smac_v1/3m.zip")
     assert three["published"]["episodes"] == 41619 and three["published"]["return_mean"] == 9.96
-    assert all(card["published"]["transitions"] > 900_000 for card in c.values())
+    assert all(card["published"]["transitions"] > 900_000 for i, card in c.items()
+               if i.startswith("og-marl/"))
     assert [x["uid"] for x in scenario_cards("og-marl/smac_v1/8m")] == ["Good", "Medium", "Poor"]
     with pytest.raises(NotFound, match="Did you mean 'og-marl/smac_v1/3m'"):
         scenario_cards("og-marl/smac_v1/3mm")

@@ -71,8 +71,11 @@ def list_(
             pub = card.get("published") or {}
             ret = (f"{pub['return_mean']:.2f} ± {pub['return_std']:.2f}"
                    if pub.get("return_mean") is not None else "")
-            c.add_row(card["id"], str(card.get("agents", "")), str(card.get("obs_dim", "")),
-                      str(card.get("state_dim", "")), str(card.get("n_actions", "")),
+            acts = str(card.get("n_actions") or "")
+            if card.get("action_kind") == "continuous":
+                acts += " (cont.)"
+            c.add_row(card["id"], str(card.get("agents") or ""), str(card.get("obs_dim") or ""),
+                      str(card.get("state_dim") or ""), acts,
                       f"{pub['episodes']:,}" if pub.get("episodes") else "", ret,
                       "[green]yes[/]" if card["local"] else "no")
         console.print(c)
