@@ -353,12 +353,38 @@ def test_rad_keeps_continuous_actions_and_scales_observations(dataset):
     assert not np.array_equal(syn.columns["obs"], src.columns["obs"])
 
 
-def test_eaq_refuses_continuous_actions_in_one_line(dataset):
+TINY_EAQ = {"dims": [16, 32], "train_steps": 30, "batch_size": 8, "diffusion_steps": 20,
+            "sample_steps": 5, "device": "cpu"}
+
+
+class TestEAQContinuous(AugmenterTests):
+    method = "eaq"
+    options = TINY_EAQ
+    scale = 1.0
+
+
+def test_eaq_decodes_continuous_actions_within_bounds(dataset):
+    aug = ma.make_augmenter("eaq", **TINY_EAQ).fit(dataset)
+    syn = aug.sample(10, seed=0)
+    low, high = dataset.spec.action_bounds()
+    acts = syn.columns["actions"]
+    assert acts.dtype == np.float32 and (acts >= low).all() and (acts <= high).all()
+    assert (acts[:, 0, 2] == 0).all()                       # agent 0's padding
+    report = aug.last_report
+    assert 0.0 <= report["in_bounds_before_clipping"] <= 1.0
+
+
+def test_augmenters_of_one_action_kind_refuse_the_other_in_one_line(dataset):
+    from marl_augment.augment.rad import RadS
     from marl_augment.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="eaq augments discrete actions.*use one of rad-m, "
-                                          "rad-s, return-replicate"):
-        ma.make_augmenter("eaq").fit(dataset)
+    class DiscreteOnly(RadS):
+        name = "discrete-only"
+        action_kinds = ("discrete",)
+
+    with pytest.raises(ConfigError, match="discrete-only augments discrete actions, and "
+                                          "test:cont data has continuous ones; use one of"):
+        DiscreteOnly().fit(dataset)
 
 
 def test_episode_features_roundtrip_continuous_actions(dataset):

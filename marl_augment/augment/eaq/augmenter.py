@@ -91,8 +91,10 @@ class EAQConfig:
 
 class EAQ(Augmenter):
     name = "eaq"
-    #: one-hot action channels, decoded by a legal argmax, and a Q_tot over discrete actions
-    action_kinds = ("discrete",)
+    #: discrete actions as one-hot channels (decoded by a legal argmax), continuous ones as
+    #: action-vector channels (decoded by clipping to their bounds); the Q guidance acts on the
+    #: episode's own Q_tot channel (reward-to-go), whatever the actions
+    action_kinds = ("discrete", "continuous")
     version = 2
     """2: rewards decoded through the reward calibration (``reward_calibration``)."""
     structure: F.Structure | None = None

@@ -183,7 +183,7 @@ class Structure:
             out.fixed_avail = np.stack([_constant_bits(avail[:, :, i][live[:, :, i]]) for i in range(n)])
             if dead.any():
                 out.dead_avail = np.stack([_constant_bits(avail[:, :, i][dead[:, :, i]]) for i in range(n)])
-        if dead.any():
+        if dead.any() and not layout.continuous:       # a dead agent's fixed discrete action
             acts = np.stack([x[:, s[f"act{i}"], :].argmax(1) for i in range(n)], -1)       # (E, T, N)
             obs_zero = np.stack([(x[:, s[f"obs{i}"], :] == 0).all(1) for i in range(n)], -1)
             out.dead_action = np.full(n, -1, np.int64)
