@@ -804,13 +804,16 @@ def random_policy(seed: int):
     """Uniformly random legal actions (respecting action masks); continuous actions uniform
     within their bounds."""
     rng = np.random.default_rng(seed)
+    bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}    # per agent, read once
 
     def act(env, obs, infos) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for a in env.agents:
             space = env.action_space(a)
             if action_kind(space) == "continuous":
-                lo, hi = (np.asarray(b, np.float32) for b in box_bounds(space, a))
+                if a not in bounds:
+                    bounds[a] = tuple(np.asarray(b, np.float32) for b in box_bounds(space, a))
+                lo, hi = bounds[a]
                 out[a] = rng.uniform(lo, hi).astype(np.float32).reshape(space.shape)
                 continue
             n = int(space.n)
@@ -867,4 +870,6 @@ def record(env, log_path: str | os.PathLike, *, episodes: int, policy: str = "ra
 
 
 def temp_log_path(directory: Path) -> Path:
-    return directory / f"record-{uuid.uuid4().hex[:8]}.jsonl.gz"
+    """A log that lives only until it is converted: plain JSON lines (compressing it cost a
+    sixth of a MaMuJoCo recording's time)."""
+    return directory / f"record-{uuid.uuid4().hex[:8]}.jsonl"

@@ -1,0 +1,133 @@
+"""Continuous control on this CPU: MaMuJoCo collection and TD3+BC updates (issue 20's targets).
+
+    python benchmarks/continuous_speed.py                       # both parts, 1 and 2 threads
+    python benchmarks/continuous_speed.py --part collect --steps 20000
+    python benchmarks/continuous_speed.py --part td3 --threads 1
+
+- ``collect``: steps per second of ``mamujoco:2x3-HalfCheetah`` (Gymnasium-Robotics'
+  mamujoco_v1) with uniform random actions, (a) stepping the PettingZoo env alone, (b) the
+  whole ``marl-augment record`` path (env + JSON-lines log + conversion to a store), and
+  (c) the single-agent Gymnasium env underneath (``HalfCheetah``), the floor any wrapper adds
+  to. Target: 5,000 steps/s.
+- ``td3``: updates per second of ``td3-bc`` on data of 2x3-HalfCheetah's sizes (2 agents,
+  observations 12, state 17, 3 action dimensions, 1,000-step episodes), at OG-MARL's settings
+  (batch 32 windows × 20 steps) and at a transition-batch setting (256 windows × 2 steps, as
+  TD3+BC's own feed-forward batch of 256), per torch thread count. Target: 300 updates/s.
+
+Results print as JSON; docs/performance.md records them with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def collect(steps: int) -> dict:
+    from marl_augment.envs import make_env
+
+    env = make_env("mamujoco:2x3-HalfCheetah")
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    n, t0 = 0, time.perf_counter()
+    while n < steps:
+        env.step({a: rng.uniform(-1, 1, 3).astype(np.float32) for a in env.agents})
+        n += 1
+        if not env.agents:
+            env.reset()
+    wrapper = n / (time.perf_counter() - t0)
+
+    single = env.unwrapped.single_agent_env
+    single.reset(seed=0)
+    n, t0 = 0, time.perf_counter()
+    while n < steps:
+        _, _, term, trunc, _ = single.step(rng.uniform(-1, 1, 6).astype(np.float32))
+        n += 1
+        if term or trunc:
+            single.reset()
+    raw = n / (time.perf_counter() - t0)
+
+    from marl_augment.adapters.pettingzoo_log import PettingZooLogAdapter, record
+
+    episodes = max(1, steps // 1000)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        log = record(make_env("mamujoco:2x3-HalfCheetah"), Path(tmp) / "log.jsonl",
+                     episodes=episodes, env_id="mamujoco:2x3-HalfCheetah")
+        t_log = time.perf_counter() - t0
+        ds = PettingZooLogAdapter(PettingZooLogAdapter.Config(reward="mean")).convert(
+            log, Path(tmp) / "out.zarr")
+        t_all = time.perf_counter() - t0
+        rows = ds.num_transitions
+    return {"pettingzoo_env_steps_per_s": round(wrapper), "gymnasium_env_steps_per_s": round(raw),
+            "record_log_steps_per_s": round(rows / t_log),
+            "record_and_convert_steps_per_s": round(rows / t_all), "steps": steps}
+
+
+def td3(threads: int, updates: int) -> dict:
+    import torch
+
+    import marl_augment as ma
+    from marl_augment.algos import make_algorithm
+    from marl_augment.algos.common import SequenceSampler, state_dim_of
+    from marl_augment.data.schema import Spec
+    from marl_augment.data.store import StoreWriter
+
+    torch.set_num_threads(threads)
+    spec = Spec(env_id="mamujoco:2x3-HalfCheetah", agent_ids=("agent_0", "agent_1"), obs_dim=12,
+                n_actions=3, state_dim=17, action_kind="continuous",
+                action_low=((-1.0,) * 3,) * 2, action_high=((1.0,) * 3,) * 2)
+    rng = np.random.default_rng(0)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        with StoreWriter(Path(tmp) / "hc.zarr", spec) as w:
+            for _ in range(20):
+                t = 1000
+                ep = {"obs": rng.normal(size=(t, 2, 12)).astype(np.float32),
+                      "state": rng.normal(size=(t, 17)).astype(np.float32),
+                      "actions": rng.uniform(-1, 1, (t, 2, 3)).astype(np.float32),
+                      "rewards": rng.normal(size=t).astype(np.float32),
+                      "terminated": np.zeros(t, bool), "truncated": np.zeros(t, bool)}
+                ep["truncated"][-1] = True
+                w.append_episode(ep)
+        ds = ma.load(Path(tmp) / "hc.zarr")
+        for label, batch, seq in (("og-marl: 32 windows x 20 steps", 32, 20),
+                                  ("transitions: 256 windows x 2 steps", 256, 2)):
+            algo = make_algorithm("td3-bc", spec, state_dim_of(spec), batch_size=batch,
+                                  seq_len=seq, period=1, device="cpu")
+            sampler = SequenceSampler(ds, seq, 1, batch, 0, algo.device)
+            gen = torch.Generator().manual_seed(0)
+            for k in range(10):
+                algo.update(sampler.batch(k), gen)
+            t0 = time.perf_counter()
+            for k in range(updates):
+                algo.update(sampler.batch(k), gen)
+            out[label] = round(updates / (time.perf_counter() - t0), 1)
+    return {"threads": threads, "updates_per_s": out, "updates": updates}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=("collect", "td3", "all"), default="all")
+    ap.add_argument("--steps", type=int, default=10_000, help="env steps per collection measure")
+    ap.add_argument("--updates", type=int, default=200, help="TD3+BC updates per measure")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    args = ap.parse_args()
+    res = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or
+                       platform.machine(), "python": platform.python_version()}}
+    if args.part in ("collect", "all"):
+        res["collect"] = collect(args.steps)
+    if args.part in ("td3", "all"):
+        res["td3"] = [td3(t, args.updates) for t in args.threads]
+    print(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
