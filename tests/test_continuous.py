@@ -262,15 +262,38 @@ def test_td3_bc_improves_on_the_data_and_on_pure_cloning(tmp_path):
     assert td3 > bc + 0.25 * abs(data_return), (td3, bc, data_return)
 
 
-def test_td3_bc_resumes_exactly_and_saves_a_loadable_policy(tmp_path):
+def test_maddpg_cql_is_conservative_where_plain_maddpg_extrapolates(tmp_path):
+    """Offline MADDPG without the CQL term over-values actions outside the data and does worse
+    than the data; with it, the policy improves on the data."""
+    from marl_augment.algos import train
+
+    ds = box_data(tmp_path)
+    data_return = float(ds.episode_returns.mean())
+    runs = {w: train(ds, "maddpg-cql", out=tmp_path / f"w{w}", steps=600, eval_every=0,
+                     final_episodes=20, log_every=600, options={**SMALL, "cql_weight": w})
+            for w in (0.0, 3.0)}
+    plain, cql = (runs[w]["eval"]["return_mean"] for w in (0.0, 3.0))
+    assert cql > data_return + 0.05 * abs(data_return), (cql, data_return)
+    assert cql > plain + 1.0, (cql, plain)
+
+    def gap(w):   # how much the critic values the policy's actions above the data's
+        last = [json.loads(x) for x in (tmp_path / f"w{w}" / "metrics.jsonl").read_text()
+                .splitlines() if '"train"' in x][-1]
+        return last["q_policy"] - last["q_data"]
+
+    assert gap(0.0) > gap(3.0)
+
+
+@pytest.mark.parametrize("algo, extra", [("td3-bc", {"policy_delay": 2}), ("maddpg-cql", {})])
+def test_continuous_learners_resume_exactly_and_save_a_loadable_policy(tmp_path, algo, extra):
     from marl_augment.algos import load_policy, train
 
     ds = box_data(tmp_path, episodes=30)
     kw = dict(eval_every=0, final_episodes=4, log_every=10, checkpoint_every=20,
-              options={**SMALL, "policy_delay": 2})
-    whole = train(ds, "td3-bc", out=tmp_path / "whole", steps=40, **kw)
-    train(ds, "td3-bc", out=tmp_path / "part", steps=20, **kw)
-    resumed = train(ds, "td3-bc", out=tmp_path / "part", steps=40, resume=True, **kw)
+              options={**SMALL, **extra})
+    whole = train(ds, algo, out=tmp_path / "whole", steps=40, **kw)
+    train(ds, algo, out=tmp_path / "part", steps=20, **kw)
+    resumed = train(ds, algo, out=tmp_path / "part", steps=40, resume=True, **kw)
     lines = [(tmp_path / d / "metrics.jsonl").read_text().splitlines() for d in ("whole", "part")]
     losses = [[json.loads(x)["loss"] for x in ls if '"train"' in x] for ls in lines]
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
@@ -281,12 +304,13 @@ def test_td3_bc_resumes_exactly_and_saves_a_loadable_policy(tmp_path):
     assert (acts >= -1).all() and (acts <= 1).all()
 
 
-def test_td3_bc_keeps_padded_dimensions_at_zero(tmp_path):
+@pytest.mark.parametrize("name", ["td3-bc", "maddpg-cql"])
+def test_continuous_learners_keep_padded_dimensions_at_zero(tmp_path, name):
     from marl_augment.algos import make_algorithm
     from marl_augment.algos.common import SequenceSampler, state_dim_of
 
     ds = write_cont(tmp_path / "c.zarr", n=6)
-    algo = make_algorithm("td3-bc", ds.spec, state_dim_of(ds.spec), **{**SMALL, "seq_len": 4})
+    algo = make_algorithm(name, ds.spec, state_dim_of(ds.spec), **{**SMALL, "seq_len": 4})
     sampler = SequenceSampler(ds, 4, 1, 8, 0, algo.device)
     gen = __import__("torch").Generator().manual_seed(0)
     for k in range(5):
@@ -304,7 +328,8 @@ def test_action_kind_mismatches_get_one_line(tmp_path, smac_ds):
     from marl_augment.errors import ConfigError
 
     box = box_data(tmp_path, episodes=5)
-    with pytest.raises(ConfigError, match="qmix-cql learns discrete actions.*use one of td3-bc"):
+    with pytest.raises(ConfigError, match="qmix-cql learns discrete actions.*use one of "
+                                          "maddpg-cql, td3-bc"):
         make_algorithm("qmix-cql", box.spec, state_dim_of(box.spec))
     with pytest.raises(ConfigError, match="td3-bc learns continuous actions.*bc"):
         make_algorithm("td3-bc", smac_ds.spec, state_dim_of(smac_ds.spec))
@@ -529,7 +554,7 @@ def test_mamujoco_record_augment_train_evaluate_cli(tmp_path):
     r = run(app, ["evaluate", "mamujoco:2x3-HalfCheetah", "--policy", out, "-n", "1", "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["length_mean"] == 30, r.output
     r = run(app, ["train", data, "--algo", "qmix-cql", "--out", str(tmp_path / "q")])
-    assert r.exit_code != 0 and "use one of td3-bc" in r.output
+    assert r.exit_code != 0 and "use one of maddpg-cql, td3-bc" in r.output
     assert not (tmp_path / "q").exists()
 
 
