@@ -262,29 +262,56 @@ def test_td3_bc_improves_on_the_data_and_on_pure_cloning(tmp_path):
     assert td3 > bc + 0.25 * abs(data_return), (td3, bc, data_return)
 
 
-def test_maddpg_cql_is_conservative_where_plain_maddpg_extrapolates(tmp_path):
-    """Offline MADDPG without the CQL term over-values actions outside the data and does worse
-    than the data; with it, the policy improves on the data."""
+@pytest.mark.parametrize("algo, plain", [("maddpg-cql", {"cql_weight": 0.0}),
+                                         ("omar", {"cql_weight": 0.0, "omar_coe": 0.0})])
+def test_conservative_learners_improve_where_plain_ones_extrapolate(tmp_path, algo, plain):
+    """Offline actor-critic without the CQL term (and, for OMAR, without the rectification)
+    over-values actions outside the data and ends below the data; with them, the policy ends
+    above the data."""
     from marl_augment.algos import train
 
     ds = box_data(tmp_path)
     data_return = float(ds.episode_returns.mean())
-    runs = {w: train(ds, "maddpg-cql", out=tmp_path / f"w{w}", steps=600, eval_every=0,
-                     final_episodes=20, log_every=600, options={**SMALL, "cql_weight": w})
-            for w in (0.0, 3.0)}
-    plain, cql = (runs[w]["eval"]["return_mean"] for w in (0.0, 3.0))
-    assert cql > data_return + 0.05 * abs(data_return), (cql, data_return)
-    assert cql > plain + 1.0, (cql, plain)
+    runs = {name: train(ds, algo, out=tmp_path / name, steps=600, eval_every=0,
+                        final_episodes=20, log_every=600, options={**SMALL, **opts})
+            for name, opts in (("plain", plain), ("full", {}))}
+    bare, full = (runs[k]["eval"]["return_mean"] for k in ("plain", "full"))
+    assert full > data_return + 0.05 * abs(data_return), (full, data_return)
+    assert full > bare + 1.0, (full, bare)
 
-    def gap(w):   # how much the critic values the policy's actions above the data's
-        last = [json.loads(x) for x in (tmp_path / f"w{w}" / "metrics.jsonl").read_text()
+    def gap(name):   # how much the critic values the policy's actions above the data's
+        last = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text()
                 .splitlines() if '"train"' in x][-1]
         return last["q_policy"] - last["q_data"]
 
-    assert gap(0.0) > gap(3.0)
+    assert gap("plain") > gap("full")
 
 
-@pytest.mark.parametrize("algo, extra", [("td3-bc", {"policy_delay": 2}), ("maddpg-cql", {})])
+def test_omar_rectified_actions_are_never_valued_below_the_policys(tmp_path):
+    import torch
+
+    from marl_augment.algos import make_algorithm
+    from marl_augment.algos.common import SequenceSampler, state_dim_of
+
+    ds = write_cont(tmp_path / "c.zarr", n=6)
+    algo = make_algorithm("omar", ds.spec, state_dim_of(ds.spec), **{**SMALL, "seq_len": 4})
+    batch = SequenceSampler(ds, 4, 1, 8, 0, algo.device).batch(0)
+    gen = torch.Generator().manual_seed(0)
+    params = {**dict(algo.critics.named_parameters()), **dict(algo.critics.named_buffers())}
+    with torch.no_grad():
+        from marl_augment.algos.common import run_agents
+
+        pi = algo._squash(run_agents(algo.actor, batch["obs"]))
+        q_pi = algo.critics(batch["state"], pi).min(0).values
+        dims = algo.dims.float()
+        best = algo._rectified(params, batch["state"], pi, q_pi, dims, gen)
+        q_best = algo.critics(batch["state"], best).min(0).values
+    assert (q_best >= q_pi - 1e-5).all() and (q_best > q_pi + 1e-4).any()
+    assert (best[..., 0, 2] == 0).all() and best.abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("algo, extra", [("td3-bc", {"policy_delay": 2}), ("maddpg-cql", {}),
+                                         ("omar", {})])
 def test_continuous_learners_resume_exactly_and_save_a_loadable_policy(tmp_path, algo, extra):
     from marl_augment.algos import load_policy, train
 
@@ -304,7 +331,7 @@ def test_continuous_learners_resume_exactly_and_save_a_loadable_policy(tmp_path,
     assert (acts >= -1).all() and (acts <= 1).all()
 
 
-@pytest.mark.parametrize("name", ["td3-bc", "maddpg-cql"])
+@pytest.mark.parametrize("name", ["td3-bc", "maddpg-cql", "omar"])
 def test_continuous_learners_keep_padded_dimensions_at_zero(tmp_path, name):
     from marl_augment.algos import make_algorithm
     from marl_augment.algos.common import SequenceSampler, state_dim_of
@@ -329,7 +356,7 @@ def test_action_kind_mismatches_get_one_line(tmp_path, smac_ds):
 
     box = box_data(tmp_path, episodes=5)
     with pytest.raises(ConfigError, match="qmix-cql learns discrete actions.*use one of "
-                                          "maddpg-cql, td3-bc"):
+                                          "maddpg-cql, omar, td3-bc"):
         make_algorithm("qmix-cql", box.spec, state_dim_of(box.spec))
     with pytest.raises(ConfigError, match="td3-bc learns continuous actions.*bc"):
         make_algorithm("td3-bc", smac_ds.spec, state_dim_of(smac_ds.spec))
@@ -554,7 +581,7 @@ def test_mamujoco_record_augment_train_evaluate_cli(tmp_path):
     r = run(app, ["evaluate", "mamujoco:2x3-HalfCheetah", "--policy", out, "-n", "1", "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["length_mean"] == 30, r.output
     r = run(app, ["train", data, "--algo", "qmix-cql", "--out", str(tmp_path / "q")])
-    assert r.exit_code != 0 and "use one of maddpg-cql, td3-bc" in r.output
+    assert r.exit_code != 0 and "use one of maddpg-cql, omar, td3-bc" in r.output
     assert not (tmp_path / "q").exists()
 
 

@@ -1,5 +1,5 @@
 """Offline MARL baselines in torch: QMIX+CQL, QMIX+BCQ and BC (OG-MARL's discrete-action
-systems), TD3+BC (OG-MARL's IDDPG+BC) and MADDPG+CQL for continuous actions.
+systems), TD3+BC (OG-MARL's IDDPG+BC), MADDPG+CQL and OMAR for continuous actions.
 
     algo = marl_augment.algos.make_algorithm("qmix-cql", ds.spec, state_dim, cql_alpha=3.0)
     run = marl_augment.algos.train(ds, "qmix-cql", env_id="smax:3m", steps=15000, out="runs/cql")
@@ -29,6 +29,9 @@ ALGORITHMS.register("td3-bc", "marl_augment.algos.td3_bc:Td3Bc",
 ALGORITHMS.register("maddpg-cql", "marl_augment.algos.maddpg_cql:MaddpgCql",
                     doc="MADDPG with a CQL penalty for continuous actions (OG-MARL's): twin "
                         "state/joint-action critics, uniform and policy-noise OOD actions")
+ALGORITHMS.register("omar", "marl_augment.algos.omar:Omar",
+                    doc="OMAR for continuous actions: CQL critics per agent and an actor "
+                        "regressed towards the best action a cross-entropy search finds")
 
 
 def keys() -> list[str]:
