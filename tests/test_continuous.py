@@ -368,6 +368,11 @@ def test_action_kind_mismatches_get_one_line(tmp_path, smac_ds):
 
     with pytest.raises(ConfigError, match="continuous actions.*discrete"):
         evaluate(load_policy(run), "pettingzoo:mpe2.simple_spread_v3", episodes=1)
+    # training that would evaluate in an env of the other kind stops before any folder
+    with pytest.raises(ConfigError, match="smax:3m takes discrete actions and the data has "
+                                          "continuous ones"):
+        train(box, "td3-bc", out=tmp_path / "r2", env_id="smax:3m", steps=2, options=SMALL)
+    assert not (tmp_path / "r2").exists()
 
 
 # -- augmenters -------------------------------------------------------------------------------

@@ -100,9 +100,21 @@ def train(dataset: Dataset | str | os.PathLike, algo: str, *, out: str | os.Path
     out = Path(out)
     check_output(out, "run", overwrite=True, inputs=[ds.path], what="run folder")
     agent = cls(ds.spec, state_dim_of(ds.spec), seed=seed, **(options or {}))  # bad options: no folder
+    if evaluate:
+        _check_env_kind(run.env_id, ds)                                          # nor a wrong env
     start_fresh, work = _prepare_dir(out, resume, overwrite)
     with _into_place(work, out, "run"):   # an overwrite: the old run stays whole until then
         return _train_in(work, ds, run, agent, seed, start_fresh, progress, evaluate)
+
+
+def _check_env_kind(env_id: str, ds: Dataset) -> None:
+    from ..envs import action_kind_of, recorded_settings
+
+    kind = action_kind_of(env_id, **recorded_settings(ds.spec, env_id))
+    if kind != ds.spec.action_kind:
+        raise ConfigError(f"{env_id} takes {kind} actions and the data has {ds.spec.action_kind} "
+                          f"ones: evaluate in the env the data came from ({ds.spec.env_id}), or "
+                          f"train with --no-eval")
 
 
 @contextmanager

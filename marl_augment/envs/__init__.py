@@ -75,6 +75,23 @@ def team_reward(env_id: str) -> str:
     return "mean" if split_id(env_id)[0] in SHARED_REWARD else "sum"
 
 
+def action_kind_of(env_id: str, **kwargs: Any) -> str:
+    """``discrete`` or ``continuous``: the actions ``env_id`` takes (a PettingZoo module is made
+    and closed to look at its action spaces)."""
+    backend = split_id(env_id)[0]
+    if backend in ("smax", "smac"):
+        return "discrete"
+    if backend in ("mpe", "mamujoco"):
+        return "continuous"
+    from ..adapters.pettingzoo_log import agent_action_kinds
+
+    env = make_env(env_id, **kwargs)
+    try:
+        return agent_action_kinds(env, list(env.possible_agents))
+    finally:
+        env.close()
+
+
 def recorded_settings(spec, env_id: str) -> dict[str, Any]:
     """The env settings a dataset was recorded with (``record -e key=value``, kept in its
     spec's ``extras["env_kwargs"]``) when ``env_id`` is the dataset's own env, else none: a
@@ -97,5 +114,5 @@ def episode_seed(env, seed: int | None, episode: int) -> int | None:
     return seed + episode
 
 
-__all__ = ["BACKENDS", "episode_seed", "make_env", "max_return", "recorded_settings", "split_id",
+__all__ = ["BACKENDS", "action_kind_of", "episode_seed", "make_env", "max_return", "recorded_settings", "split_id",
            "team_reward"]
