@@ -12,7 +12,8 @@
 - ``td3``: updates per second of ``td3-bc`` on data of 2x3-HalfCheetah's sizes (2 agents,
   observations 12, state 17, 3 action dimensions, 1,000-step episodes), at OG-MARL's settings
   (batch 32 windows × 20 steps) and at a transition-batch setting (256 windows × 2 steps, as
-  TD3+BC's own feed-forward batch of 256), per torch thread count. Target: 300 updates/s.
+  TD3+BC's own feed-forward batch of 256), per torch thread count; ``maddpg-cql`` and ``omar``
+  at OG-MARL's settings beside it. Target (TD3+BC): 300 updates/s.
 
 Results print as JSON; docs/performance.md records them with the machine.
 """
@@ -98,9 +99,12 @@ def td3(threads: int, updates: int) -> dict:
                 ep["truncated"][-1] = True
                 w.append_episode(ep)
         ds = ma.load(Path(tmp) / "hc.zarr")
-        for label, batch, seq in (("og-marl: 32 windows x 20 steps", 32, 20),
-                                  ("transitions: 256 windows x 2 steps", 256, 2)):
-            algo = make_algorithm("td3-bc", spec, state_dim_of(spec), batch_size=batch,
+        for name, label, batch, seq in (
+                ("td3-bc", "td3-bc, og-marl: 32 windows x 20 steps", 32, 20),
+                ("td3-bc", "td3-bc, transitions: 256 windows x 2 steps", 256, 2),
+                ("maddpg-cql", "maddpg-cql, og-marl: 32 windows x 20 steps", 32, 20),
+                ("omar", "omar, og-marl: 32 windows x 20 steps", 32, 20)):
+            algo = make_algorithm(name, spec, state_dim_of(spec), batch_size=batch,
                                   seq_len=seq, period=1, device="cpu")
             sampler = SequenceSampler(ds, seq, 1, batch, 0, algo.device)
             gen = torch.Generator().manual_seed(0)
