@@ -650,3 +650,22 @@ def test_benchmark_grid_runs_on_a_continuous_dataset(tmp_path):
     assert all(np.isfinite(r["return_mean"]) for r in rows)
     report = (tmp_path / "bench" / "report.md").read_text()
     assert "action W1" in report
+
+
+@pytest.mark.parametrize("name, bad, match", [
+    ("td3-bc", {"policy_delay": 0}, "policy_delay >= 1"),
+    ("maddpg-cql", {"critic_lr": 0.0}, "critic_lr must be > 0"),
+    ("omar", {"cql_sigma": 0.0}, "cql_sigma > 0"),
+    ("omar", {"omar_num_elites": 20}, "cannot exceed omar_num_samples"),
+    ("td3-bc", {"tau": 2.0}, "0 < tau <= 1"),
+])
+def test_continuous_learners_refuse_bad_options_and_count_their_parameters(name, bad, match):
+    from marl_augment.algos import make_algorithm
+    from marl_augment.errors import ConfigError
+
+    spec = cont_spec()
+    with pytest.raises(ConfigError, match=match):
+        make_algorithm(name, spec, 2, device="cpu", **bad)
+    algo = make_algorithm(name, spec, 2, device="cpu")
+    held = sum(p.numel() for m in algo.modules().values() for p in m.parameters())
+    assert algo.num_parameters() == held

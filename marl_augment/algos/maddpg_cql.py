@@ -34,28 +34,16 @@ from torch.func import functional_call
 
 from ..errors import ConfigError
 from .agent_stack import run_agent_stack
-from .common import AgentNet, AlgoConfig, OfflineAlgorithm, masked_mean
-from .td3_bc import Td3Bc
+from .common import AgentNet, OfflineAlgorithm, masked_mean
+from .td3_bc import CqlCriticConfig, Td3Bc, check_actor_critic
 
 
 @dataclass
-class MaddpgCqlConfig(AlgoConfig):
+class MaddpgCqlConfig(CqlCriticConfig):
     """MADDPG+CQL hyper-parameters (OG-MARL's defaults); ``lr`` is the actor's."""
 
     critic_lr: float = 1e-3
     """Adam learning rate of the critics."""
-    tau: float = 0.005
-    """Polyak rate of the target networks."""
-    num_ood_actions: int = 10
-    """K: joint actions of each out-of-distribution kind per step (3K in the logsumexp)."""
-    cql_weight: float = 3.0
-    """w: weight of the CQL term."""
-    cql_sigma: float = 0.2
-    """Std of the noise on the policy's actions among the OOD samples (normalised units)."""
-    critic_hidden: int = 128
-    """Width of the critics' two hidden layers."""
-    max_grad_norm: float = 1000.0
-    """Gradients are clipped per network to this norm (OG-MARL clips none)."""
 
 
 class TwinJointCritic(nn.Module):
@@ -102,20 +90,13 @@ class MaddpgCql(Td3Bc):
 
     def check_config(self) -> None:
         OfflineAlgorithm.check_config(self)
-        c = self.config
-        if c.critic_lr <= 0 or not 0 < c.tau <= 1 or c.cql_weight < 0 or c.cql_sigma <= 0:
-            raise ConfigError(f"need critic_lr > 0, 0 < tau <= 1, cql_weight >= 0 and "
-                              f"cql_sigma > 0; got {c.critic_lr}, {c.tau}, {c.cql_weight}, "
-                              f"{c.cql_sigma}")
-        if c.num_ood_actions < 1 or c.critic_hidden < 1:
-            raise ConfigError(f"num_ood_actions and critic_hidden must be >= 1, got "
-                              f"{c.num_ood_actions} and {c.critic_hidden}")
+        check_actor_critic(self.config)
+        if self.config.critic_lr <= 0:
+            raise ConfigError(f"critic_lr must be > 0, got {self.config.critic_lr}")
 
-    def num_parameters(self) -> int:
-        actor = AgentNet.size(self.in_dim, self.n_actions, self.config.hidden)
-        critics = TwinJointCritic.size(self.state_dim, self.n_agents * self.n_actions,
-                                       self.config.critic_hidden)
-        return 2 * actor + 2 * critics
+    def critic_size(self) -> int:
+        return TwinJointCritic.size(self.state_dim, self.n_agents * self.n_actions,
+                                    self.config.critic_hidden)
 
     def build(self) -> None:
         import copy
@@ -202,14 +183,5 @@ class MaddpgCql(Td3Bc):
         q = self._q(self.critics, s, joint) - torch.cat(log_mu, dim=2).unsqueeze(0)
         return [torch.logsumexp(q[j], dim=-1) - q_data[j] for j in range(q.shape[0])]
 
-    def update(self, batch, gen):
-        loss, info = self.loss(batch, gen)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norms = [torch.nn.utils.clip_grad_norm_(list(m.parameters()), self.config.max_grad_norm)
-                 for m in self.trained_modules()]
-        info["grad_norm"] = float(max(norms))
-        self.optimizer.step()
-        self.updates += 1
-        self.after_update()
-        return info
+    def _targets_due(self) -> bool:
+        return True                                        # every update (no delayed actor)

@@ -31,22 +31,14 @@ from torch.func import functional_call
 
 from ..errors import ConfigError
 from .agent_stack import run_agent_stack
-from .common import AlgoConfig, OfflineAlgorithm, masked_mean
-from .td3_bc import Td3Bc
+from .common import OfflineAlgorithm, masked_mean
+from .td3_bc import CqlCriticConfig, Td3Bc, check_actor_critic
 
 
 @dataclass
-class OmarConfig(AlgoConfig):
+class OmarConfig(CqlCriticConfig):
     """OMAR hyper-parameters (OG-MARL's defaults)."""
 
-    tau: float = 0.005
-    """Polyak rate of the target networks."""
-    critic_hidden: int = 128
-    """Width of the critics' two hidden layers."""
-    num_ood_actions: int = 10
-    """K: actions of each out-of-distribution kind per agent and step (3K in the logsumexp)."""
-    cql_weight: float = 3.0
-    """w: weight of the CQL term."""
     cql_sigma: float = 0.3
     """Std of the noise on the policy's actions among the OOD samples (normalised units)."""
     omar_iters: int = 3
@@ -60,7 +52,7 @@ class OmarConfig(AlgoConfig):
     omar_coe: float = 0.7
     """c: weight of the regression towards the best action found (1 − c on the Q term)."""
     max_grad_norm: float = 10.0
-    """Gradients are clipped per network to this norm (OG-MARL: 10)."""
+    """Gradients are clipped per network to this norm (OG-MARL's OMAR: 10)."""
 
 
 class Omar(Td3Bc):
@@ -69,15 +61,12 @@ class Omar(Td3Bc):
 
     def check_config(self) -> None:
         OfflineAlgorithm.check_config(self)
+        check_actor_critic(self.config)
         c = self.config
-        if not 0 < c.tau <= 1 or c.cql_weight < 0 or c.cql_sigma <= 0 or c.omar_sigma <= 0:
-            raise ConfigError(f"need 0 < tau <= 1, cql_weight >= 0, cql_sigma > 0 and "
-                              f"omar_sigma > 0; got {c.tau}, {c.cql_weight}, {c.cql_sigma}, "
-                              f"{c.omar_sigma}")
-        if not 0 <= c.omar_coe <= 1:
-            raise ConfigError(f"omar_coe must be in [0, 1], got {c.omar_coe}")
-        for f in ("num_ood_actions", "omar_iters", "omar_num_samples", "omar_num_elites",
-                  "critic_hidden"):
+        if c.omar_sigma <= 0 or not 0 <= c.omar_coe <= 1:
+            raise ConfigError(f"need omar_sigma > 0 and omar_coe in [0, 1], got {c.omar_sigma} "
+                              f"and {c.omar_coe}")
+        for f in ("omar_iters", "omar_num_samples", "omar_num_elites"):
             if getattr(c, f) < 1:
                 raise ConfigError(f"{f} must be >= 1, got {getattr(c, f)}")
         if c.omar_num_elites > c.omar_num_samples:
@@ -175,14 +164,5 @@ class Omar(Td3Bc):
         top_a = elites.gather(2, top[:, :, None, :, None].expand(b, t, 1, n, a)).squeeze(2)
         return torch.where((top_q > q_pi)[..., None], top_a, pi)
 
-    def update(self, batch, gen):
-        loss, info = self.loss(batch, gen)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norms = [torch.nn.utils.clip_grad_norm_(list(m.parameters()), self.config.max_grad_norm)
-                 for m in self.trained_modules()]
-        info["grad_norm"] = float(max(norms))
-        self.optimizer.step()
-        self.updates += 1
-        self.after_update()
-        return info
+    def _targets_due(self) -> bool:
+        return True                                        # every update (no delayed actor)

@@ -36,24 +36,53 @@ from .common import AgentNet, AlgoConfig, OfflineAlgorithm, masked_mean
 
 
 @dataclass
-class Td3BcConfig(AlgoConfig):
+class ActorCriticConfig(AlgoConfig):
+    """Hyper-parameters the continuous actor-critics share (TD3+BC, MADDPG+CQL, OMAR)."""
+
+    tau: float = 0.005
+    """Polyak rate of the target networks."""
+    critic_hidden: int = 128
+    """Width of the critics' two hidden layers."""
+    max_grad_norm: float = 1000.0
+    """Gradients are clipped per network to this norm (TD3+BC clips none)."""
+
+
+@dataclass
+class CqlCriticConfig(ActorCriticConfig):
+    """The conservative critics' penalty (CQL(H), as OG-MARL's MADDPG+CQL and OMAR draw it)."""
+
+    num_ood_actions: int = 10
+    """K: out-of-distribution actions of each kind per step (3K in the logsumexp)."""
+    cql_weight: float = 3.0
+    """w: weight of the CQL term."""
+    cql_sigma: float = 0.2
+    """Std of the noise on the policy's actions among the OOD samples (normalised units)."""
+
+
+@dataclass
+class Td3BcConfig(ActorCriticConfig):
     """TD3+BC hyper-parameters (TD3+BC's; OG-MARL's IDDPG+BC with policy_noise=0 and
     policy_delay=1)."""
 
     bc_alpha: float = 2.5
     """α: the Q term's weight relative to behaviour cloning (λ = α / mean |Q|)."""
-    tau: float = 0.005
-    """Polyak rate of the target networks."""
     policy_noise: float = 0.2
     """Std of the target actions' Gaussian noise, in normalised action units ([-1, 1])."""
     noise_clip: float = 0.5
     """The target noise is clipped to ±this."""
     policy_delay: int = 2
     """The actor (and the targets) are updated every this many critic updates."""
-    critic_hidden: int = 128
-    """Width of the critics' two hidden layers."""
-    max_grad_norm: float = 1000.0
-    """Gradients are clipped per network to this norm (TD3+BC clips none)."""
+
+
+def check_actor_critic(c: ActorCriticConfig) -> None:
+    """Refuse impossible values of the shared actor-critic (and CQL) options."""
+    if not 0 < c.tau <= 1 or c.critic_hidden < 1:
+        raise ConfigError(f"need 0 < tau <= 1 and critic_hidden >= 1, got {c.tau} and "
+                          f"{c.critic_hidden}")
+    if isinstance(c, CqlCriticConfig) and (c.cql_weight < 0 or c.cql_sigma <= 0
+                                           or c.num_ood_actions < 1):
+        raise ConfigError(f"need cql_weight >= 0, cql_sigma > 0 and num_ood_actions >= 1, got "
+                          f"{c.cql_weight}, {c.cql_sigma} and {c.num_ood_actions}")
 
 
 class TwinCritic(nn.Module):
@@ -107,21 +136,22 @@ class Td3Bc(OfflineAlgorithm):
     action_kind = "continuous"
 
     def check_config(self) -> None:
-        super().check_config()
+        OfflineAlgorithm.check_config(self)
+        check_actor_critic(self.config)
         c = self.config
-        if c.bc_alpha < 0 or not 0 < c.tau <= 1 or c.policy_noise < 0 or c.noise_clip < 0:
-            raise ConfigError(f"need bc_alpha >= 0, 0 < tau <= 1, policy_noise >= 0 and "
-                              f"noise_clip >= 0; got {c.bc_alpha}, {c.tau}, {c.policy_noise}, "
-                              f"{c.noise_clip}")
-        if c.policy_delay < 1 or c.critic_hidden < 1:
-            raise ConfigError(f"policy_delay and critic_hidden must be >= 1, got "
-                              f"{c.policy_delay} and {c.critic_hidden}")
+        if c.bc_alpha < 0 or c.policy_noise < 0 or c.noise_clip < 0 or c.policy_delay < 1:
+            raise ConfigError(f"need bc_alpha >= 0, policy_noise >= 0, noise_clip >= 0 and "
+                              f"policy_delay >= 1; got {c.bc_alpha}, {c.policy_noise}, "
+                              f"{c.noise_clip}, {c.policy_delay}")
 
     def num_parameters(self) -> int:
-        actor = AgentNet.size(self.in_dim, self.n_actions, self.config.hidden)
-        critics = TwinCritic.size(self.state_dim, self.n_agents, self.n_actions,
-                                  self.config.critic_hidden)
-        return 2 * actor + 2 * critics
+        """Actor and critics, each with its target copy."""
+        return 2 * AgentNet.size(self.in_dim, self.n_actions, self.config.hidden) \
+            + 2 * self.critic_size()
+
+    def critic_size(self) -> int:
+        return TwinCritic.size(self.state_dim, self.n_agents, self.n_actions,
+                               self.config.critic_hidden)
 
     def build(self) -> None:
         c = self.config
@@ -209,6 +239,8 @@ class Td3Bc(OfflineAlgorithm):
         return loss, info
 
     def update(self, batch, gen):
+        """One optimiser step over the actor and the critics (each network's gradient clipped
+        on its own), then the target networks when :meth:`_targets_due`."""
         loss, info = self.loss(batch, gen)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -217,9 +249,13 @@ class Td3Bc(OfflineAlgorithm):
         info["grad_norm"] = float(max(norms))
         self.optimizer.step()
         self.updates += 1
-        if (self.updates - 1) % self.config.policy_delay == 0:
+        if self._targets_due():
             self.after_update()
         return info
+
+    def _targets_due(self) -> bool:
+        """Whether the update just made moves the targets (TD3: with each actor update)."""
+        return (self.updates - 1) % self.config.policy_delay == 0
 
     @torch.no_grad()
     def after_update(self) -> None:
