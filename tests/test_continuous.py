@@ -669,3 +669,34 @@ def test_continuous_learners_refuse_bad_options_and_count_their_parameters(name,
     algo = make_algorithm(name, spec, 2, device="cpu")
     held = sum(p.numel() for m in algo.modules().values() for p in m.parameters())
     assert algo.num_parameters() == held
+
+
+def test_record_with_a_trained_policy_and_behaviour_noise(tmp_path):
+    """OG-MARL's way of making behaviour data: a trained policy acting with Gaussian noise
+    (continuous) — recorded with provenance; a policy of the other action kind is refused."""
+    from typer.testing import CliRunner
+
+    from marl_augment.algos import train
+    from marl_augment.cli import app
+
+    box = box_data(tmp_path, episodes=10)
+    train(box, "td3-bc", out=tmp_path / "run", steps=4, evaluate=False, options=SMALL)
+    run = CliRunner().invoke
+    out = tmp_path / "beh.zarr"
+    r = run(app, ["record", "pettingzoo:tests.box_env", str(out), "-n", "4", "--policy",
+                  str(tmp_path / "run"), "--noise", "0.1", "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    ds = ma.load(out)
+    assert ds.source["behaviour_noise"] == 0.1 and ds.source["behaviour_algo"] == "td3-bc"
+    acts = ds.columns["actions"]
+    assert len(ds) == 4 and (acts >= -1).all() and (acts <= 1).all() and acts.std() > 0
+    again = tmp_path / "again.zarr"
+    run(app, ["record", "pettingzoo:tests.box_env", str(again), "-n", "4", "--policy",
+              str(tmp_path / "run"), "--noise", "0.1", "--seed", "3"])
+    assert ma.load(again).fingerprint == ds.fingerprint              # seeded noise
+    r = run(app, ["record", "pettingzoo:mpe2.simple_spread_v3", str(tmp_path / "x.zarr"),
+                  "--policy", str(tmp_path / "run")])
+    assert r.exit_code != 0 and "acts with continuous actions and the env takes discrete" \
+        in r.output and not (tmp_path / "x.zarr").exists()
+    r = run(app, ["record", "pettingzoo:tests.box_env", str(tmp_path / "y.zarr"), "--noise", "0.1"])
+    assert r.exit_code != 0 and "--noise applies to a trained policy" in r.output

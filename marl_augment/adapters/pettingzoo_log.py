@@ -830,24 +830,29 @@ def random_policy(seed: int):
 POLICIES = {"random": random_policy}
 
 
-def record(env, log_path: str | os.PathLike, *, episodes: int, policy: str = "random",
+def record(env, log_path: str | os.PathLike, *, episodes: int, policy: Any = "random",
            seed: int = 0, env_id: str | None = None, overwrite: bool = False,
            progress: Any = None, meta: Mapping[str, Any] | None = None) -> Path:
-    """Run ``episodes`` episodes of ``env`` with a built-in policy and log them."""
-    if policy not in POLICIES:
+    """Run ``episodes`` episodes of ``env`` and log them. ``policy`` is a built-in policy's
+    name, or an ``act(env, obs, infos) -> actions`` callable (its ``reset()``, if it has one, is
+    called at every episode start: e.g. :class:`marl_augment.envs.evaluate.NoisyPolicy`)."""
+    if isinstance(policy, str) and policy not in POLICIES:
         raise ConfigError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
     from ..envs import episode_seed
     from ..envs.evaluate import MAX_INTERRUPTED_IN_A_ROW
 
-    act = POLICIES[policy](seed)
+    act = POLICIES[policy](seed) if isinstance(policy, str) else policy
+    name = policy if isinstance(policy, str) else getattr(policy, "name", type(policy).__name__)
     rec = Recorder(env, log_path, env_id=env_id, overwrite=overwrite,
-                   meta={"policy": policy, "seed": seed, **(meta or {})})
+                   meta={"policy": name, "seed": seed, **(meta or {})})
     try:
         done = started = in_a_row = 0
         while done < episodes:
             obs, infos = rec.reset(seed=episode_seed(env, seed, started))
+            if hasattr(act, "reset"):
+                act.reset()
             started += 1
             while rec.agents:
                 obs, _, _, _, infos = rec.step(act(rec, obs, infos))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -107,7 +107,8 @@ def record(
     env_module: Annotated[str, typer.Argument(help="PettingZoo env module (e.g. mpe2.simple_spread_v3) or env id (e.g. mpe:simple_spread).")],
     out: Annotated[str, typer.Argument(help="Output episode store (.zarr path or fsspec URL).")],
     episodes: Annotated[int, typer.Option("--episodes", "-n", min=1, help="Episodes to record.")] = 10,
-    policy: Annotated[str, typer.Option(help="Behaviour policy: random (uniform over legal actions).")] = "random",
+    policy: Annotated[str, typer.Option(help="Behaviour policy: random (uniform over legal actions), or a trained run folder (marl-augment train --out) acting with --noise.")] = "random",
+    noise: Annotated[float | None, typer.Option(help="With a trained policy: Gaussian action noise (std, in units of half the bound range) for continuous actions, ε-greedy for discrete ones; default OG-MARL's 0.2 / 0.05.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of episode e is seed+e; also seeds the policy.")] = 0,
     env_arg: Annotated[list[str] | None, typer.Option("--env-arg", "-e", help="parallel_env() argument key=value (repeatable), e.g. -e max_cycles=25.")] = None,
     log: Annotated[Path | None, typer.Option(help="Also keep the raw JSON Lines log here (.jsonl or .jsonl.gz).")] = None,
@@ -124,14 +125,15 @@ def record(
     kwargs = parse_options(env_arg, "env argument")
     env_id = env_module if ":" in env_module else env_id_for(env_module)
     env = make_env(env_id, **kwargs)
+    actor, facts = _behaviour(policy, noise, seed, env)
     with tempfile.TemporaryDirectory(prefix="marl-augment-") as tmp:
         log_path = log if log is not None else temp_log_path(Path(tmp))
         with progress_bar(f"recording {env_module}", total=episodes) as advance:
-            record_log(env, log_path, episodes=episodes, policy=policy, seed=seed,
+            record_log(env, log_path, episodes=episodes, policy=actor, seed=seed,
                        env_id=env_id, overwrite=overwrite, progress=advance,
-                       meta={"env_kwargs": kwargs})
+                       meta={"env_kwargs": kwargs, **facts})
         with progress_bar("writing store", unit="transitions") as advance:
-            recorded = {"recorded_from": env_id, "policy": policy, "seed": seed}
+            recorded = {"recorded_from": env_id, "policy": policy, "seed": seed, **facts}
             if log is None:
                 recorded.update(path=None, sha256=None)  # the log was temporary
             # the env's settings go with the data: evaluation on its env id makes the same env
@@ -140,6 +142,30 @@ def record(
             ds = adapter.convert(log_path, out, overwrite=overwrite, progress=advance,
                                  source=recorded)
     _done(ds)
+
+
+def _behaviour(policy: str, noise: float | None, seed: int, env) -> tuple[Any, dict[str, Any]]:
+    """The recording policy: a built-in one by name, or a trained run acting with OG-MARL's
+    behaviour noise (refused in one line when its action kind is not the env's)."""
+    from ..errors import ConfigError
+
+    if not Path(policy).is_dir():
+        if noise is not None:
+            raise ConfigError("--noise applies to a trained policy (--policy RUN_FOLDER)")
+        return policy, {}
+    from ..adapters.pettingzoo_log import agent_action_kinds
+    from ..algos import load_policy
+    from ..envs.evaluate import NoisyPolicy
+
+    trained = load_policy(policy)
+    kind = agent_action_kinds(env, list(env.possible_agents))
+    if trained.action_kind != kind:
+        raise ConfigError(f"the policy in {policy} acts with {trained.action_kind} actions and "
+                          f"the env takes {kind} ones")
+    level = noise if noise is not None else (0.2 if kind == "continuous" else 0.05)
+    facts = {"behaviour_run": str(Path(policy).resolve()), "behaviour_noise": level,
+             "behaviour_algo": trained.name}
+    return NoisyPolicy(trained, level, seed=seed, name=f"{trained.name}+noise"), facts
 
 
 @user_errors

@@ -235,3 +235,43 @@ def _act_continuous(policy, env, agents, live, obs, rng, first):
 
 def env_name(env) -> str:
     return str(getattr(env, "metadata", {}).get("name") or type(env.unwrapped).__name__)
+
+
+class NoisyPolicy:
+    """A batch policy acting in one PettingZoo env with OG-MARL's behaviour noise, for recording
+    datasets: continuous actions get Gaussian noise of std ``noise`` in normalised units (half
+    the bound range; OG-MARL's MAMuJoCo data: 0.2), clipped to the bounds; discrete ones are
+    ε-greedy with ε = ``noise`` over the legal actions (OG-MARL's SMAC data: 0.05).
+    Call it as ``act(env, obs, infos)``; :meth:`reset` at every episode start."""
+
+    def __init__(self, policy: BatchPolicy, noise: float, seed: int = 0,
+                 name: str = "policy") -> None:
+        if not 0 <= noise <= 1:
+            raise ConfigError(f"noise must be in [0, 1], got {noise}")
+        self.policy, self.noise, self.name = policy, float(noise), name
+        self.rng = np.random.default_rng(seed)
+        self.first = True
+
+    def reset(self) -> None:
+        self.first = True
+
+    def __call__(self, env, obs, infos) -> dict[str, Any]:
+        from ..adapters.pettingzoo_log import action_mask_of, agent_action_kinds, box_bounds
+
+        agents = list(env.possible_agents)
+        acts = _act(self.policy, env, agents, obs, infos, self.rng, self.first)
+        self.first = False
+        if agent_action_kinds(env, agents) == "continuous":
+            out = {}
+            for a, v in acts.items():
+                lo, hi = (np.asarray(b, np.float32) for b in box_bounds(env.action_space(a), a))
+                step = self.rng.normal(0.0, self.noise, lo.shape) * (hi - lo) / 2
+                out[a] = np.clip(np.ravel(v) + step, lo, hi).astype(np.float32).reshape(
+                    env.action_space(a).shape)
+            return out
+        for a in acts:
+            if self.rng.random() < self.noise:
+                m = action_mask_of(obs.get(a), infos.get(a))
+                legal = np.flatnonzero(m) if m is not None else np.arange(env.action_space(a).n)
+                acts[a] = int(self.rng.choice(legal))
+        return acts
