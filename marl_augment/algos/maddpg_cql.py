@@ -34,7 +34,7 @@ from torch.func import functional_call
 
 from ..errors import ConfigError
 from .agent_stack import run_agent_stack
-from .common import AgentNet, OfflineAlgorithm, masked_mean
+from .common import OfflineAlgorithm, masked_mean
 from .td3_bc import CqlCriticConfig, Td3Bc, check_actor_critic
 
 
@@ -98,20 +98,9 @@ class MaddpgCql(Td3Bc):
         return TwinJointCritic.size(self.state_dim, self.n_agents * self.n_actions,
                                     self.config.critic_hidden)
 
-    def build(self) -> None:
-        import copy
-
-        c = self.config
-        self.actor = AgentNet(self.in_dim, self.n_actions, c.hidden)
-        self.critics = TwinJointCritic(self.state_dim, self.n_agents * self.n_actions,
-                                       c.critic_hidden)
-        self.target_actor = copy.deepcopy(self.actor)
-        self.target_critics = copy.deepcopy(self.critics)
-        for p in [*self.target_actor.parameters(), *self.target_critics.parameters()]:
-            p.requires_grad_(False)
-        low, high = (torch.from_numpy(b) for b in self.spec.action_bounds())
-        self.low, self.span = low, (high - low)
-        self.dims = torch.from_numpy(self.spec.action_mask())
+    def make_critics(self) -> nn.Module:
+        return TwinJointCritic(self.state_dim, self.n_agents * self.n_actions,
+                               self.config.critic_hidden)
 
     # -- learning -------------------------------------------------------------------------------
     def _q(self, critics: nn.Module, state: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:

@@ -154,9 +154,8 @@ class Td3Bc(OfflineAlgorithm):
                                self.config.critic_hidden)
 
     def build(self) -> None:
-        c = self.config
-        self.actor = AgentNet(self.in_dim, self.n_actions, c.hidden)
-        self.critics = TwinCritic(self.state_dim, self.n_agents, self.n_actions, c.critic_hidden)
+        self.actor = AgentNet(self.in_dim, self.n_actions, self.config.hidden)
+        self.critics = self.make_critics()
         self.target_actor = copy.deepcopy(self.actor)
         self.target_critics = copy.deepcopy(self.critics)
         for p in [*self.target_actor.parameters(), *self.target_critics.parameters()]:
@@ -164,6 +163,10 @@ class Td3Bc(OfflineAlgorithm):
         low, high = (torch.from_numpy(b) for b in self.spec.action_bounds())
         self.low, self.span = low, (high - low)
         self.dims = torch.from_numpy(self.spec.action_mask())
+
+    def make_critics(self) -> nn.Module:
+        """The twin critics (built under the algorithm's seed)."""
+        return TwinCritic(self.state_dim, self.n_agents, self.n_actions, self.config.critic_hidden)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critics": self.critics, "target_actor": self.target_actor,
