@@ -120,11 +120,10 @@ def _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs):
     combine = np.mean if team_reward(env_id) == "mean" else np.sum
     env = make_env(env_id, **env_kwargs)
     agents = list(env.possible_agents)
+    bounds = action_bounds_of(env)
     kind = getattr(policy, "action_kind", None)
     if kind is not None:
-        from ..adapters.pettingzoo_log import agent_action_kinds
-
-        env_kind = agent_action_kinds(env, agents)
+        env_kind = "discrete" if bounds is None else "continuous"
         if env_kind != kind:
             env.close()
             raise ConfigError(f"this policy acts with {kind} actions and {env_id} takes "
@@ -140,7 +139,7 @@ def _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs):
             started += 1
             ret, length, won, first, cut = 0.0, 0, None, True, False
             while env.agents:
-                acts = _act(policy, env, agents, obs, infos, rng, first)
+                acts = _act(policy, env, agents, obs, infos, rng, first, bounds)
                 obs, rewards, terms, truncs, infos = env.step(acts)
                 ret += float(combine(list(rewards.values())))
                 length += 1
@@ -173,12 +172,25 @@ def _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs):
     return out
 
 
-def _act(policy, env, agents, obs, infos, rng, first):
-    from ..adapters.pettingzoo_log import action_mask_of, agent_action_kinds
+def action_bounds_of(env) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """Each agent's Box bounds (float32, flattened), or None when the env's actions are
+    discrete; read once per env, not at every step."""
+    from ..adapters.pettingzoo_log import agent_action_kinds, box_bounds
+
+    agents = list(env.possible_agents)
+    if agent_action_kinds(env, agents) != "continuous":
+        return None
+    return {a: tuple(np.asarray(b, np.float32) for b in box_bounds(env.action_space(a), a))
+            for a in agents}
+
+
+def _act(policy, env, agents, obs, infos, rng, first, bounds):
+    """The env's actions for one step; ``bounds`` is :func:`action_bounds_of` the env."""
+    from ..adapters.pettingzoo_log import action_mask_of
 
     live = list(env.agents)
-    if agent_action_kinds(env, agents) == "continuous":
-        return _act_continuous(policy, env, agents, live, obs, rng, first)
+    if bounds is not None:
+        return _act_continuous(policy, env, agents, live, obs, rng, first, bounds)
     masks = {}
     for a in live:
         m = action_mask_of(obs.get(a), infos.get(a))
@@ -208,13 +220,9 @@ def _batch_obs(env, agents, live, obs) -> np.ndarray:
     return o
 
 
-def _act_continuous(policy, env, agents, live, obs, rng, first):
+def _act_continuous(policy, env, agents, live, obs, rng, first, bounds):
     """Box actions: a batch policy returns float (1, N, A); each agent takes its first
     dimensions, clipped to its bounds (as the env would), in the shape of its space."""
-    from ..adapters.pettingzoo_log import box_bounds
-
-    bounds = {a: [np.asarray(b, np.float32) for b in box_bounds(env.action_space(a), a)]
-              for a in live}
     if isinstance(policy, str):
         return {a: rng.uniform(*bounds[a]).astype(np.float32).reshape(env.action_space(a).shape)
                 for a in live}
@@ -251,20 +259,24 @@ class NoisyPolicy:
         self.policy, self.noise, self.name = policy, float(noise), name
         self.rng = np.random.default_rng(seed)
         self.first = True
+        self._bounds: dict[int, Any] = {}                  # per env: action_bounds_of, once
 
     def reset(self) -> None:
         self.first = True
 
     def __call__(self, env, obs, infos) -> dict[str, Any]:
-        from ..adapters.pettingzoo_log import action_mask_of, agent_action_kinds, box_bounds
+        from ..adapters.pettingzoo_log import action_mask_of
 
+        if id(env) not in self._bounds:
+            self._bounds[id(env)] = action_bounds_of(env)
+        bounds = self._bounds[id(env)]
         agents = list(env.possible_agents)
-        acts = _act(self.policy, env, agents, obs, infos, self.rng, self.first)
+        acts = _act(self.policy, env, agents, obs, infos, self.rng, self.first, bounds)
         self.first = False
-        if agent_action_kinds(env, agents) == "continuous":
+        if bounds is not None:
             out = {}
             for a, v in acts.items():
-                lo, hi = (np.asarray(b, np.float32) for b in box_bounds(env.action_space(a), a))
+                lo, hi = bounds[a]
                 step = self.rng.normal(0.0, self.noise, lo.shape) * (hi - lo) / 2
                 out[a] = np.clip(np.ravel(v) + step, lo, hi).astype(np.float32).reshape(
                     env.action_space(a).shape)
