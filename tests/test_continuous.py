@@ -558,10 +558,12 @@ def test_mpe_and_mamujoco_ids_and_bad_ones():
         make_env("mamujoco:2x3-Cheetah")
 
 
-def test_mamujoco_record_augment_train_evaluate_cli(tmp_path):
+def test_mamujoco_record_augment_train_evaluate_cli(tmp_path, monkeypatch):
     """As a user would try it: record, augment (RAD), train TD3+BC and evaluate its policy in
-    the env the data came from (the recorded episode limit goes with the data)."""
+    the env the data came from (the recorded episode limit goes with the data). MuJoCo's
+    warnings go to Python's, not into a MUJOCO_LOG.TXT in the user's working directory."""
     pytest.importorskip("gymnasium_robotics")
+    monkeypatch.chdir(tmp_path)
     from typer.testing import CliRunner
 
     from marl_augment.cli import app
@@ -588,6 +590,7 @@ def test_mamujoco_record_augment_train_evaluate_cli(tmp_path):
     r = run(app, ["train", data, "--algo", "qmix-cql", "--out", str(tmp_path / "q")])
     assert r.exit_code != 0 and "use one of maddpg-cql, omar, td3-bc" in r.output
     assert not (tmp_path / "q").exists()
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
 
 
 def test_catalog_downloads_a_continuous_scenario_and_clips_as_its_card_says(tmp_path):

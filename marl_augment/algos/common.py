@@ -37,6 +37,8 @@ from ..torch_state import keep_freed_heap, resolve_device
 NEG = -1e9
 POLICY_FILE = "policy.json"
 WEIGHTS_FILE = "weights.safetensors"
+#: policy.json's format of the online learners' feed-forward actors (algos.feedforward)
+FEEDFORWARD_FORMAT = "marl-augment/feedforward-policy"
 
 
 @dataclass
@@ -472,8 +474,9 @@ class TrainedPolicy:
         return a.act(outputs, legal_or_all(torch.from_numpy(avail).to(a.device)))
 
 
-def load_policy(directory: str | Path, device: str = "cpu") -> TrainedPolicy:
-    """A policy saved by a training run (the run directory or its ``policy/`` folder)."""
+def load_policy(directory: str | Path, device: str = "cpu") -> Any:
+    """A policy saved by a training run (the run directory or its ``policy/`` folder), or a
+    feed-forward actor saved by an online behaviour learner (a checkpoint folder)."""
     from safetensors.torch import load_file
 
     from . import ALGORITHMS
@@ -486,6 +489,10 @@ def load_policy(directory: str | Path, device: str = "cpu") -> TrainedPolicy:
                        "train one with 'marl-augment train'")
     try:
         meta = json.loads((d / POLICY_FILE).read_text())
+        if isinstance(meta, dict) and meta.get("format") == FEEDFORWARD_FORMAT:
+            from .feedforward import load_feedforward_policy
+
+            return load_feedforward_policy(d, meta, device)
         cls = ALGORITHMS.get(meta["algo"])
         config = cls.Config(**{**meta["config"], "device": device})
         spec = Spec.from_json(meta["spec"])

@@ -1,4 +1,5 @@
-"""``behaviour``: learned behaviour policies on SMAX and datasets recorded from them (OG-MARL's way)."""
+"""``behaviour``: learned behaviour policies (MAPPO on SMAX, MATD3 on continuous-action envs)
+and datasets recorded from them (OG-MARL's way)."""
 
 from __future__ import annotations
 
@@ -10,29 +11,50 @@ import typer
 
 from ._common import console, parse_options, print_json, progress_bar, user_errors
 
-app = typer.Typer(help="Learned behaviour policies on SMAX and datasets recorded from them "
-                       "(OG-MARL's recipe: online training, ε-greedy rollouts, quality levels).",
+app = typer.Typer(help="Learned behaviour policies (MAPPO on SMAX, MATD3 on MaMuJoCo / MPE) and "
+                       "datasets recorded from them (OG-MARL's recipe: online training, noisy "
+                       "rollouts, quality levels).",
                   no_args_is_help=True)
 
-OPTION_HELP = ("MAPPO option key=value (repeatable), e.g. -o num_envs=32; see "
-               "docs/behaviour.md for the list.")
+OPTION_HELP = ("Learner option key=value (repeatable; MAPPO's on SMAX, MATD3's elsewhere), e.g. "
+               "-o num_envs=32 or -o threads=1; see docs/behaviour.md for the lists.")
+ENV_ARG_HELP = ("Env argument key=value of a continuous env (repeatable), e.g. -e max_cycles=25; "
+                "kept with the policies and the datasets.")
 
 
-def _config(options: list[str] | None, steps: int | None):
+def _config(env_id: str, options: list[str] | None, steps: int | None):
+    """The learner's config for ``env_id``: MAPPO on smax:*, MATD3 on continuous envs."""
+    from ..envs import split_id
     from ..envs.behaviour import PpoConfig
+    from ..envs.online import Td3OnlineConfig
     from ..errors import ConfigError
 
+    smax = split_id(env_id)[0] == "smax"
+    cls, learner = (PpoConfig, "MAPPO") if smax else (Td3OnlineConfig, "MATD3")
     opts = parse_options(options, "option")
-    known = {f.name for f in dataclasses.fields(PpoConfig)}
+    known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(opts) - known)
     if unknown:
-        raise ConfigError(f"unknown MAPPO option(s) {unknown}; known: {', '.join(sorted(known))}")
+        raise ConfigError(f"unknown {learner} option(s) {unknown}; known: "
+                          f"{', '.join(sorted(known))}")
     if steps is not None:
         opts["total_steps"] = steps
     try:
-        return PpoConfig(**opts).check()
+        return cls(**opts).check()
     except TypeError as e:
         raise ConfigError(str(e)) from None
+
+
+def _learner(folder: Path) -> str:
+    from ..envs.online import load_meta
+
+    return load_meta(folder).get("learner", "mappo")
+
+
+def _show_matd3(row: dict[str, Any]) -> None:
+    console.print(f"{row['env_steps']:>10,} steps  behaviour return {row['return_mean']:.1f} "
+                  f"(greedy {row['greedy_return']:.1f})  [dim]{row['checkpoint']}, "
+                  f"{row['seconds']:.0f} s[/]")
 
 
 def _show_checkpoint(row: dict[str, Any]) -> None:
@@ -44,25 +66,40 @@ def _show_checkpoint(row: dict[str, Any]) -> None:
 @app.command("train")
 @user_errors
 def train(
-    env_id: Annotated[str, typer.Argument(help="SMAX environment, e.g. smax:3m.")],
+    env_id: Annotated[str, typer.Argument(help="smax:<map> (MAPPO), or a continuous-action env, e.g. mamujoco:2x3-HalfCheetah, mpe:simple_spread (MATD3).")],
     out: Annotated[Path, typer.Option("--out", help="Folder of checkpoints (resumed if it exists).")] = Path("behaviour"),
-    steps: Annotated[int | None, typer.Option(help="Environment steps to train for (default 1,000,000).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Environment steps to train for (default 1,000,000 on SMAX, 200,000 with MATD3).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the networks and the games.")] = 0,
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help=OPTION_HELP)] = None,
+    env_arg: Annotated[list[str] | None, typer.Option("--env-arg", "-e", help=ENV_ARG_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Train a MAPPO behaviour policy on SMAX, saving and evaluating checkpoints as it learns."""
+    """Train a behaviour policy (MAPPO on SMAX, MATD3 on continuous envs), saving and
+    evaluating checkpoints as it learns."""
+    from ..envs import split_id
     from ..envs.behaviour import train_behaviour
+    from ..envs.online import train_matd3
+    from ..errors import ConfigError
 
-    cfg = _config(option, steps)
+    cfg = _config(env_id, option, steps)
+    kwargs = parse_options(env_arg, "env argument")
     with progress_bar(f"training behaviour on {env_id}", total=cfg.total_steps) as advance:
-        res = train_behaviour(env_id, out, config=cfg, seed=seed, progress=advance,
-                              log=None if as_json else _show_checkpoint)
+        if split_id(env_id)[0] == "smax":
+            if kwargs:
+                raise ConfigError("SMAX behaviour policies take no env arguments; set "
+                                  "-o max_steps=... instead")
+            res = train_behaviour(env_id, out, config=cfg, seed=seed, progress=advance,
+                                  log=None if as_json else _show_checkpoint)
+            seconds = res["train_seconds"]
+        else:
+            res = train_matd3(env_id, out, config=cfg, seed=seed, env_kwargs=kwargs,
+                              progress=advance, log=None if as_json else _show_matd3)
+            seconds = res["seconds"]
     if as_json:
         print_json(res)
         return
     console.print(f"[green]wrote[/] {res['folder']}: {len(res['checkpoints'])} checkpoints, "
-                  f"{res['train_seconds']:.0f} s of training")
+                  f"{seconds:.0f} s")
 
 
 @app.command("list")
@@ -71,10 +108,13 @@ def list_checkpoints(
     folder: Annotated[Path, typer.Argument(help="A folder made by 'behaviour train'.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """The checkpoints of a behaviour folder with their measured ε-greedy returns and qualities."""
+    """The checkpoints of a behaviour folder with their measured behaviour returns and qualities."""
     from ..envs.behaviour import QUALITY_BANDS, read_checkpoints
 
     rows = read_checkpoints(folder)
+    if _learner(folder) == "matd3":
+        _list_matd3(folder, rows, as_json)
+        return
     for r in rows:
         r["quality"] = next((q for q, (lo, hi) in QUALITY_BANDS.items()
                              if lo <= r["normalised_return"] <= hi), None)
@@ -92,21 +132,64 @@ def list_checkpoints(
     console.print(t)
 
 
+def _list_matd3(folder: Path, rows: list[dict[str, Any]], as_json: bool) -> None:
+    from ..envs.online import load_meta, quality_bands
+
+    bands = quality_bands(load_meta(folder)["env_id"], rows)
+    for r in rows:
+        r["qualities"] = [q for q, (lo, hi) in bands.items() if lo <= r["return_mean"] <= hi]
+    if as_json:
+        print_json({"bands": bands, "checkpoints": rows})
+        return
+    from rich.table import Table
+
+    t = Table(title=str(folder))
+    for col in ("checkpoint", "env steps", "behaviour return", "greedy return", "quality"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["checkpoint"], f"{r['env_steps']:,}",
+                  f"{r['return_mean']:.1f} ± {r['return_std']:.1f}", f"{r['greedy_return']:.1f}",
+                  ", ".join(r["qualities"]) or "-")
+    console.print(t)
+    console.print("bands: " + ", ".join(f"{q} {lo:.1f} to {hi:.1f}" for q, (lo, hi) in
+                                          bands.items()))
+
+
 @app.command("record")
 @user_errors
 def record(
     folder: Annotated[Path, typer.Argument(help="A folder made by 'behaviour train'.")],
     out: Annotated[str, typer.Argument(help="Output episode store.")],
-    quality: Annotated[str | None, typer.Option(help="poor, medium or good: the checkpoint whose measured return lies in OG-MARL's band.")] = None,
+    quality: Annotated[str | None, typer.Option(help="poor, medium or good (HalfCheetah also omar-medium, omar-expert): the checkpoint whose measured return lies in the quality's band.")] = None,
     checkpoint: Annotated[str | None, typer.Option(help="A checkpoint file name instead of a quality.")] = None,
     transitions: Annotated[int, typer.Option(min=1, help="Steps to record, in whole episodes (OG-MARL: ~1M).")] = 1_000_000,
-    epsilon: Annotated[float | None, typer.Option(help="ε of the ε-greedy behaviour (default: the folder's, 0.05).")] = None,
+    epsilon: Annotated[float | None, typer.Option(help="SMAX: ε of the ε-greedy behaviour (default: the folder's, 0.05).")] = None,
+    noise: Annotated[float | None, typer.Option(help="Continuous envs: std of the Gaussian action noise, in units of half the bound range (default: the folder's, 0.2).")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
 ) -> None:
-    """Record a dataset with a learned behaviour policy, with provenance (checkpoint, ε, return)."""
+    """Record a dataset with a learned behaviour policy, with provenance (checkpoint, noise,
+    return)."""
     from ..envs.behaviour import record_behaviour
+    from ..errors import ConfigError
 
+    if _learner(folder) == "matd3":
+        from ..envs.online import record_matd3
+
+        if epsilon is not None:
+            raise ConfigError("--epsilon is for SMAX's discrete actions; use --noise")
+        ds = record_matd3(folder, out, quality=quality, checkpoint=checkpoint,
+                          transitions=transitions, noise=noise, seed=seed, overwrite=overwrite,
+                          bars=progress_bar)
+        s, src = ds.attrs["summary"], ds.attrs["source"]
+        console.print(f"[green]wrote[/] {ds.path}: {s['episodes']} episodes, "
+                      f"{s['transitions']} transitions, return {s['return_mean']:.1f} ± "
+                      f"{s['return_std']:.1f} (checkpoint {src['behaviour_checkpoint']}, noise "
+                      f"{src['behaviour_noise']})")
+        return
+    if noise is not None:
+        raise ConfigError("--noise is for continuous actions; SMAX's behaviour is ε-greedy: "
+                          "use --epsilon")
     with progress_bar("recording", total=transitions) as advance:
         ds = record_behaviour(folder, out, quality=quality, checkpoint=checkpoint,
                               transitions=transitions, epsilon=epsilon, seed=seed,
@@ -120,7 +203,7 @@ def record(
 @app.command("datasets")
 @user_errors
 def datasets(
-    env_id: Annotated[str, typer.Argument(help="SMAX environment, e.g. smax:3m.")],
+    env_id: Annotated[str, typer.Argument(help="smax:<map>, or a continuous-action env, e.g. mamujoco:2x3-HalfCheetah.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the policies and datasets (resumed if it exists).")],
     seed: Annotated[int, typer.Option()] = 0,
     quality: Annotated[list[str] | None, typer.Option(help="Qualities to record (repeatable; default poor, medium, good).")] = None,
@@ -128,24 +211,28 @@ def datasets(
     fraction: Annotated[float, typer.Option(help="Share of whole episodes kept (the EAQ paper's 3%).")] = 0.03,
     steps: Annotated[int | None, typer.Option(help="Environment steps of behaviour training.")] = None,
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help=OPTION_HELP)] = None,
+    env_arg: Annotated[list[str] | None, typer.Option("--env-arg", "-e", help=ENV_ARG_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Reproduce a map's datasets from a seed: train, record each quality, keep the 3% subsample."""
+    """Reproduce an env's datasets from a seed: train, record each quality, keep the 3% subsample."""
+    from ..envs import split_id
     from ..envs.behaviour import behaviour_datasets
 
-    cfg = _config(option, steps)
+    cfg = _config(env_id, option, steps)
+    show = _show_checkpoint if split_id(env_id)[0] == "smax" else _show_matd3
     with progress_bar(f"training behaviour on {env_id}", total=cfg.total_steps) as advance:
         res = behaviour_datasets(env_id, out, seed=seed, qualities=tuple(quality or ("poor", "medium", "good")),
                                  transitions=transitions, fraction=fraction, config=cfg,
-                                 progress=advance, log=None if as_json else _show_checkpoint)
+                                 env_kwargs=parse_options(env_arg, "env argument"),
+                                 progress=advance, log=None if as_json else show)
     if as_json:
         print_json(res)
         return
     for q, d in res["datasets"].items():
         console.print(f"[green]{q}[/]: {d['subsample']} — {d['episodes']} episodes, "
                       f"{d['transitions']} transitions, return {d['return_mean']:.3f} "
-                      f"(from {d['full_episodes']} episodes, checkpoint {d['checkpoint']} at "
-                      f"{d['measured_normalised_return']:.2f} of max)")
+                      f"(from {d['full_episodes']} episodes, checkpoint {d['checkpoint']}, "
+                      f"behaviour return {d['measured_return']:.3f})")
 
 
 def register(root: typer.Typer) -> None:

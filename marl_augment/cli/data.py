@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -108,64 +107,21 @@ def record(
     out: Annotated[str, typer.Argument(help="Output episode store (.zarr path or fsspec URL).")],
     episodes: Annotated[int, typer.Option("--episodes", "-n", min=1, help="Episodes to record.")] = 10,
     policy: Annotated[str, typer.Option(help="Behaviour policy: random (uniform over legal actions), or a trained run folder (marl-augment train --out) acting with --noise.")] = "random",
-    noise: Annotated[float | None, typer.Option(help="With a trained policy: Gaussian action noise (std, in units of half the bound range) for continuous actions, ε-greedy for discrete ones; default OG-MARL's 0.2 / 0.05.")] = None,
+    noise: Annotated[float | None, typer.Option(help="With a trained policy: Gaussian action noise (std, in units of half the bound range) for continuous actions, ε-greedy for discrete ones; default 0.1 / 0.05 (OG-MARL's SMAC ε).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of episode e is seed+e; also seeds the policy.")] = 0,
     env_arg: Annotated[list[str] | None, typer.Option("--env-arg", "-e", help="parallel_env() argument key=value (repeatable), e.g. -e max_cycles=25.")] = None,
     log: Annotated[Path | None, typer.Option(help="Also keep the raw JSON Lines log here (.jsonl or .jsonl.gz).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT (and --log) if they exist.")] = False,
 ) -> None:
     """Record episodes of a PettingZoo ParallelEnv with a built-in policy into a store."""
-    from ..adapters.pettingzoo_log import PettingZooLogAdapter, temp_log_path
-    from ..adapters.pettingzoo_log import record as record_log
-    from ..data.store import check_output_path
-    from ..envs import make_env, team_reward
     from ..envs.pettingzoo import env_id_for
+    from ..envs.recording import record_env
 
-    check_output_path(out, overwrite=overwrite)
-    kwargs = parse_options(env_arg, "env argument")
     env_id = env_module if ":" in env_module else env_id_for(env_module)
-    env = make_env(env_id, **kwargs)
-    actor, facts = _behaviour(policy, noise, seed, env)
-    with tempfile.TemporaryDirectory(prefix="marl-augment-") as tmp:
-        log_path = log if log is not None else temp_log_path(Path(tmp))
-        with progress_bar(f"recording {env_module}", total=episodes) as advance:
-            record_log(env, log_path, episodes=episodes, policy=actor, seed=seed,
-                       env_id=env_id, overwrite=overwrite, progress=advance,
-                       meta={"env_kwargs": kwargs, **facts})
-        with progress_bar("writing store", unit="transitions") as advance:
-            recorded = {"recorded_from": env_id, "policy": policy, "seed": seed, **facts}
-            if log is None:
-                recorded.update(path=None, sha256=None)  # the log was temporary
-            # the env's settings go with the data: evaluation on its env id makes the same env
-            adapter = PettingZooLogAdapter(PettingZooLogAdapter.Config(
-                reward=team_reward(env_id), extras={"env_kwargs": kwargs} if kwargs else {}))
-            ds = adapter.convert(log_path, out, overwrite=overwrite, progress=advance,
-                                 source=recorded)
+    ds = record_env(env_id, out, episodes=episodes, policy=policy, noise=noise, seed=seed,
+                    env_kwargs=parse_options(env_arg, "env argument"), log=log,
+                    overwrite=overwrite, bars=progress_bar)
     _done(ds)
-
-
-def _behaviour(policy: str, noise: float | None, seed: int, env) -> tuple[Any, dict[str, Any]]:
-    """The recording policy: a built-in one by name, or a trained run acting with OG-MARL's
-    behaviour noise (refused in one line when its action kind is not the env's)."""
-    from ..errors import ConfigError
-
-    if not Path(policy).is_dir():
-        if noise is not None:
-            raise ConfigError("--noise applies to a trained policy (--policy RUN_FOLDER)")
-        return policy, {}
-    from ..adapters.pettingzoo_log import agent_action_kinds
-    from ..algos import load_policy
-    from ..envs.evaluate import NoisyPolicy
-
-    trained = load_policy(policy)
-    kind = agent_action_kinds(env, list(env.possible_agents))
-    if trained.action_kind != kind:
-        raise ConfigError(f"the policy in {policy} acts with {trained.action_kind} actions and "
-                          f"the env takes {kind} ones")
-    level = noise if noise is not None else (0.2 if kind == "continuous" else 0.05)
-    facts = {"behaviour_run": str(Path(policy).resolve()), "behaviour_noise": level,
-             "behaviour_algo": trained.name}
-    return NoisyPolicy(trained, level, seed=seed, name=f"{trained.name}+noise"), facts
 
 
 @user_errors

@@ -96,9 +96,21 @@ def make_mamujoco(name: str, **kwargs: Any):
         if exc.name in ("gymnasium_robotics", "mujoco"):
             raise MissingDependency(exc.name, "mamujoco", f"environment mamujoco:{name}") from None
         raise
+    _mujoco_warnings_to_python()
     try:
         return mamujoco_v1.parallel_env(robot, conf, **kwargs)
     except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise NotFound(f"mamujoco:{name}: MaMuJoCo refused robot {robot!r} with agents "
                        f"{conf!r} ({first})") from None
+
+
+def _mujoco_warnings_to_python() -> None:
+    """Route MuJoCo's warnings to Python's ``warnings`` (shown once) instead of its default,
+    which also appends them to ``MUJOCO_LOG.TXT`` in the working directory: marl-augment writes
+    nothing into folders it did not make. A handler the user installed is left alone."""
+    import mujoco
+
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(
+            lambda msg: warnings.warn(f"MuJoCo: {msg}", RuntimeWarning, stacklevel=1))

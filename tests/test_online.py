@@ -1,0 +1,183 @@
+"""Online MATD3 behaviour policies on continuous-action envs and the datasets recorded from them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import marl_augment as ma
+from marl_augment.cli import app
+
+pytest.importorskip("mpe2")
+
+from marl_augment.algos import load_policy  # noqa: E402
+from marl_augment.envs.online import (  # noqa: E402
+    CHECKPOINTS,
+    RELATIVE_BANDS,
+    Td3OnlineConfig,
+    pick,
+    quality_bands,
+    read_checkpoints,
+    record_matd3,
+    train_matd3,
+)
+from marl_augment.errors import ConfigError, NotFound  # noqa: E402
+
+runner = CliRunner()
+ENV = "mpe:simple_spread"
+KW = {"max_cycles": 5, "N": 2}
+TINY = dict(start_steps=20, batch_size=16, hidden=16, update_every=5, checkpoint_every=20,
+            eval_episodes=2, threads=1)
+
+
+def tiny(total_steps=60, **kw) -> Td3OnlineConfig:
+    return Td3OnlineConfig(total_steps=total_steps, **{**TINY, **kw})
+
+
+def weights(folder):
+    from safetensors.numpy import load_file
+
+    return load_file(str(folder / "weights.safetensors"))
+
+
+def test_training_saves_evaluated_policy_checkpoints_and_is_deterministic(tmp_path):
+    a = train_matd3(ENV, tmp_path / "a", config=tiny(), seed=3, env_kwargs=KW)
+    rows = a["checkpoints"]
+    assert [r["env_steps"] for r in rows] == [20, 40, 60]
+    assert [r["updates"] for r in rows] == [0, 20, 40]       # one update per step after start
+    assert all(r["length_mean"] == 5 and r["eval_episodes"] == 2 for r in rows)
+    assert all(np.isfinite(r["return_mean"]) and np.isfinite(r["greedy_return"]) for r in rows)
+    train_matd3(ENV, tmp_path / "b", config=tiny(), seed=3, env_kwargs=KW)
+    assert [r["return_mean"] for r in read_checkpoints(tmp_path / "b")] == \
+        [r["return_mean"] for r in rows]
+    wa, wb = weights(tmp_path / "a" / rows[-1]["checkpoint"]), \
+        weights(tmp_path / "b" / rows[-1]["checkpoint"])
+    assert all(np.array_equal(wa[k], wb[k]) for k in wa)
+    # learning moved the actor between the checkpoints
+    w0 = weights(tmp_path / "a" / rows[0]["checkpoint"])
+    assert any(not np.array_equal(w0[k], wa[k]) for k in wa)
+
+
+def test_checkpoints_are_policies_evaluate_and_record_take(tmp_path):
+    rows = train_matd3(ENV, tmp_path / "p", config=tiny(40), seed=0, env_kwargs=KW)["checkpoints"]
+    ckpt = tmp_path / "p" / rows[-1]["checkpoint"]
+    pol = load_policy(ckpt)
+    assert pol.action_kind == "continuous" and pol.name == "matd3"
+    obs = np.zeros((4, 2, pol.actor.obs_dim), np.float32)
+    acts = pol(obs, np.ones((4, 2, 5), bool), np.ones(4, bool))
+    assert acts.shape == (4, 2, 5) and (acts >= 0).all() and (acts <= 1).all()  # mpe's [0, 1]
+    ev = ma.evaluate(pol, ENV, episodes=2, seed=0, **KW)
+    assert ev["length_mean"] == 5
+    r = runner.invoke(app, ["record", ENV, str(tmp_path / "rec.zarr"), "-n", "3", "--policy",
+                            str(ckpt), "--noise", "0.3", "-e", "max_cycles=5", "-e", "N=2"])
+    assert r.exit_code == 0, r.output
+    ds = ma.load(tmp_path / "rec.zarr")
+    assert len(ds) == 3 and ds.spec.action_kind == "continuous"
+    assert ds.attrs["source"]["behaviour_noise"] == 0.3
+    assert ds.attrs["source"]["behaviour_algo"] == "matd3"
+    with pytest.raises(ma.errors.FormatError, match="unreadable policy"):
+        (ckpt / "weights.safetensors").write_bytes(b"not weights")
+        load_policy(ckpt)
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path):
+    once = train_matd3(ENV, tmp_path / "once", config=tiny(60), seed=1, env_kwargs=KW)
+    train_matd3(ENV, tmp_path / "twice", config=tiny(40), seed=1, env_kwargs=KW)
+    res = train_matd3(ENV, tmp_path / "twice", config=tiny(60), seed=1, env_kwargs=KW)
+    rows, first = res["checkpoints"], once["checkpoints"]
+    assert [r["env_steps"] for r in rows] == [20, 40, 60]
+    assert [r["return_mean"] for r in rows[:2]] == [r["return_mean"] for r in first[:2]]
+    assert rows[-1]["updates"] == 40                           # the updates went on, not over
+    again = train_matd3(ENV, tmp_path / "twice", config=tiny(60), seed=1, env_kwargs=KW)
+    assert len(again["checkpoints"]) == 3                     # nothing left to do
+    with pytest.raises(ConfigError, match="other settings"):
+        train_matd3(ENV, tmp_path / "twice", config=tiny(60, hidden=8), seed=1, env_kwargs=KW)
+    with pytest.raises(ConfigError, match="other settings"):
+        train_matd3(ENV, tmp_path / "twice", config=tiny(60), seed=1, env_kwargs={"N": 2})
+
+
+def test_bad_settings_get_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="discrete actions"):
+        train_matd3("pettingzoo:mpe2.simple_spread_v3", tmp_path / "d", config=tiny())
+    assert not (tmp_path / "d").exists()
+    with pytest.raises(ConfigError, match="policy_delay"):
+        tiny(policy_delay=0).check()
+    with pytest.raises(ConfigError, match="behaviour_noise"):
+        tiny(behaviour_noise=2.0).check()
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "notes.txt").write_text("mine")
+    with pytest.raises(ma.errors.MarlAugmentError):
+        train_matd3(ENV, tmp_path / "theirs", config=tiny(), env_kwargs=KW)
+    assert (tmp_path / "theirs" / "notes.txt").read_text() == "mine"
+
+
+def _fake_rows(folder, returns):
+    folder.mkdir()
+    (folder / "behaviour.json").write_text(json.dumps(
+        {"env_id": ENV, "learner": "matd3", "env_kwargs": KW,
+         "config": {"behaviour_noise": 0.2}}))
+    rows = [{"checkpoint": f"ckpt-{i:09d}", "env_steps": i, "return_mean": r, "return_std": 0.0,
+             "greedy_return": r, "length_mean": 5.0} for i, r in enumerate(returns)]
+    (folder / CHECKPOINTS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_qualities_are_bands_of_the_runs_range_or_published_levels(tmp_path):
+    _fake_rows(tmp_path / "f", [-100.0, -80.0, -68.0, -55.0, -10.0, 0.0])
+    bands = quality_bands(ENV, read_checkpoints(tmp_path / "f"))
+    assert bands["poor"] == pytest.approx((-100 + 23, -100 + 37))
+    assert set(bands) == set(RELATIVE_BANDS)
+    assert pick(tmp_path / "f", "poor")["return_mean"] == -68.0
+    assert pick(tmp_path / "f", "good")["return_mean"] == -10.0
+    with pytest.raises(NotFound, match="no checkpoint .* reaches medium"):
+        pick(tmp_path / "f", "medium")
+    with pytest.raises(ConfigError, match="unknown quality"):
+        pick(tmp_path / "f", "expert")
+    hc = quality_bands("mamujoco:2x3-HalfCheetah", [])
+    assert hc["medium"] == pytest.approx((1485.0 * 0.8, 1485.0 * 1.2))
+    assert "omar-expert" in hc
+
+
+def test_record_by_quality_writes_whole_episodes_with_provenance(tmp_path):
+    train_matd3(ENV, tmp_path / "p", config=tiny(40), seed=0, env_kwargs=KW)
+    rows = read_checkpoints(tmp_path / "p")
+    ds = record_matd3(tmp_path / "p", str(tmp_path / "d.zarr"), checkpoint=rows[-1]["checkpoint"],
+                      transitions=12, seed=0)
+    assert len(ds) == 3 and ds.num_transitions == 15           # whole 5-step episodes
+    src = ds.attrs["source"]
+    assert src["behaviour_checkpoint"] == rows[-1]["checkpoint"]
+    assert src["behaviour_noise"] == 0.2 and src["measured_return"] == rows[-1]["return_mean"]
+    assert ds.spec.extras["env_kwargs"] == KW                  # evaluation rebuilds the env
+    with pytest.raises(ConfigError, match="not both"):
+        record_matd3(tmp_path / "p", str(tmp_path / "x.zarr"), quality="poor",
+                     checkpoint=rows[0]["checkpoint"])
+    with pytest.raises(ma.errors.MarlAugmentError):
+        record_matd3(tmp_path / "p", str(tmp_path / "p"), checkpoint=rows[0]["checkpoint"])
+    assert (tmp_path / "p" / CHECKPOINTS).is_file()             # the input is untouched
+
+
+def test_cli_behaviour_on_a_continuous_env(tmp_path):
+    folder = tmp_path / "beh"
+    r = runner.invoke(app, ["behaviour", "train", ENV, "--out", str(folder), "--steps", "40",
+                            "-e", "max_cycles=5", "-e", "N=2", "-o", "start_steps=20",
+                            "-o", "batch_size=16", "-o", "hidden=16", "-o", "update_every=5",
+                            "-o", "checkpoint_every=20", "-o", "eval_episodes=1",
+                            "-o", "threads=1"])
+    assert r.exit_code == 0, r.output
+    assert "2 checkpoints" in " ".join(r.output.split())
+    r = runner.invoke(app, ["behaviour", "list", str(folder), "--json"])
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(r.output)["checkpoints"]) == 2
+    ckpt = read_checkpoints(folder)[-1]["checkpoint"]
+    r = runner.invoke(app, ["behaviour", "record", str(folder), str(tmp_path / "d.zarr"),
+                            "--checkpoint", ckpt, "--transitions", "10", "--noise", "0.1"])
+    assert r.exit_code == 0, r.output
+    assert ma.load(tmp_path / "d.zarr").attrs["source"]["behaviour_noise"] == 0.1
+    r = runner.invoke(app, ["behaviour", "record", str(folder), str(tmp_path / "e.zarr"),
+                            "--checkpoint", ckpt, "--epsilon", "0.1"])
+    assert r.exit_code != 0 and "use --noise" in r.output
+    r = runner.invoke(app, ["behaviour", "train", ENV, "--out", str(tmp_path / "x"),
+                            "-o", "num_envs=4"])
+    assert r.exit_code != 0 and "unknown MATD3 option" in r.output
