@@ -62,7 +62,7 @@ def test_config_errors(tmp_path):
         load_config(None, scenario=["smax:3m"])
     with pytest.raises(Exception, match="unknown augmenter 'eaqq'"):
         load_config(None, methods=["eaqq"])
-    with pytest.raises(ConfigError, match="smax:<map> only"):
+    with pytest.raises(ConfigError, match="makes datasets on smax:<map>, mamujoco:"):
         load_config(None, scenarios=["smac:3m"])
     bad = tmp_path / "b.toml"
     bad.write_text("seeds = [0,")

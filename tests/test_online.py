@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,3 +182,45 @@ def test_cli_behaviour_on_a_continuous_env(tmp_path):
     r = runner.invoke(app, ["behaviour", "train", ENV, "--out", str(tmp_path / "x"),
                             "-o", "num_envs=4"])
     assert r.exit_code != 0 and "unknown MATD3 option" in r.output
+
+
+def test_benchmark_makes_continuous_scenario_data_with_learned_behaviour(tmp_path, monkeypatch):
+    """A continuous scenario in the grid: one MATD3 learner shared by the qualities, each data
+    cell recording the checkpoint of its band with the scenario's env args, learners evaluated
+    in that same env."""
+    from marl_augment.bench import load_config, run_benchmark
+    from marl_augment.envs import online
+
+    # a tiny MATD3 run cannot be relied on to spread over the bands: accept any return here
+    monkeypatch.setattr(online, "quality_bands", lambda env_id, rows: {
+        "poor": (-1e9, 1e9), "medium": (-1e9, 1e9)})
+    opts = dict(total_steps=40, **{k: v for k, v in TINY.items() if k != "threads"})
+    cfg = load_config(None, scenarios=[ENV], qualities=["poor", "medium"], behaviour="learned",
+                      transitions=20, matd3_options=opts, env_args={ENV: KW},
+                      methods=["original", "rad-s"], algos=["td3-bc"], seeds=[0], steps=4,
+                      eval_every=2, eval_episodes=2, device="cpu", scale=1.0,
+                      algo_options={"td3-bc": {"seq_len": 5}})
+    rows = run_benchmark(cfg, tmp_path / "w", workers=1, report=False)
+    assert len(rows) == 4 and all(np.isfinite(r["return_mean"]) for r in rows)
+    for r in rows:                                                 # evaluated with max_cycles 5
+        summary = json.loads((Path(r["run"]) / "summary.json").read_text())
+        assert summary["eval"]["length_mean"] == 5
+    assert len(list((tmp_path / "w" / "behaviour").glob("mpe-simple_spread-*/checkpoints.jsonl"))) == 1
+    for data in (tmp_path / "w" / "cells").glob("data-*"):
+        res = json.loads((data / "result.json").read_text())
+        assert res["behaviour_checkpoint"].startswith("ckpt-") and res["transitions"] == 20
+    with pytest.raises(ConfigError, match="continuous actions: its data comes from learned"):
+        load_config(None, scenarios=[ENV], qualities=["poor"]).check()
+    with pytest.raises(ConfigError, match="unknown quality 'omar-expert'"):
+        load_config(None, scenarios=[ENV], qualities=["omar-expert"], behaviour="learned").check()
+    with pytest.raises(ConfigError, match="env_args for"):
+        load_config(None, scenarios=["smax:3m"], env_args={ENV: KW}, behaviour="learned").check()
+    with pytest.raises(ConfigError, match="matd3_options"):
+        load_config(None, scenarios=[ENV], behaviour="learned", qualities=["poor"],
+                    matd3_options={"num_envs": 4}).check()
+    with pytest.raises(ConfigError, match="matd3_options for"):
+        load_config(None, scenarios=[ENV], behaviour="learned", qualities=["poor"],
+                    matd3_options={"mamujoco:2x3-HalfCheetah": {}}).check()
+    c = load_config(None, scenarios=[ENV], behaviour="learned", qualities=["poor"],
+                    matd3_options={"hidden": 8, "lr": 0.1, ENV: {"hidden": 16}}).check()
+    assert c.matd3_for(ENV) == {"hidden": 16, "lr": 0.1}           # the scenario's own first

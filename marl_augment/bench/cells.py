@@ -107,7 +107,24 @@ def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
     cfg = c.config
     out = folder / "store.zarr"
     extra: dict[str, Any] = {}
-    if cfg.get("behaviour") == "learned":
+    if cfg.get("learner") == "matd3":
+        # continuous scenarios: MATD3 trained online (shared per scenario), the checkpoint of
+        # the quality's band recorded with Gaussian noise
+        from ..envs.online import Td3OnlineConfig, record_matd3, train_matd3
+
+        raw_path = folder / "collected.zarr"
+        policies = _behaviour_folder(c, folder, work)
+        with _locked(policies.with_name(policies.name + ".lock")):
+            train_matd3(cfg["scenario"], policies, config=Td3OnlineConfig(**cfg["behaviour_options"]),
+                        seed=cfg["collect_seed"], env_kwargs=cfg["env_args"])
+        raw = load(raw_path) if raw_path.exists() else record_matd3(
+            policies, str(raw_path), quality=cfg["quality"], transitions=cfg["transitions"],
+            seed=cfg["collect_seed"])
+        src = raw.attrs["source"]
+        extra = {"behaviour_checkpoint": src["behaviour_checkpoint"],
+                 "behaviour_return": src["measured_return"],
+                 "full_episodes": len(raw), "full_transitions": raw.num_transitions}
+    elif cfg.get("behaviour") == "learned":
         # OG-MARL's recipe: train a behaviour policy (resumable, in this cell's folder), record
         # the checkpoint of the quality's band
         from ..envs.behaviour import PpoConfig, record_behaviour, train_behaviour
@@ -151,7 +168,8 @@ def _behaviour_folder(c: Cell, folder: Path, work: Path) -> Path:
     if (folder / "policies").is_dir():
         return folder / "policies"
     cfg = c.config
-    blob = json.dumps({k: cfg[k] for k in ("scenario", "behaviour_options", "collect_seed")},
+    blob = json.dumps({k: cfg[k] for k in ("scenario", "behaviour_options", "collect_seed",
+                                           "learner", "env_args") if k in cfg},
                       sort_keys=True, separators=(",", ":"))
     shared = Path(work) / "behaviour" / f"{cfg['scenario'].replace(':', '-')}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
     shared.parent.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,18 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 ORIGINAL = "original"
+#: env-id prefixes of the continuous scenarios whose data the benchmark makes (MATD3 behaviour)
+CONTINUOUS_SCENARIOS = ("mamujoco:", "mpe:")
+
+
+def scenario_qualities(scenario: str, behaviour: str) -> tuple[str, ...]:
+    """The qualities a scenario's data can be made at."""
+    if scenario.startswith("smax:"):
+        return ("poor", "medium", "good") + (("random",) if behaviour == "scripted" else ())
+    from ..envs.online import PUBLISHED_LEVELS, RELATIVE_BANDS
+
+    levels = PUBLISHED_LEVELS.get(scenario)
+    return tuple(q for q, _, _ in levels) if levels else tuple(RELATIVE_BANDS)
 
 
 def split_method(method: str) -> tuple[str, dict[str, Any]]:
@@ -53,7 +65,8 @@ class BenchConfig:
     """One benchmark: every (dataset, method, algorithm, seed) cell of the grid."""
 
     scenarios: list[str] = field(default_factory=lambda: ["smax:3m"])
-    """Environments whose datasets are collected with scripted policies (``smax:<map>``)."""
+    """Environments whose datasets the benchmark makes: ``smax:<map>`` (scripted or learned
+    behaviour), or continuous-action envs (``mamujoco:…``, ``mpe:…``; learned behaviour, MATD3)."""
     qualities: list[str] = field(default_factory=lambda: ["medium"])
     """Behaviour qualities collected per scenario: poor, medium, good (see docs/envs.md)."""
     datasets: list[str] = field(default_factory=list)
@@ -68,6 +81,13 @@ class BenchConfig:
     """Steps recorded per scenario × quality with ``behaviour = "learned"`` (OG-MARL: ~1M)."""
     behaviour_options: dict[str, Any] = field(default_factory=dict)
     """MAPPO options of the learned behaviour policies (``PpoConfig``), e.g. total_steps."""
+    matd3_options: dict[str, Any] = field(default_factory=dict)
+    """MATD3 options of the learned behaviour of continuous scenarios (``Td3OnlineConfig``);
+    a table named after a scenario holds that scenario's own, e.g.
+    ``[matd3_options."mpe:simple_spread"] total_steps = 150000``."""
+    env_args: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Env arguments per continuous scenario, e.g. ``{"mpe:simple_spread" = {max_cycles = 25}}``:
+    behaviour training, recording and evaluation all use them."""
     subsample: float = 1.0
     """Fraction of each dataset's episodes kept (subsample seed 0; the EAQ paper keeps 3%)."""
     methods: list[str] = field(default_factory=lambda: [ORIGINAL, "rad-s", "eaq"])
@@ -103,24 +123,43 @@ class BenchConfig:
 
         if not self.scenarios and not self.datasets:
             raise ConfigError("the benchmark has no data: give scenarios (e.g. smax:3m) or datasets")
-        for s in self.scenarios:
-            if not s.startswith("smax:"):
-                raise ConfigError(f"scenario {s!r}: datasets can be collected on smax:<map> only; "
-                                  "pass other data with datasets = [...] (e.g. a converted OG-MARL Vault)")
         if self.behaviour not in ("scripted", "learned"):
             raise ConfigError(f"behaviour must be 'scripted' or 'learned', got {self.behaviour!r}")
-        allowed = ("poor", "medium", "good") + (("random",) if self.behaviour == "scripted" else ())
-        for q in self.qualities:
-            if q not in allowed:
-                raise ConfigError(f"unknown quality {q!r} for {self.behaviour} behaviour; "
-                                  f"choose {', '.join(allowed)}")
+        continuous = [s for s in self.scenarios if not s.startswith("smax:")]
+        for s in continuous:
+            if not s.startswith(CONTINUOUS_SCENARIOS):
+                raise ConfigError(f"scenario {s!r}: the benchmark makes datasets on smax:<map>, "
+                                  f"mamujoco:<agents>-<robot> and mpe:<env>; pass other data with "
+                                  "datasets = [...] (e.g. a converted OG-MARL Vault)")
+            if self.behaviour != "learned":
+                raise ConfigError(f"scenario {s!r} has continuous actions: its data comes from "
+                                  "learned behaviour (behaviour = \"learned\"), not scripts")
+        extra = sorted(set(self.env_args) - set(continuous))
+        if extra:
+            raise ConfigError(f"env_args for {extra}, which are not continuous scenarios of "
+                              f"this benchmark ({continuous})")
+        for s in self.scenarios:
+            allowed = scenario_qualities(s, self.behaviour)
+            for q in self.qualities:
+                if q not in allowed:
+                    raise ConfigError(f"unknown quality {q!r} for {s} with {self.behaviour} "
+                                      f"behaviour; choose {', '.join(allowed)}")
         if self.behaviour == "learned":
             from ..envs.behaviour import PpoConfig
+            from ..envs.online import Td3OnlineConfig
 
-            try:
-                PpoConfig(**self.behaviour_options).check()
-            except TypeError as e:
-                raise ConfigError(f"behaviour_options: {e}") from None
+            extra = sorted(k for k in self.matd3_options if ":" in k and k not in continuous)
+            if extra:
+                raise ConfigError(f"matd3_options for {extra}, which are not continuous "
+                                  f"scenarios of this benchmark ({continuous})")
+            checks = [("behaviour_options", PpoConfig, self.behaviour_options)]
+            checks += [(f"matd3_options ({s})", Td3OnlineConfig, self.matd3_for(s))
+                       for s in continuous or [""]]
+            for key, cls, opts in checks:
+                try:
+                    cls(**opts).check()
+                except TypeError as e:
+                    raise ConfigError(f"{key}: {e}") from None
             if self.transitions < 1:
                 raise ConfigError(f"transitions must be >= 1, got {self.transitions}")
         for m in self.methods:
@@ -151,6 +190,11 @@ class BenchConfig:
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds repeat: {self.seeds}")
         return self
+
+    def matd3_for(self, scenario: str) -> dict[str, Any]:
+        """The MATD3 options of one continuous scenario: the shared ones, then its own."""
+        shared = {k: v for k, v in self.matd3_options.items() if ":" not in k}
+        return {**shared, **self.matd3_options.get(scenario, {})}
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -41,9 +41,16 @@ def plan(cfg: BenchConfig) -> tuple[list[Cell], list[Cell], list[Cell]]:
     data: list[Cell] = []
     for scenario in cfg.scenarios:
         for q in cfg.qualities:
-            made = ({"episodes": cfg.episodes} if cfg.behaviour == "scripted" else
-                    {"behaviour": "learned", "transitions": cfg.transitions,
-                     "behaviour_options": cfg.behaviour_options})
+            if cfg.behaviour == "scripted":
+                made: dict[str, Any] = {"episodes": cfg.episodes}
+            elif scenario.startswith("smax:"):
+                made = {"behaviour": "learned", "transitions": cfg.transitions,
+                        "behaviour_options": cfg.behaviour_options}
+            else:                                   # continuous: MATD3, with the env's args
+                made = {"behaviour": "learned", "learner": "matd3",
+                        "transitions": cfg.transitions,
+                        "behaviour_options": cfg.matd3_for(scenario),
+                        "env_args": cfg.env_args.get(scenario, {})}
             data.append(Cell("data", {"scenario": scenario, "quality": q, **made,
                                       "collect_seed": 0, "subsample": cfg.subsample, "subsample_seed": 0},
                              {"dataset": f"{scenario} {q}", "env_id": scenario}))
