@@ -107,7 +107,7 @@ def record(
     out: Annotated[str, typer.Argument(help="Output episode store (.zarr path or fsspec URL).")],
     episodes: Annotated[int, typer.Option("--episodes", "-n", min=1, help="Episodes to record.")] = 10,
     policy: Annotated[str, typer.Option(help="Behaviour policy: random (uniform over legal actions), or a trained run folder (marl-augment train --out) acting with --noise.")] = "random",
-    noise: Annotated[float | None, typer.Option(help="With a trained policy: Gaussian action noise (std, in units of half the bound range) for continuous actions, ε-greedy for discrete ones; default 0.1 / 0.05 (OG-MARL's SMAC ε).")] = None,
+    noise: Annotated[float | None, typer.Option(help="With a trained policy: Gaussian action noise (std, in units of half the bound range) for continuous actions, ε-greedy for discrete ones; default OG-MARL's 0.2 / 0.05.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of episode e is seed+e; also seeds the policy.")] = 0,
     env_arg: Annotated[list[str] | None, typer.Option("--env-arg", "-e", help="parallel_env() argument key=value (repeatable), e.g. -e max_cycles=25.")] = None,
     log: Annotated[Path | None, typer.Option(help="Also keep the raw JSON Lines log here (.jsonl or .jsonl.gz).")] = None,

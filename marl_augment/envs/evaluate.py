@@ -248,7 +248,7 @@ def env_name(env) -> str:
 class NoisyPolicy:
     """A batch policy acting in one PettingZoo env with OG-MARL's behaviour noise, for recording
     datasets: continuous actions get Gaussian noise of std ``noise`` in normalised units (half
-    the bound range; default 0.1), clipped to the bounds; discrete ones are
+    the bound range; OG-MARL's MAMuJoCo data: 0.2), clipped to the bounds; discrete ones are
     ε-greedy with ε = ``noise`` over the legal actions (OG-MARL's SMAC data: 0.05).
     Call it as ``act(env, obs, infos)``; :meth:`reset` at every episode start."""
 

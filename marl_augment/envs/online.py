@@ -19,7 +19,7 @@ random actions for ``start_steps`` steps, then Gaussian noise of std ``explorati
 
 Every ``checkpoint_every`` steps the actor is saved as a policy folder (``ckpt-<steps>/``, which
 ``record --policy`` and ``evaluate --policy`` take) and evaluated twice: as the behaviour policy
-it would record with (Gaussian noise ``behaviour_noise``, 0.1) and greedily. Rows go to
+it would record with (Gaussian noise ``behaviour_noise``, OG-MARL's 0.2) and greedily. Rows go to
 ``checkpoints.jsonl``; training resumes from the last checkpoint (networks, optimisers, replay
 buffer and counters; the interrupted episode starts over, so a resumed run is not bit-identical
 to an uninterrupted one).
@@ -91,9 +91,9 @@ class Td3OnlineConfig:
     buffer_size: int = 1_000_000
     checkpoint_every: int = 10_000
     eval_episodes: int = 5
-    behaviour_noise: float = 0.1
-    """Std of the noise checkpoints are evaluated (and datasets recorded) with: the learner's
-    own exploration noise, as InstaDeep's online IDDPG (sigma 0.1) recorded OG-MARL's data."""
+    behaviour_noise: float = 0.2
+    """Std of the noise checkpoints are evaluated (and datasets recorded) with: OG-MARL's
+    2halfcheetah card, "Gaussian noise with standard deviation of 0.2 was added"."""
     device: str = "cpu"
     threads: int = 0
     """torch threads while training (0: torch's default); 1 is fastest beside other jobs."""
