@@ -610,6 +610,9 @@ def test_catalog_downloads_a_continuous_scenario_and_clips_as_its_card_says(tmp_
     good = c["og-marl/mamujoco/2halfcheetah/Good"]
     assert good["published"]["return_mean"] == 6924.11 and good["action_kind"] == "continuous"
     assert c["omar/mpe/simple_spread/Expert"]["published"]["episodes"] == 40000
+    ant = c["omiga/mamujoco/2ant/Medium"]
+    assert ant["env_id"] == "mamujoco:2x4-Ant" and ant["n_actions"] == 4
+    assert ant["published"]["return_mean"] == 1418.70 and ant["action_kind"] == "continuous"
     root = tmp_path / "src"
     for i, uid in enumerate(("Good", "Medium", "Poor")):
         write_with_flashbax(root, "2halfcheetah.vlt", uid,
