@@ -193,7 +193,7 @@ def is_learned(method: str) -> bool:
     """Whether an augmenter fits a model (trained with steps and checkpoints) before it samples."""
     from ..augment import AUGMENTERS
 
-    return "train_steps" in AUGMENTERS.get(method).Config.__dataclass_fields__
+    return bool(AUGMENTERS.get(method).learned)
 
 
 def _augment(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:

@@ -70,7 +70,7 @@ def augment(
     else:
         aug = make_augmenter(method, **options)
     aug.check_fittable(ds)      # data it cannot learn from: one line, before any folder exists
-    learned = hasattr(aug.config, "train_steps")
+    learned = aug.learned
     if resume and not learned:
         raise ConfigError(f"--resume applies to learned augmenters (eaq, eaq-q), not {aug.name!r}")
     if learned and aug.fitted_on is None:

@@ -91,6 +91,7 @@ class EAQConfig:
 
 class EAQ(Augmenter):
     name = "eaq"
+    learned = True
     #: discrete actions as one-hot channels (decoded by a legal argmax), continuous ones as
     #: action-vector channels (decoded by clipping to their bounds); the Q guidance acts on the
     #: episode's own Q_tot channel (reward-to-go), whatever the actions
