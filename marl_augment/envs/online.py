@@ -39,9 +39,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, NotFound
+from .behaviour import CHECKPOINTS, CONFIG_FILE, QUALITY_BANDS, read_checkpoints
 
-CHECKPOINTS = "checkpoints.jsonl"
-CONFIG_FILE = "behaviour.json"
 STATE_DIR = "train-state"
 #: settings a resumed run may change
 RESUMABLE = ("total_steps", "device", "threads")
@@ -63,7 +62,7 @@ LEVEL_TOLERANCE = 0.2
 #: qualities are bands of the normalised score (R − R_random) / (R_best − R_random), R_best the
 #: run's best checkpoint and R_random the first (random-action) evaluation: OG-MARL's SMAC
 #: fractions (poor ≈ 0.23–0.37, medium ≈ 0.50–0.63, good ≈ 0.82–0.92 of the maximum)
-RELATIVE_BANDS = {"poor": (0.23, 0.37), "medium": (0.50, 0.63), "good": (0.82, 0.92)}
+RELATIVE_BANDS = QUALITY_BANDS
 
 
 @dataclass
@@ -301,12 +300,6 @@ def _evaluate(io: _EnvIO, algo: Matd3, *, episodes: int, noise: float, seed: int
         rets.append(ret)
         lens.append(length)
     return rets, lens
-
-
-def read_checkpoints(folder: str | Path) -> list[dict[str, Any]]:
-    from .behaviour import read_checkpoints as read
-
-    return read(folder)
 
 
 def train_matd3(env_id: str, out: str | Path, *, config: Td3OnlineConfig | None = None,
