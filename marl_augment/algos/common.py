@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.dataset import Dataset
+from ..data.dataset import Dataset, window_rows
 from ..data.schema import Spec
 from ..errors import ConfigError, FormatError, NotFound
 from ..registry import config_from_options
@@ -239,10 +239,8 @@ class SequenceSampler:
         return self.windows(idx)
 
     def windows(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
-        ep, start = self.ep[idx], self.start[idx]
-        steps = start[:, None] + np.arange(self.seq_len)[None, :]
-        mask = steps < self.lengths[ep][:, None]
-        rows = self.offsets[ep][:, None] + np.minimum(steps, self.lengths[ep][:, None] - 1)
+        rows, mask = window_rows(self.offsets, self.lengths, self.ep[idx], self.start[idx],
+                                 self.seq_len)
         r = torch.from_numpy(rows).to(self.device)
         m = torch.from_numpy(mask).to(self.device)
         out = {k: v[r] for k, v in self.cols.items()}

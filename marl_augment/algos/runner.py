@@ -352,11 +352,11 @@ def _prepare_dir(out: Path, resume: bool, overwrite: bool) -> tuple[bool, Path]:
 
 
 def _dataset_facts(ds: Dataset) -> dict[str, Any]:
-    rets = ds.episode_returns
+    s = ds.stats()
     return {"name": ds.path.name if ds.path else "in-memory", "path": str(ds.path) if ds.path else None,
-            "fingerprint": ds.fingerprint, "env_id": ds.spec.env_id, "episodes": len(ds),
-            "transitions": ds.num_transitions, "return_mean": float(rets.mean()) if len(rets) else 0.0,
-            "synthetic_episodes": int((ds.episode_origin != 0).sum())}
+            "fingerprint": ds.fingerprint, "env_id": ds.spec.env_id, "episodes": s["episodes"],
+            "transitions": s["transitions"], "return_mean": s.get("return_mean", 0.0),
+            "synthetic_episodes": s["synthetic_episodes"]}
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -94,11 +94,11 @@ def store_of(work: Path, key: str) -> Path:
 
 
 def _summary(ds) -> dict[str, Any]:
-    rets = ds.episode_returns
-    won = ds.episode_won
-    return {"episodes": len(ds), "transitions": ds.num_transitions, "return_mean": float(rets.mean()),
-            "return_std": float(rets.std()), "win_rate": float(won.mean()) if won is not None else None,
-            "synthetic_episodes": int((ds.episode_origin != 0).sum()), "env_id": ds.spec.env_id}
+    """A cell's dataset facts, from the dataset's one summary (:meth:`Dataset.stats`)."""
+    s = ds.stats()
+    return {**{k: s.get(k) for k in ("episodes", "transitions", "return_mean", "return_std",
+                                     "win_rate", "synthetic_episodes")},
+            "env_id": ds.spec.env_id}
 
 
 def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:

@@ -429,13 +429,22 @@ def _sequence_starts(lengths: np.ndarray, length: int, period: int | None) -> tu
     return ep, start
 
 
+def window_rows(offsets: np.ndarray, lengths: np.ndarray, ep: np.ndarray, start: np.ndarray,
+                length: int) -> tuple[np.ndarray, np.ndarray]:
+    """The transition rows (W, length) of windows of ``length`` steps from (episode, start) and
+    their mask (True on steps of the episode; steps past it repeat its last row). The one
+    windowing rule of the package: :func:`gather_windows` and the learners' sampler use it."""
+    steps = start[:, None] + np.arange(length, dtype=np.int64)[None, :]
+    mask = steps < lengths[ep][:, None]
+    rows = offsets[ep][:, None] + np.minimum(steps, lengths[ep][:, None] - 1)
+    return rows, mask
+
+
 def gather_windows(cols: Mapping[str, np.ndarray], offsets: np.ndarray, lengths: np.ndarray,
                    ep: np.ndarray, start: np.ndarray, length: int,
                    fields: Sequence[str]) -> dict[str, np.ndarray]:
     """Windows of ``length`` steps from (episode, start); steps past the episode are zero, masked."""
-    steps = start[:, None] + np.arange(length, dtype=np.int64)[None, :]
-    mask = steps < lengths[ep][:, None]
-    rows = offsets[ep][:, None] + np.minimum(steps, lengths[ep][:, None] - 1)
+    rows, mask = window_rows(offsets, lengths, ep, start, length)
     out: dict[str, np.ndarray] = {}
     for n in fields:
         a = cols[n][rows]
