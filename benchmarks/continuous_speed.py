@@ -3,6 +3,7 @@
     python benchmarks/continuous_speed.py                       # both parts, 1 and 2 threads
     python benchmarks/continuous_speed.py --part collect --steps 20000
     python benchmarks/continuous_speed.py --part td3 --threads 1
+    python benchmarks/continuous_speed.py --part matd3 --threads 1 2
 
 - ``collect``: steps per second of ``mamujoco:2x3-HalfCheetah`` (Gymnasium-Robotics'
   mamujoco_v1) with uniform random actions, (a) stepping the PettingZoo env alone, (b) the
@@ -14,6 +15,10 @@
   (batch 32 windows × 20 steps) and at a transition-batch setting (256 windows × 2 steps, as
   TD3+BC's own feed-forward batch of 256), per torch thread count; ``maddpg-cql`` and ``omar``
   at OG-MARL's settings beside it. Target (TD3+BC): 300 updates/s.
+- ``matd3``: the online behaviour learner (``behaviour train mamujoco:2x3-HalfCheetah``):
+  updates per second of MATD3 at its defaults (batch 256, 256-256 networks) from a filled replay
+  buffer, and environment steps per second of the whole training loop (acting, stepping,
+  storing, one update per step) over a short run.
 
 Results print as JSON; docs/performance.md records them with the machine.
 """
@@ -117,9 +122,49 @@ def td3(threads: int, updates: int) -> dict:
     return {"threads": threads, "updates_per_s": out, "updates": updates}
 
 
+def matd3(threads: int, updates: int) -> dict:
+    import shutil
+
+    import torch
+
+    from marl_augment.envs.online import Matd3, Td3OnlineConfig, _EnvIO, _Replay, train_matd3
+
+    torch.set_num_threads(threads)
+    cfg = Td3OnlineConfig(threads=threads)
+    io = _EnvIO("mamujoco:2x3-HalfCheetah", {})
+    n, o, a, s = len(io.agents), io.obs_dim, max(io.dims), io.state_dim
+    algo = Matd3(n, o, a, s, io.dims, cfg, 0)
+    replay = _Replay(20_000, n, o, a, s)
+    rng = np.random.default_rng(0)
+    obs, state = io.reset(0)
+    for i in range(20_000):                                  # a replay buffer of real steps
+        u = rng.uniform(-1, 1, (n, a)).astype(np.float32)
+        nobs, nstate, r, term, over = io.step(u)
+        replay.add(obs=obs, state=state, action=u, reward=r, next_obs=nobs, next_state=nstate,
+                   term=float(term))
+        obs, state = io.reset(i) if over else (nobs, nstate)
+    for _ in range(10):
+        algo.update(replay.sample(rng, cfg.batch_size))
+    t0 = time.perf_counter()
+    for _ in range(updates):
+        algo.update(replay.sample(rng, cfg.batch_size))
+    ups = updates / (time.perf_counter() - t0)
+    tmp = Path(tempfile.mkdtemp())
+    steps = 1_000 + updates
+    t0 = time.perf_counter()
+    train_matd3("mamujoco:2x3-HalfCheetah", tmp / "beh", seed=0, config=Td3OnlineConfig(
+        total_steps=steps, start_steps=1_000, checkpoint_every=steps, eval_episodes=1,
+        threads=threads))
+    loop = steps / (time.perf_counter() - t0)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {"threads": threads, "updates_per_s": round(ups, 1),
+            "training_loop_steps_per_s": round(loop, 1),
+            "note": "the loop includes 1,000 random steps and two 1-episode evaluations"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("collect", "td3", "all"), default="all")
+    ap.add_argument("--part", choices=("collect", "td3", "matd3", "all"), default="all")
     ap.add_argument("--steps", type=int, default=10_000, help="env steps per collection measure")
     ap.add_argument("--updates", type=int, default=200, help="TD3+BC updates per measure")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -130,6 +175,8 @@ def main() -> None:
         res["collect"] = collect(args.steps)
     if args.part in ("td3", "all"):
         res["td3"] = [td3(t, args.updates) for t in args.threads]
+    if args.part in ("matd3", "all"):
+        res["matd3"] = [matd3(t, args.updates) for t in args.threads]
     print(json.dumps(res, indent=2))
 
 
