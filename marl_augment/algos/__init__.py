@@ -1,5 +1,5 @@
 """Offline MARL baselines in torch: QMIX+CQL, QMIX+BCQ and BC (OG-MARL's discrete-action
-systems), TD3+BC (OG-MARL's IDDPG+BC), MADDPG+CQL and OMAR for continuous actions.
+systems), TD3+BC (OG-MARL's IDDPG+BC), MADDPG+CQL, OMAR and DOM2 for continuous actions.
 
     algo = marl_augment.algos.make_algorithm("qmix-cql", ds.spec, state_dim, cql_alpha=3.0)
     run = marl_augment.algos.train(ds, "qmix-cql", env_id="smax:3m", steps=15000, out="runs/cql")
@@ -32,6 +32,10 @@ ALGORITHMS.register("maddpg-cql", "marl_augment.algos.maddpg_cql:MaddpgCql",
 ALGORITHMS.register("omar", "marl_augment.algos.omar:Omar",
                     doc="OMAR for continuous actions: CQL critics per agent and an actor "
                         "regressed towards the best action a cross-entropy search finds")
+ALGORITHMS.register("dom2", "marl_augment.algos.dom2:Dom2",
+                    doc="DOM2 for continuous actions: per-agent diffusion policies (DPM-solver, "
+                        "5 steps) trained with a diffusion loss and a normalised Q term from "
+                        "decentralised CQL critics")
 
 
 def keys() -> list[str]:
