@@ -224,3 +224,20 @@ def test_benchmark_makes_continuous_scenario_data_with_learned_behaviour(tmp_pat
     c = load_config(None, scenarios=[ENV], behaviour="learned", qualities=["poor"],
                     matd3_options={"hidden": 8, "lr": 0.1, ENV: {"hidden": 16}}).check()
     assert c.matd3_for(ENV) == {"hidden": 16, "lr": 0.1}           # the scenario's own first
+
+
+def test_dense_checkpoints_early_and_resume_across_added_options(tmp_path):
+    """dense_until / dense_every add checkpoints early in training (a band passed quickly gets
+    one); a folder made before an option existed resumes when the option is at its default."""
+    rows = train_matd3(ENV, tmp_path / "d", config=tiny(60, dense_until=40, dense_every=10),
+                       seed=0, env_kwargs=KW)["checkpoints"]
+    assert [r["env_steps"] for r in rows] == [10, 20, 30, 40, 60]
+    train_matd3(ENV, tmp_path / "o", config=tiny(40), seed=0, env_kwargs=KW)
+    meta = json.loads((tmp_path / "o" / "behaviour.json").read_text())
+    for k in ("dense_until", "dense_every"):                       # as an older version wrote it
+        del meta["config"][k]
+    (tmp_path / "o" / "behaviour.json").write_text(json.dumps(meta))
+    assert len(train_matd3(ENV, tmp_path / "o", config=tiny(60), seed=0,
+                           env_kwargs=KW)["checkpoints"]) == 3
+    with pytest.raises(ConfigError, match="other settings"):
+        train_matd3(ENV, tmp_path / "o", config=tiny(80, dense_until=60), seed=0, env_kwargs=KW)

@@ -89,6 +89,10 @@ class Td3OnlineConfig:
     """Updates are made in blocks: this many steps, then this many updates."""
     buffer_size: int = 1_000_000
     checkpoint_every: int = 10_000
+    dense_until: int = 0
+    """Before this many steps a checkpoint also follows every ``dense_every`` steps: a
+    learner that passes a quality band quickly (HalfCheetah's poor) gets a checkpoint in it."""
+    dense_every: int = 2_000
     eval_episodes: int = 5
     behaviour_noise: float = 0.2
     """Std of the noise checkpoints are evaluated (and datasets recorded) with: OG-MARL's
@@ -100,8 +104,10 @@ class Td3OnlineConfig:
     def check(self) -> Td3OnlineConfig:
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0, got {self.threads}")
+        if self.dense_until < 0:
+            raise ConfigError(f"dense_until must be >= 0, got {self.dense_until}")
         for f in ("total_steps", "batch_size", "hidden", "policy_delay", "update_every",
-                  "buffer_size", "checkpoint_every", "eval_episodes"):
+                  "buffer_size", "checkpoint_every", "dense_every", "eval_episodes"):
             if getattr(self, f) < 1:
                 raise ConfigError(f"{f} must be >= 1, got {getattr(self, f)}")
         if self.start_steps < 0:
@@ -318,11 +324,9 @@ def train_matd3(env_id: str, out: str | Path, *, config: Td3OnlineConfig | None 
             "config": dataclasses.asdict(cfg)}
     if (out / CONFIG_FILE).is_file():
         old = json.loads((out / CONFIG_FILE).read_text())
-        same = {k: v for k, v in old.get("config", {}).items() if k not in RESUMABLE}
         if ({k: v for k, v in old.items() if k != "config"} != {
                 k: v for k, v in meta.items() if k != "config"}
-                or same != {k: v for k, v in meta["config"].items()
-                            if k not in RESUMABLE}):
+                or not _same_settings(old.get("config", {}), meta["config"])):
             raise ConfigError(f"{out} holds a behaviour run with other settings; choose another "
                               f"folder (only {', '.join(RESUMABLE)} may change on resume)")
     if cfg.threads:
@@ -382,9 +386,10 @@ def train_matd3(env_id: str, out: str | Path, *, config: Td3OnlineConfig | None 
             pending = 0
         if progress is not None:
             progress(1)
-        if steps % cfg.checkpoint_every == 0 or steps == cfg.total_steps:
+        dense = steps <= cfg.dense_until and steps % cfg.dense_every == 0
+        if dense or steps % cfg.checkpoint_every == 0 or steps == cfg.total_steps:
             name = f"ckpt-{steps:09d}"
-            ev_seed = 1_000_000 + seed * 1_000 + steps // cfg.checkpoint_every
+            ev_seed = 1_000_000 + seed * 1_000_003 + steps
             rets, lens = _evaluate(eval_io, algo, episodes=cfg.eval_episodes,
                                    noise=cfg.behaviour_noise, seed=ev_seed)
             greedy, _ = _evaluate(eval_io, algo, episodes=cfg.eval_episodes, noise=0.0,
@@ -412,6 +417,22 @@ def train_matd3(env_id: str, out: str | Path, *, config: Td3OnlineConfig | None 
     eval_io.env.close()
     return {"folder": str(out), "checkpoints": read_checkpoints(out),
             "seconds": round(time.perf_counter() - t0, 2), "updates": algo.updates}
+
+
+def _same_settings(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether a folder trained with ``old`` may resume with ``new``: equal but for
+    :data:`RESUMABLE`; an option added after the folder was made counts as equal at its
+    default (the folder was trained as that default trains)."""
+    defaults = dataclasses.asdict(Td3OnlineConfig())
+    for k in set(old) | set(new):
+        if k in RESUMABLE:
+            continue
+        if k not in old:
+            if new[k] != defaults.get(k):
+                return False
+        elif old[k] != new.get(k):
+            return False
+    return True
 
 
 def quality_bands(env_id: str, rows: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
