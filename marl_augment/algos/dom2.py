@@ -36,7 +36,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..errors import ConfigError
-from .common import OfflineAlgorithm, masked_mean
+from .common import OfflineAlgorithm
 from .td3_bc import ActorCriticConfig, Td3Bc, check_actor_critic
 
 BETA_MIN, BETA_MAX, TAU_MIN = 0.1, 20.0, 1e-3
@@ -214,47 +214,49 @@ class Dom2(Td3Bc):
         dev = batch["obs"].device
         mask, term = batch["mask"], batch["terminated"]
         dims = self.dims.to(dev)                                      # (N, A)
-        x = self._agent_rows(batch["obs"])                            # (B, T, N, X)
-        data_u = self.normalise(batch["actions"])                     # (B, T, N, A)
+        x_all = self._agent_rows(batch["obs"])                        # (B, T, N, X)
+        has_next = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
+        # the transitions of the batch: steps with a successor in the window, or terminal
+        # ones; every loss is computed on those rows only
+        rows = mask & (has_next | term)                               # (B, T)
+        nxt_rows = torch.cat([torch.zeros_like(rows[:, :1]), rows[:, :-1] & has_next[:, :-1]],
+                             dim=1)                                   # their successors
+        x = x_all[rows]                                               # (R, N, X)
+        data_u = self.normalise(batch["actions"])[rows]               # (R, N, A)
+        boot = (has_next & ~term)[rows]                               # (R,)
         with torch.no_grad():
-            nxt = self.sample(self.target_actor, x[:, 1:], dims, gen)
-            q_next = self.target_critics(x[:, 1:], nxt).min(0).values   # (B, T-1, N)
-            q_next = torch.cat([q_next, torch.zeros_like(q_next[:, :1])], dim=1)
-            has_next = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
-            boot = (has_next & ~term)[..., None]
-            y = batch["rewards"][..., None] + torch.where(boot, c.gamma * q_next,
-                                                          torch.zeros_like(q_next))
-            valid = (mask & (has_next | term))[..., None].expand_as(q_next)
+            q_next = torch.zeros(x.shape[:-1], device=dev)            # (R, N)
+            if nxt_rows.any():
+                x_next = x_all[nxt_rows]
+                a_next = self.sample(self.target_actor, x_next, dims, gen)
+                q_next[boot] = self.target_critics(x_next, a_next).min(0).values
+            y = batch["rewards"][rows][:, None] + c.gamma * q_next * boot[:, None]
             ood = (torch.rand(c.num_ood_actions, *data_u.shape, generator=gen, device=dev)
                    * 2 - 1) * dims
-        qs = self.critics(x, data_u)                                   # (2, B, T, N)
-        q_ood = self.critics(x.expand(c.num_ood_actions, *x.shape), ood)  # (2, K, B, T, N)
-        cql = torch.logsumexp(q_ood, dim=1) - qs
-        on = valid.expand_as(qs)
-        td = masked_mean((qs - y) ** 2, on) * 2
-        critic = td + c.cql_weight * masked_mean(cql, on) * 2
+        qs = self.critics(x, data_u)                                   # (2, R, N)
+        q_ood = self.critics(x.expand(c.num_ood_actions, *x.shape), ood)  # (2, K, R, N)
+        cql = (torch.logsumexp(q_ood, dim=1) - qs).mean()
+        td = ((qs - y) ** 2).mean() * 2
+        critic = td + c.cql_weight * cql * 2
         info = {"critic_loss": float(critic.detach()), "td_loss": float(td.detach()),
-                "cql_loss": float(masked_mean(cql.detach(), on)),
-                "q_data": float(masked_mean(qs[0].detach(), valid))}
+                "cql_loss": float(cql.detach()), "q_data": float(qs[0].detach().mean())}
         loss = critic
         if self.updates % c.policy_delay == 0:
-            steps = mask[..., None].expand(*mask.shape, self.n_agents)        # (B, T, N)
             taus = self.taus(dev)
-            k = torch.randint(1, len(taus), steps.shape, generator=gen, device=dev)
+            k = torch.randint(1, len(taus), x.shape[:-1], generator=gen, device=dev)
             alpha, sigma = vp_schedule(taus[k])
             noise = torch.randn(data_u.shape, generator=gen, device=dev) * dims
             noised = alpha[..., None] * data_u + sigma[..., None] * noise
             eps = self.actor(noised, x, taus[k]) * dims
-            bc = masked_mean(((eps - noise) ** 2).sum(-1), steps)
+            bc = ((eps - noise) ** 2).sum(-1).mean()
             pi = self.sample(self.actor, x, dims, gen)
             frozen = {k2: v.detach() for k2, v in self.critics.named_parameters()}
             q_pi = functional_call(self.critics, frozen, (x, pi))[0]
-            scale = masked_mean(qs[0].detach().abs(), steps).clamp(min=1e-6)
-            q_term = masked_mean(q_pi, steps) / scale
-            actor = bc - c.eta * q_term
+            scale = qs[0].detach().abs().mean().clamp(min=1e-6)
+            actor = bc - c.eta * q_pi.mean() / scale
             loss = loss + actor
             info.update(actor_loss=float(actor.detach()), bc_loss=float(bc.detach()),
-                        q_policy=float(masked_mean(q_pi.detach(), steps)))
+                        q_policy=float(q_pi.detach().mean()))
         info["loss"] = float(loss.detach())
         return loss, info
 
