@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,26 @@ def keep_freed_heap() -> None:
         libc.mallopt(m_trim_threshold, 256 << 20)
     except (OSError, AttributeError):
         pass
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` inside the block and restored after it (when torch
+    is already imported; a no-op otherwise). Acting one step at a time (evaluating, recording)
+    gains nothing from several threads, and beside another busy process their spin-waits made
+    recording with a trained policy ~6× slower (docs/performance.md)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def save_training_state(directory: str | Path, modules: Mapping[str, Any], optimizers: Mapping[str, Any],

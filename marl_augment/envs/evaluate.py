@@ -60,7 +60,10 @@ def evaluate(policy: str | BatchPolicy, env_id: str, episodes: int = 32, seed: i
         return summarise(rets, lens, wins, env_id)
     if backend == "smax":
         return _evaluate_smax_batch(policy, name, env_id, episodes, seed, batch, progress, **env_kwargs)
-    return _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs)
+    from ..torch_state import torch_threads
+
+    with torch_threads(1):                  # one env, one step at a time: threads only spin
+        return _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs)
 
 
 def _evaluate_smax_batch(policy, name, env_id, episodes, seed, batch, progress, max_steps=100):

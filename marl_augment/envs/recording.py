@@ -62,6 +62,7 @@ def record_env(env_id: str, out: str, *, episodes: int, policy: str = "random",
     from ..adapters.pettingzoo_log import PettingZooLogAdapter, temp_log_path
     from ..adapters.pettingzoo_log import record as record_log
     from ..data.store import check_output_path
+    from ..torch_state import torch_threads
     from . import make_env, team_reward
 
     check_output_path(out, overwrite=overwrite, inputs=[policy] if Path(policy).is_dir() else [])
@@ -71,7 +72,7 @@ def record_env(env_id: str, out: str, *, episodes: int, policy: str = "random",
     facts.update(source or {})
     with tempfile.TemporaryDirectory(prefix="marl-augment-") as tmp:
         log_path = log if log is not None else temp_log_path(Path(tmp))
-        with bars(f"recording {env_id}", total=episodes) as advance:
+        with bars(f"recording {env_id}", total=episodes) as advance, torch_threads(1):
             record_log(env, log_path, episodes=episodes, policy=actor, seed=seed,
                        env_id=env_id, overwrite=overwrite, progress=advance,
                        meta={"env_kwargs": kwargs, **facts})
