@@ -25,7 +25,6 @@ actions per CQL term, widths 256, Adam 3·10⁻⁴, batches of 256 transitions (
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +35,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..errors import ConfigError
-from .common import OfflineAlgorithm
+from .common import OfflineAlgorithm, TrainedPolicy
 from .td3_bc import ActorCriticConfig, Td3Bc, check_actor_critic
 
 BETA_MIN, BETA_MAX, TAU_MIN = 0.1, 20.0, 1e-3
@@ -165,17 +164,8 @@ class Dom2(Td3Bc):
         return 2 * NoiseNet.size(self.in_dim, self.n_actions, c.hidden) \
             + 2 * ObsTwinCritic.size(self.in_dim, self.n_actions, c.critic_hidden)
 
-    def build(self) -> None:
-        c = self.config
-        self.actor = NoiseNet(self.in_dim, self.n_actions, c.hidden)
-        self.critics = ObsTwinCritic(self.in_dim, self.n_actions, c.critic_hidden)
-        self.target_actor = copy.deepcopy(self.actor)
-        self.target_critics = copy.deepcopy(self.critics)
-        for p in [*self.target_actor.parameters(), *self.target_critics.parameters()]:
-            p.requires_grad_(False)
-        low, high = (torch.from_numpy(b) for b in self.spec.action_bounds())
-        self.low, self.span = low, (high - low)
-        self.dims = torch.from_numpy(self.spec.action_mask())
+    def make_actor(self) -> nn.Module:
+        return NoiseNet(self.in_dim, self.n_actions, self.config.hidden)
 
     def make_critics(self) -> nn.Module:
         return ObsTwinCritic(self.in_dim, self.n_actions, self.config.critic_hidden)
@@ -268,22 +258,14 @@ class Dom2(Td3Bc):
         return Dom2Policy(self)
 
 
-class Dom2Policy:
+class Dom2Policy(TrainedPolicy):
     """DOM2's decentralised policy: each agent samples its action from its diffusion policy
     given its own observation (N solver steps); seeded, so an evaluation is reproducible."""
 
     def __init__(self, algo: Dom2, seed: int = 0) -> None:
-        self.algo = algo
+        super().__init__(algo)
         self.gen = torch.Generator(device=algo.device)
         self.gen.manual_seed(int(seed))
-
-    @property
-    def name(self) -> str:
-        return self.algo.name
-
-    @property
-    def action_kind(self) -> str:
-        return self.algo.spec.action_kind
 
     @torch.no_grad()
     def __call__(self, obs: np.ndarray, avail: Any, first: Any) -> np.ndarray:

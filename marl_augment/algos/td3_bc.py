@@ -154,7 +154,7 @@ class Td3Bc(OfflineAlgorithm):
                                self.config.critic_hidden)
 
     def build(self) -> None:
-        self.actor = AgentNet(self.in_dim, self.n_actions, self.config.hidden)
+        self.actor = self.make_actor()
         self.critics = self.make_critics()
         self.target_actor = copy.deepcopy(self.actor)
         self.target_critics = copy.deepcopy(self.critics)
@@ -163,6 +163,10 @@ class Td3Bc(OfflineAlgorithm):
         low, high = (torch.from_numpy(b) for b in self.spec.action_bounds())
         self.low, self.span = low, (high - low)
         self.dims = torch.from_numpy(self.spec.action_mask())
+
+    def make_actor(self) -> nn.Module:
+        """The actor (built under the algorithm's seed): the recurrent agent network."""
+        return AgentNet(self.in_dim, self.n_actions, self.config.hidden)
 
     def make_critics(self) -> nn.Module:
         """The twin critics (built under the algorithm's seed)."""
