@@ -292,6 +292,7 @@ def _evaluate(io: _EnvIO, algo: Matd3, *, episodes: int, noise: float, seed: int
               ) -> tuple[list[float], list[int]]:
     """Returns and lengths of ``episodes`` episodes of the actor with Gaussian ``noise``."""
     rng = np.random.default_rng(seed)
+    dims = algo.actor.dims.cpu().numpy()            # read once, and off the device
     rets, lens = [], []
     for e in range(episodes):
         obs, _ = io.reset(seed + e)
@@ -299,7 +300,7 @@ def _evaluate(io: _EnvIO, algo: Matd3, *, episodes: int, noise: float, seed: int
         while not over:
             u = algo.act(obs)
             if noise > 0:
-                u = np.clip(u + rng.normal(0.0, noise, u.shape), -1, 1) * algo.actor.dims.numpy()
+                u = np.clip(u + rng.normal(0.0, noise, u.shape), -1, 1) * dims
             obs, _, r, _, over = io.step(u)
             ret += r
             length += 1
