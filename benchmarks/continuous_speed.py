@@ -14,9 +14,9 @@
   observations 12, state 17, 3 action dimensions, 1,000-step episodes), at OG-MARL's settings
   (batch 32 windows × 20 steps) and at a transition-batch setting (256 windows × 2 steps, as
   TD3+BC's own feed-forward batch of 256), per torch thread count; ``maddpg-cql`` and ``omar``
-  at OG-MARL's settings beside it, ``dom2`` at its defaults with the time its policy takes to
-  act for both agents of one env (N = 5 solver steps). Targets: TD3+BC 300 updates/s, a DOM2
-  decentralised step under 5 ms.
+  at OG-MARL's settings beside it, ``dom2`` and ``omsd`` at their defaults with the time their
+  policies take to act for both agents of one env (DOM2: N = 5 solver steps; OMSD: one MLP
+  pass). Targets: TD3+BC 300 updates/s, a diffusion-policy decentralised step under 5 ms.
 - ``matd3``: the online behaviour learner (``behaviour train mamujoco:2x3-HalfCheetah``):
   updates per second of MATD3 at its defaults (batch 256, 256-256 networks) from a filled replay
   buffer, and environment steps per second of the whole training loop (acting, stepping,
@@ -111,7 +111,8 @@ def td3(threads: int, updates: int) -> dict:
                 ("td3-bc", "td3-bc, transitions: 256 windows x 2 steps", 256, 2),
                 ("maddpg-cql", "maddpg-cql, og-marl: 32 windows x 20 steps", 32, 20),
                 ("omar", "omar, og-marl: 32 windows x 20 steps", 32, 20),
-                ("dom2", "dom2, defaults: 256 windows x 2 steps, 5 solver steps", 256, 2)):
+                ("dom2", "dom2, defaults: 256 windows x 2 steps, 5 solver steps", 256, 2),
+                ("omsd", "omsd, defaults: 512 windows x 2 steps", 512, 2)):
             algo = make_algorithm(name, spec, state_dim_of(spec), batch_size=batch,
                                   seq_len=seq, period=1, device="cpu")
             sampler = SequenceSampler(ds, seq, 1, batch, 0, algo.device)
@@ -122,7 +123,7 @@ def td3(threads: int, updates: int) -> dict:
             for k in range(updates):
                 algo.update(sampler.batch(k), gen)
             out[label] = round(updates / (time.perf_counter() - t0), 1)
-            if name == "dom2":     # a decentralised step: one env, every agent's action
+            if name in ("dom2", "omsd"):   # a decentralised step: one env, every agent's action
                 pol = algo.policy()
                 obs = np.zeros((1, 2, 12), np.float32)
                 avail, first = np.ones((1, 2, 3), bool), np.ones(1, bool)
@@ -131,7 +132,7 @@ def td3(threads: int, updates: int) -> dict:
                 t0 = time.perf_counter()
                 for _ in range(500):
                     pol(obs, avail, first)
-                out["dom2 act latency per step, ms"] = round(
+                out[f"{name} act latency per step, ms"] = round(
                     (time.perf_counter() - t0) / 500 * 1000, 3)
     return {"threads": threads, "updates_per_s": out, "updates": updates}
 

@@ -355,7 +355,8 @@ def test_omar_rectified_actions_are_never_valued_below_the_policys(tmp_path):
 
 
 @pytest.mark.parametrize("algo, extra", [("td3-bc", {"policy_delay": 2}), ("maddpg-cql", {}),
-                                         ("omar", {}), ("dom2", {"diffusion_steps": 3})])
+                                         ("omar", {}), ("dom2", {"diffusion_steps": 3}),
+                                         ("omsd", {"seq_len": 2, "policy_start": 10})])
 def test_continuous_learners_resume_exactly_and_save_a_loadable_policy(tmp_path, algo, extra):
     from marl_augment.algos import load_policy, train
 
@@ -375,7 +376,7 @@ def test_continuous_learners_resume_exactly_and_save_a_loadable_policy(tmp_path,
     assert (acts >= -1).all() and (acts <= 1).all()
 
 
-@pytest.mark.parametrize("name", ["td3-bc", "maddpg-cql", "omar", "dom2"])
+@pytest.mark.parametrize("name", ["td3-bc", "maddpg-cql", "omar", "dom2", "omsd"])
 def test_continuous_learners_keep_padded_dimensions_at_zero(tmp_path, name):
     from marl_augment.algos import make_algorithm
     from marl_augment.algos.common import SequenceSampler, state_dim_of
@@ -400,7 +401,7 @@ def test_action_kind_mismatches_get_one_line(tmp_path, smac_ds):
 
     box = box_data(tmp_path, episodes=5)
     with pytest.raises(ConfigError, match="qmix-cql learns discrete actions.*use one of "
-                                          "dom2, maddpg-cql, omar, td3-bc"):
+                                          "dom2, maddpg-cql, omar, omsd, td3-bc"):
         make_algorithm("qmix-cql", box.spec, state_dim_of(box.spec))
     with pytest.raises(ConfigError, match="td3-bc learns continuous actions.*bc"):
         make_algorithm("td3-bc", smac_ds.spec, state_dim_of(smac_ds.spec))
@@ -632,7 +633,7 @@ def test_mamujoco_record_augment_train_evaluate_cli(tmp_path, monkeypatch):
     r = run(app, ["evaluate", "mamujoco:2x3-HalfCheetah", "--policy", out, "-n", "1", "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["length_mean"] == 30, r.output
     r = run(app, ["train", data, "--algo", "qmix-cql", "--out", str(tmp_path / "q")])
-    assert r.exit_code != 0 and "use one of dom2, maddpg-cql, omar, td3-bc" in r.output
+    assert r.exit_code != 0 and "use one of dom2, maddpg-cql, omar, omsd, td3-bc" in r.output
     assert not (tmp_path / "q").exists()
     assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
 
@@ -750,3 +751,83 @@ def test_record_with_a_trained_policy_and_behaviour_noise(tmp_path):
         in r.output and not (tmp_path / "x.zarr").exists()
     r = run(app, ["record", "pettingzoo:tests.box_env", str(tmp_path / "y.zarr"), "--noise", "0.1"])
     assert r.exit_code != 0 and "--noise applies to a trained policy" in r.output
+
+
+def _coordination_data(tmp_path, episodes=60, seed=0):
+    """Two agents with one action each in [-1, 1]: in two episodes of three both play +0.8, in
+    the third both −0.8 (a joint behaviour with two modes); observations uninformative noise."""
+    spec = cont_spec(agent_n_actions=(1, 1), n_actions=1, action_low=((-1.0,), (-1.0,)),
+                     action_high=((1.0,), (1.0,)))
+    rng = np.random.default_rng(seed)
+    with StoreWriter(tmp_path / "coord.zarr", spec, source={"adapter": "test"}) as w:
+        for e in range(episodes):
+            t = 10
+            mode = 0.8 if e % 3 else -0.8
+            ep = {"obs": rng.normal(size=(t, 2, 3)).astype(np.float32),
+                  "state": rng.normal(size=(t, 2)).astype(np.float32),
+                  "actions": (mode + 0.05 * rng.normal(size=(t, 2, 1))).astype(np.float32),
+                  "rewards": np.ones(t, np.float32), "terminated": np.zeros(t, bool),
+                  "truncated": np.zeros(t, bool)}
+            ep["truncated"][-1] = True
+            w.append_episode(ep)
+    return ma.load(tmp_path / "coord.zarr")
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+def test_omsd_scores_decompose_the_joint_behaviour_sequentially(tmp_path, sequential):
+    """OMSD's point: agent 1's behaviour score is conditioned on agent 0's action. At a₁ = 0,
+    the regularisation's pull (the mean of wt·ε over diffusion times; the policy moves against
+    it) points to +0.8 when agent 0 plays +0.8 and to −0.8 when it plays −0.8, the data's
+    joint modes. Independent scores (``sequential=False``) cannot tell the two apart. With
+    β = 0 the policies themselves then move onto a joint mode, together."""
+    import torch
+
+    from marl_augment.algos import make_algorithm
+    from marl_augment.algos.common import SequenceSampler, state_dim_of
+    from marl_augment.algos.dom2 import vp_schedule
+
+    ds = _coordination_data(tmp_path)
+    algo = make_algorithm("omsd", ds.spec, state_dim_of(ds.spec), **{
+        **SMALL, "seq_len": 2, "batch_size": 128, "noise_hidden": 64, "beta": 0.0,
+        "policy_start": 300, "lr": 1e-3, "sequential": sequential})
+    sampler = SequenceSampler(ds, 2, 1, 128, 0, algo.device)
+    gen = torch.Generator().manual_seed(0)
+    for k in range(900):
+        algo.update(sampler.batch(k), gen)
+    obs = np.random.default_rng(1).normal(size=(200, 2, 3)).astype(np.float32)
+    pull = {}
+    with torch.no_grad():
+        for a0 in (0.8, -0.8):
+            acts = torch.zeros(200, 2, 1)
+            acts[:, 0] = a0
+            cond = algo._conditions(torch.from_numpy(obs), acts)
+            total = 0.0
+            for tt in np.linspace(0.05, 0.9, 10):
+                t = torch.full((200, 2), float(tt))
+                _, sigma = vp_schedule(t)
+                eps = algo.behaviour(sigma[..., None] * torch.randn(200, 2, 1, generator=gen),
+                                     cond, t)
+                total += float((sigma[:, 1] ** 2 * eps[:, 1, 0]).mean()) / 10
+            pull[a0] = total
+    if sequential:
+        assert pull[0.8] < -0.05 and pull[-0.8] > 0.05, pull
+        acts = algo.policy()(obs, np.ones((200, 2, 1), bool), np.ones(200, bool))[..., 0]
+        assert (acts > 0.2).mean() > 0.9, acts.mean(0)           # onto the heavier joint mode
+    else:
+        assert abs(pull[0.8] - pull[-0.8]) < 0.01, pull
+
+
+def test_omsd_score_regularisation_keeps_it_from_extrapolating(tmp_path):
+    """With the behaviour score outweighed (β = 100) the critic's gradient drives the policy
+    to actions the critic over-values, below the data; at OMSD's β it improves on the data."""
+    from marl_augment.algos import train
+
+    ds = box_data(tmp_path)
+    data_return = float(ds.episode_returns.mean())
+    runs = {beta: train(ds, "omsd", out=tmp_path / f"b{beta}", steps=600, eval_every=0,
+                        final_episodes=20, log_every=600,
+                        options={**SMALL, "seq_len": 2, "beta": beta, "policy_start": 100})
+            for beta in (0.02, 100.0)}
+    default, greedy = (runs[b]["eval"]["return_mean"] for b in (0.02, 100.0))
+    assert default > data_return + 0.1 * abs(data_return), (default, data_return)
+    assert greedy < data_return, (greedy, data_return)

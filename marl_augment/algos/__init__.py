@@ -1,5 +1,6 @@
 """Offline MARL baselines in torch: QMIX+CQL, QMIX+BCQ and BC (OG-MARL's discrete-action
-systems), TD3+BC (OG-MARL's IDDPG+BC), MADDPG+CQL, OMAR and DOM2 for continuous actions.
+systems), TD3+BC (OG-MARL's IDDPG+BC), MADDPG+CQL, OMAR, DOM2 and OMSD for continuous
+actions.
 
     algo = marl_augment.algos.make_algorithm("qmix-cql", ds.spec, state_dim, cql_alpha=3.0)
     run = marl_augment.algos.train(ds, "qmix-cql", env_id="smax:3m", steps=15000, out="runs/cql")
@@ -36,6 +37,10 @@ ALGORITHMS.register("dom2", "marl_augment.algos.dom2:Dom2",
                     doc="DOM2 for continuous actions: per-agent diffusion policies (DPM-solver, "
                         "5 steps) trained with a diffusion loss and a normalised Q term from "
                         "decentralised CQL critics")
+ALGORITHMS.register("omsd", "marl_augment.algos.omsd:Omsd",
+                    doc="OMSD for continuous actions: deterministic policies regularised by "
+                        "sequentially decomposed behaviour scores (a diffusion model of each "
+                        "agent's action given its predecessors') and a joint IQL critic")
 
 
 def keys() -> list[str]:

@@ -158,6 +158,19 @@ def masked_mean(x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     return torch.where(where, x, torch.zeros_like(x)).sum() / w.sum().clamp(min=1.0)
 
 
+def transition_rows(mask: torch.Tensor, term: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The transitions of a batch of windows (B, T), for learners that train on single steps:
+    ``rows`` marks steps with a successor in the window or a terminal one, ``successors`` the
+    steps that follow them, and ``boot`` (over ``rows``' entries, in order) those whose value
+    is bootstrapped from their successor, one per ``successors`` entry."""
+    has_next = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
+    rows = mask & (has_next | term)
+    successors = torch.cat([torch.zeros_like(rows[:, :1]), rows[:, :-1] & has_next[:, :-1]],
+                           dim=1)
+    return rows, successors, (has_next & ~term)[rows]
+
+
 def cross_entropy(logits: torch.Tensor, actions: torch.Tensor, legal: torch.Tensor,
                   where: torch.Tensor) -> torch.Tensor:
     """Behaviour-cloning loss: CE of the data actions under legal-masked logits, over ``where``."""

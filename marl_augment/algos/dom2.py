@@ -35,7 +35,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..errors import ConfigError
-from .common import OfflineAlgorithm, TrainedPolicy
+from .common import OfflineAlgorithm, TrainedPolicy, transition_rows
 from .td3_bc import ActorCriticConfig, Td3Bc, check_actor_critic
 
 BETA_MIN, BETA_MAX, TAU_MIN = 0.1, 20.0, 1e-3
@@ -205,15 +205,10 @@ class Dom2(Td3Bc):
         mask, term = batch["mask"], batch["terminated"]
         dims = self.dims.to(dev)                                      # (N, A)
         x_all = self._agent_rows(batch["obs"])                        # (B, T, N, X)
-        has_next = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
-        # the transitions of the batch: steps with a successor in the window, or terminal
-        # ones; every loss is computed on those rows only
-        rows = mask & (has_next | term)                               # (B, T)
-        nxt_rows = torch.cat([torch.zeros_like(rows[:, :1]), rows[:, :-1] & has_next[:, :-1]],
-                             dim=1)                                   # their successors
+        # every loss is computed on the batch's transitions only
+        rows, nxt_rows, boot = transition_rows(mask, term)            # (B, T), (B, T), (R,)
         x = x_all[rows]                                               # (R, N, X)
         data_u = self.normalise(batch["actions"])[rows]               # (R, N, A)
-        boot = (has_next & ~term)[rows]                               # (R,)
         with torch.no_grad():
             q_next = torch.zeros(x.shape[:-1], device=dev)            # (R, N)
             if nxt_rows.any():
