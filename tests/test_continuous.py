@@ -603,6 +603,55 @@ def test_mpe_and_mamujoco_ids_and_bad_ones():
         make_env("mamujoco:2x3-Cheetah")
 
 
+def test_mpe_shifted_speeds_as_dom2_evaluates_generalisation(tmp_path):
+    """DOM2's shifted MPE: each episode each agent's speed is drawn from [v_min, 1]; the same
+    action moves an agent v times as far as in the standard env, the draw follows the reset's
+    seed, and the setting reaches evaluation as an env argument."""
+    pytest.importorskip("mpe2")
+    from typer.testing import CliRunner
+
+    from marl_augment.cli import app
+    from marl_augment.envs import make_env
+    from marl_augment.errors import ConfigError
+
+    def moved(env, seed):
+        env.reset(seed=seed)
+        start = {a.name: a.state.p_pos.copy() for a in env.unwrapped.world.agents}
+        for _ in range(5):
+            env.step({a: np.array([0, 1, 0, 0, 0], np.float32) for a in env.agents})
+        return {a.name: float(np.linalg.norm(a.state.p_pos - start[a.name]))
+                for a in env.unwrapped.world.agents}
+
+    base = moved(make_env("mpe:simple_spread"), 3)
+    shifted = make_env("mpe:simple_spread", agent_speed_min=0.3)
+    dist = moved(shifted, 3)
+    speeds = dict(shifted.speeds)
+    assert all(0.3 <= v <= 1.0 for v in speeds.values()) and len(set(speeds.values())) == 3
+    for name, v in speeds.items():
+        assert dist[name] == pytest.approx(v * base[name], rel=1e-6)
+    moved(shifted, 3)
+    assert shifted.speeds == speeds                                  # same seed, same speeds
+    moved(shifted, 4)
+    assert shifted.speeds != speeds
+    with pytest.raises(ConfigError, match=r"agent_speed_min must be a number in \(0, 1\]"):
+        make_env("mpe:simple_spread", agent_speed_min=1.5)
+    # the protocol: data of the standard env, a learner (OMSD's feed-forward policy here), its
+    # evaluation in the shifted one; the data's recorded settings (max_cycles) still apply
+    cli = CliRunner()
+    data, run = tmp_path / "sp.zarr", tmp_path / "run"
+    for args in (["record", "mpe:simple_spread", str(data), "-e", "max_cycles=5", "-n", "8"],
+                 ["train", str(data), "--algo", "omsd", "--out", str(run), "--steps", "20",
+                  "--eval-every", "0", "--final-episodes", "2", "-o", "batch_size=16",
+                  "-o", "policy_start=5", "-o", "hidden=32", "-o", "critic_hidden=32",
+                  "-o", "noise_hidden=32"]):
+        r = cli.invoke(app, args)
+        assert r.exit_code == 0, r.output
+    r = cli.invoke(app, ["evaluate", "mpe:simple_spread", "--policy", str(run), "-e",
+                         "agent_speed_min=0.3", "--episodes", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["episodes"] == 2 and json.loads(r.output)["length_mean"] == 5
+
+
 def test_mamujoco_record_augment_train_evaluate_cli(tmp_path, monkeypatch):
     """As a user would try it: record, augment (RAD), train TD3+BC and evaluate its policy in
     the env the data came from (the recorded episode limit goes with the data). MuJoCo's

@@ -460,6 +460,11 @@ class TrainedPolicy:
         """``discrete`` or ``continuous``: evaluation refuses an env of the other kind."""
         return self.algo.spec.action_kind
 
+    @property
+    def spec(self) -> Spec:
+        """The spec of the data the policy was trained on."""
+        return self.algo.spec
+
     @torch.no_grad()
     def __call__(self, obs: np.ndarray, avail: np.ndarray, first: np.ndarray) -> np.ndarray:
         a = self.algo

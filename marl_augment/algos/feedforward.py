@@ -52,8 +52,11 @@ class FeedForwardPolicy:
     action_kind = "continuous"
 
     def __init__(self, actor: MlpActor, low: np.ndarray, high: np.ndarray, *,
-                 name: str = "matd3", env_id: str = "", device: str = "cpu") -> None:
+                 name: str = "matd3", env_id: str = "", device: str = "cpu",
+                 spec: Any = None) -> None:
         self.actor = actor.to(device).eval()
+        #: the spec of the data an offline learner trained on (None: an online checkpoint)
+        self.spec = spec
         self.device = torch.device(device)
         self.low = torch.as_tensor(np.asarray(low, np.float32), device=self.device)
         self.high = torch.as_tensor(np.asarray(high, np.float32), device=self.device)

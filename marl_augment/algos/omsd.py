@@ -261,4 +261,5 @@ class Omsd(Td3Bc):
         """The decentralised deterministic policy: each agent's action from its observation."""
         low = self.low.numpy()
         return FeedForwardPolicy(self.actor, low, low + self.span.numpy(), name=self.name,
-                                 env_id=self.spec.env_id, device=str(self.device))
+                                 env_id=self.spec.env_id, device=str(self.device),
+                                 spec=self.spec)

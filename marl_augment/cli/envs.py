@@ -57,7 +57,8 @@ def evaluate(
         from ..algos import load_policy
 
         actor = load_policy(policy, device=device)
-        kwargs = {**recorded_settings(actor.algo.spec, env_id), **kwargs}
+        if actor.spec is not None:          # the data's spec (an online checkpoint has none)
+            kwargs = {**recorded_settings(actor.spec, env_id), **kwargs}
     with progress_bar(f"evaluating {policy} on {env_id}", total=episodes) as advance:
         res = run(actor, env_id, episodes=episodes, seed=seed, progress=advance, **kwargs)
     res["policy"] = policy

@@ -11,7 +11,10 @@ import re
 import warnings
 from typing import Any
 
-from ..errors import MissingDependency, NotFound
+import numpy as np
+from pettingzoo.utils.wrappers import BaseParallelWrapper
+
+from ..errors import ConfigError, MissingDependency, NotFound
 
 PREFIX = "pettingzoo:"
 #: top-level packages of environments that one of our extras installs
@@ -65,13 +68,51 @@ def mpe_module(name: str) -> str:
     return "mpe2." + max(versions, key=lambda m: int(m.rsplit("_v", 1)[1]))
 
 
-def make_mpe(name: str, **kwargs: Any):
+def make_mpe(name: str, agent_speed_min: float | None = None, **kwargs: Any):
     """An MPE env of mpe2 with continuous actions (the OMAR / OG-MARL setting); ``kwargs`` go to
-    its ``parallel_env`` (e.g. ``max_cycles``, ``N``), ``continuous_actions`` is always on."""
+    its ``parallel_env`` (e.g. ``max_cycles``, ``N``), ``continuous_actions`` is always on.
+
+    ``agent_speed_min`` makes DOM2's *shifted* MPE: every episode each agent's speed is drawn
+    uniformly from [agent_speed_min, 1] (1 is MPE's own; DOM2 uses 0.3 for simple_spread, 0.4
+    for predator-prey, 0.5 for world), see :class:`AgentSpeedShift`."""
     if kwargs.get("continuous_actions", True) is not True:
         raise NotFound(f"mpe:{name} has continuous actions; for discrete ones use "
                        f"pettingzoo:{mpe_module(name)}")
-    return make_parallel_env(mpe_module(name), **{**kwargs, "continuous_actions": True})
+    env = make_parallel_env(mpe_module(name), **{**kwargs, "continuous_actions": True})
+    if agent_speed_min is None:
+        return env
+    if isinstance(agent_speed_min, bool) or not isinstance(agent_speed_min, (int, float)) \
+            or not 0 < agent_speed_min <= 1:
+        raise ConfigError(f"agent_speed_min must be a number in (0, 1], got {agent_speed_min!r}")
+    return AgentSpeedShift(env, float(agent_speed_min))
+
+
+class AgentSpeedShift(BaseParallelWrapper):
+    """DOM2's shifted MPE (Li, Pan & Huang, 2023, Sec. 5.1): each episode, each agent j moves at
+    a speed v_j ~ U[v_min, 1] times its standard one. MPE turns an action into a force scaled by
+    the agent's ``accel`` (5 when unset); v_j scales that force, so a slow agent accelerates,
+    and with MPE's damping also moves, v_j times as fast for the same action. The speeds are
+    drawn from the reset's seed (reproducible) and listed in ``speeds``."""
+
+    def __init__(self, env: Any, speed_min: float) -> None:
+        super().__init__(env)
+        self.speed_min = speed_min
+        self.speeds: dict[str, float] = {}
+        self._rng = np.random.default_rng()
+        world = getattr(env.unwrapped, "world", None)
+        if world is None:
+            raise NotFound("agent_speed_min works on mpe2's environments only (no MPE world)")
+        self._base = {a.name: (5.0 if a.accel is None else float(a.accel)) for a in world.agents}
+
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None):
+        out = self.env.reset(seed=seed, options=options)
+        if seed is not None:
+            self._rng = np.random.default_rng([int(seed), 0x5EED])
+        for agent in self.env.unwrapped.world.agents:
+            v = float(self._rng.uniform(self.speed_min, 1.0))
+            agent.accel = self._base[agent.name] * v
+            self.speeds[agent.name] = v
+        return out
 
 
 def mamujoco_args(name: str) -> tuple[str, str]:
