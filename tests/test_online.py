@@ -199,9 +199,18 @@ def test_benchmark_makes_continuous_scenario_data_with_learned_behaviour(tmp_pat
                       transitions=20, matd3_options=opts, env_args={ENV: KW},
                       methods=["original", "rad-s"], algos=["td3-bc"], seeds=[0], steps=4,
                       eval_every=2, eval_episodes=2, device="cpu", scale=1.0,
-                      algo_options={"td3-bc": {"seq_len": 5}})
+                      algo_options={"td3-bc": {"seq_len": 5}},
+                      shifted_env_args={ENV: {"agent_speed_min": 0.3}})
     rows = run_benchmark(cfg, tmp_path / "w", workers=1, report=False)
     assert len(rows) == 4 and all(np.isfinite(r["return_mean"]) for r in rows)
+    # every run also evaluated in DOM2's shifted env, and reported
+    assert all(r["shifted"]["env_args"] == {"agent_speed_min": 0.3}
+               and np.isfinite(r["shifted"]["return_mean"]) for r in rows)
+    from marl_augment.bench.report import write_report
+
+    assert "## Shifted environments" in write_report(rows, tmp_path, cfg).read_text()
+    with pytest.raises(ConfigError, match="shifted_env_args for"):
+        load_config(None, scenarios=["smax:3m"], shifted_env_args={ENV: {}}).check()
     for r in rows:                                                 # evaluated with max_cycles 5
         summary = json.loads((Path(r["run"]) / "summary.json").read_text())
         assert summary["eval"]["length_mean"] == 5

@@ -270,11 +270,27 @@ def _train(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
     top = max_return(cfg["env_id"])
     ev = s["eval"]
     curve = [(r["step"], r["return_mean"]) for r in read_metrics(run) if r["kind"] == "eval"]
-    return {"return_mean": ev["return_mean"], "return_std": ev["return_std"], "win_rate": ev.get("win_rate"),
+    extra = {}
+    if cfg.get("shifted_env_args"):
+        extra["shifted"] = _shifted_eval(run, cfg)
+    return {**extra, "return_mean": ev["return_mean"], "return_std": ev["return_std"], "win_rate": ev.get("win_rate"),
             "normalised_return": ev["return_mean"] / top if top else None, "train_seconds": s["train_seconds"],
             "eval_seconds": s.get("eval_seconds"),
             "updates_per_s": s["updates_per_s"], "curve": curve, "run": str(run),
             "dataset_return": s["dataset"]["return_mean"], "dataset_episodes": s["dataset"]["episodes"]}
+
+
+def _shifted_eval(run: Path, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The trained policy's final evaluation in the shifted env (same episodes and seed)."""
+    from ..algos import load_policy
+    from ..envs import recorded_settings
+    from ..envs.evaluate import evaluate
+
+    policy = load_policy(run, device="cpu")
+    kwargs = {**recorded_settings(policy.spec, cfg["env_id"]), **cfg["shifted_env_args"]}
+    res = evaluate(policy, cfg["env_id"], episodes=cfg["eval_episodes"], seed=cfg["seed"], **kwargs)
+    return {"env_args": cfg["shifted_env_args"], "return_mean": res["return_mean"],
+            "return_std": res["return_std"]}
 
 
 __all__ = ["ORIGINAL", "RESULT", "Cell", "gates_of", "is_learned", "run_cell", "store_of"]

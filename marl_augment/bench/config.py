@@ -88,6 +88,10 @@ class BenchConfig:
     env_args: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Env arguments per continuous scenario, e.g. ``{"mpe:simple_spread" = {max_cycles = 25}}``:
     behaviour training, recording and evaluation all use them."""
+    shifted_env_args: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per scenario, env arguments of a *shifted* env every run is evaluated in as well, after
+    training (DOM2's generalisation test), e.g. ``{"mpe:simple_spread" = {agent_speed_min =
+    0.3}}``; rows get ``shifted`` and the report a table of it."""
     subsample: float = 1.0
     """Fraction of each dataset's episodes kept (subsample seed 0; the EAQ paper keeps 3%)."""
     methods: list[str] = field(default_factory=lambda: [ORIGINAL, "rad-s", "eaq"])
@@ -138,6 +142,10 @@ class BenchConfig:
         if extra:
             raise ConfigError(f"env_args for {extra}, which are not continuous scenarios of "
                               f"this benchmark ({continuous})")
+        extra = sorted(set(self.shifted_env_args) - set(self.scenarios))
+        if extra:
+            raise ConfigError(f"shifted_env_args for {extra}, which are not scenarios of this "
+                              f"benchmark ({self.scenarios})")
         for s in self.scenarios:
             allowed = scenario_qualities(s, self.behaviour)
             for q in self.qualities:

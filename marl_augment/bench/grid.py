@@ -73,12 +73,15 @@ def plan(cfg: BenchConfig) -> tuple[list[Cell], list[Cell], list[Cell]]:
                                          **shared, **_version(AUGMENTERS, name)},
                              {**d.labels, "method": method, "seed": seed})
                     augment.append(a)
+                # (only when set: the keys of cells without one stay as they were)
+                shifted = cfg.shifted_env_args.get(d.labels["env_id"])
+                shift = {"shifted_env_args": shifted} if shifted else {}
                 for algo in cfg.algos:
                     train.append(Cell("train", {"data": d.key, "augment": a.key if a else None, "algo": algo,
                                                 "options": cfg.algo_options.get(algo, {}), "steps": cfg.steps,
                                                 "seed": seed, "eval_every": cfg.eval_every,
                                                 "eval_episodes": cfg.eval_episodes, "env_id": d.labels["env_id"],
-                                                **_version(ALGORITHMS, algo)},
+                                                **shift, **_version(ALGORITHMS, algo)},
                                       {**d.labels, "method": method, "algo": algo, "seed": seed}))
     return data, augment, train
 

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import json
+
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -415,6 +417,14 @@ def write_report(rows: list[dict[str, Any]], work: Path, cfg: Any = None, *,
                   "in advance are the honest columns" + (f" ({', '.join(fixed)})" if fixed else "")
                   + ".", "",
                   table1([r for r in rows + oracle if r["method"] in shown], shown, algos), ""]
+    shifted = [{**r, "return_mean": r["shifted"]["return_mean"], "normalised_return": None}
+               for r in rows if r.get("shifted")]
+    if shifted:
+        args = sorted({json.dumps(r["shifted"]["env_args"], sort_keys=True) for r in shifted})
+        parts += ["## Shifted environments", "",
+                  "The same policies' final return in a shifted env (DOM2's generalisation "
+                  f"test; env arguments {', '.join(args)}), mean ± std over seeds.", "",
+                  table1(shifted, methods, algos), ""]
     measures = measures_table(rows, methods, algos)
     if measures:
         parts += ["## Final, best and last-third return", "",
