@@ -281,6 +281,13 @@ def test_paper_protocol_configs_load_and_plan():
         cfg = load_config(root / name).check()
         assert cfg.behaviour == "learned" and cfg.steps == 15000 and len(cfg.seeds) == 5
         assert len(plan(cfg)[2]) == runs
+    # every shipped config loads and plans (a config key renamed in code would break them)
+    for path in sorted(root.glob("*.toml")):
+        assert plan(load_config(path).check())[2], path.name
+    cfg = load_config(root / "continuous-learners.toml").check()
+    assert {"dom2", "omsd"} <= set(cfg.algos) and len(plan(cfg)[2]) == 450
+    assert all(c.config["shifted_env_args"] == {"agent_speed_min": 0.3}
+               for c in plan(cfg)[2] if c.config["env_id"] == "mpe:simple_spread")
 
 
 def test_method_variants_are_separate_cells_with_their_options():
