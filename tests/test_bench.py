@@ -141,6 +141,29 @@ def test_rounds_go_seed_by_seed_and_committed_rows_restore_a_lost_folder(tmp_pat
     assert [r["return_mean"] for r in rows if r["seed"] == 0] == [r["return_mean"] for r in partial]
     assert not any((fresh / "cells").glob("augment-*")) or all(
         json.loads((p / "result.json").read_text())["seed"] == 1 for p in (fresh / "cells").glob("augment-*"))
+    assert all(r["data_fingerprint"] for r in rows)
+    # rows of other data (behaviour data regenerated differently on another machine) train
+    # again, told in one line; rows written before they carried a fingerprint are checked by
+    # the dataset return of their runs on the original data
+    (tmp_path / "same.jsonl").write_text("".join(
+        json.dumps({k: v for k, v in r.items() if k != "data_fingerprint"}) + "\n"
+        for r in partial))
+    told: list[str] = []
+    run_benchmark(cfg, tmp_path / "same", workers=1, restore=tmp_path / "same.jsonl",
+                  notify=told.append)
+    assert len(list((tmp_path / "same" / "cells").glob("train-*/run"))) == 2 and not told
+    for name, tamper in (("fp", lambda r: {**r, "data_fingerprint": "0" * 16}),
+                         ("old", lambda r: {**{k: v for k, v in r.items()
+                                               if k != "data_fingerprint"},
+                                            "dataset_return": r["dataset_return"] + 0.01})):
+        (tmp_path / f"{name}.jsonl").write_text("".join(
+            json.dumps(tamper(r) if r["seed"] == 0 else r) + "\n" for r in partial))
+        told: list[str] = []
+        run_benchmark(cfg, tmp_path / name, workers=1, restore=tmp_path / f"{name}.jsonl",
+                      notify=told.append)
+        assert len(list((tmp_path / name / "cells").glob("train-*/run"))) == 4, name
+        assert told == [f"2 restored runs on {partial[0]['dataset']} train again: their data "
+                        "differ from the data made here"], told
 
 
 def test_one_shared_fit_per_dataset_and_method_when_asked(tmp_path):

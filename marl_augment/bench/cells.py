@@ -264,6 +264,7 @@ def _train(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
     cfg = c.config
     store = store_of(work, cfg["augment"] or cfg["data"])
     run = folder / "run"
+    data_fp = _fingerprint(store_of(work, cfg["data"]))
     s = train(store, cfg["algo"], out=run, env_id=cfg["env_id"], steps=cfg["steps"], seed=cfg["seed"],
               eval_every=cfg["eval_every"] or 0, eval_episodes=32, final_episodes=cfg["eval_episodes"],
               options={**cfg["options"], "device": device}, resume=run.exists())
@@ -273,11 +274,18 @@ def _train(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
     extra = {}
     if cfg.get("shifted_env_args"):
         extra["shifted"] = _shifted_eval(run, cfg)
-    return {**extra, "return_mean": ev["return_mean"], "return_std": ev["return_std"], "win_rate": ev.get("win_rate"),
+    return {**extra, "data_fingerprint": data_fp, "return_mean": ev["return_mean"], "return_std": ev["return_std"], "win_rate": ev.get("win_rate"),
             "normalised_return": ev["return_mean"] / top if top else None, "train_seconds": s["train_seconds"],
             "eval_seconds": s.get("eval_seconds"),
             "updates_per_s": s["updates_per_s"], "curve": curve, "run": str(run),
             "dataset_return": s["dataset"]["return_mean"], "dataset_episodes": s["dataset"]["episodes"]}
+
+
+def _fingerprint(store: str | Path) -> str | None:
+    """The content fingerprint of a cell's store (what a restored row is checked against)."""
+    from ..data.dataset import Dataset
+
+    return Dataset.open(store, validate=False, lazy=True).fingerprint
 
 
 def _shifted_eval(run: Path, cfg: dict[str, Any]) -> dict[str, Any]:

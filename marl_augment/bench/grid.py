@@ -104,7 +104,8 @@ def run_benchmark(cfg: BenchConfig, work: str | os.PathLike, *, executor: str = 
                   device: str | None = None, ray_address: str | None = None,
                   progress: Callable[[str, int, int], Any] | None = None,
                   report: bool = True, restore: str | os.PathLike | None = None,
-                  compute: bool = True) -> list[dict[str, Any]]:
+                  compute: bool = True, notify: Callable[[str], Any] | None = None
+                  ) -> list[dict[str, Any]]:
     """Run (or resume) the grid in ``work``; return the training runs' result rows.
 
     The grid runs in rounds, one per seed: a round computes the data and augment cells its
@@ -114,7 +115,8 @@ def run_benchmark(cfg: BenchConfig, work: str | os.PathLike, *, executor: str = 
 
     ``restore``: a ``results.jsonl`` (or benchmark folder) kept from an earlier run of the same
     cells, e.g. committed to a repository; its rows count as finished training runs (their cells
-    are matched by key), so a lost work folder costs only what those rows do not hold.
+    are matched by key), so a lost work folder costs only what those rows do not hold. Rows
+    whose data differ from the data made here train again (``notify`` hears how many).
     ``compute=False`` runs no cell: it only rewrites ``results.jsonl`` and the report from the
     finished ones. ``progress(stage, done, total)`` is called as cells finish.
     """
@@ -133,6 +135,18 @@ def run_benchmark(cfg: BenchConfig, work: str | os.PathLike, *, executor: str = 
     dev = device or cfg.device
     run = _executor(executor, workers, ray_address)
     upstream = {c.key: c for c in (*data, *augment)}
+    restored = [c for c in train if c.done(work) and c.result(work).get("restored")]
+    if restored and compute:
+        # restored rows count only on the data they were trained on: make their data here
+        # (learned behaviour data can come out differently on another machine), then check
+        keys = {c.config["data"] for c in restored}
+        for _ in run([c.to_json() for c in data if c.key in keys and not c.done(work)],
+                     str(work), dev):
+            if progress:
+                progress("data", 1, 0)
+        dropped = unrestore_mismatched(restored, upstream, work)
+        if dropped and notify:
+            notify(dropped)
     if progress:
         for name, cells in (("data", data), ("augment", augment), ("train", train)):
             progress(name, sum(c.done(work) for c in cells), len(cells))
@@ -266,6 +280,41 @@ def restore_rows(train: list[Cell], rows: list[dict[str, Any]], work: Path) -> i
         tmp.replace(folder / RESULT)
         n += 1
     return n
+
+
+def unrestore_mismatched(restored: list[Cell], upstream: dict[str, Cell], work: Path) -> str:
+    """Undo the restoration of rows whose data differ from the data cells made here, so those
+    runs train again; returns a one-line account ('' when every row matched).
+
+    A row written since rows carry it has its data's fingerprint; an older row is checked
+    through the rows on the original data of the same data cell (their dataset return and
+    episode count are the data cell's own). Rows whose data cell is not made are left alone."""
+    verdict: dict[str, bool] = {}
+    for c in restored:
+        d = upstream.get(c.config["data"])
+        if d is None or not d.done(work):
+            continue
+        row, facts = c.result(work), d.result(work)
+        if row.get("data_fingerprint") is not None:
+            from .cells import _fingerprint
+
+            same = row["data_fingerprint"] == _fingerprint(store_of(work, d.key))
+        elif c.config["augment"] is None:
+            same = (row.get("dataset_episodes") == facts.get("episodes")
+                    and abs(row.get("dataset_return", float("nan"))
+                            - facts.get("return_mean", float("nan"))) <= 1e-9)
+        else:
+            continue
+        verdict[d.key] = verdict.get(d.key, True) and same
+    bad = {k for k, ok in verdict.items() if not ok}
+    dropped = [c for c in restored if c.config["data"] in bad]
+    for c in dropped:
+        (c.folder(work) / RESULT).unlink()
+    if not dropped:
+        return ""
+    names = sorted({upstream[k].labels.get("dataset", k) for k in bad})
+    return (f"{len(dropped)} restored runs on {', '.join(names)} train again: their data differ "
+            "from the data made here")
 
 
 def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -53,7 +53,7 @@ def _run_and_print(cfg, out: Path, executor: str, workers: int, device: str | No
     with stage_bars() as update:
         rows = run_benchmark(cfg, out, executor=executor, workers=workers, device=device,
                              ray_address=ray_address, progress=update, restore=restore,
-                             compute=compute)
+                             compute=compute, notify=lambda m: err_console.print(f"[yellow]{m}[/]"))
     if as_json:
         print_json(rows)
         return rows
