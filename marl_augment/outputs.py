@@ -35,7 +35,7 @@ from .errors import AlreadyExists, ConfigError
 MARKER = ".marl-augment.json"
 #: The kinds of folder marl-augment makes; each is replaced only by an output of the same kind.
 KINDS = ("store", "run", "runs", "model", "fit", "report", "benchmark", "vault-dataset", "behaviour",
-         "behaviour-datasets")
+         "behaviour-datasets", "benchmark-kept")
 PARTIAL_MARK = ".partial-"
 OLD_MARK = ".old-"
 

@@ -19,7 +19,7 @@ from marl_augment.bench.report import (
     stratified_bootstrap_ci,
     table1,
 )
-from marl_augment.errors import ConfigError
+from marl_augment.errors import AlreadyExists, ConfigError
 
 from .test_cli import assert_user_error, run
 
@@ -142,6 +142,24 @@ def test_rounds_go_seed_by_seed_and_committed_rows_restore_a_lost_folder(tmp_pat
     assert not any((fresh / "cells").glob("augment-*")) or all(
         json.loads((p / "result.json").read_text())["seed"] == 1 for p in (fresh / "cells").glob("augment-*"))
     assert all(r["data_fingerprint"] for r in rows)
+    # kept with its data cells (benchmark --keep), a folder restores the very same data
+    from marl_augment.bench.grid import keep_results
+
+    kept_dir = keep_results(work, tmp_path / "kept")
+    assert (kept_dir / "results.jsonl").is_file() and (kept_dir / "report.md").is_file()
+    assert len(list((kept_dir / "data").glob("data-*/store.zarr"))) == 1
+    again = tmp_path / "again"
+    told: list[str] = []
+    rows2 = run_benchmark(cfg, again, workers=1, restore=kept_dir, notify=told.append)
+    assert len(list((again / "cells").glob("train-*/run"))) == 2 and not told
+    assert json.loads(next((again / "cells").glob("data-*/result.json")).read_text())["store"] \
+        == str(next((again / "cells").glob("data-*")) / "store.zarr")
+    assert [r["return_mean"] for r in rows2 if r["seed"] == 0] == \
+        [r["return_mean"] for r in partial]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("a researcher's file")
+    with pytest.raises(AlreadyExists, match="was not made by marl-augment"):
+        keep_results(work, tmp_path / "mine")
     # rows of other data (behaviour data regenerated differently on another machine) train
     # again, told in one line; rows written before they carried a fingerprint are checked by
     # the dataset return of their runs on the original data
@@ -268,9 +286,11 @@ def test_cli_benchmark_compare_and_quickstart(tmp_path, monkeypatch):
     assert "train       4 cells, 2 cached" in r.output and "restore  2 of 2 rows" in r.output
     assert "train: bc" in r.output and "Remaining: about" in r.output
     (tmp_path / "b1" / "report.md").unlink()
-    r = run("benchmark", cfgfile, "--out", "b1", "--report-only", "--seeds", "0-1")   # seed 1: not run
+    r = run("benchmark", cfgfile, "--out", "b1", "--report-only", "--seeds", "0-1",  # seed 1: not run
+            "--keep", "kept")
     assert r.exit_code == 0, r.output
     assert len(read_results(tmp_path / "b1")) == 2 and (tmp_path / "b1" / "report.md").is_file()
+    assert len(read_results(tmp_path / "kept")) == 2 and any((tmp_path / "kept" / "data").iterdir())
     r = run("benchmark", cfgfile, "--out", "b2", "--workers", "1", "--steps", "6", "--json")
     assert r.exit_code == 0, r.output
     r = run("compare", "b1", "b2", "--json")

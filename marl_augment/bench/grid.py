@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from .cells import RESULT, Cell, is_learned, run_cell, store_of
 from .config import ORIGINAL, BenchConfig, split_method
 
 RESULTS_FILE = "results.jsonl"
+#: beside a kept results.jsonl: the data cells its rows were trained on (``benchmark --keep``)
+KEPT_DATA = "data"
 CONFIG_FILE = "benchmark.json"
 EXECUTORS = ("local", "ray")
 
@@ -132,6 +135,8 @@ def run_benchmark(cfg: BenchConfig, work: str | os.PathLike, *, executor: str = 
     (work / CONFIG_FILE).write_text(json.dumps(cfg.to_json(), indent=2))
     data, augment, train = plan(cfg)
     restore_rows(train, kept, work)
+    if restore is not None:
+        restore_data(data, Path(restore), work)
     dev = device or cfg.device
     run = _executor(executor, workers, ray_address)
     upstream = {c.key: c for c in (*data, *augment)}
@@ -279,6 +284,72 @@ def restore_rows(train: list[Cell], rows: list[dict[str, Any]], work: Path) -> i
         tmp.write_text(json.dumps({**r, "restored": True}, indent=2, default=float))
         tmp.replace(folder / RESULT)
         n += 1
+    return n
+
+
+def restore_data(data: list[Cell], restore: Path, work: Path) -> int:
+    """Copy kept data cells (``data/<cell key>/`` next to the restored ``results.jsonl``, as
+    :func:`keep_data` writes them) into ``work``, so the grid goes on with the very data its
+    restored rows were trained on instead of making it again; returns how many."""
+    kept = (restore if restore.is_dir() else restore.parent) / KEPT_DATA
+    n = 0
+    for c in data:
+        src = kept / c.key
+        if c.done(work) or not (src / RESULT).is_file():
+            continue
+        from ..data.dataset import Dataset
+
+        Dataset.open(src / "store.zarr", validate=True)      # a damaged copy: one line, no cell
+        folder = c.folder(work)
+        tmp = folder.with_name(folder.name + ".restoring")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp)
+        res = json.loads((tmp / RESULT).read_text())
+        (tmp / RESULT).write_text(json.dumps({**res, "store": str(folder / "store.zarr")},
+                                             indent=2))
+        if folder.exists():
+            shutil.rmtree(folder)                    # an unfinished cell of ours
+        tmp.replace(folder)
+        n += 1
+    return n
+
+
+def keep_results(work: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Copy what a benchmark's table is made of into ``out`` (e.g. a folder of a repository):
+    ``results.jsonl``, the report and its plots, and the finished data cells (``data/``), so
+    ``--restore out`` later goes on with the same data and rows on any machine."""
+    work = Path(work)
+    if not (work / RESULTS_FILE).is_file():
+        from ..errors import NotFound
+
+        raise NotFound(f"no benchmark results in {work} (expected {RESULTS_FILE}); run the "
+                       "benchmark first")
+    out = check_output(out, "benchmark-kept", overwrite=False, reuse=True, inputs=[work],
+                       what="kept results folder")
+    out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, "benchmark-kept", benchmark=str(work))
+    for f in [work / RESULTS_FILE, work / "report.md", work / CONFIG_FILE, *work.glob("*.png")]:
+        if f.is_file():
+            tmp = out / (f.name + ".tmp")
+            shutil.copyfile(f, tmp)
+            tmp.replace(out / f.name)
+    keep_data(work, out)
+    return out
+
+
+def keep_data(work: str | os.PathLike, out: str | os.PathLike) -> int:
+    """Copy a benchmark's finished data cells into ``out/data/`` (beside a kept
+    ``results.jsonl``), for :func:`restore_data`; returns how many."""
+    src, dst = Path(work) / "cells", Path(out) / KEPT_DATA
+    dst.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for cell in sorted(src.glob("data-*")):
+        if (cell / RESULT).is_file() and not (dst / cell.name / RESULT).is_file():
+            tmp = dst / (cell.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(cell, tmp, ignore=shutil.ignore_patterns("*.lock"))
+            tmp.replace(dst / cell.name)
+            n += 1
     return n
 
 

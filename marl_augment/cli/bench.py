@@ -84,9 +84,10 @@ def benchmark(
     workers: Annotated[int, typer.Option(min=1, help="Cells run at once (worker processes or Ray CPUs).")] = _default_workers(),
     executor: Annotated[str, typer.Option(help="local (worker processes) or ray.")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS or a local instance).")] = None,
-    restore: Annotated[Path | None, typer.Option(help="results.jsonl (or benchmark folder) of an earlier run: its rows count as finished runs.")] = None,
+    restore: Annotated[Path | None, typer.Option(help="results.jsonl (or a folder holding it) of an earlier run: its rows count as finished runs; data cells kept beside it (--keep) are reused.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the grid and what is cached, run nothing.")] = False,
     report_only: Annotated[bool, typer.Option("--report-only", help="Run no cell: rewrite results.jsonl and the report from the finished ones.")] = False,
+    keep: Annotated[Path | None, typer.Option(help="After the run, copy results.jsonl, the report, its plots and the data cells into this folder (e.g. in a repository), for a later --restore.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result rows as JSON.")] = False,
 ) -> None:
     """Run the EAQ paper's experiment: datasets × augmenters × algorithms × seeds, cached and resumable.
@@ -119,6 +120,10 @@ def benchmark(
                           f"match this grid's training runs")
         return
     _run_and_print(cfg, out, executor, workers, device, ray_address, as_json, restore, not report_only)
+    if keep is not None:
+        from ..bench.grid import keep_results
+
+        err_console.print(f"kept in {keep_results(out, keep)}")
 
 
 @user_errors
