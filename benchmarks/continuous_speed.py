@@ -85,8 +85,8 @@ def td3(threads: int, updates: int) -> dict:
     import marl_augment as ma
     from marl_augment.algos import make_algorithm
     from marl_augment.algos.common import SequenceSampler, state_dim_of
+    from marl_augment.data.dataset import StoreWriter
     from marl_augment.data.schema import Spec
-    from marl_augment.data.store import StoreWriter
 
     torch.set_num_threads(threads)
     spec = Spec(env_id="mamujoco:2x3-HalfCheetah", agent_ids=("agent_0", "agent_1"), obs_dim=12,

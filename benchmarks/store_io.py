@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 import marl_augment as ma
-from marl_augment.data import store as store_mod
-from marl_augment.data.store import RowReader, StoreWriter, open_group
+from marl_augment.data import chunks as store_mod
+from marl_augment.data.chunks import RowReader, open_group
+from marl_augment.data.dataset import StoreWriter
 from marl_augment.data.synthetic import smac_like_episodes, smac_like_spec
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from marl_augment.adapters.ogmarl_vault import export_vault
-from marl_augment.data.store import StoreWriter
+from marl_augment.data.dataset import StoreWriter
 from marl_augment.data.synthetic import smac_like_episodes, smac_like_spec
 
 CHILD = """

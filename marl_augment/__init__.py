@@ -31,7 +31,7 @@ _LAZY = {
     "Dataset": "marl_augment.data.dataset:Dataset",
     "Episode": "marl_augment.data.dataset:Episode",
     "Spec": "marl_augment.data.schema:Spec",
-    "StoreWriter": "marl_augment.data.store:StoreWriter",
+    "StoreWriter": "marl_augment.data.dataset:StoreWriter",
     "concat": "marl_augment.data.dataset:concat",
     "adapters": "marl_augment.adapters",
     "make_env": "marl_augment.envs:make_env",
@@ -49,9 +49,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from . import adapters, algos, augment, envs
     from .algos import load_policy, make_algorithm
     from .augment import load_augmenter, make_augmenter
-    from .data.dataset import Dataset, Episode, concat
+    from .data.dataset import Dataset, Episode, StoreWriter, concat
     from .data.schema import Spec
-    from .data.store import StoreWriter
     from .envs import make_env
     from .envs.evaluate import evaluate
 

@@ -1,4 +1,4 @@
-"""Where marl-augment keeps datasets it downloads or creates by name."""
+"""Where marl-augment keeps datasets it downloads or creates by name, and which version runs."""
 
 from __future__ import annotations
 
@@ -21,3 +21,13 @@ def home() -> Path:
 def datasets_dir() -> Path:
     """Folder of named episode stores (``<name>.zarr``)."""
     return home() / "datasets"
+
+
+def package_version() -> str:
+    """The installed marl-augment's version (recorded in every output's provenance)."""
+    try:
+        from importlib.metadata import version
+
+        return version("marl-augment")
+    except Exception:  # pragma: no cover - running from a source tree without install
+        return "0+unknown"

@@ -44,7 +44,7 @@ def write_marker(folder: str | os.PathLike, kind: str, **facts: Any) -> None:
     """Mark ``folder`` as a marl-augment output of ``kind``."""
     if kind not in KINDS:
         raise ValueError(f"unknown output kind {kind!r}")
-    from .data.store import package_version
+    from .config import package_version
 
     data = {"kind": kind, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "marl_augment_version": package_version(), **facts}

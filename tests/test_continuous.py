@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import marl_augment as ma
+from marl_augment.data.dataset import StoreWriter
 from marl_augment.data.schema import Spec
-from marl_augment.data.store import StoreWriter
 from marl_augment.errors import SchemaError
 
 

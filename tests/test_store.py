@@ -11,8 +11,9 @@ import pytest
 import zarr
 
 import marl_augment as ma
+from marl_augment.data.chunks import chunk_rows_for
+from marl_augment.data.dataset import StoreWriter
 from marl_augment.data.schema import Spec
-from marl_augment.data.store import StoreWriter, chunk_rows_for
 from marl_augment.data.synthetic import smac_like_episodes, smac_like_spec
 from marl_augment.errors import AlreadyExists, NotFound, SchemaError
 from marl_augment.testing import file_digest, store_roundtrip_test
@@ -97,7 +98,7 @@ def test_fingerprint_independent_of_chunking(tmp_path):
 
 
 def test_chunk_rows_is_power_of_two_near_target():
-    from marl_augment.data.store import DEFAULT_CHUNK_BYTES
+    from marl_augment.data.chunks import DEFAULT_CHUNK_BYTES
 
     r = chunk_rows_for(360)  # 3m obs rows: 360 B -> about DEFAULT_CHUNK_BYTES per chunk
     assert DEFAULT_CHUNK_BYTES / 1.5 <= r * 360 <= DEFAULT_CHUNK_BYTES * 1.5
@@ -305,3 +306,33 @@ def test_zarr_python_reads_what_we_write(tmp_path):
     for n in spec.arrays():
         np.testing.assert_array_equal(g[n][:], ds.columns[n], err_msg=n)
     np.testing.assert_array_equal(g["episode_offsets"][:], ds.episode_offsets)
+
+
+def test_fast_chunk_reader_agrees_with_zarr_python_on_every_array(tmp_path):
+    """The contract of data/chunks.py: our writer's layout is one the fast reader recognises
+    (for every array, so the fast path is what is tested), and what it decodes — whole stores,
+    and row ranges that cut chunks — is exactly what zarr-python reads from the same files. A
+    zarr-python release that wrote or read this layout differently fails here."""
+    from marl_augment.data.chunks import RowReader, chunk_layout, open_group
+
+    spec = smac_like_spec(3)
+    with StoreWriter(tmp_path / "s.zarr", spec, chunk_bytes=1 << 12) as w:
+        for cols, lengths, won in smac_like_episodes(90, seed=5, batch=30):
+            w.append_episodes(cols, lengths, won=won.tolist())
+    group = open_group(tmp_path / "s.zarr")
+    names = spec.arrays()
+    reader = RowReader(tmp_path / "s.zarr", group, names)
+    assert all(reader._fast[n] is not None for n in names), reader._fast
+    n_rows = group["obs"].shape[0]
+    assert n_rows % w.block_rows != 0                       # a partial last chunk is covered
+    for lo, hi in ((0, n_rows), (w.block_rows // 2, w.block_rows * 2 + 7), (n_rows - 3, n_rows)):
+        fast = reader.read(lo, hi)
+        for n in names:
+            ref = np.asarray(zarr.open_array(str(tmp_path / "s.zarr" / n), mode="r")[lo:hi])
+            assert fast[n].dtype == ref.dtype and fast[n].shape == ref.shape, n
+            np.testing.assert_array_equal(fast[n], ref, err_msg=n)
+    # a layout the reader does not know (another codec chain) goes through zarr-python
+    meta = json.loads((tmp_path / "s.zarr" / "obs" / "zarr.json").read_text())
+    meta["codecs"] = meta["codecs"][:1]
+    (tmp_path / "s.zarr" / "obs" / "zarr.json").write_text(json.dumps(meta))
+    assert chunk_layout(tmp_path / "s.zarr", "obs", group["obs"].shape) is None

@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from ..data.dataset import StoreWriter
 from ..data.schema import Spec
-from ..data.store import StoreWriter, check_output_path
+from ..data.store import check_output_path
 from ..errors import (
     ConfigError,
     FormatError,

@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.dataset import Dataset, window_rows
+from ..data.dataset import Dataset
 from ..data.schema import Spec
+from ..data.windows import window_rows
 from ..errors import ConfigError, FormatError, NotFound
 from ..registry import config_from_options
 from ..torch_state import keep_freed_heap, resolve_device

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import package_version
 from ..data.dataset import Dataset
-from ..data.store import package_version
 from ..errors import AlreadyExists, ConfigError
 from ..outputs import MARKER, check_output, partial_dir, save_figure, swap_into_place, write_marker
 from ..torch_state import has_training_state, load_training_state, save_training_state

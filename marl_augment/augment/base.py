@@ -21,8 +21,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..config import package_version
 from ..data.dataset import Dataset
-from ..data.store import check_output_path, package_version
+from ..data.store import check_output_path
 from ..errors import ConfigError, FormatError, MarlAugmentError, NotFound
 from ..registry import config_from_options
 

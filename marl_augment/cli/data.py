@@ -31,9 +31,10 @@ def info(
     import numpy as np
 
     from .. import resolve
+    from ..data.chunks import array_of, open_group, read_array
     from ..data.remote import is_url, mirror
     from ..data.schema import episode_returns, episode_stats
-    from ..data.store import _read, array_of, open_group, read_store
+    from ..data.store import read_store
 
     where = resolve(path)
     p = mirror(where) if is_url(where) else where   # URLs: the local copy (fetched if it changed)
@@ -43,8 +44,8 @@ def info(
     with progress_bar(f"validating {p.name}", total=total) as advance:
         c = read_store(p, validate=validate, keep=False, progress=advance)
     group = open_group(p)
-    rewards = _read(array_of(group, "rewards"), "rewards")
-    terminated = _read(array_of(group, "terminated"), "terminated")
+    rewards = read_array(array_of(group, "rewards"), "rewards")
+    terminated = read_array(array_of(group, "terminated"), "terminated")
     stats = episode_stats(np.diff(c.offsets), episode_returns(c.offsets, rewards), c.origin, c.won,
                           terminated[c.offsets[1:] - 1])
     attrs = c.attrs

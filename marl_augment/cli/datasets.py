@@ -15,7 +15,7 @@ app = typer.Typer(help="Datasets: local stores, the catalog, adapters.", no_args
 def local_stores() -> list[dict]:
     """Named stores in the data root with their summary (read from attributes only)."""
     from ..config import datasets_dir
-    from ..data.store import open_group
+    from ..data.chunks import open_group
     from ..errors import MarlAugmentError
 
     root = datasets_dir()

@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from ..config import package_version
 from ..errors import ConfigError, SchemaError
 from .schema import TRANSITION_ARRAYS, Spec, episode_returns, episode_stats
-from .store import StoreWriter, iter_blocks, package_version, read_store
+from .store import EpisodeWriter, iter_blocks, read_store
+from .windows import gather_windows, sequence_starts
 
 ORIGIN_REAL = 0
 
@@ -211,10 +213,19 @@ class Dataset:
         return _windows(self, np.arange(len(self)), np.zeros(len(self), dtype=np.int64),
                         t_max, fields)
 
+    def check_fields(self, fields: Sequence[str] | None) -> list[str]:
+        """``fields`` (all of them when None), or one line naming those this dataset lacks."""
+        if fields is None:
+            return list(self._cols)
+        unknown = [f for f in fields if f not in self._cols]
+        if unknown:
+            raise ConfigError(f"unknown field(s) {unknown}; this dataset has {list(self._cols)}")
+        return list(fields)
+
     # -- recurrent-learner view ------------------------------------------------------------
     def sequence_index(self, length: int, period: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(episode, start step) of every window :meth:`sequences` yields."""
-        return _sequence_starts(self.episode_lengths, length, period)
+        return sequence_starts(self.episode_lengths, length, period)
 
     def sequences(self, length: int = 20, period: int | None = None, *,
                   fields: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -407,67 +418,30 @@ def _episode_rows(offsets: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) + shift
 
 
-def _sequence_starts(lengths: np.ndarray, length: int, period: int | None) -> tuple[np.ndarray, np.ndarray]:
-    if length < 1:
-        raise ConfigError(f"sequence length must be >= 1, got {length}")
-    period = length if period is None else int(period)
-    if period < 1:
-        raise ConfigError(f"sequence period must be >= 1, got {period}")
-    lengths = np.asarray(lengths, dtype=np.int64)
-    span = np.maximum(lengths - length, 0)
-    k = span // period + 1
-    ep = np.repeat(np.arange(lengths.shape[0], dtype=np.int64), k)
-    local = np.arange(int(k.sum()), dtype=np.int64) - np.repeat(np.cumsum(k) - k, k)
-    start = local * period
-    tail = (lengths > length) & (span % period != 0)
-    if tail.any():
-        te = np.flatnonzero(tail)
-        ep = np.concatenate([ep, te])
-        start = np.concatenate([start, lengths[te] - length])
-        order = np.lexsort((start, ep))
-        ep, start = ep[order], start[order]
-    return ep, start
-
-
-def window_rows(offsets: np.ndarray, lengths: np.ndarray, ep: np.ndarray, start: np.ndarray,
-                length: int) -> tuple[np.ndarray, np.ndarray]:
-    """The transition rows (W, length) of windows of ``length`` steps from (episode, start) and
-    their mask (True on steps of the episode; steps past it repeat its last row). The one
-    windowing rule of the package: :func:`gather_windows` and the learners' sampler use it."""
-    steps = start[:, None] + np.arange(length, dtype=np.int64)[None, :]
-    mask = steps < lengths[ep][:, None]
-    rows = offsets[ep][:, None] + np.minimum(steps, lengths[ep][:, None] - 1)
-    return rows, mask
-
-
-def gather_windows(cols: Mapping[str, np.ndarray], offsets: np.ndarray, lengths: np.ndarray,
-                   ep: np.ndarray, start: np.ndarray, length: int,
-                   fields: Sequence[str]) -> dict[str, np.ndarray]:
-    """Windows of ``length`` steps from (episode, start); steps past the episode are zero, masked."""
-    rows, mask = window_rows(offsets, lengths, ep, start, length)
-    out: dict[str, np.ndarray] = {}
-    for n in fields:
-        a = cols[n][rows]
-        if not mask.all():
-            a[~mask] = 0
-        out[n] = a
-    out["mask"] = mask
-    out["episode"] = ep
-    out["start"] = start
-    out["first"] = start == 0
-    return out
-
-
 def _windows(ds: Dataset, ep: np.ndarray, start: np.ndarray, length: int,
              fields: Sequence[str] | None) -> dict[str, np.ndarray]:
-    fields = _check_fields(ds, fields)
+    fields = ds.check_fields(fields)
     return gather_windows(ds._cols, ds._offsets, ds.episode_lengths, ep, start, length, fields)
 
 
-def _check_fields(ds: Dataset, fields: Sequence[str] | None) -> list[str]:
-    if fields is None:
-        return list(ds._cols)
-    unknown = [f for f in fields if f not in ds._cols]
-    if unknown:
-        raise ConfigError(f"unknown field(s) {unknown}; this dataset has {list(ds._cols)}")
-    return list(fields)
+class StoreWriter(EpisodeWriter):
+    """Streams episodes into a new episode store and gives it back as a :class:`Dataset`::
+
+        with StoreWriter("out.zarr", spec) as w:
+            w.append_episode({"obs": ..., "actions": ..., "rewards": ..., ...})
+        ds = w.result   # the finished, validated store opened as a Dataset
+
+    If the block raises, nothing is left behind. ``provenance`` is the history to record
+    (parent's entries plus the new one), ``source`` where the data came from; see
+    :class:`~marl_augment.data.store.EpisodeWriter` for the rest.
+    """
+
+    result: Dataset | None = None
+
+    def close(self) -> Dataset:
+        path = super().close()
+        if self.result is None:
+            # validated as it was written; arrays are read only if the caller uses them
+            self.result = Dataset.open(path, validate=False, lazy=True)
+        return self.result
+

@@ -13,7 +13,6 @@ store is refused with one :class:`SchemaError` line instead of yielding silent z
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import shutil
@@ -24,7 +23,22 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import AlreadyExists, ConfigError, NotFound, SchemaError
+from ..config import package_version
+from ..errors import AlreadyExists, SchemaError
+from .chunks import (
+    DEFAULT_CHUNK_BYTES,
+    RowReader,
+    array_of,
+    chunk_layout,
+    chunk_path,
+    chunk_rows_for,
+    codec_for,
+    encoder_for,
+    open_group,
+    read_array,
+    thread_pool,
+)
+from .fingerprint import SPEC_FINGERPRINT, Fingerprint
 from .schema import (
     FORMAT_NAME,
     OFFSETS,
@@ -37,77 +51,6 @@ from .schema import (
     episode_stats,
     normalise_columns,
 )
-
-#: Target uncompressed bytes per chunk of the widest array; chunk rows are the power of two
-#: nearest to this. Chosen by ``benchmarks/store_io.py --codecs`` (see docs/performance.md).
-DEFAULT_CHUNK_BYTES = 1 << 23
-#: Blosc compressor per store: ``lz4`` (default: fastest to read) or ``zstd`` (smaller, slower);
-#: ``+shuffle`` byte-shuffles numeric arrays first (helps dense float data, hurts sparse data).
-COMPRESSIONS = ("lz4", "zstd", "lz4+shuffle", "zstd+shuffle")
-#: Prefix of fingerprints that cover the spec as well as the arrays.
-SPEC_FINGERPRINT = "sha256+spec:"
-MIN_CHUNK_ROWS = 1 << 10
-MAX_CHUNK_ROWS = 1 << 17
-
-
-def package_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("marl-augment")
-    except Exception:  # pragma: no cover - running from a source tree without install
-        return "0+unknown"
-
-
-def _codec(kind: str, compression: str = "lz4"):
-    """Blosc: bit shuffle for booleans; numbers unshuffled unless ``+shuffle`` is asked for."""
-    from zarr.codecs import BloscCodec
-
-    if compression not in COMPRESSIONS:
-        raise ConfigError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
-    cname, _, extra = compression.partition("+")
-    shuffle = "bitshuffle" if kind == "bool" else ("shuffle" if extra == "shuffle" else "noshuffle")
-    return BloscCodec(cname=cname, clevel=5 if cname == "lz4" else 3, shuffle=shuffle)
-
-
-def chunk_rows_for(row_bytes: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
-    """Rows per chunk: a power of two giving about ``chunk_bytes`` uncompressed bytes."""
-    rows = max(1, chunk_bytes // max(1, row_bytes))
-    rows = 1 << int(round(np.log2(rows)))
-    return int(min(MAX_CHUNK_ROWS, max(MIN_CHUNK_ROWS, rows)))
-
-
-class Fingerprint:
-    """Content hash of a store: one SHA-256 stream per array, combined in a fixed order.
-
-    Streaming per array makes the result independent of how rows were split into blocks.
-    """
-
-    def __init__(self, names: Sequence[str]) -> None:
-        self._h = {n: hashlib.sha256() for n in names}
-
-    def add(self, name: str) -> None:
-        """Hash one more array (one decided on only at the end, like ``episode_won``)."""
-        self._h.setdefault(name, hashlib.sha256())
-
-    def update(self, name: str, arr: np.ndarray) -> None:
-        a = np.ascontiguousarray(arr)
-        if a.dtype.byteorder == ">":
-            a = a.byteswap().view(a.dtype.newbyteorder("<"))
-        self._h[name].update(memoryview(a).cast("B"))
-
-    def hexdigest(self, shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, Any],
-                  spec: Mapping[str, Any] | None = None) -> str:
-        """``sha256+spec:`` over the arrays and the spec (so an edited spec is caught too);
-        ``sha256:`` over the arrays alone (stores written before the spec was covered)."""
-        top = hashlib.sha256()
-        for name in sorted(self._h):
-            top.update(f"{name}|{np.dtype(dtypes[name]).str}|{tuple(shapes[name])}|".encode())
-            top.update(self._h[name].digest())
-        if spec is None:
-            return "sha256:" + top.hexdigest()
-        top.update(b"spec|" + json.dumps(spec, sort_keys=True, separators=(",", ":")).encode())
-        return SPEC_FINGERPRINT + top.hexdigest()
 
 
 def check_output_path(out: str | os.PathLike, *, overwrite: bool,
@@ -126,14 +69,15 @@ def check_output_path(out: str | os.PathLike, *, overwrite: bool,
     return check_output(local_path(out), "store", overwrite=overwrite, inputs=inputs)
 
 
-class StoreWriter:
-    """Streams episodes into a new episode store.
+class EpisodeWriter:
+    """Streams episodes into a new episode store (the folder; the public
+    :class:`~marl_augment.data.dataset.StoreWriter` also opens the result as a Dataset).
 
     Use as a context manager::
 
-        with StoreWriter("out.zarr", spec) as w:
+        with EpisodeWriter("out.zarr", spec) as w:
             w.append_episode({"obs": ..., "actions": ..., "rewards": ..., ...})
-        ds = w.result   # the finished, validated store opened as a Dataset
+        w.path   # the finished, validated store
 
     If the block raises, nothing is left behind. ``provenance`` is the history to record
     (parent's entries plus the new one), ``source`` where the data came from.
@@ -167,7 +111,7 @@ class StoreWriter:
         self.source = dict(source or {})
         self.provenance = [dict(p) for p in provenance]
         self.extra_attrs = dict(attrs or {})
-        _codec("num", compression)  # refuse an unknown compression before anything is written
+        codec_for("num", compression)  # refuse an unknown compression before anything is written
         self.compression = compression
         self.names = spec.arrays()
         row_bytes = {n: spec.dtype(n).itemsize * int(np.prod(spec.row_shape(n), dtype=np.int64))
@@ -191,11 +135,10 @@ class StoreWriter:
         self._arrays: dict[str, Any] = {}
         self._layouts: dict[str, Any] = {}
         self._encoders: dict[str, Any] = {}
-        self.result = None
         self._closed = False
 
     # -- lifecycle -------------------------------------------------------------------------
-    def __enter__(self) -> StoreWriter:
+    def __enter__(self) -> EpisodeWriter:
         try:
             self.open()
         except BaseException:  # Ctrl-C while the folder is being laid out: nothing is left
@@ -227,14 +170,14 @@ class StoreWriter:
             shape = self.spec.row_shape(n)
             self._arrays[n] = self._group.create_array(
                 n, shape=(0, *shape), chunks=(self.chunk_rows[n], *shape), dtype=dtype,
-                compressors=_codec("bool" if dtype == np.bool_ else "num", self.compression),
+                compressors=codec_for("bool" if dtype == np.bool_ else "num", self.compression),
                 fill_value=0,
             )
             layout = chunk_layout(self._tmp, n, (0, *shape))
             if layout is None:  # pragma: no cover - our own metadata always has this layout
                 raise RuntimeError(f"unexpected Zarr layout for array {n!r}")
             self._layouts[n] = layout
-            self._encoders[n] = _encoder(layout["blosc"], dtype.itemsize)
+            self._encoders[n] = encoder_for(layout["blosc"], dtype.itemsize)
 
     def abort(self) -> None:
         self._closed = True  # queued chunk writes see this and write nothing
@@ -254,7 +197,7 @@ class StoreWriter:
                         won: Sequence[bool | None] | None = None) -> None:
         """Append several consecutive episodes: columns hold their rows back to back."""
         if self._group is None:
-            raise RuntimeError("StoreWriter used outside 'with' (call open() first)")
+            raise RuntimeError("the writer is used outside 'with' (call open() first)")
         cols = normalise_columns(columns, self.spec)
         lengths = np.asarray(lengths, dtype=np.int64)
         ep = len(self._origin)
@@ -306,9 +249,9 @@ class StoreWriter:
             step = layout["rows"]
             first = self._rows // step
             for k, lo in enumerate(range(0, rows, step)):
-                tasks.append(_pool().submit(self._write_chunk, n, layout, first + k,
+                tasks.append(thread_pool().submit(self._write_chunk, n, layout, first + k,
                                             head[lo:lo + step]))
-            tasks.append(_pool().submit(self._fp.update, n, head))
+            tasks.append(thread_pool().submit(self._fp.update, n, head))
             self._buf[n] = [tail] if tail.shape[0] else []
         try:
             for t in tasks:
@@ -353,7 +296,7 @@ class StoreWriter:
         from ..outputs import deferred_interrupt
 
         if self._closed:
-            return self.result
+            return self.path
         try:
             if not self._origin:
                 raise SchemaError("no episodes were written; refusing to create an empty store")
@@ -377,7 +320,7 @@ class StoreWriter:
                 for n, a in ep_arrays.items():
                     self._group.create_array(
                         n, data=a, chunks=(max(1, min(a.shape[0], 1 << 16)),),
-                        compressors=_codec("bool" if a.dtype == np.bool_ else "num", self.compression),
+                        compressors=codec_for("bool" if a.dtype == np.bool_ else "num", self.compression),
                     )
                     self._fp.update(n, a)
                 shapes = {n: self._arrays[n].shape for n in self.names}
@@ -411,11 +354,7 @@ class StoreWriter:
             self.abort()
             raise
         self._closed = True
-        from .dataset import Dataset
-
-        # validated as it was written; arrays are read only if the caller uses them
-        self.result = Dataset.open(self.path, validate=False, lazy=True)
-        return self.result
+        return self.path
 
     def _move_into_place(self) -> None:
         from ..outputs import swap_into_place
@@ -443,180 +382,6 @@ class StoreContents:
     origin: np.ndarray
     won: np.ndarray | None
     columns: dict[str, np.ndarray] | None
-
-
-def array_of(group, name: str):
-    """Array ``name`` of a store's group, with one line when it is missing or its metadata is bad."""
-    try:
-        arr = group[name]
-        _ = (arr.shape, arr.dtype, arr.chunks)
-    except KeyError:
-        raise SchemaError(f"array {name!r} is missing from the store; re-create it from its "
-                          f"source") from None
-    except Exception as exc:  # zarr's own errors for damaged metadata are of many kinds
-        raise _unreadable(name, exc) from None
-    return arr
-
-
-def _read(arr, name: str, sl=slice(None)) -> np.ndarray:
-    try:
-        return np.asarray(arr[sl])
-    except Exception as exc:  # corrupted chunk bytes, unreadable files
-        raise _unreadable(name, exc) from None
-
-
-def _unreadable(name: str, exc: BaseException, chunk: int | None = None) -> SchemaError:
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    where = f" (chunk {chunk})" if chunk is not None else ""
-    return SchemaError(
-        f"array {name!r}{where} could not be read ({type(exc).__name__}: {first}); "
-        f"the store is corrupted or truncated: re-create it from its source"
-    )
-
-
-_POOL = None
-
-
-def chunk_layout(root: Path, name: str, shape: Sequence[int]) -> dict[str, Any] | None:
-    """Where the chunk files of array ``name`` are, if it has the layout our writer produces.
-
-    That layout: regular chunks along axis 0 only, ``bytes`` (little-endian) then ``blosc``
-    codecs, default ``c/<i>/0/...`` chunk keys, fill value 0. None for anything else (the caller
-    then goes through zarr-python).
-    """
-    import json
-    import sys
-
-    meta_path = Path(root) / name / "zarr.json"
-    if sys.byteorder != "little" or not meta_path.is_file():
-        return None
-    try:
-        meta = json.loads(meta_path.read_text())
-        codecs = meta["codecs"]
-        grid = meta["chunk_grid"]
-        keys = meta["chunk_key_encoding"]
-        chunk_shape = grid["configuration"]["chunk_shape"]
-        ok = (
-            grid["name"] == "regular"
-            and list(chunk_shape[1:]) == list(shape[1:])
-            and keys["name"] == "default"
-            and keys.get("configuration", {}).get("separator", "/") == "/"
-            and len(codecs) == 2
-            and codecs[0]["name"] == "bytes"
-            and codecs[0].get("configuration", {}).get("endian", "little") == "little"
-            and codecs[1]["name"] == "blosc"
-            and meta.get("fill_value") in (0, False, 0.0)
-        )
-        blosc = codecs[1].get("configuration", {})
-    except (KeyError, TypeError, ValueError, IndexError):
-        return None
-    if not ok:
-        return None
-    return {"rows": int(chunk_shape[0]), "suffix": "/0" * (len(shape) - 1), "blosc": blosc,
-            "dir": Path(root) / name}
-
-
-def chunk_path(layout: Mapping[str, Any], c: int) -> Path:
-    return layout["dir"] / f"c/{c}{layout['suffix']}"
-
-
-def _encoder(blosc: Mapping[str, Any], itemsize: int):
-    from numcodecs import Blosc
-
-    shuffle = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE,
-               "bitshuffle": Blosc.BITSHUFFLE}[blosc.get("shuffle", "shuffle")]
-    return Blosc(cname=blosc.get("cname", "lz4"), clevel=int(blosc.get("clevel", 5)),
-                 shuffle=shuffle, blocksize=int(blosc.get("blocksize", 0)))
-
-
-def _pool():
-    global _POOL
-    if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
-                                   thread_name_prefix="marl-augment-read")
-    return _POOL
-
-
-class RowReader:
-    """Reads row ranges of a store's arrays into numpy.
-
-    For local stores in the layout our writer produces (regular chunks along axis 0,
-    little-endian ``bytes`` + ``blosc`` codecs, default ``c/i/0/...`` chunk keys) it decodes
-    chunk files straight into the destination array, several chunks at once in a thread pool
-    (Blosc releases the GIL): about 1.6x faster than going through zarr-python, which decodes
-    into a temporary and copies (docs/performance.md). Any other layout or store goes through
-    zarr-python unchanged.
-    """
-
-    def __init__(self, root: Path, group, names: Sequence[str]) -> None:
-        self.root = Path(root)
-        self.arrays = {n: array_of(group, n) for n in names}
-        self._fast = {n: chunk_layout(self.root, n, a.shape) for n, a in self.arrays.items()}
-
-    def read(self, lo: int = 0, hi: int | None = None) -> dict[str, np.ndarray]:
-        """Rows [lo, hi) of every array."""
-        out: dict[str, np.ndarray] = {}
-        tasks = []
-        for name, arr in self.arrays.items():
-            end = arr.shape[0] if hi is None else hi
-            layout = self._fast[name]
-            if layout is None:
-                out[name] = _read(arr, name, slice(lo, end))
-                continue
-            dest = np.empty((end - lo, *arr.shape[1:]), dtype=arr.dtype)
-            out[name] = dest
-            rows = layout["rows"]
-            for c in range(lo // rows, -(-end // rows)):
-                tasks.append((name, arr, layout, c, dest, lo, end))
-        if tasks:
-            for f in [_pool().submit(self._decode, *t) for t in tasks]:
-                f.result()
-        return out
-
-    def _decode(self, name, arr, layout, c, dest, lo, end) -> None:
-        from numcodecs import Blosc
-
-        rows = layout["rows"]
-        c_lo, c_hi = c * rows, (c + 1) * rows
-        a, b = max(c_lo, lo), min(c_hi, end, arr.shape[0])
-        path = chunk_path(layout, c)
-        try:
-            buf = path.read_bytes()
-        except FileNotFoundError:  # zarr does not write chunks holding only the fill value
-            dest[a - lo:b - lo] = 0
-            return
-        except OSError as exc:
-            raise _unreadable(name, exc, c) from None
-        try:
-            if a == c_lo and b == c_hi:
-                Blosc().decode(buf, out=dest[a - lo:b - lo])
-            else:
-                full = np.empty((rows, *arr.shape[1:]), dtype=arr.dtype)
-                Blosc().decode(buf, out=full)
-                dest[a - lo:b - lo] = full[a - c_lo:b - c_lo]
-        except Exception as exc:
-            raise _unreadable(name, exc, c) from None
-
-
-def open_group(path: str | os.PathLike):
-    """Open a store's Zarr group read-only, with clear errors for missing / foreign paths."""
-    import zarr
-
-    p = Path(path)
-    if not p.exists():
-        raise NotFound(f"no episode store at {str(p)!r}")
-    if not (p / "zarr.json").exists():
-        raise SchemaError(
-            f"{str(p)!r} is not a Zarr v3 episode store (no zarr.json); "
-            f"convert your data first: marl-augment convert --help"
-        )
-    try:
-        group = zarr.open_group(str(p), mode="r")
-    except Exception as exc:
-        raise SchemaError(f"{str(p)!r} is not a readable Zarr group: {exc}") from None
-    return group
 
 
 def read_store(path: str | os.PathLike, *, validate: bool = True, keep: bool = True,
@@ -662,15 +427,15 @@ def read_store(path: str | os.PathLike, *, validate: bool = True, keep: bool = T
             raise SchemaError(
                 f"array {n!r} has {arr.shape[0]} rows but 'obs' has {n_rows} (an array is truncated)"
             )
-    offsets = _read(array_of(group, OFFSETS), OFFSETS)
+    offsets = read_array(array_of(group, OFFSETS), OFFSETS)
     check_offsets(offsets, n_rows)
     n_eps = offsets.shape[0] - 1
-    origin = _read(array_of(group, "episode_origin"), "episode_origin")
+    origin = read_array(array_of(group, "episode_origin"), "episode_origin")
     if origin.shape != (n_eps,) or origin.dtype != np.uint8:
         raise SchemaError(f"array 'episode_origin' must be uint8 of shape ({n_eps},), got {origin.dtype} {origin.shape}")
     won = None
     if "episode_won" in present:
-        won = _read(array_of(group, "episode_won"), "episode_won")
+        won = read_array(array_of(group, "episode_won"), "episode_won")
         if won.shape != (n_eps,) or won.dtype != np.bool_:
             raise SchemaError(f"array 'episode_won' must be bool of shape ({n_eps},)")
     ep_arrays = {OFFSETS: offsets, "episode_origin": origin}
@@ -685,7 +450,7 @@ def read_store(path: str | os.PathLike, *, validate: bool = True, keep: bool = T
         # the per-array hashes run in the thread pool (hashlib releases the GIL)
         columns = reader.read(0, n_rows)
         if validate:
-            hashing = [_pool().submit(fp.update, n, columns[n]) for n in names]
+            hashing = [thread_pool().submit(fp.update, n, columns[n]) for n in names]
             for lo in range(0, n_rows, block):
                 hi = min(n_rows, lo + block)
                 check_columns({n: c[lo:hi] for n, c in columns.items()}, spec, row0=lo)
@@ -709,8 +474,8 @@ def read_store(path: str | os.PathLike, *, validate: bool = True, keep: bool = T
         if columns is not None:
             check_episode_ends(offsets, columns["terminated"], columns["truncated"])
         else:
-            term = _read(arrays["terminated"], "terminated")
-            trunc = _read(arrays["truncated"], "truncated")
+            term = read_array(arrays["terminated"], "terminated")
+            trunc = read_array(arrays["truncated"], "truncated")
             check_episode_ends(offsets, term, trunc)
         for n, a in ep_arrays.items():
             fp.update(n, a)

@@ -146,7 +146,7 @@ def _simulate(rng: np.random.Generator, b: int, n: int, max_len: int, skill: flo
 def smac_like_dataset(n_episodes: int, path, *, n_agents: int = 3, seed: int = 0,
                       skill: float = 0.5, overwrite: bool = False, max_len: int = 60):
     """Write a generated SMAC-shaped store and return it as a Dataset."""
-    from .store import StoreWriter
+    from .dataset import StoreWriter
 
     spec = smac_like_spec(n_agents)
     with StoreWriter(path, spec, overwrite=overwrite,

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..errors import ConfigError
-from .dataset import _check_fields, _sequence_starts, gather_windows
+from .windows import gather_windows, sequence_starts
 
 if TYPE_CHECKING:
     from .dataset import Dataset
@@ -43,7 +43,7 @@ class EpisodeIterable(IterableDataset):
         self.seed = int(seed)
         self.drop_last = drop_last
         self.epoch = 0
-        self.fields = _check_fields(ds, fields)
+        self.fields = ds.check_fields(fields)
         self._cols = {n: ds.columns[n] for n in self.fields}
         self._offsets = ds.episode_offsets
         self._lengths = ds.episode_lengths
@@ -54,7 +54,7 @@ class EpisodeIterable(IterableDataset):
             self._is_last[self._offsets[1:] - 1] = True
         elif view == "sequences":
             self.length = int(length)
-            self._ep, self._start = _sequence_starts(self._lengths, self.length, period)
+            self._ep, self._start = sequence_starts(self._lengths, self.length, period)
             self._n = int(self._ep.shape[0])
         else:
             self.length = int(self._lengths.max())

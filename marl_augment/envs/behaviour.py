@@ -479,9 +479,9 @@ def record_behaviour(folder: str | Path, out: str | Path, *, quality: str | None
                      epsilon: float | None = None, seed: int = 0, batch: int = 256,
                      overwrite: bool = False, progress: Any = None):
     """Record about ``transitions`` steps (whole episodes) of a checkpoint's ε-greedy policy."""
-    from ..data.dataset import make_provenance_entry
+    from ..data.dataset import StoreWriter, make_provenance_entry
     from ..data.schema import Spec
-    from ..data.store import StoreWriter, check_output_path
+    from ..data.store import check_output_path
 
     if (quality is None) == (checkpoint is None):
         raise ConfigError("give a quality (poor, medium, good) or a checkpoint name, not both")

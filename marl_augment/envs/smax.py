@@ -424,9 +424,9 @@ def _collect_batch(start, chunk, key, max_steps: int, take: int):
 def collect(env_id: str, out, *, quality: str = "medium", episodes: int = 1000, seed: int = 0,
             batch: int = 256, max_steps: int = 100, overwrite: bool = False, progress: Any = None):
     """Collect ``episodes`` episodes of a scripted policy on ``smax:<map>`` into a new store."""
-    from ..data.dataset import make_provenance_entry
+    from ..data.dataset import StoreWriter, make_provenance_entry
     from ..data.schema import Spec
-    from ..data.store import StoreWriter, check_output_path
+    from ..data.store import check_output_path
     from . import split_id
 
     backend, map_name = split_id(env_id)
