@@ -710,7 +710,7 @@ def test_tampered_model_folder_is_refused_in_one_line(eaq_model, tmp_path, case)
 def test_tampered_policy_is_refused_in_one_line(store, tmp_path, case):
     from safetensors.torch import load_file, save_file
 
-    from marl_augment.algos.common import load_policy
+    from marl_augment.algos import load_policy
     from marl_augment.errors import FormatError, MarlAugmentError
 
     run_dir = tmp_path / "run"

@@ -72,8 +72,8 @@ def train_seeds(*args: Any, **kwargs: Any):
 
 
 def load_policy(directory, device: str = "cpu"):
-    """See :func:`marl_augment.algos.common.load_policy`."""
-    from .common import load_policy as _load
+    """See :func:`marl_augment.algos.policies.load_policy`."""
+    from .policies import load_policy as _load
 
     return _load(directory, device)
 

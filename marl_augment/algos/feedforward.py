@@ -20,7 +20,10 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, FormatError
-from .common import FEEDFORWARD_FORMAT as FORMAT
+from .common import POLICY_FILE, WEIGHTS_FILE
+
+#: policy.json's format of a feed-forward actor (what :func:`load_policy` recognises)
+FORMAT = "marl-augment/feedforward-policy"
 
 
 class MlpActor(nn.Module):
@@ -84,8 +87,6 @@ def save_feedforward_policy(directory: str | Path, actor: MlpActor, *, low: np.n
     """Write ``policy.json`` + ``weights.safetensors`` (the weights first, each atomically)."""
     from safetensors.torch import save_file
 
-    from .common import POLICY_FILE, WEIGHTS_FILE
-
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in actor.state_dict().items()}
@@ -104,8 +105,6 @@ def load_feedforward_policy(d: Path, meta: dict[str, Any], device: str = "cpu"
                             ) -> FeedForwardPolicy:
     """The policy of a folder whose ``policy.json`` (``meta``) has :data:`FORMAT`."""
     from safetensors.torch import load_file
-
-    from .common import WEIGHTS_FILE
 
     try:
         actor = MlpActor(int(meta["n_agents"]), int(meta["obs_dim"]), int(meta["n_actions"]),

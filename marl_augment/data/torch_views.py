@@ -10,8 +10,8 @@ batches, so each unit is seen exactly once per epoch.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -20,8 +20,18 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from ..errors import ConfigError
 from .windows import gather_windows, sequence_starts
 
-if TYPE_CHECKING:
-    from .dataset import Dataset
+
+class EpisodeSource(Protocol):
+    """What a torch view reads of a :class:`~marl_augment.data.dataset.Dataset` (its columns
+    and episode bounds), so this module does not import the one that imports it."""
+
+    columns: Mapping[str, np.ndarray]
+    episode_offsets: np.ndarray
+    episode_lengths: np.ndarray
+    num_transitions: int
+
+    def check_fields(self, fields: Sequence[str] | None) -> list[str]: ...
+
 
 VIEWS = ("transitions", "sequences", "episodes")
 _NEXT = ("obs", "state", "avail_actions", "alive")
@@ -30,7 +40,7 @@ _NEXT = ("obs", "state", "avail_actions", "alive")
 class EpisodeIterable(IterableDataset):
     """Yields dicts of tensors, one dict per batch, for one of three views of a dataset."""
 
-    def __init__(self, ds: Dataset, view: str = "transitions", *, batch_size: int = 32,
+    def __init__(self, ds: EpisodeSource, view: str = "transitions", *, batch_size: int = 32,
                  shuffle: bool = True, seed: int = 0, drop_last: bool = False, length: int = 20,
                  period: int | None = None, fields: Sequence[str] | None = None) -> None:
         if view not in VIEWS:
@@ -118,7 +128,7 @@ class _EpochLoader(DataLoader):
         return super().__iter__()
 
 
-def make_loader(ds: Dataset, view: str, *, num_workers: int = 0, **kwargs: Any) -> DataLoader:
+def make_loader(ds: EpisodeSource, view: str, *, num_workers: int = 0, **kwargs: Any) -> DataLoader:
     loader_keys = {"pin_memory", "persistent_workers", "prefetch_factor", "timeout",
                    "multiprocessing_context", "worker_init_fn"}
     loader_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in loader_keys}
