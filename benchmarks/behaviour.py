@@ -20,12 +20,8 @@ import time
 from pathlib import Path
 
 from marl_augment.envs import split_id
-from marl_augment.envs.behaviour import (
-    QUALITY_BANDS,
-    PpoConfig,
-    behaviour_datasets,
-    read_checkpoints,
-)
+from marl_augment.envs.behaviour import QUALITY_BANDS, PpoConfig, read_checkpoints
+from marl_augment.envs.datasets import behaviour_datasets
 from marl_augment.envs.online import Td3OnlineConfig, quality_bands
 
 

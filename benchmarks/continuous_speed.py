@@ -62,7 +62,8 @@ def collect(steps: int) -> dict:
             single.reset()
     raw = n / (time.perf_counter() - t0)
 
-    from marl_augment.adapters.pettingzoo_log import PettingZooLogAdapter, record
+    from marl_augment.adapters.pettingzoo_log import PettingZooLogAdapter
+    from marl_augment.envs.recording import record
 
     episodes = max(1, steps // 1000)
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,13 +16,13 @@ pytest.importorskip("jaxmarl")
 from marl_augment.envs.behaviour import (  # noqa: E402
     CHECKPOINTS,
     PpoConfig,
-    behaviour_datasets,
     load_behaviour,
     pick_checkpoint,
     read_checkpoints,
     record_behaviour,
     train_behaviour,
 )
+from marl_augment.envs.datasets import behaviour_datasets  # noqa: E402
 from marl_augment.errors import ConfigError, NotFound  # noqa: E402
 
 runner = CliRunner()

@@ -157,7 +157,7 @@ def big_log(tmp_path_factory) -> Path:
     """A log of 2,000 episodes: 100 recorded ones, their lines repeated 20 times."""
     from mpe2 import simple_spread_v3
 
-    from marl_augment.adapters.pettingzoo_log import record
+    from marl_augment.envs.recording import record
 
     d = tmp_path_factory.mktemp("biglog")
     small = record(simple_spread_v3.parallel_env(max_cycles=25), d / "small.jsonl", episodes=100)

@@ -145,7 +145,7 @@ def test_mpe_continuous_record_convert_exact(tmp_path):
     from mpe2 import simple_spread_v3
 
     from marl_augment import adapters
-    from marl_augment.adapters.pettingzoo_log import record
+    from marl_augment.envs.recording import record
 
     env = simple_spread_v3.parallel_env(max_cycles=10, continuous_actions=True)
     log = record(env, tmp_path / "log.jsonl.gz", episodes=3, seed=1)
@@ -731,9 +731,10 @@ def test_benchmark_grid_runs_on_a_continuous_dataset(tmp_path):
     """An explicit continuous dataset (MPE, continuous actions) through the grid: augment cells
     with their fidelity gates, TD3+BC and MADDPG+CQL runs evaluated in the data's own env."""
     pytest.importorskip("mpe2")
-    from marl_augment.adapters.pettingzoo_log import PettingZooLogAdapter, record
+    from marl_augment.adapters.pettingzoo_log import PettingZooLogAdapter
     from marl_augment.bench import load_config, run_benchmark
     from marl_augment.envs import make_env
+    from marl_augment.envs.recording import record
 
     log = record(make_env("mpe:simple_spread", max_cycles=8), tmp_path / "s.jsonl",
                  episodes=12, env_id="mpe:simple_spread")

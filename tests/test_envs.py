@@ -171,7 +171,8 @@ def test_smac_evaluation_gives_up_when_the_game_keeps_failing():
 
 
 def test_smac_recording_leaves_out_interrupted_episodes(tmp_path, games):
-    from marl_augment.adapters.pettingzoo_log import PettingZooLogAdapter, record
+    from marl_augment.adapters.pettingzoo_log import PettingZooLogAdapter
+    from marl_augment.envs.recording import record
 
     env = SmacParallelEnv("3m", env_factory=_DropsFirstEpisode)
     log = record(env, tmp_path / "smac.jsonl", episodes=3, seed=4, env_id="smac:3m")

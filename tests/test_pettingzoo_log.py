@@ -11,8 +11,10 @@ from pettingzoo.test import parallel_api_test
 
 import marl_augment as ma
 from marl_augment import adapters
-from marl_augment.adapters.pettingzoo_log import Recorder, flat_obs, record
+from marl_augment.adapters.pettingzoo_log import Recorder
+from marl_augment.envs.recording import record
 from marl_augment.errors import ConfigError, FormatError, NotFound, UnsupportedError
+from marl_augment.spaces import flat_obs
 from marl_augment.testing import AdapterTests
 
 from .toy_envs import BoxActions, Skirmish

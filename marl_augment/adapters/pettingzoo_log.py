@@ -30,11 +30,17 @@ from ..data.store import check_output_path
 from ..errors import (
     AlreadyExists,
     ConfigError,
-    EnvError,
     FormatError,
     NotFound,
     SchemaError,
-    UnsupportedError,
+)
+from ..spaces import (
+    action_mask_of,
+    agent_action_kinds,
+    box_bounds,
+    flat_obs,
+    n_actions,
+    obs_dim,
 )
 
 LOG_FORMAT = "marl-augment/pettingzoo-log"
@@ -45,88 +51,6 @@ MAX_AGENTS = 10_000
 MAX_OBS_DIM = 1 << 22
 MAX_ACTIONS = 1 << 20
 WIN_KEYS = ("battle_won", "won")
-
-
-# ---------------------------------------------------------------------------------------------
-# spaces
-# ---------------------------------------------------------------------------------------------
-
-
-def _obs_part(space):
-    """The observation part of a space (``Dict(observation=..., action_mask=...)`` -> observation)."""
-    from gymnasium import spaces
-
-    if isinstance(space, spaces.Dict) and "observation" in space.spaces:
-        return space.spaces["observation"]
-    return space
-
-
-def flat_obs(space, obs) -> np.ndarray:
-    from gymnasium import spaces
-
-    if isinstance(obs, Mapping) and "observation" in obs:
-        obs = obs["observation"]
-    return np.asarray(spaces.flatten(_obs_part(space), obs), dtype=np.float32).ravel()
-
-
-def obs_dim(space) -> int:
-    from gymnasium import spaces
-
-    return int(spaces.flatdim(_obs_part(space)))
-
-
-def n_actions(space, agent: str) -> int:
-    """Action count of a ``Discrete`` space, or the dimension of a ``Box`` one."""
-    from gymnasium import spaces
-
-    if isinstance(space, spaces.Discrete):
-        if int(space.start) != 0:
-            raise UnsupportedError(
-                f"agent {agent!r} has Discrete(start={int(space.start)}); only start=0 is supported"
-            )
-        return int(space.n)
-    if isinstance(space, spaces.Box):
-        return int(np.prod(space.shape, dtype=np.int64))
-    kind = type(space).__name__
-    raise UnsupportedError(
-        f"agent {agent!r} has a {kind} action space; marl-augment supports Discrete and Box "
-        f"action spaces"
-    )
-
-
-def action_kind(space) -> str:
-    """``continuous`` for a ``Box`` action space, ``discrete`` otherwise."""
-    from gymnasium import spaces
-
-    return "continuous" if isinstance(space, spaces.Box) else "discrete"
-
-
-def box_bounds(space, agent: str) -> tuple[list[float], list[float]]:
-    """Finite per-dimension bounds of a ``Box`` action space (flattened)."""
-    low = np.asarray(space.low, np.float64).ravel()
-    high = np.asarray(space.high, np.float64).ravel()
-    if not (np.isfinite(low).all() and np.isfinite(high).all()):
-        raise UnsupportedError(f"agent {agent!r} has an unbounded Box action space; continuous "
-                               f"actions need finite bounds (wrap the env to rescale them)")
-    return low.astype(np.float32).tolist(), high.astype(np.float32).tolist()
-
-
-def agent_action_kinds(env, agents) -> str:
-    """The one action kind of all ``agents`` (a mix of discrete and continuous is refused)."""
-    kinds = {a: action_kind(env.action_space(a)) for a in agents}
-    if len(set(kinds.values())) > 1:
-        raise UnsupportedError(f"agents mix discrete and continuous action spaces ({kinds}); "
-                               f"a store holds one kind")
-    return next(iter(kinds.values()))
-
-
-def action_mask_of(obs: Any, info: Mapping[str, Any] | None) -> np.ndarray | None:
-    """The legal-action mask from ``obs["action_mask"]`` or ``info["action_mask"]``, if any."""
-    if isinstance(obs, Mapping) and "action_mask" in obs:
-        return np.asarray(obs["action_mask"]).astype(bool).ravel()
-    if info and "action_mask" in info:
-        return np.asarray(info["action_mask"]).astype(bool).ravel()
-    return None
 
 
 def _jsonable(x: Any) -> Any:
@@ -592,7 +516,7 @@ class PettingZooLogAdapter:
                 cur = self._observation(rec, ctx, where)
                 # PettingZoo drops done agents from env.agents; the episode ends when none is left
                 if not set(cur["obs"]) - done:
-                    if _interrupted(rec.get("infos") or {}):  # the env cut it short: not data
+                    if interrupted(rec.get("infos") or {}):  # the env cut it short: not data
                         report["interrupted_episodes"] += 1
                         ep = None
                         continue
@@ -771,7 +695,7 @@ def _floats(values: Any, where: str, what: str) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def _interrupted(infos: Mapping[str, Any]) -> bool:
+def interrupted(infos: Mapping[str, Any]) -> bool:
     """An episode the environment cut short (``info["interrupted"]``, e.g. SMAC losing the
     game): neither a win nor a loss, and not data."""
     return any(isinstance(i, Mapping) and i.get("interrupted") is True for i in infos.values())
@@ -794,85 +718,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return "sha256:" + h.hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------
-# recording with a built-in policy
-# ---------------------------------------------------------------------------------------------
-
-
-def random_policy(seed: int):
-    """Uniformly random legal actions (respecting action masks); continuous actions uniform
-    within their bounds."""
-    rng = np.random.default_rng(seed)
-    bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}    # per agent, read once
-
-    def act(env, obs, infos) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for a in env.agents:
-            space = env.action_space(a)
-            if action_kind(space) == "continuous":
-                if a not in bounds:
-                    bounds[a] = tuple(np.asarray(b, np.float32) for b in box_bounds(space, a))
-                lo, hi = bounds[a]
-                out[a] = rng.uniform(lo, hi).astype(np.float32).reshape(space.shape)
-                continue
-            n = int(space.n)
-            m = action_mask_of(obs.get(a), infos.get(a))
-            legal = np.flatnonzero(m) if m is not None else np.arange(n)
-            if legal.size == 0:
-                raise FormatError(f"agent {a!r} has no legal action (its action mask is all zero)")
-            out[a] = int(rng.choice(legal))
-        return out
-
-    return act
-
-
-POLICIES = {"random": random_policy}
-
-
-def record(env, log_path: str | os.PathLike, *, episodes: int, policy: Any = "random",
-           seed: int = 0, env_id: str | None = None, overwrite: bool = False,
-           progress: Any = None, meta: Mapping[str, Any] | None = None) -> Path:
-    """Run ``episodes`` episodes of ``env`` and log them. ``policy`` is a built-in policy's
-    name, or an ``act(env, obs, infos) -> actions`` callable (its ``reset()``, if it has one, is
-    called at every episode start: e.g. :class:`marl_augment.envs.evaluate.NoisyPolicy`)."""
-    if isinstance(policy, str) and policy not in POLICIES:
-        raise ConfigError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
-    if episodes < 1:
-        raise ConfigError(f"episodes must be >= 1, got {episodes}")
-    from ..envs import episode_seed
-    from ..envs.evaluate import MAX_INTERRUPTED_IN_A_ROW
-
-    act = POLICIES[policy](seed) if isinstance(policy, str) else policy
-    name = policy if isinstance(policy, str) else getattr(policy, "name", type(policy).__name__)
-    rec = Recorder(env, log_path, env_id=env_id, overwrite=overwrite,
-                   meta={"policy": name, "seed": seed, **(meta or {})})
-    try:
-        done = started = in_a_row = 0
-        while done < episodes:
-            obs, infos = rec.reset(seed=episode_seed(env, seed, started))
-            if hasattr(act, "reset"):
-                act.reset()
-            started += 1
-            while rec.agents:
-                obs, _, _, _, infos = rec.step(act(rec, obs, infos))
-            if _interrupted(infos):  # logged as such, left out by convert: play another
-                in_a_row += 1
-                if in_a_row >= MAX_INTERRUPTED_IN_A_ROW:
-                    raise EnvError(f"{in_a_row} episodes in a row were cut short by the "
-                                   "environment (StarCraft II lost its connection); check the "
-                                   "game installation and record again")
-                continue
-            in_a_row = 0
-            done += 1
-            if progress is not None:
-                progress(1)
-        rec.close()
-    except BaseException:
-        rec.abort()
-        raise
-    return rec.log_path
 
 
 def temp_log_path(directory: Path) -> Path:

@@ -216,7 +216,7 @@ def datasets(
 ) -> None:
     """Reproduce an env's datasets from a seed: train, record each quality, keep the 3% subsample."""
     from ..envs import split_id
-    from ..envs.behaviour import behaviour_datasets
+    from ..envs.datasets import behaviour_datasets
 
     cfg = _config(env_id, option, steps)
     show = _show_checkpoint if split_id(env_id)[0] == "smax" else _show_matd3

@@ -83,7 +83,7 @@ def action_kind_of(env_id: str, **kwargs: Any) -> str:
         return "discrete"
     if backend in ("mpe", "mamujoco"):
         return "continuous"
-    from ..adapters.pettingzoo_log import agent_action_kinds
+    from ..spaces import agent_action_kinds
 
     env = make_env(env_id, **kwargs)
     try:

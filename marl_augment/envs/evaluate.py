@@ -178,7 +178,7 @@ def _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs):
 def action_bounds_of(env) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
     """Each agent's Box bounds (float32, flattened), or None when the env's actions are
     discrete; read once per env, not at every step."""
-    from ..adapters.pettingzoo_log import agent_action_kinds, box_bounds
+    from ..spaces import agent_action_kinds, box_bounds
 
     agents = list(env.possible_agents)
     if agent_action_kinds(env, agents) != "continuous":
@@ -189,7 +189,7 @@ def action_bounds_of(env) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
 
 def _act(policy, env, agents, obs, infos, rng, first, bounds):
     """The env's actions for one step; ``bounds`` is :func:`action_bounds_of` the env."""
-    from ..adapters.pettingzoo_log import action_mask_of
+    from ..spaces import action_mask_of
 
     live = list(env.agents)
     if bounds is not None:
@@ -212,7 +212,7 @@ def _act(policy, env, agents, obs, infos, rng, first, bounds):
 
 def _batch_obs(env, agents, live, obs) -> np.ndarray:
     """(1, N, O) flattened observations, zero for absent agents and padding."""
-    from ..adapters.pettingzoo_log import flat_obs, obs_dim
+    from ..spaces import flat_obs, obs_dim
 
     vecs = {a: flat_obs(env.observation_space(a), obs[a]) for a in live}
     width = max(obs_dim(env.observation_space(a)) for a in agents)
@@ -268,7 +268,7 @@ class NoisyPolicy:
         self.first = True
 
     def __call__(self, env, obs, infos) -> dict[str, Any]:
-        from ..adapters.pettingzoo_log import action_mask_of
+        from ..spaces import action_mask_of
 
         if id(env) not in self._bounds:
             self._bounds[id(env)] = action_bounds_of(env)

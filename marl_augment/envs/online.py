@@ -124,7 +124,7 @@ class _EnvIO:
     """One PettingZoo env seen as arrays: padded observations (N, O), state (S), Box bounds."""
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any]) -> None:
-        from ..adapters.pettingzoo_log import flat_obs, obs_dim
+        from ..spaces import flat_obs, obs_dim
         from . import make_env, team_reward
         from .evaluate import action_bounds_of
 

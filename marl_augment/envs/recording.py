@@ -1,15 +1,23 @@
 """Recording datasets in any PettingZoo env: a built-in policy or a trained one acting with
-OG-MARL's behaviour noise, through a JSON Lines log into an episode store (``record``)."""
+OG-MARL's behaviour noise, through a JSON Lines log (:func:`record`, the adapters' recorder)
+into an episode store (:func:`record_env`, the ``record`` command)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+import numpy as np
+
+from ..adapters.pettingzoo_log import Recorder, interrupted
+from ..errors import ConfigError, EnvError, FormatError
+from ..spaces import action_kind, action_mask_of, agent_action_kinds, box_bounds
+from . import episode_seed
+from .evaluate import MAX_INTERRUPTED_IN_A_ROW
 
 #: ``bars(description, total, unit)``: a context manager yielding ``advance(n)``
 Bars = Callable[..., contextlib.AbstractContextManager[Callable[[int], None]]]
@@ -34,7 +42,6 @@ def behaviour_policy(policy: str, noise: float | None, seed: int, env) -> tuple[
         if noise is not None:
             raise ConfigError("--noise applies to a trained policy (--policy FOLDER)")
         return policy, {}
-    from ..adapters.pettingzoo_log import agent_action_kinds
     from ..algos import load_policy
     from .evaluate import NoisyPolicy
 
@@ -60,7 +67,6 @@ def record_env(env_id: str, out: str, *, episodes: int, policy: str = "random",
     same env; ``source`` adds facts to the store's source (provenance of the behaviour).
     """
     from ..adapters.pettingzoo_log import PettingZooLogAdapter, temp_log_path
-    from ..adapters.pettingzoo_log import record as record_log
     from ..data.store import check_output_path
     from ..torch_state import torch_threads
     from . import make_env, team_reward
@@ -73,7 +79,7 @@ def record_env(env_id: str, out: str, *, episodes: int, policy: str = "random",
     with tempfile.TemporaryDirectory(prefix="marl-augment-") as tmp:
         log_path = log if log is not None else temp_log_path(Path(tmp))
         with bars(f"recording {env_id}", total=episodes) as advance, torch_threads(1):
-            record_log(env, log_path, episodes=episodes, policy=actor, seed=seed,
+            record(env, log_path, episodes=episodes, policy=actor, seed=seed,
                        env_id=env_id, overwrite=overwrite, progress=advance,
                        meta={"env_kwargs": kwargs, **facts})
         with bars("writing store", unit="transitions") as advance:
@@ -84,3 +90,74 @@ def record_env(env_id: str, out: str, *, episodes: int, policy: str = "random",
                 reward=team_reward(env_id), extras={"env_kwargs": kwargs} if kwargs else {}))
             return adapter.convert(log_path, out, overwrite=overwrite, progress=advance,
                                    source=recorded)
+
+
+def random_policy(seed: int):
+    """Uniformly random legal actions (respecting action masks); continuous actions uniform
+    within their bounds."""
+    rng = np.random.default_rng(seed)
+    bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}    # per agent, read once
+
+    def act(env, obs, infos) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for a in env.agents:
+            space = env.action_space(a)
+            if action_kind(space) == "continuous":
+                if a not in bounds:
+                    bounds[a] = tuple(np.asarray(b, np.float32) for b in box_bounds(space, a))
+                lo, hi = bounds[a]
+                out[a] = rng.uniform(lo, hi).astype(np.float32).reshape(space.shape)
+                continue
+            n = int(space.n)
+            m = action_mask_of(obs.get(a), infos.get(a))
+            legal = np.flatnonzero(m) if m is not None else np.arange(n)
+            if legal.size == 0:
+                raise FormatError(f"agent {a!r} has no legal action (its action mask is all zero)")
+            out[a] = int(rng.choice(legal))
+        return out
+
+    return act
+
+
+POLICIES = {"random": random_policy}
+
+
+def record(env, log_path: str | os.PathLike, *, episodes: int, policy: Any = "random",
+           seed: int = 0, env_id: str | None = None, overwrite: bool = False,
+           progress: Any = None, meta: Mapping[str, Any] | None = None) -> Path:
+    """Run ``episodes`` episodes of ``env`` and log them. ``policy`` is a built-in policy's
+    name, or an ``act(env, obs, infos) -> actions`` callable (its ``reset()``, if it has one, is
+    called at every episode start: e.g. :class:`marl_augment.envs.evaluate.NoisyPolicy`)."""
+    if isinstance(policy, str) and policy not in POLICIES:
+        raise ConfigError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
+    if episodes < 1:
+        raise ConfigError(f"episodes must be >= 1, got {episodes}")
+    act = POLICIES[policy](seed) if isinstance(policy, str) else policy
+    name = policy if isinstance(policy, str) else getattr(policy, "name", type(policy).__name__)
+    rec = Recorder(env, log_path, env_id=env_id, overwrite=overwrite,
+                   meta={"policy": name, "seed": seed, **(meta or {})})
+    try:
+        done = started = in_a_row = 0
+        while done < episodes:
+            obs, infos = rec.reset(seed=episode_seed(env, seed, started))
+            if hasattr(act, "reset"):
+                act.reset()
+            started += 1
+            while rec.agents:
+                obs, _, _, _, infos = rec.step(act(rec, obs, infos))
+            if interrupted(infos):  # logged as such, left out by convert: play another
+                in_a_row += 1
+                if in_a_row >= MAX_INTERRUPTED_IN_A_ROW:
+                    raise EnvError(f"{in_a_row} episodes in a row were cut short by the "
+                                   "environment (StarCraft II lost its connection); check the "
+                                   "game installation and record again")
+                continue
+            in_a_row = 0
+            done += 1
+            if progress is not None:
+                progress(1)
+        rec.close()
+    except BaseException:
+        rec.abort()
+        raise
+    return rec.log_path
