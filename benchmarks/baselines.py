@@ -35,8 +35,8 @@ def main() -> None:
     import torch
 
     from marl_augment import load
-    from marl_augment.algos.runner import SUMMARY_FILE, train
     from marl_augment.envs.smax import collect
+    from marl_augment.training import SUMMARY_FILE, train
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -58,11 +58,6 @@ def scenario_cards(dataset_id: str) -> list[dict[str, Any]]:
     return found
 
 
-def store_name(card_id: str) -> str:
-    """File name of a catalog dataset's store in the data root."""
-    return card_id.replace("/", "__") + ".zarr"
-
-
 def download(dataset_id: str, *, url: str | None = None, sha256: str | None = None,
              overwrite: bool = False, keep_archive: bool = False, progress_bytes=None,
              progress_rows=None) -> list[Any]:
@@ -72,7 +67,7 @@ def download(dataset_id: str, *, url: str | None = None, sha256: str | None = No
     the converted datasets (already converted ones are reused unless ``overwrite``).
     """
     from . import adapters
-    from .config import datasets_dir, home
+    from .config import datasets_dir, home, store_name
     from .data.dataset import Dataset
     from .download import fetch, safe_extract
 

@@ -23,6 +23,11 @@ def datasets_dir() -> Path:
     return home() / "datasets"
 
 
+def store_name(card_id: str) -> str:
+    """File name of a named dataset's store in the data root (``og-marl/x`` -> ``og-marl__x.zarr``)."""
+    return card_id.replace("/", "__") + ".zarr"
+
+
 def package_version() -> str:
     """The installed marl-augment's version (recorded in every output's provenance)."""
     try:

@@ -13,6 +13,7 @@ adapters can be held to the same contract::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -77,6 +78,14 @@ class AdapterTests(ABC):
         from . import adapters
 
         return adapters.convert(self.adapter, src, out, **self.options, **kw)
+
+    def test_is_an_adapter(self) -> None:
+        """The registered class has the adapter interface (name, Config, convert)."""
+        from . import adapters
+
+        cls = adapters.ADAPTERS.get(self.adapter)
+        assert cls.name == self.adapter and dataclasses.is_dataclass(cls.Config)
+        assert isinstance(cls(), adapters.Adapter)
 
     def test_converts_exactly(self, tmp_path: Path) -> None:
         src = self.make_source(tmp_path)

@@ -272,7 +272,7 @@ def good_3m(tmp_path_factory):
 
 def test_bc_learns_the_behaviour_and_the_run_folder_is_complete(good_3m, tmp_path):
     out = tmp_path / "bc"
-    s = ma.algos.train(good_3m, "bc", out=out, steps=400, eval_every=200, eval_episodes=16,
+    s = ma.train(good_3m, "bc", out=out, steps=400, eval_every=200, eval_episodes=16,
                        final_episodes=64, log_every=50, options={"device": "cpu"})
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if r["kind"] == "eval"]
@@ -295,9 +295,9 @@ def test_bc_learns_the_behaviour_and_the_run_folder_is_complete(good_3m, tmp_pat
 def test_resumed_run_equals_uninterrupted_run(good_3m, tmp_path, name):
     kw = dict(eval_every=0, final_episodes=4, log_every=10, checkpoint_every=20, options={"device": "cpu"},
               evaluate=False)
-    ma.algos.train(good_3m, name, out=tmp_path / "full", steps=40, **kw)
-    ma.algos.train(good_3m, name, out=tmp_path / "part", steps=20, **kw)
-    s = ma.algos.train(good_3m, name, out=tmp_path / "part", steps=40, resume=True, **kw)
+    ma.train(good_3m, name, out=tmp_path / "full", steps=40, **kw)
+    ma.train(good_3m, name, out=tmp_path / "part", steps=20, **kw)
+    s = ma.train(good_3m, name, out=tmp_path / "part", steps=40, resume=True, **kw)
     assert s["steps"] == 40
     from safetensors.numpy import load_file
 
@@ -343,13 +343,13 @@ def test_train_seeds_gives_each_seed_the_lone_runs_losses(good_3m, tmp_path):
     losses = {}
     for s in (0, 1):
         lone = tmp_path / f"lone-{s}"
-        ma.algos.train(good_3m, "qmix-cql", out=lone, steps=40, seed=s, eval_every=20, eval_episodes=4,
+        ma.train(good_3m, "qmix-cql", out=lone, steps=40, seed=s, eval_every=20, eval_episodes=4,
                        final_episodes=8, log_every=10, options={"device": "cpu"})
-        together = [x["loss"] for x in ma.algos.runner.read_metrics(out / f"seed-{s}") if x["kind"] == "train"]
-        alone = [x["loss"] for x in ma.algos.runner.read_metrics(lone) if x["kind"] == "train"]
+        together = [x["loss"] for x in ma.training.read_metrics(out / f"seed-{s}") if x["kind"] == "train"]
+        alone = [x["loss"] for x in ma.training.read_metrics(lone) if x["kind"] == "train"]
         assert len(together) == len(alone) == 4
         np.testing.assert_allclose(together, alone, rtol=1e-4)
-        ev = lambda p: [x["return_mean"] for x in ma.algos.runner.read_metrics(p) if x["kind"] == "eval"]  # noqa: E731
+        ev = lambda p: [x["return_mean"] for x in ma.training.read_metrics(p) if x["kind"] == "eval"]  # noqa: E731
         assert len(ev(out / f"seed-{s}")) == 3
         losses[s] = alone
     assert losses[0] != losses[1]                                    # the seeds differ

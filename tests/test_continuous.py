@@ -249,7 +249,7 @@ SMALL = dict(seq_len=3, period=1, batch_size=64, hidden=32, critic_hidden=64, de
 
 
 def test_td3_bc_improves_on_the_data_and_on_pure_cloning(tmp_path):
-    from marl_augment.algos import train
+    from marl_augment.training import train
 
     ds = box_data(tmp_path)
     data_return = float(ds.episode_returns.mean())                    # about -2 · 2 · 0.6 · 3
@@ -293,7 +293,7 @@ def test_dom2_conservative_critics_keep_it_from_extrapolating(tmp_path):
     """Without the CQL term, the Q term drives the diffusion policy to actions outside the data
     that the critic over-values, and it ends far below the data; with it, much less so (300
     updates are too few for either to beat the data here: this checks the conservatism)."""
-    from marl_augment.algos import train
+    from marl_augment.training import train
 
     ds = box_data(tmp_path)
     data_return = float(ds.episode_returns.mean())
@@ -312,7 +312,7 @@ def test_conservative_learners_improve_where_plain_ones_extrapolate(tmp_path, al
     """Offline actor-critic without the CQL term (and, for OMAR, without the rectification)
     over-values actions outside the data and ends below the data; with them, the policy ends
     above the data."""
-    from marl_augment.algos import train
+    from marl_augment.training import train
 
     ds = box_data(tmp_path)
     data_return = float(ds.episode_returns.mean())
@@ -358,7 +358,8 @@ def test_omar_rectified_actions_are_never_valued_below_the_policys(tmp_path):
                                          ("omar", {}), ("dom2", {"diffusion_steps": 3}),
                                          ("omsd", {"seq_len": 2, "policy_start": 10})])
 def test_continuous_learners_resume_exactly_and_save_a_loadable_policy(tmp_path, algo, extra):
-    from marl_augment.algos import load_policy, train
+    from marl_augment.algos import load_policy
+    from marl_augment.training import train
 
     ds = box_data(tmp_path, episodes=30)
     kw = dict(eval_every=0, final_episodes=4, log_every=10, checkpoint_every=20,
@@ -395,9 +396,10 @@ def test_continuous_learners_keep_padded_dimensions_at_zero(tmp_path, name):
 
 
 def test_action_kind_mismatches_get_one_line(tmp_path, smac_ds):
-    from marl_augment.algos import make_algorithm, train
+    from marl_augment.algos import make_algorithm
     from marl_augment.algos.common import state_dim_of
     from marl_augment.errors import ConfigError
+    from marl_augment.training import train
 
     box = box_data(tmp_path, episodes=5)
     with pytest.raises(ConfigError, match="qmix-cql learns discrete actions.*use one of "
@@ -777,8 +779,8 @@ def test_record_with_a_trained_policy_and_behaviour_noise(tmp_path):
     (continuous) — recorded with provenance; a policy of the other action kind is refused."""
     from typer.testing import CliRunner
 
-    from marl_augment.algos import train
     from marl_augment.cli import app
+    from marl_augment.training import train
 
     box = box_data(tmp_path, episodes=10)
     train(box, "td3-bc", out=tmp_path / "run", steps=4, evaluate=False, options=SMALL)
@@ -870,7 +872,7 @@ def test_omsd_scores_decompose_the_joint_behaviour_sequentially(tmp_path, sequen
 def test_omsd_score_regularisation_keeps_it_from_extrapolating(tmp_path):
     """With the behaviour score outweighed (β = 100) the critic's gradient drives the policy
     to actions the critic over-values, below the data; at OMSD's β it improves on the data."""
-    from marl_augment.algos import train
+    from marl_augment.training import train
 
     ds = box_data(tmp_path)
     data_return = float(ds.episode_returns.mean())

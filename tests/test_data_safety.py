@@ -139,7 +139,7 @@ def test_train_overwrite_replaces_own_run_and_marks_it(store, tmp_path):
 
 
 def test_interrupted_overwrite_leaves_the_old_run_whole(store, tmp_path):
-    from marl_augment.algos.runner import train
+    from marl_augment.training import train
 
     out = tmp_path / "run"
     train(store, "bc", out=out, steps=3, evaluate=False, options={"batch_size": 4})
@@ -866,7 +866,7 @@ def test_fidelity_report_folder_is_marked_and_can_be_rewritten(store, tmp_path):
 
 
 def test_plots_replace_only_marl_augment_figures(store, tmp_path):
-    from marl_augment.algos.runner import plot_learning_curve
+    from marl_augment.training import plot_learning_curve
 
     run_dir = tmp_path / "run"
     assert run(*TRAIN, store, "--out", run_dir).exit_code == 0

@@ -15,12 +15,32 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..errors import ConfigError
 from ..registry import Registry
 
-ADAPTERS: Registry[Any] = Registry("adapter")
+
+@runtime_checkable
+class Adapter(Protocol):
+    """What an adapter is: built from its ``Config``, it converts one source into a new store.
+
+    ``convert`` refuses an existing ``out`` unless ``overwrite`` (and then only a marl-augment
+    store), never touches ``src``, calls ``progress(n)`` as rows are written, adds ``source``
+    facts to the store's provenance and returns the new :class:`~marl_augment.data.Dataset`.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any = None) -> None: ...
+
+    def convert(self, src: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
+                progress: Any = None, source: Mapping[str, Any] | None = None) -> Any: ...
+
+
+ADAPTERS: Registry[type[Adapter]] = Registry("adapter")
 ADAPTERS.register("pettingzoo-log", "marl_augment.adapters.pettingzoo_log:PettingZooLogAdapter",
                   doc="JSON Lines logs of any PettingZoo ParallelEnv (see docs/formats.md)")
 ADAPTERS.register("ogmarl-vault", "marl_augment.adapters.ogmarl_vault:OgMarlVaultAdapter",
@@ -58,4 +78,4 @@ def make_config(cls: type, values: dict[str, Any], *, what: str):
     return cls(**values)
 
 
-__all__ = ["ADAPTERS", "convert", "keys", "make", "make_config", "register"]
+__all__ = ["ADAPTERS", "Adapter", "convert", "keys", "make", "make_config", "register"]

@@ -3,7 +3,7 @@ systems), TD3+BC (OG-MARL's IDDPG+BC), MADDPG+CQL, OMAR, DOM2 and OMSD for conti
 actions.
 
     algo = marl_augment.algos.make_algorithm("qmix-cql", ds.spec, state_dim, cql_alpha=3.0)
-    run = marl_augment.algos.train(ds, "qmix-cql", env_id="smax:3m", steps=15000, out="runs/cql")
+    run = marl_augment.train(ds, "qmix-cql", env_id="smax:3m", steps=15000, out="runs/cql")
 
 Registered lazily by name; ``keys()`` lists them. A trained policy (``load_policy(run_dir)``) is
 a batch policy that :func:`marl_augment.evaluate` runs.
@@ -57,20 +57,6 @@ def make_algorithm(name: str, spec, state_dim: int, *, seed: int = 0, **config: 
     return ALGORITHMS.get(name)(spec, state_dim, seed=seed, **config)
 
 
-def train(*args: Any, **kwargs: Any):
-    """See :func:`marl_augment.algos.runner.train`."""
-    from .runner import train as _train
-
-    return _train(*args, **kwargs)
-
-
-def train_seeds(*args: Any, **kwargs: Any):
-    """See :func:`marl_augment.algos.runner.train_seeds`."""
-    from .runner import train_seeds as _train_seeds
-
-    return _train_seeds(*args, **kwargs)
-
-
 def load_policy(directory, device: str = "cpu"):
     """See :func:`marl_augment.algos.policies.load_policy`."""
     from .policies import load_policy as _load
@@ -78,5 +64,4 @@ def load_policy(directory, device: str = "cpu"):
     return _load(directory, device)
 
 
-__all__ = ["ALGORITHMS", "keys", "keys_for", "load_policy", "make_algorithm", "train",
-           "train_seeds"]
+__all__ = ["ALGORITHMS", "keys", "keys_for", "load_policy", "make_algorithm"]

@@ -102,7 +102,7 @@ def _summary(ds) -> dict[str, Any]:
 
 
 def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
-    from .. import load
+    from ..data.locate import load
 
     cfg = c.config
     out = folder / "store.zarr"
@@ -197,9 +197,9 @@ def is_learned(method: str) -> bool:
 
 
 def _augment(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
-    from .. import load
     from ..augment import AUGMENTERS, make_augmenter
     from ..augment.base import Augmenter
+    from ..data.locate import load
 
     cfg = c.config
     ds = load(store_of(work, cfg["data"]))
@@ -258,8 +258,8 @@ def _shared_fit_folder(c: Cell, work: Path) -> Path:
 
 
 def _train(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
-    from ..algos.runner import read_metrics, train
     from ..envs import max_return
+    from ..training import read_metrics, train
 
     cfg = c.config
     store = store_of(work, cfg["augment"] or cfg["data"])

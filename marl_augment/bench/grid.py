@@ -37,9 +37,9 @@ EXECUTORS = ("local", "ray")
 
 def plan(cfg: BenchConfig) -> tuple[list[Cell], list[Cell], list[Cell]]:
     """The grid's data, augment and train cells."""
-    from .. import resolve
     from ..algos import ALGORITHMS
     from ..augment import AUGMENTERS
+    from ..data.locate import resolve
 
     data: list[Cell] = []
     for scenario in cfg.scenarios:
@@ -241,7 +241,7 @@ def timing_table(rows: list[dict[str, Any]], workers: int) -> str:
 
 def _backfill_fidelity(augment: list[Cell], work: Path) -> None:
     """Fidelity gates for finished augment cells made before the cells computed them."""
-    from .. import load
+    from ..data.locate import load
     from .cells import gates_of
 
     for c in augment:

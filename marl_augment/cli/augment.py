@@ -41,8 +41,8 @@ def augment(
     options_: Annotated[bool, typer.Option("--options", help="List --method's options (-o key=value) with defaults and exit.")] = False,
 ) -> None:
     """Augment a dataset: write D_real ∪ D_syn with provenance (method, config, seed, parent)."""
-    from .. import load
     from ..augment import AUGMENTERS, load_augmenter, make_augmenter
+    from ..data.locate import load
     from ..data.store import check_output_path
     from ..errors import ConfigError
     from ..outputs import check_output, kind_of, write_marker
@@ -106,8 +106,8 @@ def fidelity(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Compare synthetic episodes with real ones: returns, lengths, features, legality, focus fire, t-SNE."""
-    from .. import load
     from ..augment.fidelity import fidelity_report
+    from ..data.locate import load
     from ..outputs import new_output
     from ._common import kv_table, print_json
 

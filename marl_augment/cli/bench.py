@@ -216,7 +216,7 @@ def compare_datasets(items: list[str], out: Path | None, overwrite: bool = False
 
     Plots go to the new folder ``out`` (built beside it and swapped in when complete).
     """
-    from .. import load
+    from ..data.locate import load
     from ..outputs import new_output
 
     dss = [load(i) for i in items]

@@ -30,8 +30,8 @@ def info(
     """Show a store's spec, statistics, source and provenance (validating it first)."""
     import numpy as np
 
-    from .. import resolve
     from ..data.chunks import array_of, open_group, read_array
+    from ..data.locate import resolve
     from ..data.remote import is_url, mirror
     from ..data.schema import episode_returns, episode_stats
     from ..data.store import read_store
@@ -135,7 +135,7 @@ def subsample(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Keep a seeded random subset of whole episodes (as the EAQ paper's 3% datasets)."""
-    from .. import load
+    from ..data.locate import load
     from ..data.store import check_output_path
     from ..errors import ConfigError
 
@@ -167,8 +167,8 @@ def export(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT/UID if it exists.")] = False,
 ) -> None:
     """Export a store for another library: an OG-MARL / flashbax Vault."""
-    from .. import load
     from ..adapters.ogmarl_vault import export_vault
+    from ..data.locate import load
     from ..errors import ConfigError
 
     if to != "ogmarl-vault":

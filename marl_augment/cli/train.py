@@ -49,8 +49,8 @@ def train(
 ) -> None:
     """Train QMIX+CQL, QMIX+BCQ or BC on a dataset; evaluate as it learns; save the policy."""
     from ..algos import ALGORITHMS
-    from ..algos.runner import train as run
     from ..errors import ConfigError
+    from ..training import train as run
 
     if list_:
         console.print(registry_table(ALGORITHMS, "offline algorithms", "algo", "what it does"))
@@ -93,7 +93,7 @@ def _train_seeds(dataset: str, algo: str, out: Path, seed_list: list[int], worke
                  as_json: bool, **kwargs) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..algos.runner import train_seeds
+    from ..training import train_seeds
     from ._common import err_console
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

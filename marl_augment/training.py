@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import package_version
-from ..data.dataset import Dataset
-from ..errors import AlreadyExists, ConfigError
-from ..outputs import MARKER, check_output, partial_dir, save_figure, swap_into_place, write_marker
-from ..torch_state import has_training_state, load_training_state, save_training_state
-from .common import SequenceSampler, state_dim_of
+from .algos.common import SequenceSampler, state_dim_of
+from .config import package_version
+from .data.dataset import Dataset
+from .errors import AlreadyExists, ConfigError
+from .outputs import MARKER, check_output, partial_dir, save_figure, swap_into_place, write_marker
+from .torch_state import has_training_state, load_training_state, save_training_state
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
@@ -88,8 +88,8 @@ def train(dataset: Dataset | str | os.PathLike, algo: str, *, out: str | os.Path
     ``progress(n, **fields)`` is called after every update. ``evaluate=False`` trains without
     an environment (summary without returns).
     """
-    from .. import load
-    from . import ALGORITHMS
+    from .algos import ALGORITHMS
+    from .data.locate import load
 
     ds = dataset if isinstance(dataset, Dataset) else load(dataset)
     run = RunConfig(algo=algo, env_id=env_id or (ds.spec.env_id if evaluate else None), steps=steps,
@@ -108,7 +108,7 @@ def train(dataset: Dataset | str | os.PathLike, algo: str, *, out: str | os.Path
 
 
 def _check_env_kind(env_id: str, ds: Dataset) -> None:
-    from ..envs import action_kind_of, recorded_settings
+    from .envs import action_kind_of, recorded_settings
 
     kind = action_kind_of(env_id, **recorded_settings(ds.spec, env_id))
     if kind != ds.spec.action_kind:
@@ -156,8 +156,8 @@ def _train_in(out: Path, ds: Dataset, run: RunConfig, agent: Any, seed: int, sta
     eval_clock = [0.0]
 
     def run_eval(at: int, episodes: int) -> dict[str, Any]:
-        from ..envs import recorded_settings
-        from ..envs.evaluate import evaluate as evaluate_env
+        from .envs import recorded_settings
+        from .envs.evaluate import evaluate as evaluate_env
 
         t = time.perf_counter()
         res = evaluate_env(agent.policy(), run.env_id, episodes=episodes, seed=EVAL_SEED_BASE + seed,
@@ -222,8 +222,8 @@ def train_seeds(dataset: Dataset | str | os.PathLike, algo: str, *, out: str | o
     ``resume`` continues unfinished seeds and keeps finished ones; ``overwrite`` replaces the
     whole set, swapped in when every seed is done. ``progress(seed, step)`` follows the runs.
     """
-    from .. import load
-    from . import ALGORITHMS
+    from .algos import ALGORITHMS
+    from .data.locate import load
 
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"give distinct seeds, got {seeds}")
@@ -281,7 +281,7 @@ def _run_seed_jobs(jobs: list[dict[str, Any]], workers: int, progress: Any) -> l
         return results
     from concurrent.futures import FIRST_EXCEPTION, wait
 
-    from ..processes import spawn_pool, stop_pool
+    from .processes import spawn_pool, stop_pool
 
     n = min(workers, len(jobs))
     threads = max(1, (os.cpu_count() or 1) // n)
