@@ -33,6 +33,9 @@ from typing import Any
 from .errors import AlreadyExists, ConfigError
 
 MARKER = ".marl-augment.json"
+#: the ``format`` attribute of an episode store's root (``data.schema.FORMAT_NAME``): how a store
+#: written before markers existed is still recognised as ours
+STORE_FORMAT = "marl-augment/episode-store"
 #: The kinds of folder marl-augment makes; each is replaced only by an output of the same kind.
 KINDS = ("store", "run", "runs", "model", "fit", "report", "benchmark", "vault-dataset", "behaviour",
          "behaviour-datasets", "benchmark-kept")
@@ -69,9 +72,7 @@ def kind_of(folder: str | os.PathLike) -> str | None:
     # made before markers existed: recognised by what only marl-augment writes there
     root = _json(p / "zarr.json")
     if isinstance(root, dict) and isinstance(root.get("attributes"), dict):
-        from .data.schema import FORMAT_NAME
-
-        if root["attributes"].get("format") == FORMAT_NAME:
+        if root["attributes"].get("format") == STORE_FORMAT:
             return "store"
     run = _json(p / "run.json")
     if isinstance(run, dict) and {"run", "algo_config", "package_version"} <= set(run):

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import SchemaError
+from ..outputs import STORE_FORMAT
 
 SCHEMA_VERSION = 1
-FORMAT_NAME = "marl-augment/episode-store"
+FORMAT_NAME = STORE_FORMAT
 
 #: Per-transition arrays: name -> (dtype, trailing dims expressed with spec fields, required).
 #: The trailing dims use "N" (agents), "O" (obs dim), "S" (state dim), "A" (actions).
