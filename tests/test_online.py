@@ -72,6 +72,11 @@ def test_checkpoints_are_policies_evaluate_and_record_take(tmp_path):
     assert acts.shape == (4, 2, 5) and (acts >= 0).all() and (acts <= 1).all()  # mpe's [0, 1]
     ev = ma.evaluate(pol, ENV, episodes=2, seed=0, **KW)
     assert ev["length_mean"] == 5
+    # the evaluate command takes a checkpoint too (it has no data spec: the env as given)
+    r = runner.invoke(app, ["evaluate", ENV, "--policy", str(ckpt), "-n", "2", "-e",
+                            "max_cycles=5", "-e", "N=2", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["length_mean"] == 5
     r = runner.invoke(app, ["record", ENV, str(tmp_path / "rec.zarr"), "-n", "3", "--policy",
                             str(ckpt), "--noise", "0.3", "-e", "max_cycles=5", "-e", "N=2"])
     assert r.exit_code == 0, r.output
