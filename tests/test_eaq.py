@@ -298,3 +298,23 @@ def test_q_guidance_raises_q_of_synthetic_episodes(smac_store, seed):
         aug.sample(64, seed=seed)
         q[lam] = aug.last_report["q_mean"]
     assert q[0.5] > q[0.0], q
+
+
+def test_augment_command_fits_with_checkpoints_beside_the_output_and_cleans_up(dataset, tmp_path):
+    """`augment --method eaq` fits with resumable checkpoints in OUT.train (ours, marked) and
+    removes them once the store is written; --resume on a method that does not learn is one
+    line."""
+    from typer.testing import CliRunner
+
+    from marl_augment.cli import app
+
+    out = tmp_path / "aug.zarr"
+    opts = [x for k, v in TINY.items() if k != "dims" for x in ("-o", f"{k}={v}")]
+    r = CliRunner().invoke(app, ["augment", str(dataset.path), str(out), "--method", "eaq",
+                                 "--scale", "1", *opts, "-o", "dims=[16,32]", "--resume"])
+    assert r.exit_code == 0, r.output
+    assert ma.load(out).stats()["synthetic_episodes"] == len(dataset)
+    assert not (tmp_path / "aug.zarr.train").exists()
+    r = CliRunner().invoke(app, ["augment", str(dataset.path), str(tmp_path / "r.zarr"),
+                                 "--method", "rad-s", "--resume"])
+    assert r.exit_code != 0 and "--resume applies to learned augmenters" in r.output

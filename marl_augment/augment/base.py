@@ -229,3 +229,26 @@ class Augmenter(ABC):
                               f"({type(exc).__name__}: {why}); save it again with --save-model") from None
         aug.fitted_on = state["fitted_on"]
         return aug
+
+
+def fit_beside(aug: Augmenter, ds: Dataset, out: str | os.PathLike, *, resume: bool = False,
+               progress: Any = None) -> None:
+    """Fit a learned augmenter with resumable checkpoints in ``<out>.train`` beside its output
+    (a fit folder of our own, removed once the fit is done): an interrupted ``augment`` goes on
+    with ``resume=True``. ``out`` is the output store's local path (a URL's mirror)."""
+    from ..outputs import check_output, kind_of, write_marker
+
+    if resume and not aug.learned:
+        raise ConfigError(f"--resume applies to learned augmenters (eaq, eaq-q), not {aug.name!r}")
+    if not aug.learned or aug.fitted_on is not None:
+        return
+    out = Path(out)
+    train_dir = out.with_name(out.name + ".train")
+    check_output(train_dir, "fit", overwrite=True, inputs=[ds.path], what="fit checkpoint folder")
+    if not train_dir.is_dir() or not any(train_dir.iterdir()):
+        train_dir.mkdir(parents=True, exist_ok=True)
+        write_marker(train_dir, "fit", output=str(out))
+    aug.fit(ds, progress=progress, checkpoint_dir=train_dir, resume=resume)
+    if kind_of(train_dir) == "fit":
+        shutil.rmtree(train_dir, ignore_errors=True)
+

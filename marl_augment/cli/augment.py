@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -42,10 +41,11 @@ def augment(
 ) -> None:
     """Augment a dataset: write D_real ∪ D_syn with provenance (method, config, seed, parent)."""
     from ..augment import AUGMENTERS, load_augmenter, make_augmenter
+    from ..augment.base import fit_beside
     from ..data.locate import load
     from ..data.store import check_output_path
     from ..errors import ConfigError
-    from ..outputs import check_output, kind_of, write_marker
+    from ..outputs import check_output
 
     if list_:
         console.print(registry_table(AUGMENTERS, "augmenters", "method", "what it does"))
@@ -70,21 +70,11 @@ def augment(
     else:
         aug = make_augmenter(method, **options)
     aug.check_fittable(ds)      # data it cannot learn from: one line, before any folder exists
-    learned = aug.learned
-    if resume and not learned:
+    if resume and not aug.learned:
         raise ConfigError(f"--resume applies to learned augmenters (eaq, eaq-q), not {aug.name!r}")
-    if learned and aug.fitted_on is None:
-        # resumable checkpoints of the fit, beside the output (a URL's local mirror)
-        train_dir = out_path.with_name(out_path.name + ".train")
-        check_output(train_dir, "fit", overwrite=True, inputs=[ds.path],
-                     what="fit checkpoint folder")
-        if not train_dir.is_dir() or not any(train_dir.iterdir()):
-            train_dir.mkdir(parents=True, exist_ok=True)
-            write_marker(train_dir, "fit", output=str(out))
+    if aug.learned and aug.fitted_on is None:
         with metrics_bar(f"fitting {aug.name}", aug.config.train_steps, ("loss",)) as advance:
-            aug.fit(ds, progress=advance, checkpoint_dir=train_dir, resume=resume)
-        if kind_of(train_dir) == "fit":
-            shutil.rmtree(train_dir, ignore_errors=True)
+            fit_beside(aug, ds, out_path, resume=resume, progress=advance)
     if save_model is not None:
         if aug.fitted_on is None or aug.refit_on_augment:
             aug.fit(ds)

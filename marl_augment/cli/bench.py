@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 
-from ..outputs import save_figure
 from ._common import console, err_console, parse_seeds, print_json, user_errors
 
 
@@ -166,6 +165,8 @@ def compare(
     if kinds == {"results"}:
         if len(items) != 2:
             raise ConfigError(f"compare takes two benchmark result sets, got {len(items)}")
+        from ..bench.compare import compare_results
+
         res = compare_results(items[0], items[1])
         if as_json:
             print_json(res)
@@ -176,6 +177,8 @@ def compare(
         return
     if len(items) < 2:
         raise ConfigError("give at least two datasets to compare")
+    from ..bench.compare import compare_datasets
+
     res = compare_datasets(items, out, overwrite=overwrite)
     if as_json:
         print_json(res)
@@ -209,95 +212,6 @@ def _kind(item: str) -> str:
     if p.suffix == ".jsonl" or (p.is_dir() and (p / "results.jsonl").is_file()):
         return "results"
     return "dataset"
-
-
-def compare_datasets(items: list[str], out: Path | None, overwrite: bool = False) -> dict[str, Any]:
-    """Stats of every dataset; for two, the fidelity of the second against the first.
-
-    Plots go to the new folder ``out`` (built beside it and swapped in when complete).
-    """
-    from ..data.locate import load
-    from ..outputs import new_output
-
-    dss = [load(i) for i in items]
-    if out is None:
-        return _compare_into(items, dss, None)
-    with new_output(out, "report", overwrite=overwrite, inputs=[d.path for d in dss],
-                    what="report folder") as tmp:
-        res = _compare_into(items, dss, tmp)
-
-    def moved(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {k: moved(x) for k, x in v.items()}
-        return str(out / Path(v).name) if isinstance(v, str) and v.startswith(str(tmp)) else v
-
-    return moved(res)
-
-
-def _compare_into(items: list[str], dss: list[Any], out: Path | None) -> dict[str, Any]:
-    from ..augment.fidelity import fidelity_report
-
-    res: dict[str, Any] = {"datasets": items, "stats": [d.stats() for d in dss]}
-    if out is not None:
-        res["returns_plot"] = str(_histograms(dss, [Path(i).name for i in items], out / "returns.png"))
-    if len(dss) == 2:
-        real = dss[0].where("real") if (dss[0].episode_origin == 0).any() else dss[0]
-        other = dss[1].where("synthetic") if (dss[1].episode_origin != 0).any() else dss[1]
-        try:
-            res["fidelity"] = fidelity_report(real, other, out_dir=out)
-        except Exception as e:  # different specs: stats only
-            from ..errors import ConfigError
-
-            if not isinstance(e, ConfigError):
-                raise
-    return res
-
-
-def _histograms(dss, names: list[str], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    allr = np.concatenate([d.episode_returns for d in dss])
-    bins = np.linspace(float(allr.min()), float(allr.max()) + 1e-9, 30)
-    for d, n in zip(dss, names):
-        ax.hist(d.episode_returns, bins=bins, alpha=0.5, density=True, label=n)
-    ax.set_xlabel("episode return")
-    ax.set_ylabel("density")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=110)
-    return path
-
-
-def compare_results(a: str, b: str) -> dict[str, Any]:
-    """Per (dataset, algorithm, method): mean final return over seeds in A and B, and B − A."""
-    from collections import defaultdict
-
-    import numpy as np
-
-    from ..bench import read_results
-
-    ra, rb = read_results(a), read_results(b)
-    groups: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: {"a": [], "b": []})
-    for tag, rows in (("a", ra), ("b", rb)):
-        for r in rows:
-            groups[r["dataset"], r["algo"], r["method"]][tag].append(r["return_mean"])
-    lines = [f"| dataset | algorithm | method | A ({Path(a).name}) | B ({Path(b).name}) | B − A |",
-             "|---|---|---|---:|---:|---:|"]
-    rows = []
-    for (d, al, m), v in groups.items():
-        ma_ = float(np.mean(v["a"])) if v["a"] else None
-        mb = float(np.mean(v["b"])) if v["b"] else None
-        delta = mb - ma_ if ma_ is not None and mb is not None else None
-        rows.append({"dataset": d, "algo": al, "method": m, "a": ma_, "b": mb, "delta": delta,
-                     "seeds_a": len(v["a"]), "seeds_b": len(v["b"])})
-        lines.append(f"| {d} | {al} | {m} | {_fmt(ma_)} | {_fmt(mb)} | "
-                     f"{'–' if delta is None else f'{delta:+.3f}'} |")
-    return {"rows": rows, "table": "\n".join(lines)}
 
 
 __all__ = ["benchmark", "compare", "quickstart"]
