@@ -360,16 +360,19 @@ def unrestore_mismatched(restored: list[Cell], upstream: dict[str, Cell], work: 
     A row written since rows carry it has its data's fingerprint; an older row is checked
     through the rows on the original data of the same data cell (their dataset return and
     episode count are the data cell's own). Rows whose data cell is not made are left alone."""
+    from .cells import _fingerprint
+
     verdict: dict[str, bool] = {}
+    made: dict[str, str | None] = {}           # each data cell's fingerprint, read once
     for c in restored:
         d = upstream.get(c.config["data"])
         if d is None or not d.done(work):
             continue
         row, facts = c.result(work), d.result(work)
         if row.get("data_fingerprint") is not None:
-            from .cells import _fingerprint
-
-            same = row["data_fingerprint"] == _fingerprint(store_of(work, d.key))
+            if d.key not in made:
+                made[d.key] = _fingerprint(store_of(work, d.key))
+            same = row["data_fingerprint"] == made[d.key]
         elif c.config["augment"] is None:
             same = (row.get("dataset_episodes") == facts.get("episodes")
                     and abs(row.get("dataset_return", float("nan"))
