@@ -45,10 +45,16 @@ def main() -> None:
     t_all = time.perf_counter()
     for q in args.qualities:
         store = args.work / f"{args.map}-{q}.zarr"
-        ds = load(store) if store.exists() else collect(f"smax:{args.map}", store, quality=q,
-                                                          episodes=args.episodes, seed=0)
-        row = {"dataset": f"smax:{args.map} {q}", "episodes": len(ds),
-               "data_return": float(ds.episode_returns.mean())}
+        ds = (
+            load(store)
+            if store.exists()
+            else collect(f"smax:{args.map}", store, quality=q, episodes=args.episodes, seed=0)
+        )
+        row = {
+            "dataset": f"smax:{args.map} {q}",
+            "episodes": len(ds),
+            "data_return": float(ds.episode_returns.mean()),
+        }
         for algo in args.algos:
             rets, ups = [], []
             for seed in args.seeds:
@@ -56,21 +62,43 @@ def main() -> None:
                 if (out / SUMMARY_FILE).exists():
                     s = json.loads((out / SUMMARY_FILE).read_text())
                 else:
-                    s = train(ds, algo, out=out, steps=args.steps, seed=seed, eval_every=1000,
-                              resume=out.exists())
+                    s = train(
+                        ds,
+                        algo,
+                        out=out,
+                        steps=args.steps,
+                        seed=seed,
+                        eval_every=1000,
+                        resume=out.exists(),
+                    )
                 rets.append(s["eval"]["return_mean"])
                 ups.append(s["updates_per_s"])
-                print(f"{q} {algo} seed {seed}: return {rets[-1]:.3f} ({s['train_seconds']:.0f} s)", flush=True)
+                print(
+                    f"{q} {algo} seed {seed}: return {rets[-1]:.3f} ({s['train_seconds']:.0f} s)",
+                    flush=True,
+                )
             row[algo] = (float(np.mean(rets)), float(np.std(rets)), float(np.mean(ups)))
         rows.append(row)
-    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores; {args.steps} updates per run, "
-          f"seeds {args.seeds}; total {time.perf_counter() - t_all:.0f} s\n")
-    head = "| dataset | episodes | data return | " + " | ".join(f"{a} return (× data)" for a in args.algos) + " |"
+    print(
+        f"\nmachine: {platform.machine()}, {os.cpu_count()} cores; {args.steps} updates per run, "
+        f"seeds {args.seeds}; total {time.perf_counter() - t_all:.0f} s\n"
+    )
+    head = (
+        "| dataset | episodes | data return | "
+        + " | ".join(f"{a} return (× data)" for a in args.algos)
+        + " |"
+    )
     print(head)
     print("|" + "---|" * (3 + len(args.algos)))
     for r in rows:
-        cells = [f"{r[a][0]:.3f} ± {r[a][1]:.3f} ({r[a][0] / r['data_return']:.2f}×)" for a in args.algos]
-        print(f"| {r['dataset']} | {r['episodes']} | {r['data_return']:.3f} | " + " | ".join(cells) + " |")
+        cells = [
+            f"{r[a][0]:.3f} ± {r[a][1]:.3f} ({r[a][0] / r['data_return']:.2f}×)" for a in args.algos
+        ]
+        print(
+            f"| {r['dataset']} | {r['episodes']} | {r['data_return']:.3f} | "
+            + " | ".join(cells)
+            + " |"
+        )
 
 
 if __name__ == "__main__":

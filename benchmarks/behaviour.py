@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
+from marl_augment.config import machine_summary
 from marl_augment.envs import split_id
 from marl_augment.envs.behaviour import QUALITY_BANDS, PpoConfig, read_checkpoints
 from marl_augment.envs.datasets import behaviour_datasets
@@ -33,8 +33,13 @@ def main() -> None:
     ap.add_argument("--transitions", type=int, default=1_000_000)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--quality", action="append", default=None)
-    ap.add_argument("-o", "--option", action="append", default=[],
-                    help="learner option key=value (ints and floats as such)")
+    ap.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        help="learner option key=value (ints and floats as such)",
+    )
     ap.add_argument("-e", "--env-arg", action="append", default=[])
     a = ap.parse_args()
 
@@ -54,28 +59,46 @@ def main() -> None:
     t0 = time.perf_counter()
 
     def log(row):
-        got = (f"{row['normalised_return']:.3f} of max (win {row['win_rate']:.2f})" if smax else
-               f"behaviour return {row['return_mean']:.1f} (greedy {row['greedy_return']:.1f})")
-        print(f"{row['env_steps']:>9,} steps {got} at {time.perf_counter() - t0:.0f} s",
-              flush=True)
+        got = (
+            f"{row['normalised_return']:.3f} of max (win {row['win_rate']:.2f})"
+            if smax
+            else f"behaviour return {row['return_mean']:.1f} (greedy {row['greedy_return']:.1f})"
+        )
+        print(f"{row['env_steps']:>9,} steps {got} at {time.perf_counter() - t0:.0f} s", flush=True)
 
-    res = behaviour_datasets(a.env_id, a.out, seed=a.seed, transitions=a.transitions,
-                             config=cfg, env_kwargs=parse(a.env_arg),
-                             qualities=tuple(a.quality or ("poor", "medium", "good")), log=log)
+    res = behaviour_datasets(
+        a.env_id,
+        a.out,
+        seed=a.seed,
+        transitions=a.transitions,
+        config=cfg,
+        env_kwargs=parse(a.env_arg),
+        qualities=tuple(a.quality or ("poor", "medium", "good")),
+        log=log,
+    )
     total = time.perf_counter() - t0
     rows = read_checkpoints(a.out / "policies")
     key = "normalised_return" if smax else "return_mean"
     bands = {}
     for q, (lo, hi) in (QUALITY_BANDS if smax else quality_bands(a.env_id, rows)).items():
         hit = [r for r in rows if lo <= r[key] <= hi]
-        bands[q] = {"checkpoints_in_band": len(hit),
-                    "first_env_steps": hit[0]["env_steps"] if hit else None,
-                    "first_seconds": hit[0]["seconds"] if hit else None}
-    report = {"env_id": a.env_id, "seed": a.seed, "transitions": a.transitions,
-              "machine": f"{platform.machine()}, {platform.python_version()}",
-              "train_seconds": res["train_seconds"], "total_seconds": total,
-              "best": max(r[key] for r in rows), "measure": key,
-              "bands": bands, "datasets": res["datasets"]}
+        bands[q] = {
+            "checkpoints_in_band": len(hit),
+            "first_env_steps": hit[0]["env_steps"] if hit else None,
+            "first_seconds": hit[0]["seconds"] if hit else None,
+        }
+    report = {
+        "env_id": a.env_id,
+        "seed": a.seed,
+        "transitions": a.transitions,
+        "machine": machine_summary(),
+        "train_seconds": res["train_seconds"],
+        "total_seconds": total,
+        "best": max(r[key] for r in rows),
+        "measure": key,
+        "bands": bands,
+        "datasets": res["datasets"],
+    }
     (a.out / "benchmark.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 

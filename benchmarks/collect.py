@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -22,6 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from marl_augment.config import machine_summary
 
 
 def speed(episodes: int) -> dict:
@@ -54,14 +54,20 @@ def speed(episodes: int) -> dict:
     t_eval = time.perf_counter() - t0
     eval_steps = res["length_mean"] * res["episodes"]
     out = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "collect_episodes": episodes, "collect_env_steps": steps, "collect_s": round(t_collect, 2),
+        "machine": machine_summary(),
+        "collect_episodes": episodes,
+        "collect_env_steps": steps,
+        "collect_s": round(t_collect, 2),
         "collect_env_steps_per_s": round(steps / t_collect),
-        "eval_episodes": 128, "eval_env_steps": int(eval_steps), "eval_s": round(t_eval, 2),
+        "eval_episodes": 128,
+        "eval_env_steps": int(eval_steps),
+        "eval_s": round(t_eval, 2),
         "eval_torch_env_steps_per_s": round(eval_steps / t_eval),
     }
-    out["targets"] = {">= 5,000 env steps/s collecting": out["collect_env_steps_per_s"] >= 5000,
-                      ">= 500 env steps/s evaluating a torch policy": out["eval_torch_env_steps_per_s"] >= 500}
+    out["targets"] = {
+        ">= 5,000 env steps/s collecting": out["collect_env_steps_per_s"] >= 5000,
+        ">= 500 env steps/s evaluating a torch policy": out["eval_torch_env_steps_per_s"] >= 500,
+    }
     return out
 
 
@@ -73,10 +79,18 @@ def ladder(maps: list[str], episodes: int) -> list[dict]:
     for m in maps:
         for q in QUALITIES:
             r = evaluate(q, f"smax:{m}", episodes=episodes, seed=0, batch=250)
-            rows.append({"map": m, "quality": q, "behaviour": f"{QUALITIES[q][0]}, eps {QUALITIES[q][1]:.2f}",
-                         "return_mean": round(r["return_mean"], 3), "return_std": round(r["return_std"], 3),
-                         "normalised": round(r["normalised_return_mean"], 3),
-                         "win_rate": round(r["win_rate"], 3), "length": round(r["length_mean"], 1)})
+            rows.append(
+                {
+                    "map": m,
+                    "quality": q,
+                    "behaviour": f"{QUALITIES[q][0]}, eps {QUALITIES[q][1]:.2f}",
+                    "return_mean": round(r["return_mean"], 3),
+                    "return_std": round(r["return_std"], 3),
+                    "normalised": round(r["normalised_return_mean"], 3),
+                    "win_rate": round(r["win_rate"], 3),
+                    "length": round(r["length_mean"], 1),
+                }
+            )
             print(json.dumps(rows[-1]), file=sys.stderr)
     return rows
 
@@ -92,8 +106,11 @@ def main() -> None:
         print("| map | quality | behaviour | return | normalised | win rate | length |")
         print("|---|---|---|---|---|---|---|")
         for r in res["ladder"]:
-            print(f"| {r['map']} | {r['quality']} | {r['behaviour']} | {r['return_mean']:.3f} ± {r['return_std']:.3f} "
-                  f"| {r['normalised']:.3f} | {r['win_rate']:.3f} | {r['length']} |")
+            print(
+                f"| {r['map']} | {r['quality']} | {r['behaviour']} | {r['return_mean']:.3f} ± "
+                f"{r['return_std']:.3f} "
+                f"| {r['normalised']:.3f} | {r['win_rate']:.3f} | {r['length']} |"
+            )
     else:
         res = speed(args.episodes)
         print(json.dumps(res, indent=2))

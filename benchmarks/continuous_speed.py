@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from marl_augment.config import machine_summary
 
 
 def collect(steps: int) -> dict:
@@ -68,16 +68,25 @@ def collect(steps: int) -> dict:
     episodes = max(1, steps // 1000)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        log = record(make_env("mamujoco:2x3-HalfCheetah"), Path(tmp) / "log.jsonl",
-                     episodes=episodes, env_id="mamujoco:2x3-HalfCheetah")
+        log = record(
+            make_env("mamujoco:2x3-HalfCheetah"),
+            Path(tmp) / "log.jsonl",
+            episodes=episodes,
+            env_id="mamujoco:2x3-HalfCheetah",
+        )
         t_log = time.perf_counter() - t0
         ds = PettingZooLogAdapter(PettingZooLogAdapter.Config(reward="mean")).convert(
-            log, Path(tmp) / "out.zarr")
+            log, Path(tmp) / "out.zarr"
+        )
         t_all = time.perf_counter() - t0
         rows = ds.num_transitions
-    return {"pettingzoo_env_steps_per_s": round(wrapper), "gymnasium_env_steps_per_s": round(raw),
-            "record_log_steps_per_s": round(rows / t_log),
-            "record_and_convert_steps_per_s": round(rows / t_all), "steps": steps}
+    return {
+        "pettingzoo_env_steps_per_s": round(wrapper),
+        "gymnasium_env_steps_per_s": round(raw),
+        "record_log_steps_per_s": round(rows / t_log),
+        "record_and_convert_steps_per_s": round(rows / t_all),
+        "steps": steps,
+    }
 
 
 def td3(threads: int, updates: int) -> dict:
@@ -90,32 +99,50 @@ def td3(threads: int, updates: int) -> dict:
     from marl_augment.data.schema import Spec
 
     torch.set_num_threads(threads)
-    spec = Spec(env_id="mamujoco:2x3-HalfCheetah", agent_ids=("agent_0", "agent_1"), obs_dim=12,
-                n_actions=3, state_dim=17, action_kind="continuous",
-                action_low=((-1.0,) * 3,) * 2, action_high=((1.0,) * 3,) * 2)
+    spec = Spec(
+        env_id="mamujoco:2x3-HalfCheetah",
+        agent_ids=("agent_0", "agent_1"),
+        obs_dim=12,
+        n_actions=3,
+        state_dim=17,
+        action_kind="continuous",
+        action_low=((-1.0,) * 3,) * 2,
+        action_high=((1.0,) * 3,) * 2,
+    )
     rng = np.random.default_rng(0)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         with StoreWriter(Path(tmp) / "hc.zarr", spec) as w:
             for _ in range(20):
                 t = 1000
-                ep = {"obs": rng.normal(size=(t, 2, 12)).astype(np.float32),
-                      "state": rng.normal(size=(t, 17)).astype(np.float32),
-                      "actions": rng.uniform(-1, 1, (t, 2, 3)).astype(np.float32),
-                      "rewards": rng.normal(size=t).astype(np.float32),
-                      "terminated": np.zeros(t, bool), "truncated": np.zeros(t, bool)}
+                ep = {
+                    "obs": rng.normal(size=(t, 2, 12)).astype(np.float32),
+                    "state": rng.normal(size=(t, 17)).astype(np.float32),
+                    "actions": rng.uniform(-1, 1, (t, 2, 3)).astype(np.float32),
+                    "rewards": rng.normal(size=t).astype(np.float32),
+                    "terminated": np.zeros(t, bool),
+                    "truncated": np.zeros(t, bool),
+                }
                 ep["truncated"][-1] = True
                 w.append_episode(ep)
         ds = ma.load(Path(tmp) / "hc.zarr")
         for name, label, batch, seq in (
-                ("td3-bc", "td3-bc, og-marl: 32 windows x 20 steps", 32, 20),
-                ("td3-bc", "td3-bc, transitions: 256 windows x 2 steps", 256, 2),
-                ("maddpg-cql", "maddpg-cql, og-marl: 32 windows x 20 steps", 32, 20),
-                ("omar", "omar, og-marl: 32 windows x 20 steps", 32, 20),
-                ("dom2", "dom2, defaults: 256 windows x 2 steps, 5 solver steps", 256, 2),
-                ("omsd", "omsd, defaults: 512 windows x 2 steps", 512, 2)):
-            algo = make_algorithm(name, spec, state_dim_of(spec), batch_size=batch,
-                                  seq_len=seq, period=1, device="cpu")
+            ("td3-bc", "td3-bc, og-marl: 32 windows x 20 steps", 32, 20),
+            ("td3-bc", "td3-bc, transitions: 256 windows x 2 steps", 256, 2),
+            ("maddpg-cql", "maddpg-cql, og-marl: 32 windows x 20 steps", 32, 20),
+            ("omar", "omar, og-marl: 32 windows x 20 steps", 32, 20),
+            ("dom2", "dom2, defaults: 256 windows x 2 steps, 5 solver steps", 256, 2),
+            ("omsd", "omsd, defaults: 512 windows x 2 steps", 512, 2),
+        ):
+            algo = make_algorithm(
+                name,
+                spec,
+                state_dim_of(spec),
+                batch_size=batch,
+                seq_len=seq,
+                period=1,
+                device="cpu",
+            )
             sampler = SequenceSampler(ds, seq, 1, batch, 0, algo.device)
             gen = torch.Generator().manual_seed(0)
             for k in range(10):
@@ -124,7 +151,7 @@ def td3(threads: int, updates: int) -> dict:
             for k in range(updates):
                 algo.update(sampler.batch(k), gen)
             out[label] = round(updates / (time.perf_counter() - t0), 1)
-            if name in ("dom2", "omsd"):   # a decentralised step: one env, every agent's action
+            if name in ("dom2", "omsd"):  # a decentralised step: one env, every agent's action
                 pol = algo.policy()
                 obs = np.zeros((1, 2, 12), np.float32)
                 avail, first = np.ones((1, 2, 3), bool), np.ones(1, bool)
@@ -134,7 +161,8 @@ def td3(threads: int, updates: int) -> dict:
                 for _ in range(500):
                     pol(obs, avail, first)
                 out[f"{name} act latency per step, ms"] = round(
-                    (time.perf_counter() - t0) / 500 * 1000, 3)
+                    (time.perf_counter() - t0) / 500 * 1000, 3
+                )
     return {"threads": threads, "updates_per_s": out, "updates": updates}
 
 
@@ -153,11 +181,18 @@ def matd3(threads: int, updates: int) -> dict:
     replay = _Replay(20_000, n, o, a, s)
     rng = np.random.default_rng(0)
     obs, state = io.reset(0)
-    for i in range(20_000):                                  # a replay buffer of real steps
+    for i in range(20_000):  # a replay buffer of real steps
         u = rng.uniform(-1, 1, (n, a)).astype(np.float32)
         nobs, nstate, r, term, over = io.step(u)
-        replay.add(obs=obs, state=state, action=u, reward=r, next_obs=nobs, next_state=nstate,
-                   term=float(term))
+        replay.add(
+            obs=obs,
+            state=state,
+            action=u,
+            reward=r,
+            next_obs=nobs,
+            next_state=nstate,
+            term=float(term),
+        )
         obs, state = io.reset(i) if over else (nobs, nstate)
     for _ in range(10):
         algo.update(replay.sample(rng, cfg.batch_size))
@@ -168,14 +203,26 @@ def matd3(threads: int, updates: int) -> dict:
     tmp = Path(tempfile.mkdtemp())
     steps = 1_000 + updates
     t0 = time.perf_counter()
-    train_matd3("mamujoco:2x3-HalfCheetah", tmp / "beh", seed=0, config=Td3OnlineConfig(
-        total_steps=steps, start_steps=1_000, checkpoint_every=steps, eval_episodes=1,
-        threads=threads))
+    train_matd3(
+        "mamujoco:2x3-HalfCheetah",
+        tmp / "beh",
+        seed=0,
+        config=Td3OnlineConfig(
+            total_steps=steps,
+            start_steps=1_000,
+            checkpoint_every=steps,
+            eval_episodes=1,
+            threads=threads,
+        ),
+    )
     loop = steps / (time.perf_counter() - t0)
     shutil.rmtree(tmp, ignore_errors=True)
-    return {"threads": threads, "updates_per_s": round(ups, 1),
-            "training_loop_steps_per_s": round(loop, 1),
-            "note": "the loop includes 1,000 random steps and two 1-episode evaluations"}
+    return {
+        "threads": threads,
+        "updates_per_s": round(ups, 1),
+        "training_loop_steps_per_s": round(loop, 1),
+        "note": "the loop includes 1,000 random steps and two 1-episode evaluations",
+    }
 
 
 def main() -> None:
@@ -185,8 +232,7 @@ def main() -> None:
     ap.add_argument("--updates", type=int, default=200, help="TD3+BC updates per measure")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = ap.parse_args()
-    res = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or
-                       platform.machine(), "python": platform.python_version()}}
+    res = {"machine": machine_summary()}
     if args.part in ("collect", "all"):
         res["collect"] = collect(args.steps)
     if args.part in ("td3", "all"):

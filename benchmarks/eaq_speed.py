@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
+
+from marl_augment.config import machine_summary
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -66,20 +66,37 @@ def peer(features: int, horizons: list[int], batch: int) -> dict:
         ours = TemporalUnet(features, dims)
         n_ours = count(ours)
         # the peer's size grows with its base width `dim`; pick the width closest in parameters
-        best = min(range(8, 257, 4), key=lambda d: abs(count(Unet1D(dim=d, dim_mults=(1, 2, 4), channels=features)) - n_ours))
+        best = min(
+            range(8, 257, 4),
+            key=lambda d: abs(
+                count(Unet1D(dim=d, dim_mults=(1, 2, 4), channels=features)) - n_ours
+            ),
+        )
         theirs = Unet1D(dim=best, dim_mults=(1, 2, 4), channels=features)
         for t in horizons:
             x = torch.randn(batch, features, t)
-            rows.append({"features": features, "horizon": t, "batch": batch,
-                         "ours_dims": list(dims), "ours_params": n_ours,
-                         "peer_dim": best, "peer_params": count(theirs),
-                         "ours_episodes_per_s": round(train_rate(ours, x), 1),
-                         "peer_episodes_per_s": round(train_rate(theirs, x), 1)})
+            rows.append(
+                {
+                    "features": features,
+                    "horizon": t,
+                    "batch": batch,
+                    "ours_dims": list(dims),
+                    "ours_params": n_ours,
+                    "peer_dim": best,
+                    "peer_params": count(theirs),
+                    "ours_episodes_per_s": round(train_rate(ours, x), 1),
+                    "peer_episodes_per_s": round(train_rate(theirs, x), 1),
+                }
+            )
             r = rows[-1]
             r["speed_ratio"] = round(r["ours_episodes_per_s"] / r["peer_episodes_per_s"], 3)
             print(json.dumps(r), file=sys.stderr)
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows,
-            "target_ours_at_least_as_fast": all(r["speed_ratio"] >= 1.0 for r in rows)}
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "rows": rows,
+        "target_ours_at_least_as_fast": all(r["speed_ratio"] >= 1.0 for r in rows),
+    }
 
 
 def samplers(episodes: int, train_steps: int, n_samples: int) -> dict:
@@ -96,29 +113,42 @@ def samplers(episodes: int, train_steps: int, n_samples: int) -> dict:
     t0 = time.perf_counter()
     aug.fit(ds)
     fit_s = time.perf_counter() - t0
-    out = {"dataset_episodes": len(ds), "train_steps": train_steps, "fit_s": round(fit_s, 1),
-           "params": aug.parameter_count(), "features": aug.layout.width, "horizon": aug.horizon}
+    out = {
+        "dataset_episodes": len(ds),
+        "train_steps": train_steps,
+        "fit_s": round(fit_s, 1),
+        "params": aug.parameter_count(),
+        "features": aug.layout.width,
+        "horizon": aug.horizon,
+    }
     for sampler in ("ddpm", "ddim"):
         aug.generate(8, seed=99, sampler=sampler)  # warm-up
         t0 = time.perf_counter()
         x = aug.generate(n_samples, seed=0, sampler=sampler)
         dt = time.perf_counter() - t0
-        syn = aug.decode(x, sampler=sampler)      # as aug.sample decodes: calibrated, structured
+        syn = aug.decode(x, sampler=sampler)  # as aug.sample decodes: calibrated, structured
         returns, report = syn.episode_returns, aug.last_report
-        out[sampler] = {"episodes": n_samples, "seconds": round(dt, 2),
-                        "episodes_per_s": round(n_samples / dt, 1),
-                        "steps": aug.config.diffusion_steps if sampler == "ddpm" else aug.config.sample_steps,
-                        "return_w1_to_real": round(wasserstein1(ds.episode_returns, returns), 4),
-                        "legal_before_masking": round(report["legal_before_masking"], 3)}
+        out[sampler] = {
+            "episodes": n_samples,
+            "seconds": round(dt, 2),
+            "episodes_per_s": round(n_samples / dt, 1),
+            "steps": aug.config.diffusion_steps if sampler == "ddpm" else aug.config.sample_steps,
+            "return_w1_to_real": round(wasserstein1(ds.episode_returns, returns), 4),
+            "legal_before_masking": round(report["legal_before_masking"], 3),
+        }
         print(json.dumps({sampler: out[sampler]}), file=sys.stderr)
     t0 = time.perf_counter()
     aug.sample(5 * len(ds), seed=1)  # the default sampler, decoded into episodes
     out["fit_plus_sample_5x_s"] = round(fit_s + time.perf_counter() - t0, 1)
     out["speedup"] = round(out["ddim"]["episodes_per_s"] / out["ddpm"]["episodes_per_s"], 1)
-    out["distance_ratio"] = round(out["ddim"]["return_w1_to_real"] / max(1e-9, out["ddpm"]["return_w1_to_real"]), 3)
-    out["targets"] = {"default config fits and samples 5x in < 5 min": out["fit_plus_sample_5x_s"] < 300,
-                      "fast sampler >= 10x": out["speedup"] >= 10,
-                      "fast sampler return distance within 10%": out["distance_ratio"] <= 1.10}
+    out["distance_ratio"] = round(
+        out["ddim"]["return_w1_to_real"] / max(1e-9, out["ddpm"]["return_w1_to_real"]), 3
+    )
+    out["targets"] = {
+        "default config fits and samples 5x in < 5 min": out["fit_plus_sample_5x_s"] < 300,
+        "fast sampler >= 10x": out["speedup"] >= 10,
+        "fast sampler return distance within 10%": out["distance_ratio"] <= 1.10,
+    }
     return out
 
 
@@ -133,7 +163,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=256)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    res = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
+    res = {"machine": machine_summary()}
     if args.part in ("peer", "all"):
         res["peer"] = peer(args.features, args.horizons, args.batch)
     if args.part in ("samplers", "all"):

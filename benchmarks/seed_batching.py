@@ -28,11 +28,11 @@ import argparse
 import copy
 import functools
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
+
+from marl_augment.config import machine_summary
 
 
 def timed(fn, n: int, repeats: int = 3) -> float:
@@ -80,12 +80,15 @@ def main() -> None:
 
     lone = timed(lone_update, args.n)
     gather = timed(lambda: sampler.batch(1), args.n)
-    out: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                            f"{args.threads} thread(s)",
-                 "agent_networks": "stacked, C++ step" if cpu_kernels(torch.zeros(1)) is not None
-                 else "nn.GRU net by net",
-                 "lone_update_ms": round(lone * 1e3, 2), "batch_gather_ms": round(gather * 1e3, 2),
-                 "k": {}}
+    out: dict = {
+        "machine": f"{machine_summary()}, {args.threads} thread(s)",
+        "agent_networks": "stacked, C++ step"
+        if cpu_kernels(torch.zeros(1)) is not None
+        else "nn.GRU net by net",
+        "lone_update_ms": round(lone * 1e3, 2),
+        "batch_gather_ms": round(gather * 1e3, 2),
+        "k": {},
+    }
 
     def agents_part(k: int) -> float:
         online = [copy.deepcopy(algo.agent) for _ in range(k)]
@@ -94,6 +97,7 @@ def main() -> None:
         def fb() -> None:
             qs = run_agent_stack([*online, *target], b["obs"])
             torch.stack(qs[:k]).sum().backward()
+
         return timed(fb, args.n) / k
 
     def mixer_part(k: int) -> float:
@@ -108,17 +112,22 @@ def main() -> None:
         def joint() -> torch.Tensor:
             return torch.cat([b["actions"].unsqueeze(-1), sample_legal(b["avail"], 20, g)], -1)
 
-        if k == 1:                                     # the lone learner's own code path
+        if k == 1:  # the lone learner's own code path
             return timed(lambda: losses[0](b["state"], q[0], joint()).backward(), args.n)
 
         def fb() -> None:
             joints = torch.stack([joint() for _ in range(k)])
             vmap(one)(params, buffers, q, joints).sum().backward()
+
         return timed(fb, args.n) / k
 
     def adam_part(k: int) -> float:
-        ps = [torch.nn.Parameter(p.detach().clone()) for _ in range(k)
-              for m in algo.trained_modules() for p in m.parameters()]
+        ps = [
+            torch.nn.Parameter(p.detach().clone())
+            for _ in range(k)
+            for m in algo.trained_modules()
+            for p in m.parameters()
+        ]
         for p_ in ps:
             p_.grad = torch.randn_like(p_)
         opt = torch.optim.Adam(ps, lr=5e-4)
@@ -126,17 +135,24 @@ def main() -> None:
 
     parts1 = None
     for k in args.k:
-        parts = {"agent nets fwd+bwd": agents_part(k), "mixer + CQL fwd+bwd": mixer_part(k),
-                 "Adam": adam_part(k)}
+        parts = {
+            "agent nets fwd+bwd": agents_part(k),
+            "mixer + CQL fwd+bwd": mixer_part(k),
+            "Adam": adam_part(k),
+        }
         if parts1 is None:
             parts1 = dict(parts)
             rest = lone - gather - sum(parts.values())
         per_seed = gather + rest + sum(parts.values())
-        out["k"][k] = {"per_seed_ms": {**{n: round(v * 1e3, 2) for n, v in parts.items()},
-                                       "batch gather": round(gather * 1e3, 2),
-                                       "the rest": round(rest * 1e3, 2)},
-                       "estimated_update_ms_per_seed": round(per_seed * 1e3, 2),
-                       "estimated_speedup": round(lone / per_seed, 2)}
+        out["k"][k] = {
+            "per_seed_ms": {
+                **{n: round(v * 1e3, 2) for n, v in parts.items()},
+                "batch gather": round(gather * 1e3, 2),
+                "the rest": round(rest * 1e3, 2),
+            },
+            "estimated_update_ms_per_seed": round(per_seed * 1e3, 2),
+            "estimated_speedup": round(lone / per_seed, 2),
+        }
         print(json.dumps({"k": k, **out["k"][k]}), flush=True)
     print(json.dumps(out, indent=2))
 
@@ -155,6 +171,7 @@ def _mix_cql_module():
         def forward(self, state, q, joint):
             tots = self.m.mix(q.gather(-1, joint), self.m.weights(state))
             return torch.logsumexp(tots, -1).sum()
+
     return MixCql
 
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -30,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import marl_augment as ma
+from marl_augment.config import machine_summary
 from marl_augment.data import chunks as store_mod
 from marl_augment.data.chunks import RowReader, open_group
 from marl_augment.data.dataset import StoreWriter
@@ -87,18 +86,23 @@ def main() -> None:
         won = np.concatenate(won_parts)
         n_rows = int(lengths.sum())
 
-        def write(path: Path, chunk_bytes: int = store_mod.DEFAULT_CHUNK_BYTES,
-                  compression: str = "lz4"):
+        def write(
+            path: Path, chunk_bytes: int = store_mod.DEFAULT_CHUNK_BYTES, compression: str = "lz4"
+        ):
             t0 = time.perf_counter()
-            with StoreWriter(path, spec, chunk_bytes=chunk_bytes, compression=compression,
-                             overwrite=True) as w:
+            with StoreWriter(
+                path, spec, chunk_bytes=chunk_bytes, compression=compression, overwrite=True
+            ) as w:
                 step = 4096
                 offs = np.concatenate([[0], np.cumsum(lengths)])
                 for e0 in range(0, len(lengths), step):
                     e1 = min(len(lengths), e0 + step)
                     lo, hi = offs[e0], offs[e1]
-                    w.append_episodes({k: v[lo:hi] for k, v in cols.items()}, lengths[e0:e1],
-                                      won=won[e0:e1].tolist())
+                    w.append_episodes(
+                        {k: v[lo:hi] for k, v in cols.items()},
+                        lengths[e0:e1],
+                        won=won[e0:e1].tolist(),
+                    )
             return time.perf_counter() - t0
 
         store_path = tmp / "3m.zarr"
@@ -134,7 +138,7 @@ def main() -> None:
 
         mb = raw_bytes / 2**20
         res = {
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "machine": machine_summary(),
             "transitions": n_rows,
             "episodes": int(len(lengths)),
             "raw_MiB": round(mb, 1),
@@ -178,11 +182,16 @@ def compare_codecs(tmp: Path, raw_bytes: int, repeat: int, write) -> list[dict]:
             w = write(p, chunk_bytes, compression)
             t = best_of(lambda: read_store_raw(p), repeat)
             tz = best_of(lambda: read_store_zarr(p), repeat)
-            out.append({"compression": compression, "chunk_MiB": chunk_bytes / 2**20,
-                        "size_ratio": round(dir_size(p) / raw_bytes, 3),
-                        "read_MiB_s": round(raw_bytes / 2**20 / t, 1),
-                        "read_zarr_python_MiB_s": round(raw_bytes / 2**20 / tz, 1),
-                        "write_s": round(w, 2)})
+            out.append(
+                {
+                    "compression": compression,
+                    "chunk_MiB": chunk_bytes / 2**20,
+                    "size_ratio": round(dir_size(p) / raw_bytes, 3),
+                    "read_MiB_s": round(raw_bytes / 2**20 / t, 1),
+                    "read_zarr_python_MiB_s": round(raw_bytes / 2**20 / tz, 1),
+                    "write_s": round(w, 2),
+                }
+            )
             shutil.rmtree(p)
     return out
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
+
+from marl_augment.config import machine_summary
 
 
 def timed(fn, n: int) -> float:
@@ -38,8 +39,11 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed blocks; the median is reported")
     p.add_argument("--threads", type=int, nargs="+", default=[2])
     p.add_argument("--algos", nargs="+", default=["qmix-cql", "qmix-bcq", "bc"])
-    p.add_argument("--no-cpp", action="store_true",
-                   help="PyTorch's nn.GRU net by net instead of the C++ kernels (the fallback's speed)")
+    p.add_argument(
+        "--no-cpp",
+        action="store_true",
+        help="PyTorch's nn.GRU net by net instead of the C++ kernels (the fallback's speed)",
+    )
     args = p.parse_args()
 
     import torch
@@ -56,10 +60,15 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp())
     ds = collect("smax:3m", tmp / "3m-medium.zarr", quality="medium", episodes=1000, seed=0)
-    recurrence = "stacked, C++ step" if cpu_kernels(torch.zeros(1)) is not None else "nn.GRU net by net"
-    results: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-                     "agent_networks": recurrence,
-                     "dataset": {"episodes": len(ds), "transitions": ds.num_transitions}, "runs": []}
+    recurrence = (
+        "stacked, C++ step" if cpu_kernels(torch.zeros(1)) is not None else "nn.GRU net by net"
+    )
+    results: dict = {
+        "machine": machine_summary(),
+        "agent_networks": recurrence,
+        "dataset": {"episodes": len(ds), "transitions": ds.num_transitions},
+        "runs": [],
+    }
     for threads in args.threads:
         torch.set_num_threads(threads)
         for name in args.algos:
@@ -76,8 +85,13 @@ def main() -> None:
                 one()
             blocks = sorted(timed(one, args.updates) for _ in range(args.repeats))
             dt = blocks[len(blocks) // 2]
-            row = {"algo": name, "threads": threads, "updates_per_s": round(1 / dt, 1),
-                   "ms_per_update": round(dt * 1000, 2), "best_updates_per_s": round(1 / blocks[0], 1)}
+            row = {
+                "algo": name,
+                "threads": threads,
+                "updates_per_s": round(1 / dt, 1),
+                "ms_per_update": round(dt * 1000, 2),
+                "best_updates_per_s": round(1 / blocks[0], 1),
+            }
             results["runs"].append(row)
             print(json.dumps(row), flush=True)
     # where one QMIX+CQL update spends its time

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -26,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from marl_augment.adapters.ogmarl_vault import export_vault
+from marl_augment.config import machine_summary
 from marl_augment.data.dataset import StoreWriter
 from marl_augment.data.synthetic import smac_like_episodes, smac_like_spec
 
@@ -51,7 +50,10 @@ def make_vault(root: Path, transitions: int) -> Path:
                 break
     t0 = time.perf_counter()
     export_vault(w.result, root / "3m.vlt", uid="Medium")
-    print(f"generated a {total:,}-transition Vault in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    print(
+        f"generated a {total:,}-transition Vault in {time.perf_counter() - t0:.1f} s",
+        file=sys.stderr,
+    )
     shutil.rmtree(store)
     return root / "3m.vlt" / "Medium"
 
@@ -73,18 +75,24 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         t0 = time.perf_counter()
-        p = subprocess.run([sys.executable, "-c", CHILD, str(uid_dir), str(out)],
-                           capture_output=True, text=True, check=True)
+        p = subprocess.run(
+            [sys.executable, "-c", CHILD, str(uid_dir), str(out)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         wall = time.perf_counter() - t0
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         rows, episodes, convert_s = p.stdout.split()
         rows, convert_s = int(rows), float(convert_s)
         res = {
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "machine": machine_summary(),
             "transitions": rows,
             "episodes": int(episodes),
             "vault_MiB": round(vault_mb, 1),
-            "store_MiB": round(sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20, 1),
+            "store_MiB": round(
+                sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20, 1
+            ),
             "convert_s": round(convert_s, 2),
             "transitions_per_s": round(rows / convert_s),
             "process_wall_s": round(wall, 2),

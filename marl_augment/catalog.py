@@ -58,9 +58,16 @@ def scenario_cards(dataset_id: str) -> list[dict[str, Any]]:
     return found
 
 
-def download(dataset_id: str, *, url: str | None = None, sha256: str | None = None,
-             overwrite: bool = False, keep_archive: bool = False, progress_bytes=None,
-             progress_rows=None) -> list[Any]:
+def download(
+    dataset_id: str,
+    *,
+    url: str | None = None,
+    sha256: str | None = None,
+    overwrite: bool = False,
+    keep_archive: bool = False,
+    progress_bytes=None,
+    progress_rows=None,
+) -> list[Any]:
     """Download a catalog scenario (or one uid), unpack it safely, convert each dataset.
 
     Resumable: an interrupted download continues where it stopped on the next call. Returns
@@ -85,21 +92,37 @@ def download(dataset_id: str, *, url: str | None = None, sha256: str | None = No
         vault_root = home() / "vaults" / scenario.replace("/", "__")
         if not vault_root.exists():
             if not archive.exists():
-                fetch(src_url, archive, sha256=sha256 or first.get("archive_sha256"),
-                      progress=progress_bytes)
+                fetch(
+                    src_url,
+                    archive,
+                    sha256=sha256 or first.get("archive_sha256"),
+                    progress=progress_bytes,
+                )
             vault_root.parent.mkdir(parents=True, exist_ok=True)
             safe_extract(archive, vault_root)
             if not keep_archive:
                 archive.unlink(missing_ok=True)
         vlts = [p for p in vault_root.iterdir() if p.is_dir() and p.name.endswith(".vlt")]
         if len(vlts) != 1:
-            raise FormatError(f"the archive of {scenario} should hold one '<name>.vlt' folder, found {[p.name for p in vault_root.iterdir()]}")
+            raise FormatError(
+                f"the archive of {scenario} should hold one '<name>.vlt' folder, found "
+                f"{[p.name for p in vault_root.iterdir()]}"
+            )
         for c in todo:
-            adapter = adapters.make(c.get("adapter", "ogmarl-vault"), uid=c["uid"],
-                                    env_id=c.get("env_id"), episode_limit=c.get("episode_limit"),
-                                    **c.get("convert_options", {}))
-            adapter.convert(vlts[0], out_paths[c["id"]], overwrite=overwrite, progress=progress_rows,
-                            source={"catalog_id": c["id"], "url": src_url})
+            adapter = adapters.make(
+                c.get("adapter", "ogmarl-vault"),
+                uid=c["uid"],
+                env_id=c.get("env_id"),
+                episode_limit=c.get("episode_limit"),
+                **c.get("convert_options", {}),
+            )
+            adapter.convert(
+                vlts[0],
+                out_paths[c["id"]],
+                overwrite=overwrite,
+                progress=progress_rows,
+                source={"catalog_id": c["id"], "url": src_url},
+            )
     for c in chosen:
         results.append(Dataset.open(out_paths[c["id"]], validate=False, lazy=True))
     return results

@@ -24,7 +24,7 @@ def datasets_dir() -> Path:
 
 
 def store_name(card_id: str) -> str:
-    """File name of a named dataset's store in the data root (``og-marl/x`` -> ``og-marl__x.zarr``)."""
+    """A named dataset's store file name in the data root (``og-marl/x`` -> ``og-marl__x.zarr``)."""
     return card_id.replace("/", "__") + ".zarr"
 
 
@@ -36,3 +36,18 @@ def package_version() -> str:
         return version("marl-augment")
     except Exception:  # pragma: no cover - running from a source tree without install
         return "0+unknown"
+
+
+def machine_summary() -> str:
+    """One line describing this machine for benchmark records: CPU, cores, Python (and torch)."""
+    import platform
+    import sys
+
+    parts = [
+        platform.processor() or platform.machine(),
+        f"{os.cpu_count()} cores",
+        f"Python {platform.python_version()}",
+    ]
+    if "torch" in sys.modules:
+        parts.append(f"torch {sys.modules['torch'].__version__}")
+    return ", ".join(parts)

@@ -44,8 +44,15 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def fetch(url: str, dest: str | os.PathLike, *, sha256: str | None = None, timeout: float = 60.0,
-          progress: Callable[[int, int | None], None] | None = None, retries: int = 3) -> Path:
+def fetch(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    sha256: str | None = None,
+    timeout: float = 60.0,
+    progress: Callable[[int, int | None], None] | None = None,
+    retries: int = 3,
+) -> Path:
     """Download ``url`` to ``dest``, resuming a previous partial download of the same file.
 
     ``progress(bytes_so_far, total_or_None)`` is called as data arrives. A size or checksum
@@ -60,13 +67,23 @@ def fetch(url: str, dest: str | os.PathLike, *, sha256: str | None = None, timeo
             _fetch_once(url, part, timeout=timeout, progress=progress)
             break
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
-            if isinstance(exc, urllib.error.HTTPError) and exc.code not in (408, 429, 500, 502, 503, 504):
-                raise DownloadError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
+            if isinstance(exc, urllib.error.HTTPError) and exc.code not in (
+                408,
+                429,
+                500,
+                502,
+                503,
+                504,
+            ):
+                raise DownloadError(
+                    f"download of {url} failed: HTTP {exc.code} {exc.reason}"
+                ) from None
             attempt += 1
             if attempt > retries:
                 raise DownloadError(
                     f"download of {url} failed after {retries} retries ({exc}); run the same "
-                    f"command again to resume from {part.stat().st_size if part.exists() else 0} bytes"
+                    "command again to resume from "
+                    f"{part.stat().st_size if part.exists() else 0} bytes"
                 ) from None
     if sha256:
         got = sha256_file(part)
@@ -130,15 +147,20 @@ def check_zip(path: Path) -> None:
         with zipfile.ZipFile(path) as zf:
             bad = zf.testzip()
     except zipfile.BadZipFile as exc:
-        raise FormatError(f"{path.name} is not a valid zip archive ({exc}); delete it and download again") from None
+        raise FormatError(
+            f"{path.name} is not a valid zip archive ({exc}); delete it and download again"
+        ) from None
     except (zlib.error, EOFError, OSError, ValueError) as exc:  # damaged compressed data
-        raise FormatError(f"{path.name} is corrupted ({exc}); delete it and download again") from None
+        raise FormatError(
+            f"{path.name} is corrupted ({exc}); delete it and download again"
+        ) from None
     if bad is not None:
         raise FormatError(f"{path.name} is corrupted: member {bad!r} fails its CRC check")
 
 
-def safe_extract(zip_path: str | os.PathLike, dest: str | os.PathLike, *,
-                 max_bytes: int | None = None) -> list[Path]:
+def safe_extract(
+    zip_path: str | os.PathLike, dest: str | os.PathLike, *, max_bytes: int | None = None
+) -> list[Path]:
     """Extract a zip into ``dest`` (which must not exist yet), refusing unsafe members.
 
     Refuses archives over the size, member-count and compression-ratio limits
@@ -152,26 +174,36 @@ def safe_extract(zip_path: str | os.PathLike, dest: str | os.PathLike, *,
         raise FormatError(f"extraction target {str(dest)!r} exists already")
     check_zip(zip_path)
     max_bytes = MAX_UNPACKED_BYTES if max_bytes is None else max_bytes
-    fix = ("if the archive is genuine, raise the limit with MARL_AUGMENT_MAX_UNPACKED_BYTES, "
-           "MARL_AUGMENT_MAX_MEMBERS or MARL_AUGMENT_MAX_RATIO")
+    fix = (
+        "if the archive is genuine, raise the limit with MARL_AUGMENT_MAX_UNPACKED_BYTES, "
+        "MARL_AUGMENT_MAX_MEMBERS or MARL_AUGMENT_MAX_RATIO"
+    )
     with zipfile.ZipFile(zip_path) as zf:
         infos = zf.infolist()
     if len(infos) > MAX_MEMBERS:
-        raise FormatError(f"{zip_path.name} has {len(infos):,} members, more than the limit "
-                          f"{MAX_MEMBERS:,}; refused ({fix})")
+        raise FormatError(
+            f"{zip_path.name} has {len(infos):,} members, more than the limit "
+            f"{MAX_MEMBERS:,}; refused ({fix})"
+        )
     declared = sum(i.file_size for i in infos)
     packed = max(1, sum(i.compress_size for i in infos))
     if declared > max_bytes:
-        raise FormatError(f"{zip_path.name} unpacks to {declared:,} bytes, more than the limit "
-                          f"{max_bytes:,}; refused ({fix})")
+        raise FormatError(
+            f"{zip_path.name} unpacks to {declared:,} bytes, more than the limit "
+            f"{max_bytes:,}; refused ({fix})"
+        )
     if declared > (64 << 20) and declared / packed > MAX_RATIO:
-        raise FormatError(f"{zip_path.name} unpacks {declared / packed:.0f}x its packed size "
-                          f"(limit {MAX_RATIO:g}x): a zip bomb? refused ({fix})")
+        raise FormatError(
+            f"{zip_path.name} unpacks {declared / packed:.0f}x its packed size "
+            f"(limit {MAX_RATIO:g}x): a zip bomb? refused ({fix})"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(dest.parent).free
     if declared > free:
-        raise FormatError(f"{zip_path.name} unpacks to {declared:,} bytes but only {free:,} are "
-                          f"free at {str(dest.parent)!r}; free some space and run again")
+        raise FormatError(
+            f"{zip_path.name} unpacks to {declared:,} bytes but only {free:,} are "
+            f"free at {str(dest.parent)!r}; free some space and run again"
+        )
     tmp = dest.with_name(f".{dest.name}.partial-{uuid.uuid4().hex[:8]}")
     written = 0
     try:
@@ -180,11 +212,20 @@ def safe_extract(zip_path: str | os.PathLike, dest: str | os.PathLike, *,
                 name = info.filename
                 pure = PurePosixPath(name.replace("\\", "/"))
                 mode = info.external_attr >> 16
-                if pure.is_absolute() or ".." in pure.parts or (pure.parts and pure.parts[0].endswith(":")):
-                    raise FormatError(f"{zip_path.name}: member {name!r} would be written outside the target folder; refused")
+                if (
+                    pure.is_absolute()
+                    or ".." in pure.parts
+                    or (pure.parts and pure.parts[0].endswith(":"))
+                ):
+                    raise FormatError(
+                        f"{zip_path.name}: member {name!r} would be written outside the target "
+                        "folder; refused"
+                    )
                 kind = stat.S_IFMT(mode)  # 0 when the archiver recorded no file type
                 if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
-                    raise FormatError(f"{zip_path.name}: member {name!r} is a link or special file; refused")
+                    raise FormatError(
+                        f"{zip_path.name}: member {name!r} is a link or special file; refused"
+                    )
                 target = tmp.joinpath(*pure.parts)
                 if info.is_dir():
                     target.mkdir(parents=True, exist_ok=True)
@@ -194,8 +235,10 @@ def safe_extract(zip_path: str | os.PathLike, dest: str | os.PathLike, *,
                     while block := src.read(CHUNK):  # counted as written: headers can lie
                         written += len(block)
                         if written > max_bytes:
-                            raise FormatError(f"{zip_path.name} unpacks to more than the limit "
-                                              f"{max_bytes:,} bytes; refused ({fix})")
+                            raise FormatError(
+                                f"{zip_path.name} unpacks to more than the limit "
+                                f"{max_bytes:,} bytes; refused ({fix})"
+                            )
                         out.write(block)
         os.replace(tmp, dest)
     except BaseException:

@@ -39,7 +39,8 @@ class MissingDependency(MarlAugmentError, ImportError):
     def __init__(self, package: str, extra: str, purpose: str = "") -> None:
         what = f" (needed for {purpose})" if purpose else ""
         super().__init__(
-            f"{package} is not installed{what}; install it with: pip install 'marl-augment[{extra}]'"
+            f"{package} is not installed{what}; install it with: pip install "
+            f"'marl-augment[{extra}]'"
         )
         self.package = package
         self.extra = extra

@@ -37,8 +37,19 @@ MARKER = ".marl-augment.json"
 #: written before markers existed is still recognised as ours
 STORE_FORMAT = "marl-augment/episode-store"
 #: The kinds of folder marl-augment makes; each is replaced only by an output of the same kind.
-KINDS = ("store", "run", "runs", "model", "fit", "report", "benchmark", "vault-dataset", "behaviour",
-         "behaviour-datasets", "benchmark-kept")
+KINDS = (
+    "store",
+    "run",
+    "runs",
+    "model",
+    "fit",
+    "report",
+    "benchmark",
+    "vault-dataset",
+    "behaviour",
+    "behaviour-datasets",
+    "benchmark-kept",
+)
 PARTIAL_MARK = ".partial-"
 OLD_MARK = ".old-"
 
@@ -49,8 +60,12 @@ def write_marker(folder: str | os.PathLike, kind: str, **facts: Any) -> None:
         raise ValueError(f"unknown output kind {kind!r}")
     from .config import package_version
 
-    data = {"kind": kind, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "marl_augment_version": package_version(), **facts}
+    data = {
+        "kind": kind,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "marl_augment_version": package_version(),
+        **facts,
+    }
     (Path(folder) / MARKER).write_text(json.dumps(data, indent=2) + "\n")
 
 
@@ -84,7 +99,9 @@ def kind_of(folder: str | os.PathLike) -> str | None:
     if isinstance(bench, dict) and (p / "cells").is_dir():
         return "benchmark"
     if p.name.endswith(".train") and {x.name for x in p.iterdir()} <= {
-            "train.safetensors", "train_state.json"}:
+        "train.safetensors",
+        "train_state.json",
+    }:
         return "fit"
     vault = _json(p / "metadata.json")
     if isinstance(vault, dict) and isinstance(vault.get("marl_augment"), dict):
@@ -99,9 +116,15 @@ def _resolved(p: Path) -> Path:
         return p.expanduser().absolute()
 
 
-def check_output(out: str | os.PathLike, kind: str, *, overwrite: bool,
-                 inputs: Sequence[str | os.PathLike | None] = (), what: str = "output",
-                 reuse: bool = False) -> Path:
+def check_output(
+    out: str | os.PathLike,
+    kind: str,
+    *,
+    overwrite: bool,
+    inputs: Sequence[str | os.PathLike | None] = (),
+    what: str = "output",
+    reuse: bool = False,
+) -> Path:
     """Refuse an output that would lose or touch data marl-augment did not make; return its path.
 
     ``reuse`` accepts an existing output of the same kind without ``overwrite`` (for outputs
@@ -116,36 +139,48 @@ def check_output(out: str | os.PathLike, kind: str, *, overwrite: bool,
         if r_out == r_src or r_src in r_out.parents:
             raise AlreadyExists(
                 f"{what} {str(out)!r} is the input {str(src)!r} or inside it; inputs are never "
-                f"written to: choose a path outside the input")
+                f"written to: choose a path outside the input"
+            )
         if r_out in r_src.parents:
             raise AlreadyExists(
                 f"{what} {str(out)!r} contains the input {str(src)!r}; replacing it could delete "
-                f"the input: choose a path beside the input, not above it")
+                f"the input: choose a path beside the input, not above it"
+            )
     if out.is_symlink():
-        raise AlreadyExists(f"{what} {str(out)!r} is a symbolic link; marl-augment does not write "
-                            f"through links: give the real path")
+        raise AlreadyExists(
+            f"{what} {str(out)!r} is a symbolic link; marl-augment does not write "
+            f"through links: give the real path"
+        )
     if out.exists() and not out.is_dir():
-        raise AlreadyExists(f"{what} {str(out)!r} is a file, not a folder; choose another path "
-                            f"(marl-augment never replaces a file it did not make)")
+        raise AlreadyExists(
+            f"{what} {str(out)!r} is a file, not a folder; choose another path "
+            f"(marl-augment never replaces a file it did not make)"
+        )
     if out.is_dir():
         try:
             empty = not any(out.iterdir())
         except OSError as exc:
-            raise ConfigError(f"{what} {str(out)!r} cannot be read ({exc.strerror}); "
-                              f"choose another path") from None
+            raise ConfigError(
+                f"{what} {str(out)!r} cannot be read ({exc.strerror}); choose another path"
+            ) from None
         if not empty:
             found = kind_of(out)
             if found != kind:
                 held = f"holds a marl-augment {found}" if found else "was not made by marl-augment"
-                does = ("marl-augment resumes only its own" if reuse and not overwrite
-                        else "--overwrite replaces only a marl-augment")
+                does = (
+                    "marl-augment resumes only its own"
+                    if reuse and not overwrite
+                    else "--overwrite replaces only a marl-augment"
+                )
                 raise AlreadyExists(
                     f"{what} {str(out)!r} exists and {held}; {does} {kind} folder"
                     f"{'s' if reuse and not overwrite else ''}: choose another path or remove "
-                    f"it yourself")
+                    f"it yourself"
+                )
             if not overwrite and not reuse:
-                raise AlreadyExists(f"{what} {str(out)!r} exists already; pass --overwrite "
-                                    f"to replace it")
+                raise AlreadyExists(
+                    f"{what} {str(out)!r} exists already; pass --overwrite to replace it"
+                )
     _check_writable(out.parent, what, out)
     return out
 
@@ -158,11 +193,15 @@ def _check_writable(parent: Path, what: str, out: Path) -> None:
             break
         p = p.parent
     if p.exists() and not p.is_dir():
-        raise ConfigError(f"{what} {str(out)!r} cannot be created: {str(p)!r} is a file, "
-                          f"not a folder; choose another path")
+        raise ConfigError(
+            f"{what} {str(out)!r} cannot be created: {str(p)!r} is a file, "
+            f"not a folder; choose another path"
+        )
     if p.exists() and not os.access(p, os.W_OK | os.X_OK):
-        raise ConfigError(f"{what} {str(out)!r} cannot be created: no permission to write in "
-                          f"{str(p)!r}; choose a folder you can write to")
+        raise ConfigError(
+            f"{what} {str(out)!r} cannot be created: no permission to write in "
+            f"{str(p)!r}; choose a folder you can write to"
+        )
 
 
 @contextmanager
@@ -214,11 +253,18 @@ def remove_stale(out: Path) -> None:
     if not out.parent.is_dir():
         return
     prefix = f".{out.name}"
-    ours = re.compile(re.escape(prefix + PARTIAL_MARK) + r"(\d+)-[0-9a-f]{8}")  # partial_dir's names
+    ours = re.compile(
+        re.escape(prefix + PARTIAL_MARK) + r"(\d+)-[0-9a-f]{8}"
+    )  # partial_dir's names
     for p in out.parent.glob(prefix + PARTIAL_MARK + "*"):
         m = ours.fullmatch(p.name)
-        if m and p.is_dir() and not p.is_symlink() and int(m[1]) != os.getpid() \
-                and not _pid_alive(int(m[1])):
+        if (
+            m
+            and p.is_dir()
+            and not p.is_symlink()
+            and int(m[1]) != os.getpid()
+            and not _pid_alive(int(m[1]))
+        ):
             shutil.rmtree(p, ignore_errors=True)
     for p in out.parent.glob(prefix + OLD_MARK + "*"):
         if kind_of(p) is None:
@@ -258,9 +304,15 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 @contextmanager
-def new_output(out: str | os.PathLike, kind: str, *, overwrite: bool,
-               inputs: Sequence[str | os.PathLike | None] = (), what: str = "output",
-               **facts: Any) -> Iterator[Path]:
+def new_output(
+    out: str | os.PathLike,
+    kind: str,
+    *,
+    overwrite: bool,
+    inputs: Sequence[str | os.PathLike | None] = (),
+    what: str = "output",
+    **facts: Any,
+) -> Iterator[Path]:
     """Build an output folder beside ``out`` and swap it in when the block ends without error.
 
     Yields the folder to write in; on any error (Ctrl-C too) it is removed and ``out`` is as
@@ -290,8 +342,10 @@ def swap_into_place(tmp: Path, out: Path, kind: str) -> None:
         else:
             found = kind_of(out)
             if found != kind:  # it changed while we were writing
-                raise AlreadyExists(f"{str(out)!r} changed while writing and is no longer a "
-                                    f"marl-augment {kind}; it was not replaced")
+                raise AlreadyExists(
+                    f"{str(out)!r} changed while writing and is no longer a "
+                    f"marl-augment {kind}; it was not replaced"
+                )
             old = out.parent / f".{out.name}{OLD_MARK}{uuid.uuid4().hex[:8]}"
             if _exchange(tmp, out):
                 os.replace(tmp, old)  # tmp now holds the old output
@@ -303,8 +357,17 @@ def swap_into_place(tmp: Path, out: Path, kind: str) -> None:
     os.replace(tmp, out)
 
 
-__all__ = ["KINDS", "MARKER", "check_output", "kind_of", "new_output", "partial_dir", "remove_stale",
-           "swap_into_place", "write_marker"]
+__all__ = [
+    "KINDS",
+    "MARKER",
+    "check_output",
+    "kind_of",
+    "new_output",
+    "partial_dir",
+    "remove_stale",
+    "swap_into_place",
+    "write_marker",
+]
 
 
 #: the PNG text field that marks a figure as marl-augment's (see :func:`save_figure`)
@@ -322,8 +385,10 @@ def save_figure(fig: Any, path: str | os.PathLike, *, dpi: int = 110) -> Path:
     if path.is_symlink() or (path.exists() and not path.is_file()):
         raise AlreadyExists(f"plot {str(path)!r} exists and is not a file; choose another path")
     if path.exists() and not _our_figure(path):
-        raise AlreadyExists(f"plot {str(path)!r} exists and was not made by marl-augment; "
-                            f"choose another path or remove it yourself")
+        raise AlreadyExists(
+            f"plot {str(path)!r} exists and was not made by marl-augment; "
+            f"choose another path or remove it yourself"
+        )
     _check_writable(path.parent, "plot", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}{PARTIAL_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -344,6 +409,7 @@ def _our_figure(path: Path) -> bool:
 
         with Image.open(path) as im:
             return im.format == "PNG" and str(im.info.get("Software", "")).startswith(
-                FIGURE_SOFTWARE)
+                FIGURE_SOFTWARE
+            )
     except Exception:  # noqa: BLE001 - not an image, unreadable: not ours
         return False

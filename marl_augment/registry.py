@@ -17,8 +17,13 @@ from .errors import ConfigError, MissingDependency, NotFound
 T = TypeVar("T")
 
 
-def config_from_options(kind: str, name: str, config_cls: type, config: Any = None,
-                        options: dict[str, Any] | None = None) -> Any:
+def config_from_options(
+    kind: str,
+    name: str,
+    config_cls: type,
+    config: Any = None,
+    options: dict[str, Any] | None = None,
+) -> Any:
     """A component's config: the object given, or its dataclass filled from ``options``.
 
     Unknown options are refused with the list of known ones (no silent typos).
@@ -33,7 +38,9 @@ def config_from_options(kind: str, name: str, config_cls: type, config: Any = No
     fields = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(options) - fields)
     if unknown:
-        raise ConfigError(f"{kind} {name!r} has no option(s) {unknown}; its options are {sorted(fields)}")
+        raise ConfigError(
+            f"{kind} {name!r} has no option(s) {unknown}; its options are {sorted(fields)}"
+        )
     try:
         return config_cls(**options)
     except TypeError as e:
@@ -55,14 +62,21 @@ def option_docs(config_cls: type) -> list[tuple[str, Any, str]]:
         except (OSError, TypeError, IndexError, AttributeError):
             continue
         for stmt, nxt in zip(body, body[1:]):
-            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) \
-                    and isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant) \
-                    and isinstance(nxt.value.value, str):
+            if (
+                isinstance(stmt, ast.AnnAssign)
+                and isinstance(stmt.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(getattr(nxt, "value", None), ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
                 docs[stmt.target.id] = " ".join(nxt.value.value.split())
     out = []
     for f in dataclasses.fields(config_cls):
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        )
         out.append((f.name, default, docs.get(f.name, "")))
     return out
 
@@ -87,8 +101,9 @@ class Registry(Generic[T]):
         self._extras: dict[str, str] = {}
         self._docs: dict[str, str] = {}
 
-    def register(self, name: str, target: T | str, *, extra: str = "", doc: str = "",
-                 overwrite: bool = False) -> None:
+    def register(
+        self, name: str, target: T | str, *, extra: str = "", doc: str = "", overwrite: bool = False
+    ) -> None:
         if name in self._entries and not overwrite:
             raise ValueError(f"{self.kind} {name!r} is registered already (pass overwrite=True)")
         self._entries[name] = target
@@ -133,7 +148,9 @@ class Registry(Generic[T]):
             except ImportError as exc:
                 extra = self._extras.get(name)
                 if extra:
-                    raise MissingDependency(exc.name or str(exc), extra, f"{self.kind} {name!r}") from exc
+                    raise MissingDependency(
+                        exc.name or str(exc), extra, f"{self.kind} {name!r}"
+                    ) from exc
                 raise
             self._entries[name] = target
         return target  # type: ignore[return-value]

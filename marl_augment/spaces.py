@@ -13,7 +13,7 @@ from .errors import UnsupportedError
 
 
 def _obs_part(space):
-    """The observation part of a space (``Dict(observation=..., action_mask=...)`` -> observation)."""
+    """A space's observation part (``Dict(observation=..., action_mask=...)`` -> observation)."""
     from gymnasium import spaces
 
     if isinstance(space, spaces.Dict) and "observation" in space.spaces:
@@ -66,8 +66,10 @@ def box_bounds(space, agent: str) -> tuple[list[float], list[float]]:
     low = np.asarray(space.low, np.float64).ravel()
     high = np.asarray(space.high, np.float64).ravel()
     if not (np.isfinite(low).all() and np.isfinite(high).all()):
-        raise UnsupportedError(f"agent {agent!r} has an unbounded Box action space; continuous "
-                               f"actions need finite bounds (wrap the env to rescale them)")
+        raise UnsupportedError(
+            f"agent {agent!r} has an unbounded Box action space; continuous "
+            f"actions need finite bounds (wrap the env to rescale them)"
+        )
     return low.astype(np.float32).tolist(), high.astype(np.float32).tolist()
 
 
@@ -75,8 +77,9 @@ def agent_action_kinds(env, agents) -> str:
     """The one action kind of all ``agents`` (a mix of discrete and continuous is refused)."""
     kinds = {a: action_kind(env.action_space(a)) for a in agents}
     if len(set(kinds.values())) > 1:
-        raise UnsupportedError(f"agents mix discrete and continuous action spaces ({kinds}); "
-                               f"a store holds one kind")
+        raise UnsupportedError(
+            f"agents mix discrete and continuous action spaces ({kinds}); a store holds one kind"
+        )
     return next(iter(kinds.values()))
 
 

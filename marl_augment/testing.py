@@ -97,8 +97,10 @@ class AdapterTests(ABC):
                 got = getattr(ep, name)
                 assert got is not None, f"store lacks {name!r}"
                 np.testing.assert_array_equal(
-                    got, np.asarray(value, dtype=ds.spec.dtype(name)),
-                    err_msg=f"episode {ep.index} array {name!r}")
+                    got,
+                    np.asarray(value, dtype=ds.spec.dtype(name)),
+                    err_msg=f"episode {ep.index} array {name!r}",
+                )
 
     def test_output_validates_and_roundtrips(self, tmp_path: Path) -> None:
         src = self.make_source(tmp_path)
@@ -172,8 +174,12 @@ class AugmenterTests:
         s1 = self.make().fit(dataset).sample(6, seed=1)
         s2 = self.make().fit(dataset).sample(6, seed=2)
         assert len(s1) == 6 and (s1.episode_origin == 1).all()
-        differs = any(not np.array_equal(s1.columns[n], s2.columns[n]) if s1.columns[n].shape == s2.columns[n].shape else True
-                      for n in dataset.spec.arrays())
+        differs = any(
+            not np.array_equal(s1.columns[n], s2.columns[n])
+            if s1.columns[n].shape == s2.columns[n].shape
+            else True
+            for n in dataset.spec.arrays()
+        )
         assert differs, "different seeds gave identical synthetic episodes"
 
     def test_save_and_load(self, dataset, tmp_path):

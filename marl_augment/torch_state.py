@@ -32,7 +32,9 @@ def resolve_device(name: str):
     except RuntimeError:
         raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:<index>") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA device; use --device cpu")
+        raise ConfigError(
+            f"device {name!r} asked for, but torch sees no CUDA device; use --device cpu"
+        )
     return dev
 
 
@@ -90,8 +92,12 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def save_training_state(directory: str | Path, modules: Mapping[str, Any], optimizers: Mapping[str, Any],
-                        meta: Mapping[str, Any]) -> None:
+def save_training_state(
+    directory: str | Path,
+    modules: Mapping[str, Any],
+    optimizers: Mapping[str, Any],
+    meta: Mapping[str, Any],
+) -> None:
     """Write modules' weights, optimisers' tensors and ``meta`` (JSON) to ``directory``."""
     import torch
     from safetensors.torch import save_file
@@ -126,9 +132,13 @@ def has_training_state(directory: str | Path) -> bool:
     return (d / STATE_META).is_file() and (d / STATE_TENSORS).is_file()
 
 
-def load_training_state(directory: str | Path, modules: Mapping[str, Any], optimizers: Mapping[str, Any],
-                        device: Any = "cpu") -> dict[str, Any]:
-    """Restore what :func:`save_training_state` wrote into ``modules`` / ``optimizers``; return meta."""
+def load_training_state(
+    directory: str | Path,
+    modules: Mapping[str, Any],
+    optimizers: Mapping[str, Any],
+    device: Any = "cpu",
+) -> dict[str, Any]:
+    """Load :func:`save_training_state`'s files into ``modules``/``optimizers``; return meta."""
     from safetensors.torch import load_file
 
     d = Path(directory)
@@ -136,10 +146,14 @@ def load_training_state(directory: str | Path, modules: Mapping[str, Any], optim
         meta = json.loads((d / STATE_META).read_text())
         tensors = load_file(str(d / STATE_TENSORS), device=str(device))
     except (OSError, ValueError) as e:
-        raise FormatError(f"unreadable training state in {d} ({e}); delete it to start over") from None
+        raise FormatError(
+            f"unreadable training state in {d} ({e}); delete it to start over"
+        ) from None
     for name, module in modules.items():
         prefix = f"module.{name}."
-        module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        module.load_state_dict(
+            {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        )
     for name, opt in optimizers.items():
         saved = meta["optimizers"][name]
         state: dict[int, dict[str, Any]] = {}
@@ -148,7 +162,7 @@ def load_training_state(directory: str | Path, modules: Mapping[str, Any], optim
         prefix = f"opt.{name}."
         for key, v in tensors.items():
             if key.startswith(prefix):
-                pid, k = key[len(prefix):].split(".", 1)
+                pid, k = key[len(prefix) :].split(".", 1)
                 state.setdefault(int(pid), {})[k] = v
         opt.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
     meta.pop("optimizers", None)

@@ -53,7 +53,7 @@ class RunConfig:
     algo: str
     """Registered algorithm: qmix-cql, qmix-bcq, bc."""
     env_id: str | None = None
-    """Environment to evaluate in (default: the dataset's env id); None with eval_every=0 skips evaluation."""
+    """Env to evaluate in (default: the dataset's env id); None with eval_every=0: no evaluation."""
     steps: int = 10_000
     """Gradient updates."""
     seed: int = 0
@@ -77,12 +77,26 @@ class RunConfig:
             raise ConfigError(f"eval_every must be >= 0, got {self.eval_every}")
 
 
-def train(dataset: Dataset | str | os.PathLike, algo: str, *, out: str | os.PathLike,
-          env_id: str | None = None, steps: int = 10_000, seed: int = 0, eval_every: int = 1000,
-          eval_episodes: int = 32, final_episodes: int = 128, log_every: int = 100,
-          checkpoint_every: int = 1000, options: dict[str, Any] | None = None, resume: bool = False,
-          overwrite: bool = False, evaluate: bool = True, progress: Any = None) -> dict[str, Any]:
-    """Train ``algo`` on ``dataset``, evaluating in ``env_id``; returns the summary (see module doc).
+def train(
+    dataset: Dataset | str | os.PathLike,
+    algo: str,
+    *,
+    out: str | os.PathLike,
+    env_id: str | None = None,
+    steps: int = 10_000,
+    seed: int = 0,
+    eval_every: int = 1000,
+    eval_episodes: int = 32,
+    final_episodes: int = 128,
+    log_every: int = 100,
+    checkpoint_every: int = 1000,
+    options: dict[str, Any] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    evaluate: bool = True,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Train ``algo`` on ``dataset``, evaluating in ``env_id``; return the summary (module doc).
 
     ``options`` fill the algorithm's Config (e.g. ``{"cql_alpha": 1.0, "device": "cuda"}``).
     ``progress(n, **fields)`` is called after every update. ``evaluate=False`` trains without
@@ -92,18 +106,28 @@ def train(dataset: Dataset | str | os.PathLike, algo: str, *, out: str | os.Path
     from .data.locate import load
 
     ds = dataset if isinstance(dataset, Dataset) else load(dataset)
-    run = RunConfig(algo=algo, env_id=env_id or (ds.spec.env_id if evaluate else None), steps=steps,
-                    seed=seed, eval_every=eval_every if evaluate else 0, eval_episodes=eval_episodes,
-                    final_episodes=final_episodes, log_every=log_every, checkpoint_every=checkpoint_every)
+    run = RunConfig(
+        algo=algo,
+        env_id=env_id or (ds.spec.env_id if evaluate else None),
+        steps=steps,
+        seed=seed,
+        eval_every=eval_every if evaluate else 0,
+        eval_episodes=eval_episodes,
+        final_episodes=final_episodes,
+        log_every=log_every,
+        checkpoint_every=checkpoint_every,
+    )
     run.check()
     cls = ALGORITHMS.get(algo)
     out = Path(out)
     check_output(out, "run", overwrite=True, inputs=[ds.path], what="run folder")
-    agent = cls(ds.spec, state_dim_of(ds.spec), seed=seed, **(options or {}))  # bad options: no folder
+    agent = cls(
+        ds.spec, state_dim_of(ds.spec), seed=seed, **(options or {})
+    )  # bad options: no folder
     if evaluate:
-        _check_env_kind(run.env_id, ds)                                          # nor a wrong env
+        _check_env_kind(run.env_id, ds)  # nor a wrong env
     start_fresh, work = _prepare_dir(out, resume, overwrite)
-    with _into_place(work, out, "run"):   # an overwrite: the old run stays whole until then
+    with _into_place(work, out, "run"):  # an overwrite: the old run stays whole until then
         return _train_in(work, ds, run, agent, seed, start_fresh, progress, evaluate)
 
 
@@ -112,9 +136,11 @@ def _check_env_kind(env_id: str, ds: Dataset) -> None:
 
     kind = action_kind_of(env_id, **recorded_settings(ds.spec, env_id))
     if kind != ds.spec.action_kind:
-        raise ConfigError(f"{env_id} takes {kind} actions and the data has {ds.spec.action_kind} "
-                          f"ones: evaluate in the env the data came from ({ds.spec.env_id}), or "
-                          f"train with --no-eval")
+        raise ConfigError(
+            f"{env_id} takes {kind} actions and the data has {ds.spec.action_kind} "
+            f"ones: evaluate in the env the data came from ({ds.spec.env_id}), or "
+            f"train with --no-eval"
+        )
 
 
 @contextmanager
@@ -131,24 +157,49 @@ def _into_place(work: Path, out: Path, kind: str) -> Iterator[None]:
         raise
 
 
-def _train_in(out: Path, ds: Dataset, run: RunConfig, agent: Any, seed: int, start_fresh: bool,
-              progress: Any, evaluate: bool) -> dict[str, Any]:
+def _train_in(
+    out: Path,
+    ds: Dataset,
+    run: RunConfig,
+    agent: Any,
+    seed: int,
+    start_fresh: bool,
+    progress: Any,
+    evaluate: bool,
+) -> dict[str, Any]:
     algo = run.algo
     c = agent.config
-    sampler = SequenceSampler(ds, c.seq_len, c.period, c.batch_size, seed, agent.device,
-                              synthetic_share=c.synthetic_share)
-    meta = {"run": asdict(run), "algo_config": agent.config_dict(), "dataset": _dataset_facts(ds),
-            "package_version": package_version()}
+    sampler = SequenceSampler(
+        ds, c.seq_len, c.period, c.batch_size, seed, agent.device, synthetic_share=c.synthetic_share
+    )
+    meta = {
+        "run": asdict(run),
+        "algo_config": agent.config_dict(),
+        "dataset": _dataset_facts(ds),
+        "package_version": package_version(),
+    }
     ckpt = out / "checkpoint"
     first = 0
     if not start_fresh:
         saved = json.loads((out / RUN_FILE).read_text())
-        same = {k: v for k, v in saved["run"].items() if k != "steps"} == {k: v for k, v in meta["run"].items() if k != "steps"}
-        if not same or saved["algo_config"] != meta["algo_config"] or saved["dataset"]["fingerprint"] != meta["dataset"]["fingerprint"]:
-            raise ConfigError(f"{out} holds a run with other settings or data; resume with the same ones, "
-                              "or pass --overwrite to start over")
+        same = {k: v for k, v in saved["run"].items() if k != "steps"} == {
+            k: v for k, v in meta["run"].items() if k != "steps"
+        }
+        if (
+            not same
+            or saved["algo_config"] != meta["algo_config"]
+            or saved["dataset"]["fingerprint"] != meta["dataset"]["fingerprint"]
+        ):
+            raise ConfigError(
+                f"{out} holds a run with other settings or data; resume with the same ones, "
+                "or pass --overwrite to start over"
+            )
         if has_training_state(ckpt):
-            first = int(load_training_state(ckpt, agent.modules(), {"adam": agent.optimizer}, agent.device)["step"])
+            first = int(
+                load_training_state(ckpt, agent.modules(), {"adam": agent.optimizer}, agent.device)[
+                    "step"
+                ]
+            )
             agent.updates = first
     _write_json(out / RUN_FILE, meta)
     metrics = _Metrics(out / METRICS_FILE, keep_until=first)
@@ -160,8 +211,13 @@ def _train_in(out: Path, ds: Dataset, run: RunConfig, agent: Any, seed: int, sta
         from .envs.evaluate import evaluate as evaluate_env
 
         t = time.perf_counter()
-        res = evaluate_env(agent.policy(), run.env_id, episodes=episodes, seed=EVAL_SEED_BASE + seed,
-                           **recorded_settings(ds.spec, run.env_id))
+        res = evaluate_env(
+            agent.policy(),
+            run.env_id,
+            episodes=episodes,
+            seed=EVAL_SEED_BASE + seed,
+            **recorded_settings(ds.spec, run.env_id),
+        )
         eval_clock[0] += time.perf_counter() - t
         row = {"kind": "eval", "step": at, **res}
         metrics.write(row)
@@ -181,7 +237,9 @@ def _train_in(out: Path, ds: Dataset, run: RunConfig, agent: Any, seed: int, sta
             dt = time.perf_counter() - t0
             keys = dict.fromkeys(k for w in window for k in w)  # some losses skip updates
             row = {k: float(np.mean([w[k] for w in window if k in w])) for k in keys}
-            metrics.write({"kind": "train", "step": done, **row, "updates_per_s": (done - n0) / max(dt, 1e-9)})
+            metrics.write(
+                {"kind": "train", "step": done, **row, "updates_per_s": (done - n0) / max(dt, 1e-9)}
+            )
             window = []
         if run.eval_every and done % run.eval_every == 0 and done < run.steps:
             last_eval = run_eval(done, run.eval_episodes)
@@ -190,18 +248,27 @@ def _train_in(out: Path, ds: Dataset, run: RunConfig, agent: Any, seed: int, sta
         if progress is not None:
             progress(1, loss=info.get("loss"), eval_return=(last_eval or {}).get("return_mean"))
     train_seconds = time.perf_counter() - t0
-    update_seconds = train_seconds - eval_clock[0]        # periodic evaluations run in the loop
+    update_seconds = train_seconds - eval_clock[0]  # periodic evaluations run in the loop
     agent.save_policy(out / "policy", {"dataset": meta["dataset"], "env_id": run.env_id})
-    summary: dict[str, Any] = {"algo": algo, "steps": run.steps, "seed": seed, "dataset": meta["dataset"],
-                               "train_seconds": round(train_seconds, 2),
-                               "updates_per_s": (run.steps - n0) / max(update_seconds, 1e-9)}
+    summary: dict[str, Any] = {
+        "algo": algo,
+        "steps": run.steps,
+        "seed": seed,
+        "dataset": meta["dataset"],
+        "train_seconds": round(train_seconds, 2),
+        "updates_per_s": (run.steps - n0) / max(update_seconds, 1e-9),
+    }
     if evaluate:
         final = run_eval(run.steps, run.final_episodes)
         summary["eval"] = {k: v for k, v in final.items() if k not in ("kind", "step")}
     summary["eval_seconds"] = round(eval_clock[0], 2)
     save_training_state(ckpt, agent.modules(), {"adam": agent.optimizer}, {"step": run.steps})
-    plot_learning_curve(out / METRICS_FILE, out / CURVE_FILE, title=f"{algo} on {meta['dataset']['name']}",
-                        data_return=meta["dataset"]["return_mean"])
+    plot_learning_curve(
+        out / METRICS_FILE,
+        out / CURVE_FILE,
+        title=f"{algo} on {meta['dataset']['name']}",
+        data_return=meta["dataset"]["return_mean"],
+    )
     _write_json(out / SUMMARY_FILE, summary)
     return summary
 
@@ -209,9 +276,18 @@ def _train_in(out: Path, ds: Dataset, run: RunConfig, agent: Any, seed: int, sta
 SEEDS_FILE = "seeds.json"
 
 
-def train_seeds(dataset: Dataset | str | os.PathLike, algo: str, *, out: str | os.PathLike,
-                seeds: list[int], workers: int = 1, resume: bool = False, overwrite: bool = False,
-                progress: Any = None, **kwargs: Any) -> dict[str, Any]:
+def train_seeds(
+    dataset: Dataset | str | os.PathLike,
+    algo: str,
+    *,
+    out: str | os.PathLike,
+    seeds: list[int],
+    workers: int = 1,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: Any = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
     """Train ``algo`` once per seed into ``out/seed-<s>/``; return every seed's summary and the
     mean ± std of their final returns (also written to ``out/seeds.json``).
 
@@ -233,22 +309,38 @@ def train_seeds(dataset: Dataset | str | os.PathLike, algo: str, *, out: str | o
     out = Path(out)
     check_output(out, "runs", overwrite=overwrite, reuse=True, inputs=[ds.path], what="runs folder")
     cls = ALGORITHMS.get(algo)
-    cls(ds.spec, state_dim_of(ds.spec), seed=seeds[0], **(kwargs.get("options") or {}))  # bad options: no folder
+    cls(
+        ds.spec, state_dim_of(ds.spec), seed=seeds[0], **(kwargs.get("options") or {})
+    )  # bad options: no folder
     fresh = not out.is_dir() or not any(out.iterdir())
     if not fresh and not overwrite and not resume:
-        raise AlreadyExists(f"{out} holds runs already; pass --resume to continue them or "
-                            f"--overwrite to start over")
+        raise AlreadyExists(
+            f"{out} holds runs already; pass --resume to continue them or --overwrite to start over"
+        )
     work = partial_dir(out) if (overwrite and not fresh) else out
     work.mkdir(parents=True, exist_ok=True)
     write_marker(work, "runs")
     with _into_place(work, out, "runs"):
-        jobs = [{"dataset": ds if ds.path is None else str(ds.path), "algo": algo,
-                 "out": str(work / f"seed-{s}"), "seed": s, "resume": resume, **kwargs} for s in seeds]
+        jobs = [
+            {
+                "dataset": ds if ds.path is None else str(ds.path),
+                "algo": algo,
+                "out": str(work / f"seed-{s}"),
+                "seed": s,
+                "resume": resume,
+                **kwargs,
+            }
+            for s in seeds
+        ]
         summaries = _run_seed_jobs(jobs, workers if ds.path is not None else 1, progress)
         returns = [sm["eval"]["return_mean"] for sm in summaries if sm.get("eval")]
-        result = {"algo": algo, "seeds": seeds, "runs": summaries,
-                  "return_mean": float(np.mean(returns)) if returns else None,
-                  "return_std": float(np.std(returns)) if returns else None}
+        result = {
+            "algo": algo,
+            "seeds": seeds,
+            "runs": summaries,
+            "return_mean": float(np.mean(returns)) if returns else None,
+            "return_std": float(np.std(returns)) if returns else None,
+        }
         _write_json(work / SEEDS_FILE, result)
     return result
 
@@ -262,7 +354,7 @@ def _train_job(job: dict[str, Any], threads: int | None = None) -> dict[str, Any
     if job.get("resume") and (out / SUMMARY_FILE).is_file():
         done = json.loads((out / SUMMARY_FILE).read_text())
         if done.get("steps") == job.get("steps", 10_000):
-            return done                               # finished with these settings: kept
+            return done  # finished with these settings: kept
     job["resume"] = bool(job.get("resume")) and out.exists()
     return train(job.pop("dataset"), job.pop("algo"), **job)
 
@@ -273,10 +365,13 @@ def _run_seed_jobs(jobs: list[dict[str, Any]], workers: int, progress: Any) -> l
         for job in jobs:
             step = [0]
 
-            def advance(n: int = 1, _seed: int = job["seed"], _step: list[int] = step, **_: Any) -> None:
+            def advance(
+                n: int = 1, _seed: int = job["seed"], _step: list[int] = step, **_: Any
+            ) -> None:
                 _step[0] += n
                 if progress is not None:
                     progress(_seed, _step[0])
+
             results.append(_train_job({**job, "progress": advance}))
         return results
     from concurrent.futures import FIRST_EXCEPTION, wait
@@ -292,7 +387,7 @@ def _run_seed_jobs(jobs: list[dict[str, Any]], workers: int, progress: Any) -> l
         while pending:
             done, pending = wait(pending, timeout=1.0, return_when=FIRST_EXCEPTION)
             for f in done:
-                f.result()                            # a failed seed stops the others
+                f.result()  # a failed seed stops the others
             if progress is not None:
                 for job in jobs:
                     progress(job["seed"], _last_step(Path(job["out"])))
@@ -340,11 +435,15 @@ def _prepare_dir(out: Path, resume: bool, overwrite: bool) -> tuple[bool, Path]:
     if not (out / RUN_FILE).is_file():  # a run that stopped before its first record
         return True, out
     if (out / SUMMARY_FILE).is_file() and not resume:
-        raise AlreadyExists(f"{out} holds a finished run; pass --overwrite to replace it "
-                            "(or --resume with more --steps to continue it)")
+        raise AlreadyExists(
+            f"{out} holds a finished run; pass --overwrite to replace it "
+            "(or --resume with more --steps to continue it)"
+        )
     if not resume:
-        raise AlreadyExists(f"{out} holds an unfinished run; pass --resume to continue it or "
-                            "--overwrite to start over")
+        raise AlreadyExists(
+            f"{out} holds an unfinished run; pass --resume to continue it or "
+            "--overwrite to start over"
+        )
     if not (out / MARKER).is_file():  # made before markers existed
         write_marker(out, "run")
     (out / SUMMARY_FILE).unlink(missing_ok=True)
@@ -353,10 +452,16 @@ def _prepare_dir(out: Path, resume: bool, overwrite: bool) -> tuple[bool, Path]:
 
 def _dataset_facts(ds: Dataset) -> dict[str, Any]:
     s = ds.stats()
-    return {"name": ds.path.name if ds.path else "in-memory", "path": str(ds.path) if ds.path else None,
-            "fingerprint": ds.fingerprint, "env_id": ds.spec.env_id, "episodes": s["episodes"],
-            "transitions": s["transitions"], "return_mean": s.get("return_mean", 0.0),
-            "synthetic_episodes": s["synthetic_episodes"]}
+    return {
+        "name": ds.path.name if ds.path else "in-memory",
+        "path": str(ds.path) if ds.path else None,
+        "fingerprint": ds.fingerprint,
+        "env_id": ds.spec.env_id,
+        "episodes": s["episodes"],
+        "transitions": s["transitions"],
+        "return_mean": s.get("return_mean", 0.0),
+        "synthetic_episodes": s["synthetic_episodes"],
+    }
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -372,7 +477,11 @@ class _Metrics:
         self.path = path
         if path.exists():
             rows = read_metrics(path)
-            kept = [r for r in rows if r["step"] < keep_until or (r["step"] == keep_until and keep_until > 0)]
+            kept = [
+                r
+                for r in rows
+                if r["step"] < keep_until or (r["step"] == keep_until and keep_until > 0)
+            ]
             path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         else:
             path.write_text("")
@@ -390,7 +499,9 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
-def plot_learning_curve(metrics_path: Path, out: Path, *, title: str = "", data_return: float | None = None) -> Path:
+def plot_learning_curve(
+    metrics_path: Path, out: Path, *, title: str = "", data_return: float | None = None
+) -> Path:
     """Evaluation return (and win rate) and training loss against updates, as a PNG."""
     import matplotlib
 

@@ -24,20 +24,40 @@ import numpy as np
 
 # smac/env/starcraft2/maps/smac_maps.py: the fields the environment reads, for three maps
 MAP_REGISTRY = {
-    "3m": {"n_agents": 3, "n_enemies": 3, "limit": 60, "a_race": "T", "b_race": "T",
-           "unit_type_bits": 0, "map_type": "marines"},
-    "8m": {"n_agents": 8, "n_enemies": 8, "limit": 120, "a_race": "T", "b_race": "T",
-           "unit_type_bits": 0, "map_type": "marines"},
-    "2s3z": {"n_agents": 5, "n_enemies": 5, "limit": 120, "a_race": "P", "b_race": "P",
-             "unit_type_bits": 2, "map_type": "stalkers_and_zealots"},
+    "3m": {
+        "n_agents": 3,
+        "n_enemies": 3,
+        "limit": 60,
+        "a_race": "T",
+        "b_race": "T",
+        "unit_type_bits": 0,
+        "map_type": "marines",
+    },
+    "8m": {
+        "n_agents": 8,
+        "n_enemies": 8,
+        "limit": 120,
+        "a_race": "T",
+        "b_race": "T",
+        "unit_type_bits": 0,
+        "map_type": "marines",
+    },
+    "2s3z": {
+        "n_agents": 5,
+        "n_enemies": 5,
+        "limit": 120,
+        "a_race": "P",
+        "b_race": "P",
+        "unit_type_bits": 2,
+        "map_type": "stalkers_and_zealots",
+    },
 }
 #: (health_max, shield_max) of each map's units, allies and enemies alike (StarCraft II's)
-UNITS = {"3m": [(45, 0)] * 3, "8m": [(45, 0)] * 8,
-         "2s3z": [(80, 80)] * 2 + [(100, 50)] * 3}
+UNITS = {"3m": [(45, 0)] * 3, "8m": [(45, 0)] * 8, "2s3z": [(80, 80)] * 2 + [(100, 50)] * 3}
 #: the shapes ``get_env_info`` reports on the real maps with default settings
 SHAPES = {"3m": (30, 48), "8m": (80, 168), "2s3z": (80, 120)}
 
-launches: list[int | None] = []   # the seed of every StarCraft II "process" started
+launches: list[int | None] = []  # the seed of every StarCraft II "process" started
 open_processes: list[object] = []  # the ones not closed yet
 
 
@@ -76,18 +96,44 @@ class FakeStarCraft2Env:
     @classmethod
     def with_battle(cls, our_damage: float, enemy_damage: float) -> type:
         """A subclass with other battle dynamics (the constructor stays SMAC's)."""
-        return type("FakeStarCraft2Env", (cls,), {"our_damage": our_damage,
-                                                  "enemy_damage": enemy_damage})
+        return type(
+            "FakeStarCraft2Env", (cls,), {"our_damage": our_damage, "enemy_damage": enemy_damage}
+        )
 
-    def __init__(self, map_name="8m", step_mul=8, move_amount=2, difficulty="7",
-                 game_version=None, seed=None, continuing_episode=False, obs_all_health=True,
-                 obs_own_health=True, obs_last_action=False, obs_pathing_grid=False,
-                 obs_terrain_height=False, obs_instead_of_state=False, obs_timestep_number=False,
-                 state_last_action=True, state_timestep_number=False, reward_sparse=False,
-                 reward_only_positive=True, reward_death_value=10, reward_win=200,
-                 reward_defeat=0, reward_negative_scale=0.5, reward_scale=True,
-                 reward_scale_rate=20, replay_dir="", replay_prefix="", window_size_x=1920,
-                 window_size_y=1200, heuristic_ai=False, heuristic_rest=False, debug=False):
+    def __init__(
+        self,
+        map_name="8m",
+        step_mul=8,
+        move_amount=2,
+        difficulty="7",
+        game_version=None,
+        seed=None,
+        continuing_episode=False,
+        obs_all_health=True,
+        obs_own_health=True,
+        obs_last_action=False,
+        obs_pathing_grid=False,
+        obs_terrain_height=False,
+        obs_instead_of_state=False,
+        obs_timestep_number=False,
+        state_last_action=True,
+        state_timestep_number=False,
+        reward_sparse=False,
+        reward_only_positive=True,
+        reward_death_value=10,
+        reward_win=200,
+        reward_defeat=0,
+        reward_negative_scale=0.5,
+        reward_scale=True,
+        reward_scale_rate=20,
+        replay_dir="",
+        replay_prefix="",
+        window_size_x=1920,
+        window_size_y=1200,
+        heuristic_ai=False,
+        heuristic_rest=False,
+        debug=False,
+    ):
         self.map_name = map_name
         map_params = get_map_params(map_name)
         self.n_agents = map_params["n_agents"]
@@ -164,8 +210,10 @@ class FakeStarCraft2Env:
         actions_int = [int(a) for a in actions]
         for a_id, action in enumerate(actions_int):
             self.get_agent_action(a_id, action)
-        if (self.lose_connection_on_step is not None
-                and self._episode_steps + 1 == self.lose_connection_on_step):
+        if (
+            self.lose_connection_on_step is not None
+            and self._episode_steps + 1 == self.lose_connection_on_step
+        ):
             # protocol.ConnectionError in the request: StarCraft2Env.step restarts the game
             self.lose_connection_on_step = None
             self.full_restart()
@@ -269,9 +317,13 @@ class FakeStarCraft2Env:
     def get_env_info(self):
         """MultiAgentEnv.get_env_info."""
         obs_shape, state_shape = SHAPES[self.map_name]
-        return {"state_shape": state_shape, "obs_shape": obs_shape,
-                "n_actions": self.n_actions, "n_agents": self.n_agents,
-                "episode_limit": self.episode_limit}
+        return {
+            "state_shape": state_shape,
+            "obs_shape": obs_shape,
+            "n_actions": self.n_actions,
+            "n_agents": self.n_agents,
+            "episode_limit": self.episode_limit,
+        }
 
     def get_obs_agent(self, agent_id):
         o = np.zeros(SHAPES[self.map_name][0], np.float32)
@@ -288,8 +340,9 @@ class FakeStarCraft2Env:
     def get_state(self):
         s = np.zeros(SHAPES[self.map_name][1], np.float32)
         s[: self.n_agents] = [u.health / u.health_max for u in self.agents.values()]
-        s[self.n_agents: self.n_agents + self.n_enemies] = [
-            e.health / e.health_max for e in self.enemies.values()]
+        s[self.n_agents : self.n_agents + self.n_enemies] = [
+            e.health / e.health_max for e in self.enemies.values()
+        ]
         return s
 
     def get_avail_agent_actions(self, agent_id):

@@ -29,8 +29,14 @@ N, A, O, S = 3, 5, 4, 6
 
 
 def toy_spec() -> Spec:
-    return Spec(env_id="toy", agent_ids=tuple(f"a{i}" for i in range(N)), obs_dim=O, n_actions=A,
-                state_dim=S, has_avail_actions=True)
+    return Spec(
+        env_id="toy",
+        agent_ids=tuple(f"a{i}" for i in range(N)),
+        obs_dim=O,
+        n_actions=A,
+        state_dim=S,
+        has_avail_actions=True,
+    )
 
 
 def toy_batch(seed: int = 0, b: int = 4, t: int = 6) -> dict[str, torch.Tensor]:
@@ -40,13 +46,19 @@ def toy_batch(seed: int = 0, b: int = 4, t: int = 6) -> dict[str, torch.Tensor]:
     avail[..., 0] = True  # no-op always legal
     actions = torch.multinomial(avail.reshape(-1, A).float(), 1, generator=g).reshape(b, t, N)
     mask = torch.ones(b, t, dtype=torch.bool)
-    mask[1, 4:] = False   # window 1: episode terminated at step 3
-    mask[2, 3:] = False   # window 2: episode truncated at step 2
+    mask[1, 4:] = False  # window 1: episode terminated at step 3
+    mask[2, 3:] = False  # window 2: episode truncated at step 2
     term = torch.zeros(b, t, dtype=torch.bool)
     term[1, 3] = True
-    batch = {"obs": torch.randn(b, t, N, O, generator=g), "state": torch.randn(b, t, S, generator=g),
-             "avail": avail, "actions": actions, "rewards": torch.rand(b, t, generator=g),
-             "terminated": term, "mask": mask}
+    batch = {
+        "obs": torch.randn(b, t, N, O, generator=g),
+        "state": torch.randn(b, t, S, generator=g),
+        "avail": avail,
+        "actions": actions,
+        "rewards": torch.rand(b, t, generator=g),
+        "terminated": term,
+        "mask": mask,
+    }
     for k in ("obs", "state", "rewards"):
         batch[k][~mask] = 0
     batch["avail"][~mask] = False
@@ -91,7 +103,9 @@ def test_cql_term_equals_direct_computation():
 
                 data = qtot(batch["actions"][i, j])
                 values = [qtot(ood[i, j, :, k]) for k in range(7)] + [data]
-                terms.append(float(torch.logsumexp(torch.tensor(values, dtype=torch.float64), 0)) - data)
+                terms.append(
+                    float(torch.logsumexp(torch.tensor(values, dtype=torch.float64), 0)) - data
+                )
     assert info["cql_loss"] == pytest.approx(np.mean(terms), rel=1e-4)
     assert float(loss.detach()) == pytest.approx(info["td_loss"] + 3.0 * info["cql_loss"], rel=1e-5)
     # logsumexp over a set holding the data action is >= its value: the term is never negative
@@ -122,9 +136,11 @@ def test_td_target_terminal_truncated_and_double_q():
                 elif last_in_window:
                     continue  # truncated end or window end: nothing to bootstrap from
                 else:
-                    a_star = masked_argmax(q[i, j + 1], legal[i, j + 1])           # online argmax
-                    qn = tq[i, j + 1, torch.arange(N), a_star].reshape(1, 1, N)   # target value
-                    y = float(batch["rewards"][i, j]) + 0.9 * float(algo.target_mixer(qn, batch["state"][i, j + 1].reshape(1, 1, S)))
+                    a_star = masked_argmax(q[i, j + 1], legal[i, j + 1])  # online argmax
+                    qn = tq[i, j + 1, torch.arange(N), a_star].reshape(1, 1, N)  # target value
+                    y = float(batch["rewards"][i, j]) + 0.9 * float(
+                        algo.target_mixer(qn, batch["state"][i, j + 1].reshape(1, 1, S))
+                    )
                 errs.append(0.5 * (y - float(q_tot[i, j])) ** 2)
     assert float(td) == pytest.approx(np.mean(errs), rel=1e-5)
 
@@ -178,7 +194,9 @@ def test_bcq_allowed_actions_and_policy_respect_threshold_and_legality():
     assert allowed.any(-1).all()
 
     algo = make("qmix-bcq")
-    with torch.no_grad():  # a peaked behaviour model, as after cloning a fairly deterministic policy
+    with (
+        torch.no_grad()
+    ):  # a peaked behaviour model, as after cloning a fairly deterministic policy
         algo.bc.out.weight.mul_(40)
     pol = algo.policy()
     obs = np.random.default_rng(0).normal(size=(64, N, O)).astype(np.float32)
@@ -191,7 +209,7 @@ def test_bcq_allowed_actions_and_policy_respect_threshold_and_legality():
         q = run_agents(algo.agent, x)[:, 0]
     ok = allowed_actions(bc, torch.from_numpy(avail), 0.4)
     rows = np.arange(64)[:, None], np.arange(N)[None, :]
-    assert ok.numpy()[rows[0], rows[1], acts].all()          # never below the threshold or illegal
+    assert ok.numpy()[rows[0], rows[1], acts].all()  # never below the threshold or illegal
     best_allowed = q.masked_fill(~ok, -1e9).argmax(-1).numpy()
     assert (acts == best_allowed).all()
     # the Q network alone would often pick something else: the filter is doing work
@@ -207,8 +225,8 @@ def test_policy_keeps_recurrent_state_per_env_and_resets_on_first():
     h1 = pol.hidden["agent"].clone()
     pol(obs, avail, np.array([False, True]))
     h2 = pol.hidden["agent"]
-    assert not torch.equal(h1[:, :N], h2[:, :N])   # env 0 carried its state on
-    assert torch.equal(h1[:, N:], h2[:, N:])       # env 1 restarted: same input, same state
+    assert not torch.equal(h1[:, :N], h2[:, :N])  # env 0 carried its state on
+    assert torch.equal(h1[:, N:], h2[:, N:])  # env 1 restarted: same input, same state
 
 
 def test_options_are_checked():
@@ -230,21 +248,23 @@ def test_sampler_windows_match_dataset_sequences(smac_ds):
     assert np.array_equal(got["actions"].numpy(), ref["actions"][idx])
     assert np.array_equal(got["terminated"].numpy(), ref["terminated"][idx])
     assert state_dim_of(smac_ds.spec) == got["state"].shape[-1]
-    assert torch.equal(s.batch(3)["obs"], s.batch(3)["obs"]) and not torch.equal(s.batch(3)["obs"], s.batch(4)["obs"])
+    assert torch.equal(s.batch(3)["obs"], s.batch(3)["obs"]) and not torch.equal(
+        s.batch(3)["obs"], s.batch(4)["obs"]
+    )
 
 
 @pytest.mark.parametrize("share", [0.0, 0.25, 1.0])
 def test_sampler_draws_a_fixed_share_of_synthetic_windows(smac_ds, share):
     aug = ma.make_augmenter("rad-s").fit(smac_ds).augment(smac_ds, scale=1.0, seed=0)
-    s = SequenceSampler(aug, 20, 10, 32, seed=0, device=torch.device("cpu"),
-                        synthetic_share=share)
+    s = SequenceSampler(aug, 20, 10, 32, seed=0, device=torch.device("cpu"), synthetic_share=share)
     origin = np.asarray(aug.episode_origin)[s.ep] != 0
     for step in range(5):
         rng = np.random.default_rng([0, step])  # the sampler's own draw, replayed
         syn, real = s.pools
         k = round(share * 32)
-        idx = np.concatenate([syn[rng.integers(0, syn.size, k)],
-                              real[rng.integers(0, real.size, 32 - k)]])
+        idx = np.concatenate(
+            [syn[rng.integers(0, syn.size, k)], real[rng.integers(0, real.size, 32 - k)]]
+        )
         assert int(origin[idx].sum()) == k
         assert torch.equal(s.batch(step)["obs"], s.windows(idx)["obs"])
     plain = SequenceSampler(aug, 20, 10, 32, seed=0, device=torch.device("cpu"))
@@ -254,10 +274,20 @@ def test_sampler_draws_a_fixed_share_of_synthetic_windows(smac_ds, share):
 
 def test_synthetic_share_needs_synthetic_episodes(smac_ds, smac_store, tmp_path):
     with pytest.raises(ma.errors.ConfigError, match="needs synthetic episodes"):
-        SequenceSampler(smac_ds, 20, 10, 8, seed=0, device=torch.device("cpu"),
-                        synthetic_share=0.5)
-    r = run("train", str(smac_store), "--algo", "bc", "--no-eval", "--steps", "1", "-o",
-            "synthetic_share=2", "--out", str(tmp_path / "r"))
+        SequenceSampler(smac_ds, 20, 10, 8, seed=0, device=torch.device("cpu"), synthetic_share=0.5)
+    r = run(
+        "train",
+        str(smac_store),
+        "--algo",
+        "bc",
+        "--no-eval",
+        "--steps",
+        "1",
+        "-o",
+        "synthetic_share=2",
+        "--out",
+        str(tmp_path / "r"),
+    )
     assert_user_error(r, "synthetic_share must be a number in [0, 1]")
 
 
@@ -272,8 +302,17 @@ def good_3m(tmp_path_factory):
 
 def test_bc_learns_the_behaviour_and_the_run_folder_is_complete(good_3m, tmp_path):
     out = tmp_path / "bc"
-    s = ma.train(good_3m, "bc", out=out, steps=400, eval_every=200, eval_episodes=16,
-                       final_episodes=64, log_every=50, options={"device": "cpu"})
+    s = ma.train(
+        good_3m,
+        "bc",
+        out=out,
+        steps=400,
+        eval_every=200,
+        eval_episodes=16,
+        final_episodes=64,
+        log_every=50,
+        options={"device": "cpu"},
+    )
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if r["kind"] == "eval"]
     assert [r["step"] for r in evals] == [0, 200, 400]
@@ -284,7 +323,13 @@ def test_bc_learns_the_behaviour_and_the_run_folder_is_complete(good_3m, tmp_pat
     # the untrained network does nothing useful; the cloned one gets much of the data's return
     assert evals[0]["return_mean"] < 0.5 * data_return
     assert s["eval"]["return_mean"] > 0.6 * data_return, (s["eval"], data_return)
-    for f in ("run.json", "summary.json", "learning_curve.png", "policy/policy.json", "policy/weights.safetensors"):
+    for f in (
+        "run.json",
+        "summary.json",
+        "learning_curve.png",
+        "policy/policy.json",
+        "policy/weights.safetensors",
+    ):
         assert (out / f).is_file(), f
     pol = ma.algos.load_policy(out)
     again = ma.evaluate(pol, "smax:3m", episodes=64, seed=1_000_000)
@@ -293,8 +338,14 @@ def test_bc_learns_the_behaviour_and_the_run_folder_is_complete(good_3m, tmp_pat
 
 @pytest.mark.parametrize("name", ["qmix-cql", "qmix-bcq"])
 def test_resumed_run_equals_uninterrupted_run(good_3m, tmp_path, name):
-    kw = dict(eval_every=0, final_episodes=4, log_every=10, checkpoint_every=20, options={"device": "cpu"},
-              evaluate=False)
+    kw = dict(
+        eval_every=0,
+        final_episodes=4,
+        log_every=10,
+        checkpoint_every=20,
+        options={"device": "cpu"},
+        evaluate=False,
+    )
     ma.train(good_3m, name, out=tmp_path / "full", steps=40, **kw)
     ma.train(good_3m, name, out=tmp_path / "part", steps=20, **kw)
     s = ma.train(good_3m, name, out=tmp_path / "part", steps=40, resume=True, **kw)
@@ -304,25 +355,53 @@ def test_resumed_run_equals_uninterrupted_run(good_3m, tmp_path, name):
     a = load_file(str(tmp_path / "full" / "policy" / "weights.safetensors"))
     b = load_file(str(tmp_path / "part" / "policy" / "weights.safetensors"))
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
-    rows = lambda p: [{k: v for k, v in json.loads(x).items() if k != "updates_per_s"}  # noqa: E731
-                      for x in (p / "metrics.jsonl").read_text().splitlines()]
+
+    def rows(p):
+        return [
+            {k: v for k, v in json.loads(x).items() if k != "updates_per_s"}
+            for x in (p / "metrics.jsonl").read_text().splitlines()
+        ]
+
     assert rows(tmp_path / "full") == rows(tmp_path / "part")
 
 
 def test_cli_train_evaluate_and_errors(good_3m, tmp_path):
     out = tmp_path / "run"
-    r = run("train", good_3m.path, "--algo", "qmix-cql", "--out", out, "--steps", "30", "--eval-every", "15",
-            "--eval-episodes", "4", "--final-episodes", "8", "--device", "cpu", "--json")
+    r = run(
+        "train",
+        good_3m.path,
+        "--algo",
+        "qmix-cql",
+        "--out",
+        out,
+        "--steps",
+        "30",
+        "--eval-every",
+        "15",
+        "--eval-episodes",
+        "4",
+        "--final-episodes",
+        "8",
+        "--device",
+        "cpu",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     summary = json.loads(r.output)
     assert summary["algo"] == "qmix-cql" and summary["eval"]["episodes"] == 8
     r = run("evaluate", "smax:3m", "--policy", out, "-n", "8", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["episodes"] == 8
-    assert_user_error(run("train", good_3m.path, "--out", out, "--steps", "30"), "finished run", "--overwrite")
+    assert_user_error(
+        run("train", good_3m.path, "--out", out, "--steps", "30"), "finished run", "--overwrite"
+    )
     assert_user_error(run("evaluate", "smax:8m", "--policy", out, "-n", "2"), "trained on 3 agents")
-    assert_user_error(run("train", good_3m.path, "--algo", "qmix", "--out", tmp_path / "x"), "unknown algorithm")
-    assert_user_error(run("train", good_3m.path, "--out", tmp_path / "y", "-o", "alpha=1"), "no option")
+    assert_user_error(
+        run("train", good_3m.path, "--algo", "qmix", "--out", tmp_path / "x"), "unknown algorithm"
+    )
+    assert_user_error(
+        run("train", good_3m.path, "--out", tmp_path / "y", "-o", "alpha=1"), "no option"
+    )
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
     r = run("train", "--list")
     assert r.exit_code == 0 and "qmix-bcq" in r.output
@@ -333,9 +412,31 @@ def test_train_seeds_gives_each_seed_the_lone_runs_losses(good_3m, tmp_path):
     lone run's initialisation and batches, so its losses agree with ``train --seed s``'s to
     float tolerance; a resume keeps finished seeds; bad seeds are one line."""
     out = tmp_path / "runs"
-    r = run("train", good_3m.path, "--algo", "qmix-cql", "--out", out, "--steps", "40", "--seeds", "0-1",
-            "--workers", "2", "--log-every", "10", "--eval-every", "20", "--eval-episodes", "4", "--final-episodes", "8",
-            "--device", "cpu", "--json")
+    r = run(
+        "train",
+        good_3m.path,
+        "--algo",
+        "qmix-cql",
+        "--out",
+        out,
+        "--steps",
+        "40",
+        "--seeds",
+        "0-1",
+        "--workers",
+        "2",
+        "--log-every",
+        "10",
+        "--eval-every",
+        "20",
+        "--eval-episodes",
+        "4",
+        "--final-episodes",
+        "8",
+        "--device",
+        "cpu",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
     assert [sm["seed"] for sm in res["runs"]] == [0, 1] and res["return_mean"] is not None
@@ -343,29 +444,73 @@ def test_train_seeds_gives_each_seed_the_lone_runs_losses(good_3m, tmp_path):
     losses = {}
     for s in (0, 1):
         lone = tmp_path / f"lone-{s}"
-        ma.train(good_3m, "qmix-cql", out=lone, steps=40, seed=s, eval_every=20, eval_episodes=4,
-                       final_episodes=8, log_every=10, options={"device": "cpu"})
-        together = [x["loss"] for x in ma.training.read_metrics(out / f"seed-{s}") if x["kind"] == "train"]
+        ma.train(
+            good_3m,
+            "qmix-cql",
+            out=lone,
+            steps=40,
+            seed=s,
+            eval_every=20,
+            eval_episodes=4,
+            final_episodes=8,
+            log_every=10,
+            options={"device": "cpu"},
+        )
+        together = [
+            x["loss"] for x in ma.training.read_metrics(out / f"seed-{s}") if x["kind"] == "train"
+        ]
         alone = [x["loss"] for x in ma.training.read_metrics(lone) if x["kind"] == "train"]
         assert len(together) == len(alone) == 4
         np.testing.assert_allclose(together, alone, rtol=1e-4)
-        ev = lambda p: [x["return_mean"] for x in ma.training.read_metrics(p) if x["kind"] == "eval"]  # noqa: E731
+
+        def ev(p):
+            return [x["return_mean"] for x in ma.training.read_metrics(p) if x["kind"] == "eval"]
+
         assert len(ev(out / f"seed-{s}")) == 3
         losses[s] = alone
-    assert losses[0] != losses[1]                                    # the seeds differ
+    assert losses[0] != losses[1]  # the seeds differ
     mtime = (out / "seed-0" / "summary.json").stat().st_mtime_ns
-    r = run("train", good_3m.path, "--algo", "qmix-cql", "--out", out, "--steps", "40", "--seeds", "0-2",
-            "--eval-every", "20", "--eval-episodes", "4", "--final-episodes", "8", "--device", "cpu",
-            "--resume", "--json")
+    r = run(
+        "train",
+        good_3m.path,
+        "--algo",
+        "qmix-cql",
+        "--out",
+        out,
+        "--steps",
+        "40",
+        "--seeds",
+        "0-2",
+        "--eval-every",
+        "20",
+        "--eval-episodes",
+        "4",
+        "--final-episodes",
+        "8",
+        "--device",
+        "cpu",
+        "--resume",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     assert [sm["seed"] for sm in json.loads(r.output)["runs"]] == [0, 1, 2]
-    assert (out / "seed-0" / "summary.json").stat().st_mtime_ns == mtime   # finished: kept
-    assert_user_error(run("train", good_3m.path, "--out", out, "--seeds", "0-1"), "holds runs", "--resume")
-    assert_user_error(run("train", good_3m.path, "--out", tmp_path / "z", "--seeds", "0-x"), "seeds", "0-4")
-    assert_user_error(run("train", good_3m.path, "--out", tmp_path / "z", "--seeds", "1,1"), "each once")
-    assert_user_error(run("train", good_3m.path, "--out", tmp_path / "z", "--seeds", "0-1", "--seed", "3"),
-                      "--seed or --seeds")
-    assert_user_error(run("train", good_3m.path, "--out", lone, "--seeds", "0-1"), "marl-augment run")
+    assert (out / "seed-0" / "summary.json").stat().st_mtime_ns == mtime  # finished: kept
+    assert_user_error(
+        run("train", good_3m.path, "--out", out, "--seeds", "0-1"), "holds runs", "--resume"
+    )
+    assert_user_error(
+        run("train", good_3m.path, "--out", tmp_path / "z", "--seeds", "0-x"), "seeds", "0-4"
+    )
+    assert_user_error(
+        run("train", good_3m.path, "--out", tmp_path / "z", "--seeds", "1,1"), "each once"
+    )
+    assert_user_error(
+        run("train", good_3m.path, "--out", tmp_path / "z", "--seeds", "0-1", "--seed", "3"),
+        "--seed or --seeds",
+    )
+    assert_user_error(
+        run("train", good_3m.path, "--out", lone, "--seeds", "0-1"), "marl-augment run"
+    )
     assert not (tmp_path / "z").exists()
 
 
@@ -425,7 +570,10 @@ def test_agent_stack_equals_nn_gru_values_and_gradients(recurrence, dtype):
         assert torch.allclose(g, r, atol=tol * float(r.abs().max()), rtol=0)
     assert not out[2].requires_grad
     with torch.no_grad():
-        assert all(torch.allclose(o, r, atol=tol, rtol=tol) for o, r in zip(run_agent_stack([q_net, frozen], obs), ref[::2]))
+        assert all(
+            torch.allclose(o, r, atol=tol, rtol=tol)
+            for o, r in zip(run_agent_stack([q_net, frozen], obs), ref[::2])
+        )
 
 
 def test_agent_stack_wants_trained_networks_first():
@@ -460,6 +608,12 @@ held = rss_mb()
 del x
 print(held - rss_mb())
 """
-    given_back = [float(subprocess.run([sys.executable, "-c", code, flag], capture_output=True, text=True,
-                                       check=True).stdout) for flag in ("0", "1")]
+    given_back = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", code, flag], capture_output=True, text=True, check=True
+            ).stdout
+        )
+        for flag in ("0", "1")
+    ]
     assert given_back[0] > 15 and given_back[1] < 1, given_back

@@ -53,11 +53,11 @@ def test_rad_s_uses_one_z_per_episode(dataset):
         r = r[np.isfinite(r) & (src.columns["obs"][lo:hi] != 0)]
         rs = _ratios(syn, src, "state")[lo:hi]
         rs = rs[np.isfinite(rs) & (src.columns["state"][lo:hi] != 0)]
-        np.testing.assert_allclose(r, r[0], rtol=1e-5)          # one scalar for the whole episode
-        np.testing.assert_allclose(rs, r[0], rtol=1e-5)         # ... shared by the state
+        np.testing.assert_allclose(r, r[0], rtol=1e-5)  # one scalar for the whole episode
+        np.testing.assert_allclose(rs, r[0], rtol=1e-5)  # ... shared by the state
         assert 0.8 <= r[0] <= 1.2
         zs.append(r[0])
-    assert len(set(np.round(zs, 5))) == 12                      # a new z for every episode
+    assert len(set(np.round(zs, 5))) == 12  # a new z for every episode
     assert not syn.columns["obs"][src.columns["obs"] == 0].any()  # zeros (dead, padding) stay zero
 
 
@@ -67,14 +67,14 @@ def test_rad_m_uses_one_z_per_dimension(dataset):
     src = dataset.select(aug.last_source_episodes)
     for e in range(6):
         lo, hi = syn.episode_offsets[e], syn.episode_offsets[e + 1]
-        r = _ratios(syn, src, "obs")[lo:hi]                        # (T, N, O)
+        r = _ratios(syn, src, "obs")[lo:hi]  # (T, N, O)
         per_dim = []
         for d in range(r.shape[-1]):
             v = r[..., d][np.isfinite(r[..., d]) & (src.columns["obs"][lo:hi, :, d] != 0)]
             if v.size:
-                np.testing.assert_allclose(v, v[0], rtol=1e-5)   # same z across agents and steps
+                np.testing.assert_allclose(v, v[0], rtol=1e-5)  # same z across agents and steps
                 per_dim.append(v[0])
-        assert len(set(np.round(per_dim, 5))) > 1                  # dimensions get different z
+        assert len(set(np.round(per_dim, 5))) > 1  # dimensions get different z
         assert all(0.5 <= z <= 1.5 for z in per_dim)
 
 
@@ -105,19 +105,49 @@ def test_registry_and_bad_options():
 def test_cli_augment(dataset, tmp_path):
     run = CliRunner().invoke
     out = tmp_path / "aug.zarr"
-    r = run(app, ["augment", str(dataset.path), str(out), "--method", "rad-m", "--scale", "3",
-                  "-o", "alpha=0.9", "--save-model", str(tmp_path / "model")])
+    r = run(
+        app,
+        [
+            "augment",
+            str(dataset.path),
+            str(out),
+            "--method",
+            "rad-m",
+            "--scale",
+            "3",
+            "-o",
+            "alpha=0.9",
+            "--save-model",
+            str(tmp_path / "model"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     aug = ma.load(out)
     assert len(aug.where("synthetic")) == 90 and aug.provenance[-1]["config"]["alpha"] == 0.9
-    r = run(app, ["augment", str(dataset.path), str(tmp_path / "again.zarr"), "--checkpoint",
-                  str(tmp_path / "model"), "--scale", "3"])
+    r = run(
+        app,
+        [
+            "augment",
+            str(dataset.path),
+            str(tmp_path / "again.zarr"),
+            "--checkpoint",
+            str(tmp_path / "model"),
+            "--scale",
+            "3",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert ma.load(tmp_path / "again.zarr").fingerprint == aug.fingerprint
-    assert_user_error(run(app, ["augment", str(dataset.path), str(out), "--method", "rad-s"]), "exists already")
-    assert_user_error(run(app, ["augment", str(dataset.path), str(tmp_path / "x.zarr"), "--method", "nope"]),
-                      "unknown augmenter")
-    assert_user_error(run(app, ["augment", str(dataset.path), str(dataset.path), "--overwrite"]),
-                      "inputs are never written to")
+    assert_user_error(
+        run(app, ["augment", str(dataset.path), str(out), "--method", "rad-s"]), "exists already"
+    )
+    assert_user_error(
+        run(app, ["augment", str(dataset.path), str(tmp_path / "x.zarr"), "--method", "nope"]),
+        "unknown augmenter",
+    )
+    assert_user_error(
+        run(app, ["augment", str(dataset.path), str(dataset.path), "--overwrite"]),
+        "inputs are never written to",
+    )
     r = run(app, ["augment", "--list"])
     assert r.exit_code == 0 and "rad-s" in r.output and "return-replicate" in r.output

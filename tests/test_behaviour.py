@@ -27,8 +27,16 @@ from marl_augment.errors import ConfigError, NotFound  # noqa: E402
 
 runner = CliRunner()
 # 8 games × 16 steps = 128 steps an update; a checkpoint every 2 updates
-TINY = dict(num_envs=8, rollout=16, minibatches=2, epochs=2, hidden=16, checkpoint_every=256,
-            eval_episodes=8, dense_until=0)
+TINY = dict(
+    num_envs=8,
+    rollout=16,
+    minibatches=2,
+    epochs=2,
+    hidden=16,
+    checkpoint_every=256,
+    eval_episodes=8,
+    dense_until=0,
+)
 
 
 def tiny(total_steps=512, **kw) -> PpoConfig:
@@ -52,9 +60,12 @@ def test_training_saves_evaluated_checkpoints_and_is_deterministic(tmp_path):
         assert r["epsilon"] == 0.05
     train_behaviour("smax:3m", tmp_path / "b", config=tiny(), seed=3)
     assert [r["return_mean"] for r in read_checkpoints(tmp_path / "b")] == [
-        r["return_mean"] for r in rows]
-    for x, y in zip(leaves(tmp_path / "a", rows[-1]["checkpoint"]),
-                    leaves(tmp_path / "b", rows[-1]["checkpoint"])):
+        r["return_mean"] for r in rows
+    ]
+    for x, y in zip(
+        leaves(tmp_path / "a", rows[-1]["checkpoint"]),
+        leaves(tmp_path / "b", rows[-1]["checkpoint"]),
+    ):
         np.testing.assert_array_equal(x, y)
 
 
@@ -91,8 +102,10 @@ def test_interrupted_training_resumes_to_the_same_policy(tmp_path, monkeypatch):
     train_behaviour("smax:3m", tmp_path / "resumed", config=tiny(512), seed=4)
     a, b = read_checkpoints(tmp_path / "straight"), read_checkpoints(tmp_path / "resumed")
     assert [r["env_steps"] for r in b] == [256, 512]
-    for x, y in zip(leaves(tmp_path / "straight", a[-1]["checkpoint"]),
-                    leaves(tmp_path / "resumed", b[-1]["checkpoint"])):
+    for x, y in zip(
+        leaves(tmp_path / "straight", a[-1]["checkpoint"]),
+        leaves(tmp_path / "resumed", b[-1]["checkpoint"]),
+    ):
         np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
 
 
@@ -109,8 +122,11 @@ def test_quality_picks_the_checkpoint_in_og_marls_band(tmp_path):
     _set_returns(folder, [0.30, 0.58, 0.61, 0.10])
     assert pick_checkpoint(folder, "poor")["env_steps"] == 128
     assert pick_checkpoint(folder, "medium")["env_steps"] == 256  # nearest the band's middle
-    with pytest.raises(NotFound, match=r"no checkpoint .* reaches good \(0.82-0.92 .*0.30, 0.58, "
-                                       r"0.61, 0.10\); train longer"):
+    with pytest.raises(
+        NotFound,
+        match=r"no checkpoint .* reaches good \(0.82-0.92 .*0.30, 0.58, "
+        r"0.61, 0.10\); train longer",
+    ):
         pick_checkpoint(folder, "good")
     with pytest.raises(ConfigError, match="unknown quality"):
         pick_checkpoint(folder, "great")
@@ -120,8 +136,9 @@ def test_record_writes_whole_episodes_with_provenance(tmp_path):
     folder = tmp_path / "beh"
     train_behaviour("smax:3m", folder, config=tiny(), seed=0)
     name = read_checkpoints(folder)[-1]["checkpoint"]
-    ds = record_behaviour(folder, tmp_path / "d.zarr", checkpoint=name, transitions=300,
-                          batch=16, seed=2)
+    ds = record_behaviour(
+        folder, tmp_path / "d.zarr", checkpoint=name, transitions=300, batch=16, seed=2
+    )
     d = ma.load(tmp_path / "d.zarr")
     assert 300 <= d.num_transitions < 300 + 100
     ends = d.columns["terminated"] | d.columns["truncated"]
@@ -129,8 +146,9 @@ def test_record_writes_whole_episodes_with_provenance(tmp_path):
     src = ds.attrs["source"]
     assert src["checkpoint"] == name and src["epsilon"] == 0.05 and src["learner"] == "mappo"
     assert "measured_return" in src
-    again = record_behaviour(folder, tmp_path / "e.zarr", checkpoint=name, transitions=300,
-                             batch=16, seed=2)
+    again = record_behaviour(
+        folder, tmp_path / "e.zarr", checkpoint=name, transitions=300, batch=16, seed=2
+    )
     assert again.fingerprint == ds.fingerprint  # same seed, same data
 
 
@@ -145,28 +163,43 @@ def test_datasets_reproduce_a_map_from_a_seed(tmp_path):
         full, sub = ma.load(d["full"]), ma.load(d["subsample"])
         assert len(sub) == max(1, round(0.25 * len(full)))
         assert sub.provenance[-1]["method"] == "subsample"
-    again = behaviour_datasets("smax:3m", out, seed=0, transitions=400, fraction=0.25,
-                               config=cfg)   # resumes: nothing is redone
+    again = behaviour_datasets(
+        "smax:3m", out, seed=0, transitions=400, fraction=0.25, config=cfg
+    )  # resumes: nothing is redone
     assert again["datasets"] == res["datasets"]
 
 
 def test_cli_behaviour_commands(tmp_path):
     folder = tmp_path / "beh"
     opts = [x for k, v in TINY.items() for x in ("-o", f"{k}={v}")]
-    r = runner.invoke(app, ["behaviour", "train", "smax:3m", "--out", str(folder), "--steps",
-                            "256", *opts])
+    r = runner.invoke(
+        app, ["behaviour", "train", "smax:3m", "--out", str(folder), "--steps", "256", *opts]
+    )
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["behaviour", "list", str(folder), "--json"])
     assert r.exit_code == 0 and json.loads(r.output)[0]["env_steps"] == 256
     name = read_checkpoints(folder)[0]["checkpoint"]
-    r = runner.invoke(app, ["behaviour", "record", str(folder), str(tmp_path / "d.zarr"),
-                            "--checkpoint", name, "--transitions", "50"])
+    r = runner.invoke(
+        app,
+        [
+            "behaviour",
+            "record",
+            str(folder),
+            str(tmp_path / "d.zarr"),
+            "--checkpoint",
+            name,
+            "--transitions",
+            "50",
+        ],
+    )
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["behaviour", "train", "smax:3m", "--out", str(folder), "-o",
-                            "learning_rate=1"])
+    r = runner.invoke(
+        app, ["behaviour", "train", "smax:3m", "--out", str(folder), "-o", "learning_rate=1"]
+    )
     assert r.exit_code == 2 and "unknown MAPPO option" in r.output
-    r = runner.invoke(app, ["behaviour", "record", str(folder), str(tmp_path / "e.zarr"),
-                            "--quality", "good"])
+    r = runner.invoke(
+        app, ["behaviour", "record", str(folder), str(tmp_path / "e.zarr"), "--quality", "good"]
+    )
     assert r.exit_code == 2 and "reaches good" in r.output
     r = runner.invoke(app, ["behaviour", "train", "smac:3m", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "smax:<map>" in r.output

@@ -1,4 +1,4 @@
-"""The benchmark: plan, caching and resumption, executors (local, Ray), reporting, compare, quickstart."""
+"""The benchmark: plan, caching, resuming, executors (local, Ray), reports, compare, quickstart."""
 
 from __future__ import annotations
 
@@ -23,8 +23,18 @@ from marl_augment.errors import AlreadyExists, ConfigError
 
 from .test_cli import assert_user_error, run
 
-TINY = dict(scenarios=["smax:3m"], qualities=["medium"], episodes=24, methods=["original", "rad-s"],
-            algos=["bc"], seeds=[0], steps=12, eval_every=6, eval_episodes=4, device="cpu")
+TINY = dict(
+    scenarios=["smax:3m"],
+    qualities=["medium"],
+    episodes=24,
+    methods=["original", "rad-s"],
+    algos=["bc"],
+    seeds=[0],
+    steps=12,
+    eval_every=6,
+    eval_episodes=4,
+    device="cpu",
+)
 
 
 def mtimes(work) -> dict[str, float]:
@@ -32,16 +42,35 @@ def mtimes(work) -> dict[str, float]:
 
 
 def test_plan_is_the_product_and_keys_follow_settings():
-    cfg = load_config(None, **{**TINY, "methods": ["original", "rad-s", "eaq"], "algos": ["bc", "qmix-cql"],
-                               "seeds": [0, 1], "qualities": ["poor", "medium"]})
+    cfg = load_config(
+        None,
+        **{
+            **TINY,
+            "methods": ["original", "rad-s", "eaq"],
+            "algos": ["bc", "qmix-cql"],
+            "seeds": [0, 1],
+            "qualities": ["poor", "medium"],
+        },
+    )
     data, aug, train = plan(cfg)
     assert len(data) == 2 and len(aug) == 2 * 2 * 2 and len(train) == 2 * 3 * 2 * 2
     assert len({c.key for c in train}) == len(train)
-    again = plan(load_config(None, **{**TINY, "methods": ["original", "rad-s", "eaq"], "algos": ["bc", "qmix-cql"],
-                                      "seeds": [0, 1], "qualities": ["poor", "medium"], "steps": 99}))
-    assert [c.key for c in again[0]] == [c.key for c in data]       # data unchanged
-    assert [c.key for c in again[1]] == [c.key for c in aug]        # augmenters unchanged
-    assert not {c.key for c in again[2]} & {c.key for c in train}   # every training run changed
+    again = plan(
+        load_config(
+            None,
+            **{
+                **TINY,
+                "methods": ["original", "rad-s", "eaq"],
+                "algos": ["bc", "qmix-cql"],
+                "seeds": [0, 1],
+                "qualities": ["poor", "medium"],
+                "steps": 99,
+            },
+        )
+    )
+    assert [c.key for c in again[0]] == [c.key for c in data]  # data unchanged
+    assert [c.key for c in again[1]] == [c.key for c in aug]  # augmenters unchanged
+    assert not {c.key for c in again[2]} & {c.key for c in train}  # every training run changed
 
 
 def test_a_code_version_bump_recomputes_only_that_methods_cells(monkeypatch):
@@ -54,7 +83,7 @@ def test_a_code_version_bump_recomputes_only_that_methods_cells(monkeypatch):
     changed = {c.labels["method"] for c, d in zip(aug, aug2) if c.key != d.key}
     assert changed == {"rad-m"}
     assert {c.labels["method"] for c, d in zip(train, train2) if c.key != d.key} == {"rad-m"}
-    assert AUGMENTERS.get("eaq").version >= 2                     # reward calibration changed EAQ
+    assert AUGMENTERS.get("eaq").version >= 2  # reward calibration changed EAQ
 
 
 def test_config_errors(tmp_path):
@@ -71,7 +100,9 @@ def test_config_errors(tmp_path):
     good = tmp_path / "g.toml"
     good.write_text('algos = ["bc"]\nseeds = [1, 2]\n[method_options.rad-s]\nalpha = 0.9\n')
     cfg = load_config(good, seeds=[3])
-    assert cfg.algos == ["bc"] and cfg.seeds == [3] and cfg.method_options == {"rad-s": {"alpha": 0.9}}
+    assert (
+        cfg.algos == ["bc"] and cfg.seeds == [3] and cfg.method_options == {"rad-s": {"alpha": 0.9}}
+    )
 
 
 def test_rerun_and_interrupted_run_recompute_nothing_finished(tmp_path):
@@ -82,7 +113,7 @@ def test_rerun_and_interrupted_run_recompute_nothing_finished(tmp_path):
         pass
 
     def stop_after_first_train(stage, n, total):
-        if stage == "train" and total == 0:   # a train cell just finished
+        if stage == "train" and total == 0:  # a train cell just finished
             raise Stop
 
     with pytest.raises(Stop):
@@ -91,19 +122,25 @@ def test_rerun_and_interrupted_run_recompute_nothing_finished(tmp_path):
     assert sum(k.startswith("train-") for k in first) == 1 and not (work / "results.jsonl").exists()
     rows = run_benchmark(cfg, work, workers=1)
     second = mtimes(work)
-    assert all(second[k] == v for k, v in first.items())            # nothing finished was redone
+    assert all(second[k] == v for k, v in first.items())  # nothing finished was redone
     assert sum(k.startswith("train-") for k in second) == 2
     assert [r["method"] for r in rows] == ["original", "rad-s"]
     assert all(np.isfinite(r["return_mean"]) and r["curve"][0][0] == 0 for r in rows)
     assert read_results(work) == json.loads(json.dumps(rows))
-    assert (work / "report.md").is_file() and (work / "iqm.png").is_file() and (work / "learning_curves.png").is_file()
-    assert (work / "profiles.png").is_file() and "P(better than original)" in (work / "report.md").read_text()
+    assert (
+        (work / "report.md").is_file()
+        and (work / "iqm.png").is_file()
+        and (work / "learning_curves.png").is_file()
+    )
+    assert (work / "profiles.png").is_file() and "P(better than original)" in (
+        work / "report.md"
+    ).read_text()
     assert "## Fidelity gates of the augmented datasets" in (work / "report.md").read_text()
     # a changed setting recomputes only what it touches
     run_benchmark(load_config(None, **{**TINY, "steps": 8}), work, workers=1)
     third = mtimes(work)
     assert all(third[k] == v for k, v in second.items())
-    assert len(third) == len(second) + 2                              # two new training runs only
+    assert len(third) == len(second) + 2  # two new training runs only
 
 
 def test_rounds_go_seed_by_seed_and_committed_rows_restore_a_lost_folder(tmp_path):
@@ -118,8 +155,11 @@ def test_rounds_go_seed_by_seed_and_committed_rows_restore_a_lost_folder(tmp_pat
 
     def stop_in_second_round(stage, n, total):
         if total == 0:
-            done = json.loads(max((work / "cells").glob("*/result.json"),
-                                  key=lambda p: p.stat().st_mtime_ns).read_text())
+            done = json.loads(
+                max(
+                    (work / "cells").glob("*/result.json"), key=lambda p: p.stat().st_mtime_ns
+                ).read_text()
+            )
             started.append((done["kind"], done.get("seed", 0)))
             if done["kind"] == "train" and done["seed"] == 1:
                 raise Stop
@@ -127,7 +167,7 @@ def test_rounds_go_seed_by_seed_and_committed_rows_restore_a_lost_folder(tmp_pat
     with pytest.raises(Stop):
         run_benchmark(cfg, work, workers=1, progress=stop_in_second_round)
     seeds = [s for _, s in started]
-    assert seeds == sorted(seeds) and seeds[-1] == 1            # seed 0 entirely before seed 1
+    assert seeds == sorted(seeds) and seeds[-1] == 1  # seed 0 entirely before seed 1
     partial = read_results(work)
     assert {r["seed"] for r in partial} == {0} and len(partial) == 2
     assert "2 training runs" in (work / "report.md").read_text()
@@ -137,10 +177,12 @@ def test_rounds_go_seed_by_seed_and_committed_rows_restore_a_lost_folder(tmp_pat
     fresh = tmp_path / "fresh"
     rows = run_benchmark(cfg, fresh, workers=1, restore=kept)
     trained = [p for p in (fresh / "cells").glob("train-*/run")]
-    assert len(rows) == 4 and len(trained) == 2                  # only seed 1's runs were trained
+    assert len(rows) == 4 and len(trained) == 2  # only seed 1's runs were trained
     assert [r["return_mean"] for r in rows if r["seed"] == 0] == [r["return_mean"] for r in partial]
     assert not any((fresh / "cells").glob("augment-*")) or all(
-        json.loads((p / "result.json").read_text())["seed"] == 1 for p in (fresh / "cells").glob("augment-*"))
+        json.loads((p / "result.json").read_text())["seed"] == 1
+        for p in (fresh / "cells").glob("augment-*")
+    )
     assert all(r["data_fingerprint"] for r in rows)
     # kept with its data cells (benchmark --keep), a folder restores the very same data
     from marl_augment.bench.grid import keep_results
@@ -152,10 +194,12 @@ def test_rounds_go_seed_by_seed_and_committed_rows_restore_a_lost_folder(tmp_pat
     told: list[str] = []
     rows2 = run_benchmark(cfg, again, workers=1, restore=kept_dir, notify=told.append)
     assert len(list((again / "cells").glob("train-*/run"))) == 2 and not told
-    assert json.loads(next((again / "cells").glob("data-*/result.json")).read_text())["store"] \
-        == str(next((again / "cells").glob("data-*")) / "store.zarr")
-    assert [r["return_mean"] for r in rows2 if r["seed"] == 0] == \
-        [r["return_mean"] for r in partial]
+    assert json.loads(next((again / "cells").glob("data-*/result.json")).read_text())[
+        "store"
+    ] == str(next((again / "cells").glob("data-*")) / "store.zarr")
+    assert [r["return_mean"] for r in rows2 if r["seed"] == 0] == [
+        r["return_mean"] for r in partial
+    ]
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("a researcher's file")
     with pytest.raises(AlreadyExists, match="was not made by marl-augment"):
@@ -163,36 +207,54 @@ def test_rounds_go_seed_by_seed_and_committed_rows_restore_a_lost_folder(tmp_pat
     # rows of other data (behaviour data regenerated differently on another machine) train
     # again, told in one line; rows written before they carried a fingerprint are checked by
     # the dataset return of their runs on the original data
-    (tmp_path / "same.jsonl").write_text("".join(
-        json.dumps({k: v for k, v in r.items() if k != "data_fingerprint"}) + "\n"
-        for r in partial))
+    (tmp_path / "same.jsonl").write_text(
+        "".join(
+            json.dumps({k: v for k, v in r.items() if k != "data_fingerprint"}) + "\n"
+            for r in partial
+        )
+    )
     told: list[str] = []
-    run_benchmark(cfg, tmp_path / "same", workers=1, restore=tmp_path / "same.jsonl",
-                  notify=told.append)
+    run_benchmark(
+        cfg, tmp_path / "same", workers=1, restore=tmp_path / "same.jsonl", notify=told.append
+    )
     assert len(list((tmp_path / "same" / "cells").glob("train-*/run"))) == 2 and not told
-    for name, tamper in (("fp", lambda r: {**r, "data_fingerprint": "0" * 16}),
-                         ("old", lambda r: {**{k: v for k, v in r.items()
-                                               if k != "data_fingerprint"},
-                                            "dataset_return": r["dataset_return"] + 0.01})):
-        (tmp_path / f"{name}.jsonl").write_text("".join(
-            json.dumps(tamper(r) if r["seed"] == 0 else r) + "\n" for r in partial))
+    for name, tamper in (
+        ("fp", lambda r: {**r, "data_fingerprint": "0" * 16}),
+        (
+            "old",
+            lambda r: {
+                **{k: v for k, v in r.items() if k != "data_fingerprint"},
+                "dataset_return": r["dataset_return"] + 0.01,
+            },
+        ),
+    ):
+        (tmp_path / f"{name}.jsonl").write_text(
+            "".join(json.dumps(tamper(r) if r["seed"] == 0 else r) + "\n" for r in partial)
+        )
         told: list[str] = []
-        run_benchmark(cfg, tmp_path / name, workers=1, restore=tmp_path / f"{name}.jsonl",
-                      notify=told.append)
+        run_benchmark(
+            cfg, tmp_path / name, workers=1, restore=tmp_path / f"{name}.jsonl", notify=told.append
+        )
         assert len(list((tmp_path / name / "cells").glob("train-*/run"))) == 4, name
-        assert told == [f"2 restored runs on {partial[0]['dataset']} train again: their data "
-                        "differ from the data made here"], told
+        assert told == [
+            f"2 restored runs on {partial[0]['dataset']} train again: their data "
+            "differ from the data made here"
+        ], told
 
 
 def test_one_shared_fit_per_dataset_and_method_when_asked(tmp_path):
     """fit_per_seed = false: EAQ is fitted once (seed 0) and each seed samples its own
     episodes from that model; learned-augmenter cells of the default keep their keys."""
-    base = {**TINY, "methods": ["original", "rad-s", "eaq"], "seeds": [0, 1],
-            "method_options": {"eaq": {"train_steps": 4, "sample_steps": 2, "diffusion_steps": 4}}}
+    base = {
+        **TINY,
+        "methods": ["original", "rad-s", "eaq"],
+        "seeds": [0, 1],
+        "method_options": {"eaq": {"train_steps": 4, "sample_steps": 2, "diffusion_steps": 4}},
+    }
     per_seed = plan(load_config(None, **base))[1]
     shared_plan = plan(load_config(None, **{**base, "fit_per_seed": False}))[1]
     same = [a.key == b.key for a, b in zip(per_seed, shared_plan)]
-    assert same == [c.labels["method"] == "rad-s" for c in per_seed]   # only EAQ's cells change
+    assert same == [c.labels["method"] == "rad-s" for c in per_seed]  # only EAQ's cells change
     cfg = load_config(None, **{**base, "fit_per_seed": False, "methods": ["eaq"], "algos": ["bc"]})
     run_benchmark(cfg, tmp_path / "w", report=False)
     assert len(list((tmp_path / "w" / "fits").glob("eaq-*/model"))) == 1
@@ -216,13 +278,18 @@ def test_local_workers_and_ray_give_the_same_results(tmp_path):
     cfg = load_config(None, **TINY)
     pooled = run_benchmark(cfg, tmp_path / "pooled", workers=2, report=False)
     data = next((tmp_path / "pooled" / "cells").glob("data-*"))
-    shutil.copytree(data, tmp_path / "ray" / "cells" / data.name)   # the same data, not collected again
-    write_marker(tmp_path / "ray", "benchmark")   # a folder seeded by hand is ours once marked
+    shutil.copytree(
+        data, tmp_path / "ray" / "cells" / data.name
+    )  # the same data, not collected again
+    write_marker(tmp_path / "ray", "benchmark")  # a folder seeded by hand is ours once marked
     try:
         on_ray = run_benchmark(cfg, tmp_path / "ray", executor="ray", workers=2, report=False)
     finally:
         ray.shutdown()
-    key = lambda rows: [(r["method"], r["algo"], r["seed"], r["return_mean"], r["curve"]) for r in rows]  # noqa: E731
+
+    def key(rows):
+        return [(r["method"], r["algo"], r["seed"], r["return_mean"], r["curve"]) for r in rows]
+
     assert key(pooled) == key(on_ray)
     assert len({r["key"] for r in on_ray}) == 2
 
@@ -232,16 +299,26 @@ def test_table1_bold_avg_and_improvement():
     for d, base in (("smax:3m medium", 1.0), ("smax:8m medium", 0.8)):
         for m, gain in (("original", 0.0), ("eaq", 0.2)):
             for s in (0, 1):
-                rows.append({"dataset": d, "algo": "qmix-cql", "method": m, "seed": s,
-                             "return_mean": base + gain + 0.1 * s, "normalised_return": (base + gain + 0.1 * s) / 2})
+                rows.append(
+                    {
+                        "dataset": d,
+                        "algo": "qmix-cql",
+                        "method": m,
+                        "seed": s,
+                        "return_mean": base + gain + 0.1 * s,
+                        "normalised_return": (base + gain + 0.1 * s) / 2,
+                    }
+                )
     t = table1(rows, ["original", "eaq"], ["qmix-cql"])
     lines = t.splitlines()
     assert lines[0] == "| dataset | qmix-cql · original | qmix-cql · eaq |"
     assert lines[2] == "| smax:3m medium | 1.050 ± 0.050 | **1.250 ± 0.050** |"
     avg_orig, avg_eaq = (1.05 + 0.85) / 4, (1.25 + 1.05) / 4
     assert lines[4] == f"| AVG medium (normalised) | {avg_orig:.3f} | {avg_eaq:.3f} |"
-    assert lines[5] == (f"| vs original, medium | – | {avg_eaq - avg_orig:+.3f} "
-                        f"({100 * (avg_eaq - avg_orig) / avg_orig:+.1f}%) |")
+    assert lines[5] == (
+        f"| vs original, medium | – | {avg_eaq - avg_orig:+.3f} "
+        f"({100 * (avg_eaq - avg_orig) / avg_orig:+.1f}%) |"
+    )
     aggs = aggregates(rows)
     assert [(g["method"], g["runs"]) for g in aggs] == [("original", 4), ("eaq", 4)]
     assert aggs[1]["ci_low"] <= aggs[1]["iqm"] <= aggs[1]["ci_high"]
@@ -251,15 +328,26 @@ def test_final_best_and_last_third_tell_collapse_from_peak():
     # original peaks early and collapses; eaq holds: final and last third differ, best barely
     collapse = [(1000, 1.26), (2000, 1.05), (3000, 0.78), (6000, 0.62)]
     holds = [(1000, 0.98), (2000, 1.24), (3000, 1.31), (6000, 1.30)]
-    rows = [{"dataset": "smax:3m poor", "algo": "qmix-cql", "method": m, "seed": 0,
-             "return_mean": c[-1][1], "normalised_return": c[-1][1] / 2, "curve": c}
-            for m, c in (("original", collapse), ("eaq", holds))]
+    rows = [
+        {
+            "dataset": "smax:3m poor",
+            "algo": "qmix-cql",
+            "method": m,
+            "seed": 0,
+            "return_mean": c[-1][1],
+            "normalised_return": c[-1][1] / 2,
+            "curve": c,
+        }
+        for m, c in (("original", collapse), ("eaq", holds))
+    ]
     m = run_measures(rows[0])
     assert m == {"final": 0.31, "best": 0.63, "last_third": 0.31}
     assert run_measures(rows[1])["best"] == 1.31 / 2
     t = measures_table(rows, ["original", "eaq"]).splitlines()
     assert t[2].startswith("| qmix-cql · original | 1 | 0.310 | – | 0.630 | – |")
-    assert t[3].startswith("| qmix-cql · eaq | 1 | 0.650 | +0.340 (+109.7%) | 0.655 | +0.025 (+4.0%)")
+    assert t[3].startswith(
+        "| qmix-cql · eaq | 1 | 0.650 | +0.340 (+109.7%) | 0.655 | +0.025 (+4.0%)"
+    )
 
 
 def test_iqm_and_bootstrap():
@@ -286,8 +374,17 @@ def test_cli_benchmark_compare_and_quickstart(tmp_path, monkeypatch):
     assert "train       4 cells, 2 cached" in r.output and "restore  2 of 2 rows" in r.output
     assert "train: bc" in r.output and "Remaining: about" in r.output
     (tmp_path / "b1" / "report.md").unlink()
-    r = run("benchmark", cfgfile, "--out", "b1", "--report-only", "--seeds", "0-1",  # seed 1: not run
-            "--keep", "kept")
+    r = run(
+        "benchmark",
+        cfgfile,
+        "--out",
+        "b1",
+        "--report-only",
+        "--seeds",
+        "0-1",  # seed 1: not run
+        "--keep",
+        "kept",
+    )
     assert r.exit_code == 0, r.output
     assert len(read_results(tmp_path / "b1")) == 2 and (tmp_path / "b1" / "report.md").is_file()
     assert len(read_results(tmp_path / "kept")) == 2 and any((tmp_path / "kept" / "data").iterdir())
@@ -296,7 +393,10 @@ def test_cli_benchmark_compare_and_quickstart(tmp_path, monkeypatch):
     r = run("compare", "b1", "b2", "--json")
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
-    assert {(x["method"], x["seeds_a"], x["seeds_b"]) for x in res["rows"]} == {("original", 1, 1), ("rad-s", 1, 1)}
+    assert {(x["method"], x["seeds_a"], x["seeds_b"]) for x in res["rows"]} == {
+        ("original", 1, 1),
+        ("rad-s", 1, 1),
+    }
     # datasets: the real store and the RAD-s augmented one
     real = next((tmp_path / "b1" / "cells").glob("data-*/store.zarr"))
     aug = next((tmp_path / "b1" / "cells").glob("augment-*/store.zarr"))
@@ -305,11 +405,25 @@ def test_cli_benchmark_compare_and_quickstart(tmp_path, monkeypatch):
     res = json.loads(r.output)
     assert res["stats"][1]["synthetic_episodes"] == 5 * res["stats"][0]["episodes"]
     assert res["fidelity"]["real_episodes"] == res["stats"][0]["episodes"]
-    assert (tmp_path / "plots" / "returns.png").is_file() and (tmp_path / "plots" / "tsne_obs.png").is_file()
+    assert (tmp_path / "plots" / "returns.png").is_file() and (
+        tmp_path / "plots" / "tsne_obs.png"
+    ).is_file()
     assert_user_error(run("compare", real, "b1"), "not both")
     assert_user_error(run("benchmark", "--method", "eaqq", "--out", "b3"), "unknown augmenter")
     assert_user_error(run("benchmark", "--seeds", "0,x"), "seeds", "0-4")
-    r = run("quickstart", "--episodes", "16", "--steps", "6", "--fit-steps", "4", "--workers", "1", "--device", "cpu")
+    r = run(
+        "quickstart",
+        "--episodes",
+        "16",
+        "--steps",
+        "6",
+        "--fit-steps",
+        "4",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+    )
     assert r.exit_code == 0, r.output
     report = (tmp_path / "marl-augment-quickstart" / "report.md").read_text()
     assert "| dataset | qmix-cql · original | qmix-cql · rad-s | qmix-cql · eaq |" in report
@@ -329,15 +443,20 @@ def test_paper_protocol_configs_load_and_plan():
         assert plan(load_config(path).check())[2], path.name
     cfg = load_config(root / "continuous-learners.toml").check()
     assert {"dom2", "omsd"} <= set(cfg.algos) and len(plan(cfg)[2]) == 450
-    assert all(c.config["shifted_env_args"] == {"agent_speed_min": 0.3}
-               for c in plan(cfg)[2] if c.config["env_id"] == "mpe:simple_spread")
+    assert all(
+        c.config["shifted_env_args"] == {"agent_speed_min": 0.3}
+        for c in plan(cfg)[2]
+        if c.config["env_id"] == "mpe:simple_spread"
+    )
 
 
 def test_method_variants_are_separate_cells_with_their_options():
     cfg = load_config(None, **{**TINY, "methods": ["original", "eaq:lam=0.5", "eaq:lam=0.01"]})
     _, augment, train = plan(cfg.check())
     assert [(a.config["method"], a.config["options"], a.labels["method"]) for a in augment] == [
-        ("eaq", {"lam": 0.5}, "eaq:lam=0.5"), ("eaq", {"lam": 0.01}, "eaq:lam=0.01")]
+        ("eaq", {"lam": 0.5}, "eaq:lam=0.5"),
+        ("eaq", {"lam": 0.01}, "eaq:lam=0.01"),
+    ]
     assert len({a.key for a in augment}) == 2
     with pytest.raises(ConfigError, match="has no option"):
         load_config(None, **{**TINY, "methods": ["eaq:lamb=1"]}).check()
@@ -360,11 +479,29 @@ def test_learned_behaviour_data_cell(tmp_path, monkeypatch):
         return res
 
     monkeypatch.setattr(behaviour, "train_behaviour", counting)
-    opts = dict(total_steps=256, num_envs=8, rollout=16, minibatches=2, epochs=1, hidden=16,
-                checkpoint_every=128, dense_until=0, eval_episodes=8)
-    cfg = load_config(None, **{**TINY, "behaviour": "learned", "transitions": 400,
-                               "subsample": 0.5, "behaviour_options": opts,
-                               "methods": ["original"], "qualities": ["poor", "medium"]})
+    opts = dict(
+        total_steps=256,
+        num_envs=8,
+        rollout=16,
+        minibatches=2,
+        epochs=1,
+        hidden=16,
+        checkpoint_every=128,
+        dense_until=0,
+        eval_episodes=8,
+    )
+    cfg = load_config(
+        None,
+        **{
+            **TINY,
+            "behaviour": "learned",
+            "transitions": 400,
+            "subsample": 0.5,
+            "behaviour_options": opts,
+            "methods": ["original"],
+            "qualities": ["poor", "medium"],
+        },
+    )
     rows = run_benchmark(cfg, tmp_path / "w", report=False)
     for data in (tmp_path / "w" / "cells").glob("data-*"):
         res = json.loads((data / "result.json").read_text())
@@ -373,7 +510,7 @@ def test_learned_behaviour_data_cell(tmp_path, monkeypatch):
     assert len(rows) == 2 and all(r["return_mean"] is not None for r in rows)
     # one behaviour learner for both qualities: the second data cell found it trained
     assert len(list((tmp_path / "w" / "behaviour").glob("smax-3m-*/checkpoints.jsonl"))) == 1
-    assert len(trained) == 2 and min(trained) == 0.0 < max(trained)   # the second trained nothing
+    assert len(trained) == 2 and min(trained) == 0.0 < max(trained)  # the second trained nothing
 
 
 def test_best_variant_is_chosen_per_cell_and_marked_as_an_oracle(tmp_path):
@@ -384,12 +521,22 @@ def test_best_variant_is_chosen_per_cell_and_marked_as_an_oracle(tmp_path):
         for m in ("original", "eaq:lam=0.5", "eaq:lam=0.1", "rad-s"):
             for s in range(2):
                 v = 1.2 if m == lam_best else 1.0
-                rows.append({"dataset": d, "algo": "qmix-cql", "method": m, "seed": s,
-                             "return_mean": v + 0.01 * s, "normalised_return": (v + 0.01 * s) / 2})
+                rows.append(
+                    {
+                        "dataset": d,
+                        "algo": "qmix-cql",
+                        "method": m,
+                        "seed": s,
+                        "return_mean": v + 0.01 * s,
+                        "normalised_return": (v + 0.01 * s) / 2,
+                    }
+                )
     oracle, names = best_variant_rows(rows)
     assert names == ["eaq (best variant)"]
-    assert {(r["dataset"], r["picked"]) for r in oracle} == {("3m poor", "eaq:lam=0.5"),
-                                                             ("3m medium", "eaq:lam=0.1")}
+    assert {(r["dataset"], r["picked"]) for r in oracle} == {
+        ("3m poor", "eaq:lam=0.5"),
+        ("3m medium", "eaq:lam=0.1"),
+    }
     assert best_variant_rows([r for r in rows if r["method"] != "eaq:lam=0.1"]) == ([], [])
     from marl_augment.bench import load_config
 
@@ -410,9 +557,19 @@ def test_probability_of_improvement_is_rliables():
     assert probability_of_improvement([np.array([1.0])], [np.array([1.0])]) == 0.5
     lo, hi = probability_of_improvement_ci(x, y, reps=500)
     assert 0 <= lo <= probability_of_improvement(x, y) <= hi <= 1
-    rows = [{"dataset": d, "algo": "bc", "method": m, "seed": i, "return_mean": v,
-             "normalised_return": v} for d, xs, ys in (("a", x[0], y[0]), ("b", x[1], y[1]))
-            for m, vals in (("eaq", xs), ("original", ys)) for i, v in enumerate(vals)]
+    rows = [
+        {
+            "dataset": d,
+            "algo": "bc",
+            "method": m,
+            "seed": i,
+            "return_mean": v,
+            "normalised_return": v,
+        }
+        for d, xs, ys in (("a", x[0], y[0]), ("b", x[1], y[1]))
+        for m, vals in (("eaq", xs), ("original", ys))
+        for i, v in enumerate(vals)
+    ]
     aggs = {g["method"]: g for g in aggregates(rows, ["original", "eaq"])}
     assert "p_improve" not in aggs["original"]
     assert aggs["eaq"]["p_improve"] == pytest.approx(np.mean(per_task))

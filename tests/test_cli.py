@@ -61,16 +61,34 @@ def test_record_then_info(recorded):
 
 def test_record_is_deterministic(tmp_path):
     for name in ("a", "b"):
-        r = run("record", "mpe2.simple_spread_v3", "-n", 3, "--seed", 7, "-e", "max_cycles=10",
-                tmp_path / f"{name}.zarr")
+        r = run(
+            "record",
+            "mpe2.simple_spread_v3",
+            "-n",
+            3,
+            "--seed",
+            7,
+            "-e",
+            "max_cycles=10",
+            tmp_path / f"{name}.zarr",
+        )
         assert r.exit_code == 0, r.output
     assert ma.load(tmp_path / "a.zarr").fingerprint == ma.load(tmp_path / "b.zarr").fingerprint
     assert ma.load(tmp_path / "a.zarr").spec.max_episode_len == 10
 
 
 def test_record_keeps_log_and_convert_reproduces(tmp_path):
-    r = run("record", "mpe2.simple_world_comm_v3", "-n", 2, "-e", "max_cycles=8",
-            "--log", tmp_path / "w.jsonl.gz", tmp_path / "w.zarr")
+    r = run(
+        "record",
+        "mpe2.simple_world_comm_v3",
+        "-n",
+        2,
+        "-e",
+        "max_cycles=8",
+        "--log",
+        tmp_path / "w.jsonl.gz",
+        tmp_path / "w.zarr",
+    )
     assert r.exit_code == 0, r.output
     r = run("convert", "--from", "pettingzoo-log", tmp_path / "w.jsonl.gz", tmp_path / "w2.zarr")
     assert r.exit_code == 0, r.output
@@ -94,8 +112,10 @@ def test_subsample(recorded, tmp_path):
     s = ma.load(tmp_path / "s.zarr")
     assert len(s) == 5 and s.provenance[0]["method"] == "subsample"
     assert_user_error(run("subsample", recorded, tmp_path / "t.zarr"), "exactly one of")
-    assert_user_error(run("subsample", recorded, recorded, "--fraction", 0.5, "--overwrite"),
-                      "inputs are never written to")
+    assert_user_error(
+        run("subsample", recorded, recorded, "--fraction", 0.5, "--overwrite"),
+        "inputs are never written to",
+    )
 
 
 def test_datasets_commands(recorded):
@@ -123,14 +143,19 @@ def test_user_errors_are_one_red_line(recorded, tmp_path):
     log.write_text("{oops\n")
     assert_user_error(run("convert", log, tmp_path / "x.zarr"), "line 1 is not valid JSON")
     assert_user_error(run("convert", tmp_path / "nope.jsonl", tmp_path / "x.zarr"), "no log file")
-    assert_user_error(run("convert", "--from", "vault", log, tmp_path / "x.zarr"), "unknown adapter")
+    assert_user_error(
+        run("convert", "--from", "vault", log, tmp_path / "x.zarr"), "unknown adapter"
+    )
     assert_user_error(run("record", "mpe2.no_such_env", tmp_path / "y.zarr"), "cannot import")
     assert_user_error(run("record", "notapkg.env_v1", tmp_path / "y.zarr"), "cannot import")
     assert_user_error(run("record", "json", tmp_path / "y.zarr"), "not a PettingZoo environment")
-    assert_user_error(run("record", "mpe2.simple_spread_v3", "-e", "nope", tmp_path / "y.zarr"),
-                      "key=value")
-    assert_user_error(run("record", "mpe2.simple_spread_v3", "--policy", "greedy", tmp_path / "y.zarr"),
-                      "unknown policy")
+    assert_user_error(
+        run("record", "mpe2.simple_spread_v3", "-e", "nope", tmp_path / "y.zarr"), "key=value"
+    )
+    assert_user_error(
+        run("record", "mpe2.simple_spread_v3", "--policy", "greedy", tmp_path / "y.zarr"),
+        "unknown policy",
+    )
     assert not (tmp_path / "x.zarr").exists() and not (tmp_path / "y.zarr").exists()
 
 
@@ -142,12 +167,18 @@ def _cli(*args, **kw):
 
 def test_real_subprocess_run(tmp_path):
     out = tmp_path / "p.zarr"
-    p = subprocess.run(_cli("record", "mpe2.simple_spread_v3", "-n", 3, out), capture_output=True,
-                       text=True, timeout=300)
+    p = subprocess.run(
+        _cli("record", "mpe2.simple_spread_v3", "-n", 3, out),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     p = subprocess.run(_cli("info", out, "--json"), capture_output=True, text=True, timeout=300)
     assert p.returncode == 0 and json.loads(p.stdout)["stats"]["episodes"] == 3
-    p = subprocess.run(_cli("info", tmp_path / "none.zarr"), capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        _cli("info", tmp_path / "none.zarr"), capture_output=True, text=True, timeout=300
+    )
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert p.stderr.strip().startswith("error:") and len(p.stderr.strip().splitlines()) == 1
 
@@ -179,8 +210,12 @@ def test_killed_conversion_leaves_no_output(tmp_path, big_log, sig):
     out = tmp_path / "big.zarr"
     # a shell's background jobs inherit SIGINT ignored (and Python keeps it so): give the child
     # the default disposition, so Ctrl-C reaches it however the test suite itself was started
-    proc = subprocess.Popen(_cli("convert", log, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        _cli("convert", log, out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 120
     # wait until the writer's hidden partial output exists, i.e. conversion is under way
     while time.time() < deadline and not list(tmp_path.glob(".big.zarr.partial-*")):
@@ -208,9 +243,9 @@ def test_options_lists_each_option_with_its_default_and_meaning():
     assert "reward_calibration" in res.output and "quantile mapping" in res.output
     assert "train_steps" in res.output and "2000" in res.output
     res = run("augment", "--method", "eaq-q", "--options")
-    assert "Always 0 for EAQ" in res.output                       # the subclass's own text wins
+    assert "Always 0 for EAQ" in res.output  # the subclass's own text wins
     res = run("train", "--algo", "qmix-cql", "--options")
     assert res.exit_code == 0, res.output
     row = next(ln for ln in res.output.splitlines() if "cql_alpha" in ln)
-    assert row.split("│")[2].strip() == "3" and "CQL" in row                 # default, meaning
+    assert row.split("│")[2].strip() == "3" and "CQL" in row  # default, meaning
     assert_user_error(run("augment", "--method", "nope", "--options"), "nope")

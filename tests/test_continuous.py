@@ -17,10 +17,17 @@ from marl_augment.errors import SchemaError
 def cont_spec(**kw) -> Spec:
     """Two agents with 2 and 3 action dimensions (so agent 0 is padded), bounds [-1, 1] and
     [0, 2]."""
-    base = dict(env_id="test:cont", agent_ids=("a", "b"), obs_dim=3, n_actions=3, state_dim=2,
-                agent_n_actions=(2, 3), action_kind="continuous",
-                action_low=((-1.0, -1.0), (0.0, 0.0, 0.0)),
-                action_high=((1.0, 1.0), (2.0, 2.0, 2.0)))
+    base = dict(
+        env_id="test:cont",
+        agent_ids=("a", "b"),
+        obs_dim=3,
+        n_actions=3,
+        state_dim=2,
+        agent_n_actions=(2, 3),
+        action_kind="continuous",
+        action_low=((-1.0, -1.0), (0.0, 0.0, 0.0)),
+        action_high=((1.0, 1.0), (2.0, 2.0, 2.0)),
+    )
     base.update(kw)
     return Spec(**base)
 
@@ -30,10 +37,14 @@ def cont_episode(t: int, seed: int = 0) -> dict[str, np.ndarray]:
     act = np.zeros((t, 2, 3), np.float32)
     act[:, 0, :2] = rng.uniform(-1, 1, (t, 2))
     act[:, 1] = rng.uniform(0, 2, (t, 3))
-    ep = {"obs": rng.normal(size=(t, 2, 3)).astype(np.float32),
-          "state": rng.normal(size=(t, 2)).astype(np.float32),
-          "actions": act, "rewards": rng.normal(size=t).astype(np.float32),
-          "terminated": np.zeros(t, bool), "truncated": np.zeros(t, bool)}
+    ep = {
+        "obs": rng.normal(size=(t, 2, 3)).astype(np.float32),
+        "state": rng.normal(size=(t, 2)).astype(np.float32),
+        "actions": act,
+        "rewards": rng.normal(size=t).astype(np.float32),
+        "terminated": np.zeros(t, bool),
+        "truncated": np.zeros(t, bool),
+    }
     ep["truncated"][-1] = True
     return ep
 
@@ -86,12 +97,18 @@ def test_discrete_specs_keep_their_json_and_fingerprints(tmp_path):
     ma.Dataset.open(path, validate=True)  # the fingerprint still matches
 
 
-@pytest.mark.parametrize("change, match", [
-    (lambda e: e["actions"].__setitem__((1, 0, 0), 1.5), r"1\.5 at row 1, agent 0, dimension 0, "
-                                                         r"outside its bounds \[-1, 1\]"),
-    (lambda e: e["actions"].__setitem__((0, 1, 2), np.nan), "non-finite value"),
-    (lambda e: e["actions"].__setitem__((2, 0, 2), 0.25), "in padding"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (
+            lambda e: e["actions"].__setitem__((1, 0, 0), 1.5),
+            r"1\.5 at row 1, agent 0, dimension 0, "
+            r"outside its bounds \[-1, 1\]",
+        ),
+        (lambda e: e["actions"].__setitem__((0, 1, 2), np.nan), "non-finite value"),
+        (lambda e: e["actions"].__setitem__((2, 0, 2), 0.25), "in padding"),
+    ],
+)
 def test_bad_continuous_actions_get_one_line(tmp_path, change, match):
     ep = cont_episode(4)
     change(ep)
@@ -103,14 +120,17 @@ def test_bad_continuous_actions_get_one_line(tmp_path, change, match):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(action_low=None), "needs action_low and action_high"),
-    (dict(action_low=((-1.0,), (0.0, 0.0, 0.0))), "one bound per action dimension"),
-    (dict(action_high=((1.0, -2.0), (2.0, 2.0, 2.0))), "exceeds"),
-    (dict(has_avail_actions=True), "cannot have legal-action masks"),
-    (dict(action_high=((1.0, float("inf")), (2.0, 2.0, 2.0))), "non-finite bound"),
-    (dict(action_kind="hybrid"), "action_kind"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(action_low=None), "needs action_low and action_high"),
+        (dict(action_low=((-1.0,), (0.0, 0.0, 0.0))), "one bound per action dimension"),
+        (dict(action_high=((1.0, -2.0), (2.0, 2.0, 2.0))), "exceeds"),
+        (dict(has_avail_actions=True), "cannot have legal-action masks"),
+        (dict(action_high=((1.0, float("inf")), (2.0, 2.0, 2.0))), "non-finite bound"),
+        (dict(action_kind="hybrid"), "action_kind"),
+    ],
+)
 def test_bad_continuous_specs_refused(kw, match):
     with pytest.raises(SchemaError, match=match):
         cont_spec(**kw).check()
@@ -118,9 +138,13 @@ def test_bad_continuous_specs_refused(kw, match):
 
 def test_discrete_spec_refuses_real_valued_actions(tmp_path):
     spec = Spec(env_id="t", agent_ids=("a",), obs_dim=1, n_actions=3)
-    ep = {"obs": np.zeros((2, 1, 1), np.float32), "actions": np.array([[0.5], [1.0]]),
-          "rewards": np.zeros(2, np.float32), "terminated": np.array([False, True]),
-          "truncated": np.zeros(2, bool)}
+    ep = {
+        "obs": np.zeros((2, 1, 1), np.float32),
+        "actions": np.array([[0.5], [1.0]]),
+        "rewards": np.zeros(2, np.float32),
+        "terminated": np.array([False, True]),
+        "truncated": np.zeros(2, bool),
+    }
     with pytest.raises(SchemaError, match="action_kind='continuous'"):
         with StoreWriter(tmp_path / "x.zarr", spec) as w:
             w.append_episode(ep)
@@ -155,24 +179,38 @@ def test_mpe_continuous_record_convert_exact(tmp_path):
     assert spec.action_low == ((0.0,) * 5,) * 3 and spec.action_high == ((1.0,) * 5,) * 3
     with gzip.open(log, "rt") as f:
         steps = [json.loads(line) for line in f][1:]
-    logged = np.array([[s["actions"][a] for a in spec.agent_ids] for s in steps
-                       if s["t"] == "step"], np.float32)
+    logged = np.array(
+        [[s["actions"][a] for a in spec.agent_ids] for s in steps if s["t"] == "step"], np.float32
+    )
     np.testing.assert_array_equal(ds.columns["actions"], logged)
     assert len(ds) == 3 and ds.episode_lengths.tolist() == [10, 10, 10]
     assert (logged > 0).all() and (logged < 1).all()  # uniform within the bounds
 
 
-CHEADER = {"format": "marl-augment/pettingzoo-log", "version": 1, "env_id": "pettingzoo:hand",
-           "agents": ["x", "y"], "obs_dims": {"x": 2, "y": 2}, "n_actions": {"x": 2, "y": 1},
-           "state_dim": None, "action_kind": "continuous",
-           "action_low": {"x": [-1, -1], "y": [0]}, "action_high": {"x": [1, 1], "y": [2]}}
+CHEADER = {
+    "format": "marl-augment/pettingzoo-log",
+    "version": 1,
+    "env_id": "pettingzoo:hand",
+    "agents": ["x", "y"],
+    "obs_dims": {"x": 2, "y": 2},
+    "n_actions": {"x": 2, "y": 1},
+    "state_dim": None,
+    "action_kind": "continuous",
+    "action_low": {"x": [-1, -1], "y": [0]},
+    "action_high": {"x": [1, 1], "y": [2]},
+}
 CRESET = {"t": "reset", "obs": {"x": [0, 1], "y": [1, 0]}}
 
 
 def _cstep(x, y):
-    return {"t": "step", "actions": {"x": x, "y": y}, "rewards": {"x": 1.0, "y": 0.5},
-            "terminations": {"x": True, "y": True}, "truncations": {"x": False, "y": False},
-            "obs": {"x": [0, 0], "y": [0, 0]}}
+    return {
+        "t": "step",
+        "actions": {"x": x, "y": y},
+        "rewards": {"x": 1.0, "y": 0.5},
+        "terminations": {"x": True, "y": True},
+        "truncations": {"x": False, "y": False},
+        "obs": {"x": [0, 0], "y": [0, 0]},
+    }
 
 
 def _log(path, lines):
@@ -189,13 +227,19 @@ def test_hand_written_continuous_log_converts_with_padding(tmp_path):
     np.testing.assert_array_equal(ds.columns["actions"], [[[0.5, -0.25], [1.5, 0.0]]])
 
 
-@pytest.mark.parametrize("step, match", [
-    (_cstep([0.5, 3.0], [1.0]), r"3 in dimension 1, outside its bounds \[-1, 1\]; convert with "
-                                r"clip_actions=true"),
-    (_cstep([0.5], [1.0]), "has 1 values, its action space has 2 dimensions"),
-    (_cstep(1, [1.0]), "declares continuous actions"),
-    (_cstep([0.5, "nan"], [1.0]), "declares continuous actions"),
-])
+@pytest.mark.parametrize(
+    "step, match",
+    [
+        (
+            _cstep([0.5, 3.0], [1.0]),
+            r"3 in dimension 1, outside its bounds \[-1, 1\]; convert with "
+            r"clip_actions=true",
+        ),
+        (_cstep([0.5], [1.0]), "has 1 values, its action space has 2 dimensions"),
+        (_cstep(1, [1.0]), "declares continuous actions"),
+        (_cstep([0.5, "nan"], [1.0]), "declares continuous actions"),
+    ],
+)
 def test_bad_continuous_logs_give_one_line(tmp_path, step, match):
     from marl_augment import adapters
     from marl_augment.errors import FormatError
@@ -221,8 +265,9 @@ def test_bad_continuous_header_gets_one_line(tmp_path):
 
     bad = {**CHEADER, "action_high": {"x": [1, -2], "y": [2]}}
     with pytest.raises(FormatError, match="header: spec.action_low exceeds"):
-        adapters.convert("pettingzoo-log", _log(tmp_path / "b.jsonl", [bad, CRESET]),
-                         tmp_path / "b.zarr")
+        adapters.convert(
+            "pettingzoo-log", _log(tmp_path / "b.jsonl", [bad, CRESET]), tmp_path / "b.zarr"
+        )
 
 
 # -- TD3+BC ---------------------------------------------------------------------------------
@@ -252,10 +297,20 @@ def test_td3_bc_improves_on_the_data_and_on_pure_cloning(tmp_path):
     from marl_augment.training import train
 
     ds = box_data(tmp_path)
-    data_return = float(ds.episode_returns.mean())                    # about -2 · 2 · 0.6 · 3
-    runs = {alpha: train(ds, "td3-bc", out=tmp_path / f"a{alpha}", steps=600, eval_every=0,
-                         final_episodes=20, log_every=500, options={**SMALL, "bc_alpha": alpha})
-            for alpha in (0.0, 2.5)}
+    data_return = float(ds.episode_returns.mean())  # about -2 · 2 · 0.6 · 3
+    runs = {
+        alpha: train(
+            ds,
+            "td3-bc",
+            out=tmp_path / f"a{alpha}",
+            steps=600,
+            eval_every=0,
+            final_episodes=20,
+            log_every=500,
+            options={**SMALL, "bc_alpha": alpha},
+        )
+        for alpha in (0.0, 2.5)
+    }
     bc, td3 = (runs[a]["eval"]["return_mean"] for a in (0.0, 2.5))
     # pure cloning (alpha 0) reproduces the behaviour; the Q term moves actions towards 0
     assert abs(bc - data_return) < 0.15 * abs(data_return), (bc, data_return)
@@ -271,14 +326,15 @@ def test_dom2_sampler_draws_from_the_distribution_an_exact_noise_model_describes
     from marl_augment.algos.dom2 import vp_schedule
 
     spec = cont_spec()
-    algo = make_algorithm("dom2", spec, 2, device="cpu", diffusion_steps=50, hidden=8,
-                          critic_hidden=8)
+    algo = make_algorithm(
+        "dom2", spec, 2, device="cpu", diffusion_steps=50, hidden=8, critic_hidden=8
+    )
     m, s = torch.tensor([0.3, -0.2, 0.0]), torch.tensor([0.1, 0.25, 0.0])
 
     def exact(a, x, tau):
         alpha, sigma = vp_schedule(tau)
         alpha, sigma = alpha[..., None], sigma[..., None]
-        return sigma * (a - alpha * m) / (alpha ** 2 * s ** 2 + sigma ** 2)
+        return sigma * (a - alpha * m) / (alpha**2 * s**2 + sigma**2)
 
     gen = torch.Generator().manual_seed(0)
     x = torch.zeros(20_000, algo.in_dim)
@@ -286,7 +342,7 @@ def test_dom2_sampler_draws_from_the_distribution_an_exact_noise_model_describes
     a = algo.sample(exact, x, dims, gen)
     np.testing.assert_allclose(a.mean(0)[:2], m[:2], atol=0.01)
     np.testing.assert_allclose(a.std(0)[:2], s[:2], rtol=0.05)
-    assert (a[:, 2] == 0).all()                                     # a padded dimension
+    assert (a[:, 2] == 0).all()  # a padded dimension
 
 
 def test_dom2_conservative_critics_keep_it_from_extrapolating(tmp_path):
@@ -297,17 +353,27 @@ def test_dom2_conservative_critics_keep_it_from_extrapolating(tmp_path):
 
     ds = box_data(tmp_path)
     data_return = float(ds.episode_returns.mean())
-    runs = {cql: train(ds, "dom2", out=tmp_path / f"c{cql}", steps=300, eval_every=0,
-                       final_episodes=20, log_every=300,
-                       options={**SMALL, "hidden": 32, "eta": 1.0, "cql_weight": cql,
-                                "diffusion_steps": 3})
-            for cql in (0.0, 1.0)}
+    runs = {
+        cql: train(
+            ds,
+            "dom2",
+            out=tmp_path / f"c{cql}",
+            steps=300,
+            eval_every=0,
+            final_episodes=20,
+            log_every=300,
+            options={**SMALL, "hidden": 32, "eta": 1.0, "cql_weight": cql, "diffusion_steps": 3},
+        )
+        for cql in (0.0, 1.0)
+    }
     bare, full = (runs[c]["eval"]["return_mean"] for c in (0.0, 1.0))
     assert full > bare + 0.2 * abs(data_return), (full, bare, data_return)
 
 
-@pytest.mark.parametrize("algo, plain", [("maddpg-cql", {"cql_weight": 0.0}),
-                                         ("omar", {"cql_weight": 0.0, "omar_coe": 0.0})])
+@pytest.mark.parametrize(
+    "algo, plain",
+    [("maddpg-cql", {"cql_weight": 0.0}), ("omar", {"cql_weight": 0.0, "omar_coe": 0.0})],
+)
 def test_conservative_learners_improve_where_plain_ones_extrapolate(tmp_path, algo, plain):
     """Offline actor-critic without the CQL term (and, for OMAR, without the rectification)
     over-values actions outside the data and ends below the data; with them, the policy ends
@@ -316,16 +382,29 @@ def test_conservative_learners_improve_where_plain_ones_extrapolate(tmp_path, al
 
     ds = box_data(tmp_path)
     data_return = float(ds.episode_returns.mean())
-    runs = {name: train(ds, algo, out=tmp_path / name, steps=600, eval_every=0,
-                        final_episodes=20, log_every=600, options={**SMALL, **opts})
-            for name, opts in (("plain", plain), ("full", {}))}
+    runs = {
+        name: train(
+            ds,
+            algo,
+            out=tmp_path / name,
+            steps=600,
+            eval_every=0,
+            final_episodes=20,
+            log_every=600,
+            options={**SMALL, **opts},
+        )
+        for name, opts in (("plain", plain), ("full", {}))
+    }
     bare, full = (runs[k]["eval"]["return_mean"] for k in ("plain", "full"))
     assert full > data_return + 0.05 * abs(data_return), (full, data_return)
     assert full > bare + 1.0, (full, bare)
 
-    def gap(name):   # how much the critic values the policy's actions above the data's
-        last = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text()
-                .splitlines() if '"train"' in x][-1]
+    def gap(name):  # how much the critic values the policy's actions above the data's
+        last = [
+            json.loads(x)
+            for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+            if '"train"' in x
+        ][-1]
         return last["q_policy"] - last["q_data"]
 
     assert gap("plain") > gap("full")
@@ -354,16 +433,28 @@ def test_omar_rectified_actions_are_never_valued_below_the_policys(tmp_path):
     assert (best[..., 0, 2] == 0).all() and best.abs().max() <= 1.0
 
 
-@pytest.mark.parametrize("algo, extra", [("td3-bc", {"policy_delay": 2}), ("maddpg-cql", {}),
-                                         ("omar", {}), ("dom2", {"diffusion_steps": 3}),
-                                         ("omsd", {"seq_len": 2, "policy_start": 10})])
+@pytest.mark.parametrize(
+    "algo, extra",
+    [
+        ("td3-bc", {"policy_delay": 2}),
+        ("maddpg-cql", {}),
+        ("omar", {}),
+        ("dom2", {"diffusion_steps": 3}),
+        ("omsd", {"seq_len": 2, "policy_start": 10}),
+    ],
+)
 def test_continuous_learners_resume_exactly_and_save_a_loadable_policy(tmp_path, algo, extra):
     from marl_augment.algos import load_policy
     from marl_augment.training import train
 
     ds = box_data(tmp_path, episodes=30)
-    kw = dict(eval_every=0, final_episodes=4, log_every=10, checkpoint_every=20,
-              options={**SMALL, **extra})
+    kw = dict(
+        eval_every=0,
+        final_episodes=4,
+        log_every=10,
+        checkpoint_every=20,
+        options={**SMALL, **extra},
+    )
     whole = train(ds, algo, out=tmp_path / "whole", steps=40, **kw)
     train(ds, algo, out=tmp_path / "part", steps=20, **kw)
     resumed = train(ds, algo, out=tmp_path / "part", steps=40, resume=True, **kw)
@@ -388,9 +479,8 @@ def test_continuous_learners_keep_padded_dimensions_at_zero(tmp_path, name):
     gen = __import__("torch").Generator().manual_seed(0)
     for k in range(5):
         algo.update(sampler.batch(k), gen)
-    acts = algo.policy()(np.ones((3, 2, 3), np.float32), np.ones((3, 2, 3), bool),
-                         np.ones(3, bool))
-    assert (acts[:, 0, 2] == 0).all()                     # agent 0 has 2 dimensions of 3
+    acts = algo.policy()(np.ones((3, 2, 3), np.float32), np.ones((3, 2, 3), bool), np.ones(3, bool))
+    assert (acts[:, 0, 2] == 0).all()  # agent 0 has 2 dimensions of 3
     low, high = ds.spec.action_bounds()
     assert (acts >= low).all() and (acts <= high).all()
 
@@ -402,8 +492,10 @@ def test_action_kind_mismatches_get_one_line(tmp_path, smac_ds):
     from marl_augment.training import train
 
     box = box_data(tmp_path, episodes=5)
-    with pytest.raises(ConfigError, match="qmix-cql learns discrete actions.*use one of "
-                                          "dom2, maddpg-cql, omar, omsd, td3-bc"):
+    with pytest.raises(
+        ConfigError,
+        match="qmix-cql learns discrete actions.*use one of dom2, maddpg-cql, omar, omsd, td3-bc",
+    ):
         make_algorithm("qmix-cql", box.spec, state_dim_of(box.spec))
     with pytest.raises(ConfigError, match="td3-bc learns continuous actions.*bc"):
         make_algorithm("td3-bc", smac_ds.spec, state_dim_of(smac_ds.spec))
@@ -416,8 +508,9 @@ def test_action_kind_mismatches_get_one_line(tmp_path, smac_ds):
     with pytest.raises(ConfigError, match="continuous actions.*discrete"):
         evaluate(load_policy(run), "pettingzoo:mpe2.simple_spread_v3", episodes=1)
     # training that would evaluate in an env of the other kind stops before any folder
-    with pytest.raises(ConfigError, match="smax:3m takes discrete actions and the data has "
-                                          "continuous ones"):
+    with pytest.raises(
+        ConfigError, match="smax:3m takes discrete actions and the data has continuous ones"
+    ):
         train(box, "td3-bc", out=tmp_path / "r2", env_id="smax:3m", steps=2, options=SMALL)
     assert not (tmp_path / "r2").exists()
 
@@ -457,8 +550,14 @@ def test_rad_keeps_continuous_actions_and_scales_observations(dataset):
     assert not np.array_equal(syn.columns["obs"], src.columns["obs"])
 
 
-TINY_EAQ = {"dims": [16, 32], "train_steps": 30, "batch_size": 8, "diffusion_steps": 20,
-            "sample_steps": 5, "device": "cpu"}
+TINY_EAQ = {
+    "dims": [16, 32],
+    "train_steps": 30,
+    "batch_size": 8,
+    "diffusion_steps": 20,
+    "sample_steps": 5,
+    "device": "cpu",
+}
 
 
 class TestEAQContinuous(AugmenterTests):
@@ -473,7 +572,7 @@ def test_eaq_decodes_continuous_actions_within_bounds(dataset):
     low, high = dataset.spec.action_bounds()
     acts = syn.columns["actions"]
     assert acts.dtype == np.float32 and (acts >= low).all() and (acts <= high).all()
-    assert (acts[:, 0, 2] == 0).all()                       # agent 0's padding
+    assert (acts[:, 0, 2] == 0).all()  # agent 0's padding
     report = aug.last_report
     assert 0.0 <= report["in_bounds_before_clipping"] <= 1.0
 
@@ -486,8 +585,11 @@ def test_augmenters_of_one_action_kind_refuse_the_other_in_one_line(dataset):
         name = "discrete-only"
         action_kinds = ("discrete",)
 
-    with pytest.raises(ConfigError, match="discrete-only augments discrete actions, and "
-                                          "test:cont data has continuous ones; use one of"):
+    with pytest.raises(
+        ConfigError,
+        match="discrete-only augments discrete actions, and "
+        "test:cont data has continuous ones; use one of",
+    ):
         DiscreteOnly().fit(dataset)
 
 
@@ -501,10 +603,10 @@ def test_episode_features_roundtrip_continuous_actions(dataset):
     np.testing.assert_array_equal(lengths, dataset.episode_lengths)
     np.testing.assert_allclose(cols["actions"], dataset.columns["actions"], atol=1e-6)
     assert report["in_bounds_before_clipping"] == 1.0
-    x[:, layout.slices()["act1"], :] += 5.0                     # out of bounds: clipped
+    x[:, layout.slices()["act1"], :] += 5.0  # out of bounds: clipped
     cols, _, report = F.decode(x, layout, dataset.spec)
     assert cols["actions"][:, 1].max() == 2.0 and report["in_bounds_before_clipping"] < 0.6
-    assert (cols["actions"][:, 0, 2] == 0).all()                # padding stays 0
+    assert (cols["actions"][:, 0, 2] == 0).all()  # padding stays 0
 
 
 def test_fidelity_gates_on_continuous_actions(dataset):
@@ -537,11 +639,14 @@ def mamujoco_like_experience(lengths, seed=0, n=2, obs=13, state=17, act=3, spil
     ends = np.cumsum(lengths) - 1
     truncations = np.zeros((t, n), bool)
     truncations[ends] = True
-    return {"observations": rng.normal(size=(t, n, obs)).astype(np.float32),
-            "actions": actions,
-            "rewards": np.repeat(rng.normal(size=(t, 1)).astype(np.float32), n, 1),
-            "terminals": np.zeros((t, n), bool), "truncations": truncations,
-            "infos": {"state": rng.normal(size=(t, state)).astype(np.float32)}}
+    return {
+        "observations": rng.normal(size=(t, n, obs)).astype(np.float32),
+        "actions": actions,
+        "rewards": np.repeat(rng.normal(size=(t, 1)).astype(np.float32), n, 1),
+        "terminals": np.zeros((t, n), bool),
+        "truncations": truncations,
+        "infos": {"state": rng.normal(size=(t, state)).astype(np.float32)},
+    }
 
 
 def test_continuous_vault_converts_exactly_and_exports_back(tmp_path):
@@ -621,8 +726,10 @@ def test_mpe_shifted_speeds_as_dom2_evaluates_generalisation(tmp_path):
         start = {a.name: a.state.p_pos.copy() for a in env.unwrapped.world.agents}
         for _ in range(5):
             env.step({a: np.array([0, 1, 0, 0, 0], np.float32) for a in env.agents})
-        return {a.name: float(np.linalg.norm(a.state.p_pos - start[a.name]))
-                for a in env.unwrapped.world.agents}
+        return {
+            a.name: float(np.linalg.norm(a.state.p_pos - start[a.name]))
+            for a in env.unwrapped.world.agents
+        }
 
     base = moved(make_env("mpe:simple_spread"), 3)
     shifted = make_env("mpe:simple_spread", agent_speed_min=0.3)
@@ -632,7 +739,7 @@ def test_mpe_shifted_speeds_as_dom2_evaluates_generalisation(tmp_path):
     for name, v in speeds.items():
         assert dist[name] == pytest.approx(v * base[name], rel=1e-6)
     moved(shifted, 3)
-    assert shifted.speeds == speeds                                  # same seed, same speeds
+    assert shifted.speeds == speeds  # same seed, same speeds
     moved(shifted, 4)
     assert shifted.speeds != speeds
     with pytest.raises(ConfigError, match=r"agent_speed_min must be a number in \(0, 1\]"):
@@ -641,15 +748,49 @@ def test_mpe_shifted_speeds_as_dom2_evaluates_generalisation(tmp_path):
     # evaluation in the shifted one; the data's recorded settings (max_cycles) still apply
     cli = CliRunner()
     data, run = tmp_path / "sp.zarr", tmp_path / "run"
-    for args in (["record", "mpe:simple_spread", str(data), "-e", "max_cycles=5", "-n", "8"],
-                 ["train", str(data), "--algo", "omsd", "--out", str(run), "--steps", "20",
-                  "--eval-every", "0", "--final-episodes", "2", "-o", "batch_size=16",
-                  "-o", "policy_start=5", "-o", "hidden=32", "-o", "critic_hidden=32",
-                  "-o", "noise_hidden=32"]):
+    for args in (
+        ["record", "mpe:simple_spread", str(data), "-e", "max_cycles=5", "-n", "8"],
+        [
+            "train",
+            str(data),
+            "--algo",
+            "omsd",
+            "--out",
+            str(run),
+            "--steps",
+            "20",
+            "--eval-every",
+            "0",
+            "--final-episodes",
+            "2",
+            "-o",
+            "batch_size=16",
+            "-o",
+            "policy_start=5",
+            "-o",
+            "hidden=32",
+            "-o",
+            "critic_hidden=32",
+            "-o",
+            "noise_hidden=32",
+        ],
+    ):
         r = cli.invoke(app, args)
         assert r.exit_code == 0, r.output
-    r = cli.invoke(app, ["evaluate", "mpe:simple_spread", "--policy", str(run), "-e",
-                         "agent_speed_min=0.3", "--episodes", "2", "--json"])
+    r = cli.invoke(
+        app,
+        [
+            "evaluate",
+            "mpe:simple_spread",
+            "--policy",
+            str(run),
+            "-e",
+            "agent_speed_min=0.3",
+            "--episodes",
+            "2",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["episodes"] == 2 and json.loads(r.output)["length_mean"] == 5
 
@@ -666,8 +807,9 @@ def test_mamujoco_record_augment_train_evaluate_cli(tmp_path, monkeypatch):
 
     run = CliRunner().invoke
     data, aug, out = (str(tmp_path / x) for x in ("hc.zarr", "hc-rad.zarr", "run"))
-    r = run(app, ["record", "mamujoco:2x3-HalfCheetah", data, "-n", "3",
-                  "-e", "max_episode_steps=30"])
+    r = run(
+        app, ["record", "mamujoco:2x3-HalfCheetah", data, "-n", "3", "-e", "max_episode_steps=30"]
+    )
     assert r.exit_code == 0, r.output
     ds = ma.load(data)
     assert ds.spec.continuous and ds.spec.action_dims == (3, 3) and ds.spec.state_dim == 17
@@ -675,12 +817,30 @@ def test_mamujoco_record_augment_train_evaluate_cli(tmp_path, monkeypatch):
     np.testing.assert_allclose(ds.columns["rewards"], ds.columns["agent_rewards"][:, 0])
     r = run(app, ["augment", data, aug, "--method", "rad-m", "--scale", "1"])
     assert r.exit_code == 0, r.output
-    r = run(app, ["train", aug, "--algo", "td3-bc", "--out", out, "--steps", "4",
-                  "--eval-every", "2", "--final-episodes", "2", "-o", "seq_len=10",
-                  "-o", "batch_size=4"])
+    r = run(
+        app,
+        [
+            "train",
+            aug,
+            "--algo",
+            "td3-bc",
+            "--out",
+            out,
+            "--steps",
+            "4",
+            "--eval-every",
+            "2",
+            "--final-episodes",
+            "2",
+            "-o",
+            "seq_len=10",
+            "-o",
+            "batch_size=4",
+        ],
+    )
     assert r.exit_code == 0, r.output
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["eval"]["length_mean"] == 30                      # the recorded limit
+    assert summary["eval"]["length_mean"] == 30  # the recorded limit
     r = run(app, ["evaluate", "mamujoco:2x3-HalfCheetah", "--policy", out, "-n", "1", "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["length_mean"] == 30, r.output
     r = run(app, ["train", data, "--algo", "qmix-cql", "--out", str(tmp_path / "q")])
@@ -711,8 +871,12 @@ def test_catalog_downloads_a_continuous_scenario_and_clips_as_its_card_says(tmp_
     assert ant["published"]["return_mean"] == 1418.70 and ant["action_kind"] == "continuous"
     root = tmp_path / "src"
     for i, uid in enumerate(("Good", "Medium", "Poor")):
-        write_with_flashbax(root, "2halfcheetah.vlt", uid,
-                            mamujoco_like_experience([20] * (2 + i), seed=i, spill=0.02))
+        write_with_flashbax(
+            root,
+            "2halfcheetah.vlt",
+            uid,
+            mamujoco_like_experience([20] * (2 + i), seed=i, spill=0.02),
+        )
     archive = tmp_path / "2halfcheetah.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         for p in sorted((root / "2halfcheetah.vlt").rglob("*")):
@@ -720,8 +884,11 @@ def test_catalog_downloads_a_continuous_scenario_and_clips_as_its_card_says(tmp_
     data = archive.read_bytes()
     with Server() as srv:
         srv.files["/hc.zip"] = data
-        got = download("og-marl/mamujoco/2halfcheetah", url=srv.url("hc.zip"),
-                       sha256=hashlib.sha256(data).hexdigest())
+        got = download(
+            "og-marl/mamujoco/2halfcheetah",
+            url=srv.url("hc.zip"),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
     assert [len(d) for d in got] == [2, 3, 4]
     for d in got:
         d = ma.load(d.path)
@@ -738,30 +905,51 @@ def test_benchmark_grid_runs_on_a_continuous_dataset(tmp_path):
     from marl_augment.envs import make_env
     from marl_augment.envs.recording import record
 
-    log = record(make_env("mpe:simple_spread", max_cycles=8), tmp_path / "s.jsonl",
-                 episodes=12, env_id="mpe:simple_spread")
-    PettingZooLogAdapter(PettingZooLogAdapter.Config(
-        extras={"env_kwargs": {"max_cycles": 8}})).convert(log, tmp_path / "spread.zarr")
-    cfg = load_config(None, scenarios=[], datasets=[str(tmp_path / "spread.zarr")],
-                      methods=["original", "rad-s"], algos=["td3-bc", "maddpg-cql"], seeds=[0],
-                      steps=4, eval_every=2, eval_episodes=2, device="cpu", scale=1.0,
-                      algo_options={"td3-bc": {"seq_len": 8}, "maddpg-cql": {"seq_len": 8}})
+    log = record(
+        make_env("mpe:simple_spread", max_cycles=8),
+        tmp_path / "s.jsonl",
+        episodes=12,
+        env_id="mpe:simple_spread",
+    )
+    PettingZooLogAdapter(
+        PettingZooLogAdapter.Config(extras={"env_kwargs": {"max_cycles": 8}})
+    ).convert(log, tmp_path / "spread.zarr")
+    cfg = load_config(
+        None,
+        scenarios=[],
+        datasets=[str(tmp_path / "spread.zarr")],
+        methods=["original", "rad-s"],
+        algos=["td3-bc", "maddpg-cql"],
+        seeds=[0],
+        steps=4,
+        eval_every=2,
+        eval_episodes=2,
+        device="cpu",
+        scale=1.0,
+        algo_options={"td3-bc": {"seq_len": 8}, "maddpg-cql": {"seq_len": 8}},
+    )
     rows = run_benchmark(cfg, tmp_path / "bench", workers=1)
     assert sorted((r["method"], r["algo"]) for r in rows) == [
-        ("original", "maddpg-cql"), ("original", "td3-bc"), ("rad-s", "maddpg-cql"),
-        ("rad-s", "td3-bc")]
+        ("original", "maddpg-cql"),
+        ("original", "td3-bc"),
+        ("rad-s", "maddpg-cql"),
+        ("rad-s", "td3-bc"),
+    ]
     assert all(np.isfinite(r["return_mean"]) for r in rows)
     report = (tmp_path / "bench" / "report.md").read_text()
     assert "action W1" in report
 
 
-@pytest.mark.parametrize("name, bad, match", [
-    ("td3-bc", {"policy_delay": 0}, "policy_delay >= 1"),
-    ("maddpg-cql", {"critic_lr": 0.0}, "critic_lr must be > 0"),
-    ("omar", {"cql_sigma": 0.0}, "cql_sigma > 0"),
-    ("omar", {"omar_num_elites": 20}, "cannot exceed omar_num_samples"),
-    ("td3-bc", {"tau": 2.0}, "0 < tau <= 1"),
-])
+@pytest.mark.parametrize(
+    "name, bad, match",
+    [
+        ("td3-bc", {"policy_delay": 0}, "policy_delay >= 1"),
+        ("maddpg-cql", {"critic_lr": 0.0}, "critic_lr must be > 0"),
+        ("omar", {"cql_sigma": 0.0}, "cql_sigma > 0"),
+        ("omar", {"omar_num_elites": 20}, "cannot exceed omar_num_samples"),
+        ("td3-bc", {"tau": 2.0}, "0 < tau <= 1"),
+    ],
+)
 def test_continuous_learners_refuse_bad_options_and_count_their_parameters(name, bad, match):
     from marl_augment.algos import make_algorithm
     from marl_augment.errors import ConfigError
@@ -786,21 +974,60 @@ def test_record_with_a_trained_policy_and_behaviour_noise(tmp_path):
     train(box, "td3-bc", out=tmp_path / "run", steps=4, evaluate=False, options=SMALL)
     run = CliRunner().invoke
     out = tmp_path / "beh.zarr"
-    r = run(app, ["record", "pettingzoo:tests.box_env", str(out), "-n", "4", "--policy",
-                  str(tmp_path / "run"), "--noise", "0.1", "--seed", "3"])
+    r = run(
+        app,
+        [
+            "record",
+            "pettingzoo:tests.box_env",
+            str(out),
+            "-n",
+            "4",
+            "--policy",
+            str(tmp_path / "run"),
+            "--noise",
+            "0.1",
+            "--seed",
+            "3",
+        ],
+    )
     assert r.exit_code == 0, r.output
     ds = ma.load(out)
     assert ds.source["behaviour_noise"] == 0.1 and ds.source["behaviour_algo"] == "td3-bc"
     acts = ds.columns["actions"]
     assert len(ds) == 4 and (acts >= -1).all() and (acts <= 1).all() and acts.std() > 0
     again = tmp_path / "again.zarr"
-    run(app, ["record", "pettingzoo:tests.box_env", str(again), "-n", "4", "--policy",
-              str(tmp_path / "run"), "--noise", "0.1", "--seed", "3"])
-    assert ma.load(again).fingerprint == ds.fingerprint              # seeded noise
-    r = run(app, ["record", "pettingzoo:mpe2.simple_spread_v3", str(tmp_path / "x.zarr"),
-                  "--policy", str(tmp_path / "run")])
-    assert r.exit_code != 0 and "acts with continuous actions and the env takes discrete" \
-        in r.output and not (tmp_path / "x.zarr").exists()
+    run(
+        app,
+        [
+            "record",
+            "pettingzoo:tests.box_env",
+            str(again),
+            "-n",
+            "4",
+            "--policy",
+            str(tmp_path / "run"),
+            "--noise",
+            "0.1",
+            "--seed",
+            "3",
+        ],
+    )
+    assert ma.load(again).fingerprint == ds.fingerprint  # seeded noise
+    r = run(
+        app,
+        [
+            "record",
+            "pettingzoo:mpe2.simple_spread_v3",
+            str(tmp_path / "x.zarr"),
+            "--policy",
+            str(tmp_path / "run"),
+        ],
+    )
+    assert (
+        r.exit_code != 0
+        and "acts with continuous actions and the env takes discrete" in r.output
+        and not (tmp_path / "x.zarr").exists()
+    )
     r = run(app, ["record", "pettingzoo:tests.box_env", str(tmp_path / "y.zarr"), "--noise", "0.1"])
     assert r.exit_code != 0 and "--noise applies to a trained policy" in r.output
 
@@ -808,18 +1035,25 @@ def test_record_with_a_trained_policy_and_behaviour_noise(tmp_path):
 def _coordination_data(tmp_path, episodes=60, seed=0):
     """Two agents with one action each in [-1, 1]: in two episodes of three both play +0.8, in
     the third both −0.8 (a joint behaviour with two modes); observations uninformative noise."""
-    spec = cont_spec(agent_n_actions=(1, 1), n_actions=1, action_low=((-1.0,), (-1.0,)),
-                     action_high=((1.0,), (1.0,)))
+    spec = cont_spec(
+        agent_n_actions=(1, 1),
+        n_actions=1,
+        action_low=((-1.0,), (-1.0,)),
+        action_high=((1.0,), (1.0,)),
+    )
     rng = np.random.default_rng(seed)
     with StoreWriter(tmp_path / "coord.zarr", spec, source={"adapter": "test"}) as w:
         for e in range(episodes):
             t = 10
             mode = 0.8 if e % 3 else -0.8
-            ep = {"obs": rng.normal(size=(t, 2, 3)).astype(np.float32),
-                  "state": rng.normal(size=(t, 2)).astype(np.float32),
-                  "actions": (mode + 0.05 * rng.normal(size=(t, 2, 1))).astype(np.float32),
-                  "rewards": np.ones(t, np.float32), "terminated": np.zeros(t, bool),
-                  "truncated": np.zeros(t, bool)}
+            ep = {
+                "obs": rng.normal(size=(t, 2, 3)).astype(np.float32),
+                "state": rng.normal(size=(t, 2)).astype(np.float32),
+                "actions": (mode + 0.05 * rng.normal(size=(t, 2, 1))).astype(np.float32),
+                "rewards": np.ones(t, np.float32),
+                "terminated": np.zeros(t, bool),
+                "truncated": np.zeros(t, bool),
+            }
             ep["truncated"][-1] = True
             w.append_episode(ep)
     return ma.load(tmp_path / "coord.zarr")
@@ -839,9 +1073,21 @@ def test_omsd_scores_decompose_the_joint_behaviour_sequentially(tmp_path, sequen
     from marl_augment.algos.dom2 import vp_schedule
 
     ds = _coordination_data(tmp_path)
-    algo = make_algorithm("omsd", ds.spec, state_dim_of(ds.spec), **{
-        **SMALL, "seq_len": 2, "batch_size": 128, "noise_hidden": 64, "beta": 0.0,
-        "policy_start": 300, "lr": 1e-3, "sequential": sequential})
+    algo = make_algorithm(
+        "omsd",
+        ds.spec,
+        state_dim_of(ds.spec),
+        **{
+            **SMALL,
+            "seq_len": 2,
+            "batch_size": 128,
+            "noise_hidden": 64,
+            "beta": 0.0,
+            "policy_start": 300,
+            "lr": 1e-3,
+            "sequential": sequential,
+        },
+    )
     sampler = SequenceSampler(ds, 2, 1, 128, 0, algo.device)
     gen = torch.Generator().manual_seed(0)
     for k in range(900):
@@ -857,14 +1103,15 @@ def test_omsd_scores_decompose_the_joint_behaviour_sequentially(tmp_path, sequen
             for tt in np.linspace(0.05, 0.9, 10):
                 t = torch.full((200, 2), float(tt))
                 _, sigma = vp_schedule(t)
-                eps = algo.behaviour(sigma[..., None] * torch.randn(200, 2, 1, generator=gen),
-                                     cond, t)
+                eps = algo.behaviour(
+                    sigma[..., None] * torch.randn(200, 2, 1, generator=gen), cond, t
+                )
                 total += float((sigma[:, 1] ** 2 * eps[:, 1, 0]).mean()) / 10
             pull[a0] = total
     if sequential:
         assert pull[0.8] < -0.05 and pull[-0.8] > 0.05, pull
         acts = algo.policy()(obs, np.ones((200, 2, 1), bool), np.ones(200, bool))[..., 0]
-        assert (acts > 0.2).mean() > 0.9, acts.mean(0)           # onto the heavier joint mode
+        assert (acts > 0.2).mean() > 0.9, acts.mean(0)  # onto the heavier joint mode
     else:
         assert abs(pull[0.8] - pull[-0.8]) < 0.01, pull
 
@@ -876,10 +1123,19 @@ def test_omsd_score_regularisation_keeps_it_from_extrapolating(tmp_path):
 
     ds = box_data(tmp_path)
     data_return = float(ds.episode_returns.mean())
-    runs = {beta: train(ds, "omsd", out=tmp_path / f"b{beta}", steps=600, eval_every=0,
-                        final_episodes=20, log_every=600,
-                        options={**SMALL, "seq_len": 2, "beta": beta, "policy_start": 100})
-            for beta in (0.02, 100.0)}
+    runs = {
+        beta: train(
+            ds,
+            "omsd",
+            out=tmp_path / f"b{beta}",
+            steps=600,
+            eval_every=0,
+            final_episodes=20,
+            log_every=600,
+            options={**SMALL, "seq_len": 2, "beta": beta, "policy_start": 100},
+        )
+        for beta in (0.02, 100.0)
+    }
     default, greedy = (runs[b]["eval"]["return_mean"] for b in (0.02, 100.0))
     assert default > data_return + 0.1 * abs(data_return), (default, data_return)
     assert greedy < data_return, (greedy, data_return)

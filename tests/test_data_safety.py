@@ -75,9 +75,14 @@ TRAIN = ("train", "--algo", "bc", "--no-eval", "--steps", "3", "-o", "batch_size
 # -- training runs --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("where,needle", [
-    ("input", "is the input"), ("inside", "is the input"), ("above", "contains the input"),
-])
+@pytest.mark.parametrize(
+    "where,needle",
+    [
+        ("input", "is the input"),
+        ("inside", "is the input"),
+        ("above", "contains the input"),
+    ],
+)
 def test_train_never_writes_into_or_over_its_input(store, where, needle):
     out = {"input": store, "inside": store / "runs", "above": store.parent}[where]
     before = file_digest(store.parent)
@@ -110,8 +115,10 @@ def test_train_output_that_is_a_file_or_below_a_file(store, tmp_path):
     assert f.read_text() == "a,b\n"
 
 
-@pytest.mark.parametrize("algo,option", [("bc", "hidden=1000000"), ("qmix-cql", "hypernet_embed=10000000"),
-                                         ("qmix-bcq", "hidden=-1")])
+@pytest.mark.parametrize(
+    "algo,option",
+    [("bc", "hidden=1000000"), ("qmix-cql", "hypernet_embed=10000000"), ("qmix-bcq", "hidden=-1")],
+)
 def test_train_absurd_network_size_is_refused_before_allocating(store, tmp_path, algo, option):
     out = tmp_path / "run"
     r = run("train", store, "--algo", algo, "--no-eval", "--steps", "1", "-o", option, "--out", out)
@@ -149,8 +156,17 @@ def test_interrupted_overwrite_leaves_the_old_run_whole(store, tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(store, "bc", out=out, steps=50, evaluate=False, overwrite=True, seed=3,
-              options={"batch_size": 4}, progress=stop)
+        train(
+            store,
+            "bc",
+            out=out,
+            steps=50,
+            evaluate=False,
+            overwrite=True,
+            seed=3,
+            options={"batch_size": 4},
+            progress=stop,
+        )
     assert file_digest(out) == before and siblings(out) == []
 
 
@@ -165,10 +181,14 @@ def test_bad_algorithm_option_creates_no_run_folder(store, tmp_path):
 
 def test_augment_output_refuses_users_folder_and_input(store, precious):
     before, mine = file_digest(store), file_digest(precious)
-    assert_refused(run("augment", store, precious, "--method", "rad-s", "--overwrite"),
-                   "not made by marl-augment")
-    assert_refused(run("augment", store, store.parent, "--method", "rad-s", "--overwrite"),
-                   "contains the input")
+    assert_refused(
+        run("augment", store, precious, "--method", "rad-s", "--overwrite"),
+        "not made by marl-augment",
+    )
+    assert_refused(
+        run("augment", store, store.parent, "--method", "rad-s", "--overwrite"),
+        "contains the input",
+    )
     assert file_digest(store) == before and file_digest(precious) == mine
 
 
@@ -212,8 +232,9 @@ def test_fidelity_report_folder_rules(store, tmp_path, precious):
     assert run("augment", store, aug, "--method", "rad-s", "--scale", "1").exit_code == 0
     before = file_digest(store)
     assert_refused(run("fidelity", store, aug, "--out", store / "plots"), "is the input")
-    assert_refused(run("fidelity", store, aug, "--out", precious, "--overwrite"),
-                   "not made by marl-augment")
+    assert_refused(
+        run("fidelity", store, aug, "--out", precious, "--overwrite"), "not made by marl-augment"
+    )
     rep = tmp_path / "fid"
     r = run("fidelity", store, aug, "--out", rep, "--json")
     assert r.exit_code == 0, r.output
@@ -238,8 +259,9 @@ def test_compare_report_folder_never_inside_an_input(store, tmp_path):
 
 def test_subsample_refuses_the_folder_above_its_input(store):
     before = file_digest(store.parent)
-    assert_refused(run("subsample", store, store.parent, "-n", "3", "--overwrite"),
-                   "contains the input")
+    assert_refused(
+        run("subsample", store, store.parent, "-n", "3", "--overwrite"), "contains the input"
+    )
     assert file_digest(store.parent) == before
 
 
@@ -257,8 +279,16 @@ def test_record_log_never_replaces_a_foreign_file(tmp_path):
     pytest.importorskip("mpe2")
     log = tmp_path / "diary.jsonl"
     log.write_text("dear diary\n")
-    r = run("record", "mpe2.simple_spread_v3", tmp_path / "o.zarr", "-n", "1", "--log", log,
-            "--overwrite")
+    r = run(
+        "record",
+        "mpe2.simple_spread_v3",
+        tmp_path / "o.zarr",
+        "-n",
+        "1",
+        "--log",
+        log,
+        "--overwrite",
+    )
     assert_refused(r, "not a marl-augment log")
     assert log.read_text() == "dear diary\n"
 
@@ -338,8 +368,9 @@ def test_empty_folder_is_taken_as_new(store, tmp_path):
 def test_legacy_outputs_are_recognised(tmp_path):
     run_dir = tmp_path / "old-run"
     run_dir.mkdir()
-    (run_dir / "run.json").write_text(json.dumps({"run": {}, "algo_config": {},
-                                                  "package_version": "0.1.0"}))
+    (run_dir / "run.json").write_text(
+        json.dumps({"run": {}, "algo_config": {}, "package_version": "0.1.0"})
+    )
     assert kind_of(run_dir) == "run"
     assert kind_of(tmp_path) is None
 
@@ -354,13 +385,32 @@ def test_sigkill_during_train_overwrite_keeps_the_old_run(store, tmp_path):
     before = file_digest(out)
     env = dict(os.environ, MARL_AUGMENT_NO_CPP="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "marl_augment", "train", str(store), "--algo", "bc", "--no-eval",
-         "--steps", "1000000", "-o", "batch_size=4", "--out", str(out), "--overwrite"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        [
+            sys.executable,
+            "-m",
+            "marl_augment",
+            "train",
+            str(store),
+            "--algo",
+            "bc",
+            "--no-eval",
+            "--steps",
+            "1000000",
+            "-o",
+            "batch_size=4",
+            "--out",
+            str(out),
+            "--overwrite",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline and not any(
-                (tmp_path / n / "metrics.jsonl").exists() for n in siblings(out)):
+            (tmp_path / n / "metrics.jsonl").exists() for n in siblings(out)
+        ):
             time.sleep(0.2)
         assert siblings(out), "the overwrite never started"
         time.sleep(0.5)
@@ -382,12 +432,26 @@ def test_interrupted_augment_leaves_nothing_behind(tmp_path, sig, delay):
     smac_like_dataset(300, src, seed=0)
     before = file_digest(src)
     out = tmp_path / "aug.zarr"
-    cmd = [sys.executable, "-m", "marl_augment", "augment", str(src), str(out), "--method",
-           "rad-s", "--scale", "40"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "marl_augment",
+        "augment",
+        str(src),
+        str(out),
+        "--method",
+        "rad-s",
+        "--scale",
+        "40",
+    ]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
         # a background job inherits SIGINT ignored; a user's Ctrl-C reaches a default handler
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     seen = False
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -401,7 +465,7 @@ def test_interrupted_augment_leaves_nothing_behind(tmp_path, sig, delay):
     time.sleep(0.5)  # no writer thread may recreate anything after the process is gone
     assert file_digest(src) == before
     if seen and proc.returncode != 0 and out.exists():  # the signal came after the swap
-        assert len(ma.load(out)) == 300 * 41, err          # then the output is complete
+        assert len(ma.load(out)) == 300 * 41, err  # then the output is complete
     elif seen and proc.returncode != 0:
         if sig == signal.SIGINT:
             assert proc.returncode == 130 and siblings(out) == []
@@ -414,8 +478,9 @@ def test_interrupted_augment_leaves_nothing_behind(tmp_path, sig, delay):
 
 
 def _big_log(path: Path, episodes: int) -> None:
-    step = _STEP.replace('"terminations":{"a":true,"b":true}',
-                         '"terminations":{"a":false,"b":false}')
+    step = _STEP.replace(
+        '"terminations":{"a":true,"b":true}', '"terminations":{"a":false,"b":false}'
+    )
     with open(path, "w") as f:
         f.write(_header() + "\n")
         for _ in range(episodes):
@@ -424,8 +489,9 @@ def _big_log(path: Path, episodes: int) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-@pytest.mark.parametrize("when", ["starting", "partial made", "0.7 s into writing",
-                                  "1.5 s into writing"])
+@pytest.mark.parametrize(
+    "when", ["starting", "partial made", "0.7 s into writing", "1.5 s into writing"]
+)
 def test_signal_during_convert_overwrite_keeps_the_old_store(tmp_path, when, sig):
     """Ctrl-C or kill -9 at several moments of a `convert --overwrite`: the log is untouched,
     OUT is the old store or the complete new one, never a mix, and the next run cleans up."""
@@ -435,8 +501,13 @@ def test_signal_during_convert_overwrite_keeps_the_old_store(tmp_path, when, sig
     _big_log(log, 3000)  # ~4 s to convert on a 2-core CPU
     before_log, before_out = file_digest(log), file_digest(out)
     cmd = [sys.executable, "-m", "marl_augment", "convert", str(log), str(out), "--overwrite"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         if when == "starting":
             time.sleep(0.3)
@@ -444,8 +515,9 @@ def test_signal_during_convert_overwrite_keeps_the_old_store(tmp_path, when, sig
             deadline = time.time() + 60
             while time.time() < deadline and proc.poll() is None and not siblings(out):
                 time.sleep(0.01)
-            time.sleep({"partial made": 0.0, "0.7 s into writing": 0.7,
-                        "1.5 s into writing": 1.5}[when])
+            time.sleep(
+                {"partial made": 0.0, "0.7 s into writing": 0.7, "1.5 s into writing": 1.5}[when]
+            )
     finally:
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
@@ -454,7 +526,7 @@ def test_signal_during_convert_overwrite_keeps_the_old_store(tmp_path, when, sig
         assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
         assert siblings(out) == []
     assert file_digest(log) == before_log
-    if proc.returncode == 0:              # it finished first: the new store is whole
+    if proc.returncode == 0:  # it finished first: the new store is whole
         assert len(ma.load(out)) == 3000
     elif file_digest(out) != before_out:  # killed after the swap: the new store is whole
         assert len(ma.load(out)) == 3000
@@ -468,13 +540,23 @@ def test_signal_during_convert_overwrite_keeps_the_old_store(tmp_path, when, sig
 
 # -- bad PettingZoo logs: one line each, nothing allocated from absurd sizes, no output -------
 
-_HEADER = {"format": "marl-augment/pettingzoo-log", "version": 1, "env_id": "pettingzoo:toy",
-           "agents": ["a", "b"], "obs_dims": {"a": 2, "b": 2}, "n_actions": {"a": 3, "b": 3},
-           "state_dim": None, "has_action_mask": False, "meta": {}}
+_HEADER = {
+    "format": "marl-augment/pettingzoo-log",
+    "version": 1,
+    "env_id": "pettingzoo:toy",
+    "agents": ["a", "b"],
+    "obs_dims": {"a": 2, "b": 2},
+    "n_actions": {"a": 3, "b": 3},
+    "state_dim": None,
+    "has_action_mask": False,
+    "meta": {},
+}
 _RESET = '{"t":"reset","obs":{"a":[0,0],"b":[0,1]},"infos":{}}'
-_STEP = ('{"t":"step","actions":{"a":1,"b":2},"rewards":{"a":1.0,"b":0.0},'
-         '"terminations":{"a":true,"b":true},"truncations":{"a":false,"b":false},'
-         '"obs":{"a":[1,0],"b":[1,1]},"infos":{}}')
+_STEP = (
+    '{"t":"step","actions":{"a":1,"b":2},"rewards":{"a":1.0,"b":0.0},'
+    '"terminations":{"a":true,"b":true},"truncations":{"a":false,"b":false},'
+    '"obs":{"a":[1,0],"b":[1,1]},"infos":{}}'
+)
 
 
 def _header(**change) -> str:
@@ -517,16 +599,37 @@ BAD_LOGS = {
     "action a string": [_header(), _RESET, _STEP.replace('"a":1,"b":2', '"a":"1","b":2')],
     "action a list": [_header(), _RESET, _STEP.replace('"a":1,"b":2', '"a":[1],"b":2')],
     "action true": [_header(), _RESET, _STEP.replace('"a":1,"b":2', '"a":true,"b":2')],
-    "actions a list": [_header(), _RESET, _STEP.replace('"actions":{"a":1,"b":2}', '"actions":[1,2]')],
+    "actions a list": [
+        _header(),
+        _RESET,
+        _STEP.replace('"actions":{"a":1,"b":2}', '"actions":[1,2]'),
+    ],
     "reward NaN": [_header(), _RESET, _STEP.replace('"rewards":{"a":1.0', '"rewards":{"a":NaN')],
-    "reward a string": [_header(), _RESET, _STEP.replace('"rewards":{"a":1.0', '"rewards":{"a":"1"')],
-    "reward 1e400": [_header(), _RESET, _STEP.replace('"rewards":{"a":1.0', '"rewards":{"a":1e400')],
-    "terminations a list": [_header(), _RESET, _STEP.replace(
-        '"terminations":{"a":true,"b":true}', '"terminations":[true,true]')],
-    "termination a string": [_header(), _RESET, _STEP.replace(
-        '"terminations":{"a":true', '"terminations":{"a":"yes"')],
-    "truncations a number": [_header(), _RESET, _STEP.replace(
-        '"truncations":{"a":false,"b":false}', '"truncations":7')],
+    "reward a string": [
+        _header(),
+        _RESET,
+        _STEP.replace('"rewards":{"a":1.0', '"rewards":{"a":"1"'),
+    ],
+    "reward 1e400": [
+        _header(),
+        _RESET,
+        _STEP.replace('"rewards":{"a":1.0', '"rewards":{"a":1e400'),
+    ],
+    "terminations a list": [
+        _header(),
+        _RESET,
+        _STEP.replace('"terminations":{"a":true,"b":true}', '"terminations":[true,true]'),
+    ],
+    "termination a string": [
+        _header(),
+        _RESET,
+        _STEP.replace('"terminations":{"a":true', '"terminations":{"a":"yes"'),
+    ],
+    "truncations a number": [
+        _header(),
+        _RESET,
+        _STEP.replace('"truncations":{"a":false,"b":false}', '"truncations":7'),
+    ],
     "infos a list": [_header(), _RESET, _STEP.replace('"infos":{}}', '"infos":[1]}')],
     "obs NaN": [_header(), _RESET.replace("[0,0]", "[NaN,0]"), _STEP],
     "obs too short": [_header(), _RESET.replace("[0,0]", "[0]"), _STEP],
@@ -534,10 +637,26 @@ BAD_LOGS = {
     "obs a ragged list": [_header(), _RESET.replace("[0,0]", "[[0],[0,0]]"), _STEP],
     "obs of an unknown agent": [_header(), _RESET.replace('"b":[0,1]', '"c":[0,1]'), _STEP],
     "obs not an object": [_header(), '{"t":"reset","obs":[1,2]}', _STEP],
-    "mask ragged": [_header(), _RESET.replace('"infos":{}', '"action_mask":{"a":[[1],[1,1]]},"infos":{}'), _STEP],
-    "mask of 7s": [_header(), _RESET.replace('"infos":{}', '"action_mask":{"a":[7,7,7]},"infos":{}'), _STEP],
-    "mask a list": [_header(), _RESET.replace('"infos":{}', '"action_mask":[1,1,1],"infos":{}'), _STEP],
-    "mask forbids the action": [_header(), _RESET.replace('"infos":{}', '"action_mask":{"a":[1,0,1]},"infos":{}'), _STEP],
+    "mask ragged": [
+        _header(),
+        _RESET.replace('"infos":{}', '"action_mask":{"a":[[1],[1,1]]},"infos":{}'),
+        _STEP,
+    ],
+    "mask of 7s": [
+        _header(),
+        _RESET.replace('"infos":{}', '"action_mask":{"a":[7,7,7]},"infos":{}'),
+        _STEP,
+    ],
+    "mask a list": [
+        _header(),
+        _RESET.replace('"infos":{}', '"action_mask":[1,1,1],"infos":{}'),
+        _STEP,
+    ],
+    "mask forbids the action": [
+        _header(),
+        _RESET.replace('"infos":{}', '"action_mask":{"a":[1,0,1]},"infos":{}'),
+        _STEP,
+    ],
     "step before reset": [_header(), _STEP],
     "unknown record type": [_header(), '{"t":"jump"}', _STEP],
     "empty file": [],
@@ -613,9 +732,18 @@ def test_tampered_spec_is_refused_in_one_line(store, case):
     assert file_digest(store) == before and not out.exists()
 
 
-@pytest.mark.parametrize("case", ["spec a list", "fingerprint edited", "format removed",
-                                  "schema version 99", "obs metadata garbage",
-                                  "obs metadata deleted", "offsets deleted"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "spec a list",
+        "fingerprint edited",
+        "format removed",
+        "schema version 99",
+        "obs metadata garbage",
+        "obs metadata deleted",
+        "offsets deleted",
+    ],
+)
 def test_damaged_store_metadata_is_refused_in_one_line(store, case):
     meta = json.loads((store / "zarr.json").read_text())
     if case == "spec a list":
@@ -647,8 +775,21 @@ def eaq_model(tmp_path_factory) -> tuple[Path, Path]:
     src = d / "3m.zarr"
     smac_like_dataset(8, src, seed=0)
     model = d / "model"
-    r = run("augment", src, d / "aug.zarr", "--method", "eaq", "--scale", "1",
-            "-o", "train_steps=2", "-o", "diffusion_steps=4", "--save-model", model)
+    r = run(
+        "augment",
+        src,
+        d / "aug.zarr",
+        "--method",
+        "eaq",
+        "--scale",
+        "1",
+        "-o",
+        "train_steps=2",
+        "-o",
+        "diffusion_steps=4",
+        "--save-model",
+        model,
+    )
     assert r.exit_code == 0, r.output
     return src, model
 
@@ -685,9 +826,20 @@ def _tamper_model(model: Path, case: str) -> None:
     state_path.write_text(json.dumps(state))
 
 
-MODEL_CASES = ["horizon 1e6", "horizon a string", "spec n_actions absurd", "spec missing",
-               "facts a list", "method missing", "method unknown", "config has an unknown option",
-               "not JSON", "arrays truncated", "arrays deleted", "obs_dim changed"]
+MODEL_CASES = [
+    "horizon 1e6",
+    "horizon a string",
+    "spec n_actions absurd",
+    "spec missing",
+    "facts a list",
+    "method missing",
+    "method unknown",
+    "config has an unknown option",
+    "not JSON",
+    "arrays truncated",
+    "arrays deleted",
+    "obs_dim changed",
+]
 
 
 @pytest.mark.parametrize("case", MODEL_CASES)
@@ -704,9 +856,20 @@ def test_tampered_model_folder_is_refused_in_one_line(eaq_model, tmp_path, case)
     assert file_digest(src) == before and not out.exists()
 
 
-@pytest.mark.parametrize("case", ["policy.json not JSON", "spec absurd", "weights truncated",
-                                  "weights of another size", "weights deleted", "hidden absurd",
-                                  "state_dim absurd", "state_dim not a number", "hidden negative"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "policy.json not JSON",
+        "spec absurd",
+        "weights truncated",
+        "weights of another size",
+        "weights deleted",
+        "hidden absurd",
+        "state_dim absurd",
+        "state_dim not a number",
+        "hidden negative",
+    ],
+)
 def test_tampered_policy_is_refused_in_one_line(store, tmp_path, case):
     from safetensors.torch import load_file, save_file
 
@@ -748,8 +911,18 @@ def test_killed_record_leaves_a_readable_log_and_says_so_on_rerun(tmp_path):
     pytest.importorskip("mpe2")
     log = tmp_path / "spread.jsonl.gz"
     partial = tmp_path / "spread.jsonl.gz.partial"
-    cmd = [sys.executable, "-m", "marl_augment", "record", "mpe2.simple_spread_v3", "-n", "100000",
-           "--log", str(log), str(tmp_path / "spread.zarr")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "marl_augment",
+        "record",
+        "mpe2.simple_spread_v3",
+        "-n",
+        "100000",
+        "--log",
+        str(log),
+        str(tmp_path / "spread.zarr"),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
@@ -769,17 +942,30 @@ def test_killed_record_leaves_a_readable_log_and_says_so_on_rerun(tmp_path):
     r = run("record", "mpe2.simple_spread_v3", "-n", "2", "--log", log, tmp_path / "again.zarr")
     assert_refused(r, "interrupted recording", "marl-augment convert")
     assert file_digest(partial) == before
-    r = run("record", "mpe2.simple_spread_v3", "-n", "2", "--log", log, tmp_path / "again.zarr",
-            "--overwrite")
+    r = run(
+        "record",
+        "mpe2.simple_spread_v3",
+        "-n",
+        "2",
+        "--log",
+        log,
+        tmp_path / "again.zarr",
+        "--overwrite",
+    )
     assert r.exit_code == 0, r.output
     assert log.exists() and not partial.exists()
 
 
 def _sigint_when(cmd: list[str], ready) -> tuple[int, str]:
     """Run ``cmd``, send SIGINT once ``ready()`` holds; (return code, stderr)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, MARL_AUGMENT_NO_CPP="1"),
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, MARL_AUGMENT_NO_CPP="1"),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not ready():
         time.sleep(0.05)
@@ -793,8 +979,19 @@ def _sigint_when(cmd: list[str], ready) -> tuple[int, str]:
 @pytest.mark.slow
 def test_ctrl_c_during_train_keeps_a_resumable_run_or_the_old_one(store, tmp_path):
     out = tmp_path / "run"
-    base = [sys.executable, "-m", "marl_augment", *TRAIN[:4], "--steps", "1000000",
-            "-o", "batch_size=4", str(store), "--out", str(out)]
+    base = [
+        sys.executable,
+        "-m",
+        "marl_augment",
+        *TRAIN[:4],
+        "--steps",
+        "1000000",
+        "-o",
+        "batch_size=4",
+        str(store),
+        "--out",
+        str(out),
+    ]
     # a new run: stopped with 130, its folder marked and resumable
     rc, err = _sigint_when(base, lambda: (out / "metrics.jsonl").exists())
     assert rc == 130 and "interrupted" in err and "Traceback" not in err
@@ -802,8 +999,10 @@ def test_ctrl_c_during_train_keeps_a_resumable_run_or_the_old_one(store, tmp_pat
     assert run(*TRAIN, store, "--out", out, "--resume").exit_code == 0
     before = file_digest(out)
     # an overwrite: stopped with 130, the old run whole, nothing beside it
-    rc, err = _sigint_when([*base, "--overwrite"], lambda: any(
-        (tmp_path / n / "metrics.jsonl").exists() for n in siblings(out)))
+    rc, err = _sigint_when(
+        [*base, "--overwrite"],
+        lambda: any((tmp_path / n / "metrics.jsonl").exists() for n in siblings(out)),
+    )
     assert rc == 130 and "Traceback" not in err
     assert file_digest(out) == before and siblings(out) == []
 
@@ -814,9 +1013,20 @@ def test_ctrl_c_during_record_leaves_nothing(tmp_path):
     log, out = tmp_path / "s.jsonl.gz", tmp_path / "s.zarr"
     partial = tmp_path / "s.jsonl.gz.partial"
     rc, err = _sigint_when(
-        [sys.executable, "-m", "marl_augment", "record", "mpe2.simple_spread_v3", "-n", "100000",
-         "--log", str(log), str(out)],
-        lambda: partial.exists() and partial.stat().st_size > 50_000)
+        [
+            sys.executable,
+            "-m",
+            "marl_augment",
+            "record",
+            "mpe2.simple_spread_v3",
+            "-n",
+            "100000",
+            "--log",
+            str(log),
+            str(out),
+        ],
+        lambda: partial.exists() and partial.stat().st_size > 50_000,
+    )
     assert rc == 130 and "Traceback" not in err
     assert not log.exists() and not partial.exists() and not out.exists() and siblings(out) == []
 
@@ -824,7 +1034,7 @@ def test_ctrl_c_during_record_leaves_nothing(tmp_path):
 def test_only_our_partials_are_ever_cleaned_up(tmp_path):
     pytest.importorskip("mpe2")
     out = tmp_path / "s.zarr"
-    lookalike = tmp_path / ".s.zarr.partial-999999999-notours"   # not a name partial_dir makes
+    lookalike = tmp_path / ".s.zarr.partial-999999999-notours"  # not a name partial_dir makes
     lookalike.mkdir()
     (lookalike / "keep.txt").write_text("mine")
     log = tmp_path / "s.jsonl"
@@ -847,7 +1057,7 @@ def test_fidelity_report_never_writes_into_an_input_or_a_users_folder(store, pre
     before, mine = file_digest(store), file_digest(precious)
     real, syn = ds.select(range(6)), ds.select(range(6, 12))
     with pytest.raises(AlreadyExists, match="is the input"):
-        fidelity_report(real, syn, out_dir=store / "plots")   # derived datasets keep their source
+        fidelity_report(real, syn, out_dir=store / "plots")  # derived datasets keep their source
     with pytest.raises(AlreadyExists, match="not made by marl-augment"):
         fidelity_report(real, syn, out_dir=precious)
     assert file_digest(store) == before
@@ -860,8 +1070,9 @@ def test_fidelity_report_folder_is_marked_and_can_be_rewritten(store, tmp_path):
     ds = ma.load(store)
     out = tmp_path / "report"
     for _ in range(2):
-        rep = fidelity_report(ds.select(range(6)), ds.select(range(6, 12)), out_dir=out,
-                              tsne_points=50)
+        rep = fidelity_report(
+            ds.select(range(6)), ds.select(range(6, 12)), out_dir=out, tsne_points=50
+        )
         assert kind_of(out) == "report" and Path(rep["plots"]["returns"]).is_file()
 
 
@@ -888,11 +1099,16 @@ def test_an_output_folder_without_write_permission_is_one_line(store, tmp_path, 
     locked = tmp_path / "locked"
     locked.mkdir()
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == locked
-                        else real_access(p, mode, **kw))
-    for args in [(*TRAIN, store, "--out", locked / "run"),
-                 ("augment", store, locked / "aug.zarr", "--method", "rad-s", "--scale", "1"),
-                 ("fidelity", store, store, "--out", locked / "report")]:
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode, **kw: False if Path(p) == locked else real_access(p, mode, **kw),
+    )
+    for args in [
+        (*TRAIN, store, "--out", locked / "run"),
+        ("augment", store, locked / "aug.zarr", "--method", "rad-s", "--scale", "1"),
+        ("fidelity", store, store, "--out", locked / "report"),
+    ]:
         assert_refused(run(*args), "no permission to write in", "choose a folder")
     assert list(locked.iterdir()) == []
 

@@ -30,7 +30,7 @@ def test_padded(smac_ds):
     for e in (0, 11, 299):
         ep = smac_ds.episode(e)
         np.testing.assert_array_equal(p["obs"][e, : len(ep)], ep.obs)
-        assert not p["obs"][e, len(ep):].any() and not p["actions"][e, len(ep):].any()
+        assert not p["obs"][e, len(ep) :].any() and not p["actions"][e, len(ep) :].any()
     with pytest.raises(ConfigError, match="shorter than the longest"):
         smac_ds.padded(max_len=3)
 
@@ -88,7 +88,9 @@ def test_subsample_save_records_provenance(smac_ds, tmp_path):
     prov = saved.provenance
     assert len(prov) == 1 and prov[0]["method"] == "subsample" and prov[0]["seed"] == 3
     assert prov[0]["parent_fingerprint"] == smac_ds.fingerprint
-    again = ma.load(tmp_path / "sub.zarr").subsample(n_episodes=2, seed=0).save(tmp_path / "s2.zarr")
+    again = (
+        ma.load(tmp_path / "sub.zarr").subsample(n_episodes=2, seed=0).save(tmp_path / "s2.zarr")
+    )
     assert [p["step"] for p in again.provenance] == [1, 2]
     assert again.provenance[1]["parent_fingerprint"] == saved.fingerprint
 
@@ -161,7 +163,10 @@ def test_torch_workers_share_the_epoch(smac_ds):
     eps = np.concatenate([b["episode"].numpy() for b in loader])
     assert sorted(eps.tolist()) == list(range(len(smac_ds)))
     batch = next(iter(smac_ds.torch("episodes", batch_size=4)))
-    assert batch["obs"].dtype == torch.float32 and batch["obs"].shape[1] == smac_ds.episode_lengths.max()
+    assert (
+        batch["obs"].dtype == torch.float32
+        and batch["obs"].shape[1] == smac_ds.episode_lengths.max()
+    )
 
 
 def test_torch_rejects_bad_options(smac_ds):
@@ -180,8 +185,9 @@ def test_plain_training_loop_runs(smac_ds):
     for _ in range(3):
         for b in smac_ds.torch("sequences", batch_size=32, length=20, seed=0):
             logits = net(b["obs"]).masked_fill(~b["avail_actions"], -1e9)
-            ce = torch.nn.functional.cross_entropy(logits.flatten(0, 2), b["actions"].long().flatten(),
-                                                   reduction="none").view(b["actions"].shape)
+            ce = torch.nn.functional.cross_entropy(
+                logits.flatten(0, 2), b["actions"].long().flatten(), reduction="none"
+            ).view(b["actions"].shape)
             mask = (b["mask"][..., None] & b["alive"]).float()
             loss = (ce * mask).sum() / mask.sum()
             opt.zero_grad()

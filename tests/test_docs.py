@@ -39,8 +39,14 @@ def test_cli_page_commands_run(tmp_path):
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     for i, code in enumerate(blocks("cli.md", "bash")):
-        p = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=600)
+        p = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", code],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert p.returncode == 0, f"cli.md bash block {i} failed:\n{code}\n{p.stderr}"
     assert (tmp_path / "spread-info.json").read_text().strip().startswith("{")
 

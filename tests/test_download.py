@@ -101,11 +101,19 @@ def test_catalog_cards():
     c = cards()
     assert len([i for i in c if i.startswith("og-marl/smac_v1/")]) == 15
     three = c["og-marl/smac_v1/3m/Medium"]
-    assert (three["agents"], three["obs_dim"], three["state_dim"], three["n_actions"]) == (3, 30, 48, 9)
+    assert (three["agents"], three["obs_dim"], three["state_dim"], three["n_actions"]) == (
+        3,
+        30,
+        48,
+        9,
+    )
     assert three["url"].endswith("/core/smac_v1/3m.zip")
     assert three["published"]["episodes"] == 41619 and three["published"]["return_mean"] == 9.96
-    assert all(card["published"]["transitions"] > 900_000 for i, card in c.items()
-               if i.startswith("og-marl/"))
+    assert all(
+        card["published"]["transitions"] > 900_000
+        for i, card in c.items()
+        if i.startswith("og-marl/")
+    )
     assert [x["uid"] for x in scenario_cards("og-marl/smac_v1/8m")] == ["Good", "Medium", "Poor"]
     with pytest.raises(NotFound, match="Did you mean 'og-marl/smac_v1/3m'"):
         scenario_cards("og-marl/smac_v1/3mm")
@@ -114,8 +122,18 @@ def test_catalog_cards():
 def test_download_convert_and_list(scenario_zip):
     with Server() as srv:
         srv.files["/3m.zip"] = scenario_zip
-        r = CliRunner().invoke(app, ["datasets", "download", "og-marl/smac_v1/3m", "--url", srv.url("3m.zip"),
-                                     "--sha256", hashlib.sha256(scenario_zip).hexdigest()])
+        r = CliRunner().invoke(
+            app,
+            [
+                "datasets",
+                "download",
+                "og-marl/smac_v1/3m",
+                "--url",
+                srv.url("3m.zip"),
+                "--sha256",
+                hashlib.sha256(scenario_zip).hexdigest(),
+            ],
+        )
         assert r.exit_code == 0, r.output
     for uid, n in (("Good", 30), ("Medium", 40), ("Poor", 50)):
         ds = ma.load(f"og-marl/smac_v1/3m/{uid}")
@@ -134,9 +152,13 @@ def test_interrupted_transfer_resumes(scenario_zip, tmp_path):
     with Server() as srv:
         srv.files["/3m.zip"] = scenario_zip
         srv.cut_first_after = len(scenario_zip) // 3
-        got = fetch(srv.url("3m.zip"), tmp_path / "3m.zip", sha256=hashlib.sha256(scenario_zip).hexdigest())
+        got = fetch(
+            srv.url("3m.zip"), tmp_path / "3m.zip", sha256=hashlib.sha256(scenario_zip).hexdigest()
+        )
         assert got.read_bytes() == scenario_zip
-        assert srv.requests[0][1] is None and srv.requests[1][1] == f"bytes={len(scenario_zip) // 3}-"
+        assert (
+            srv.requests[0][1] is None and srv.requests[1][1] == f"bytes={len(scenario_zip) // 3}-"
+        )
 
 
 def test_interrupted_download_resumes_on_the_next_call(scenario_zip, tmp_path):
@@ -144,7 +166,9 @@ def test_interrupted_download_resumes_on_the_next_call(scenario_zip, tmp_path):
     with Server() as srv:
         srv.files["/3m.zip"] = scenario_zip
         srv.cut_first_after = 1000
-        with pytest.raises(DownloadError, match="run the same command again to resume from 1000 bytes"):
+        with pytest.raises(
+            DownloadError, match="run the same command again to resume from 1000 bytes"
+        ):
             fetch(srv.url("3m.zip"), dest, retries=0)
         assert (tmp_path / "3m.zip.part").stat().st_size == 1000 and not dest.exists()
         fetch(srv.url("3m.zip"), dest)
@@ -159,16 +183,22 @@ def test_corrupted_downloads_are_refused(scenario_zip, tmp_path):
         assert not (tmp_path / "a.zip").exists() and not (tmp_path / "a.zip.part").exists()
         broken = bytearray(scenario_zip)
         mid = len(broken) // 2
-        broken[mid:mid + 64] = bytes(64)
+        broken[mid : mid + 64] = bytes(64)
         srv.files["/broken.zip"] = bytes(broken)
-        r = CliRunner().invoke(app, ["datasets", "download", "og-marl/smac_v1/3m", "--url", srv.url("broken.zip")])
+        r = CliRunner().invoke(
+            app, ["datasets", "download", "og-marl/smac_v1/3m", "--url", srv.url("broken.zip")]
+        )
         assert r.exit_code == 2, r.output
-        assert "error:" in r.output and ("CRC" in r.output or "corrupted" in r.output
-                                          or "not a valid zip" in r.output)
+        assert "error:" in r.output and (
+            "CRC" in r.output or "corrupted" in r.output or "not a valid zip" in r.output
+        )
         with pytest.raises(DownloadError, match="HTTP 404"):
             fetch(srv.url("missing.zip"), tmp_path / "m.zip")
-    assert not list((Path(os.environ["MARL_AUGMENT_HOME"]) / "datasets").glob("*.zarr")) if \
-        (Path(os.environ["MARL_AUGMENT_HOME"]) / "datasets").exists() else True
+    assert (
+        not list((Path(os.environ["MARL_AUGMENT_HOME"]) / "datasets").glob("*.zarr"))
+        if (Path(os.environ["MARL_AUGMENT_HOME"]) / "datasets").exists()
+        else True
+    )
 
 
 @pytest.mark.parametrize("where", [0.1, 0.3, 0.5, 0.7, 0.9])
@@ -176,7 +206,7 @@ def test_damaged_archives_are_refused(scenario_zip, tmp_path, where):
     """Wherever the damage lands (headers, deflated data), one FormatError, nothing extracted."""
     broken = bytearray(scenario_zip)
     at = int(len(broken) * where)
-    broken[at:at + 64] = bytes(64)
+    broken[at : at + 64] = bytes(64)
     path = tmp_path / "b.zip"
     path.write_bytes(bytes(broken))
     with pytest.raises(FormatError):

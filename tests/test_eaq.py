@@ -13,8 +13,14 @@ from marl_augment.augment.fidelity import fidelity_report, shuffled_baseline, wa
 from marl_augment.errors import ConfigError
 from marl_augment.testing import AugmenterTests
 
-TINY = {"dims": [16, 32], "train_steps": 40, "batch_size": 16, "diffusion_steps": 20,
-        "sample_steps": 5, "device": "cpu"}
+TINY = {
+    "dims": [16, 32],
+    "train_steps": 40,
+    "batch_size": 16,
+    "diffusion_steps": 20,
+    "sample_steps": 5,
+    "device": "cpu",
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,21 +53,24 @@ def test_features_roundtrip_exactly(dataset):
     np.testing.assert_array_equal(cols["alive"], dataset.columns["alive"])
     np.testing.assert_allclose(cols["obs"], dataset.columns["obs"], atol=1e-5)
     np.testing.assert_allclose(cols["rewards"], dataset.columns["rewards"], atol=1e-5)
-    np.testing.assert_array_equal(cols["terminated"], dataset.columns["terminated"]
-                                  | dataset.columns["truncated"])   # every real episode has a done
+    np.testing.assert_array_equal(
+        cols["terminated"], dataset.columns["terminated"] | dataset.columns["truncated"]
+    )  # every real episode has a done
     assert report["legal_before_masking"] == 1.0
     s = layout.slices()
     q = x[:, s["q"], :][:, 0, :]
-    np.testing.assert_allclose(q[:, 0], dataset.episode_returns, rtol=1e-5)   # Q_tot = reward-to-go
+    np.testing.assert_allclose(q[:, 0], dataset.episode_returns, rtol=1e-5)  # Q_tot = reward-to-go
 
 
 def test_decoding_always_keeps_a_legal_action(dataset):
     layout = F.Layout.from_spec(dataset.spec)
     x, mask = F.encode(dataset, layout, 64)
     s = layout.slices()
-    x[:, s["avail"], :] = 0.0          # the model 'forgot' every legal action
+    x[:, s["avail"], :] = 0.0  # the model 'forgot' every legal action
     cols, lengths, report = F.decode(x, layout, dataset.spec)
-    taken = np.take_along_axis(cols["avail_actions"], cols["actions"][..., None].astype(np.intp), -1)
+    taken = np.take_along_axis(
+        cols["avail_actions"], cols["actions"][..., None].astype(np.intp), -1
+    )
     assert taken.all() and report["legal_before_masking"] == 0.0
 
 
@@ -70,15 +79,19 @@ def test_structure_is_learnt_from_the_real_data(dataset):
     x, mask = F.encode(dataset, layout, 64)
     st = F.Structure.learn(x, mask, layout)
     avail, alive, acts = (dataset.columns[k] for k in ("avail_actions", "alive", "actions"))
-    for i in range(layout.n_agents):       # what the real data says, computed the plain way
+    for i in range(layout.n_agents):  # what the real data says, computed the plain way
         rows = avail[alive[:, i], i]
         np.testing.assert_array_equal(st.fixed_avail[i] == 1, rows.all(0))
         np.testing.assert_array_equal(st.fixed_avail[i] == 0, ~rows.any(0))
         dead = ~alive[:, i]
         if dead.any():
-            assert st.dead_action[i] == (acts[dead, i][0] if np.unique(acts[dead, i]).size == 1 else -1)
+            assert st.dead_action[i] == (
+                acts[dead, i][0] if np.unique(acts[dead, i]).size == 1 else -1
+            )
             assert st.dead_obs_zero[i] == (dataset.columns["obs"][dead, i] == 0).all()
-    assert (st.fixed_avail == 1).any() and (st.fixed_avail == -1).any()   # moves always legal, attacks vary
+    assert (st.fixed_avail == 1).any() and (
+        st.fixed_avail == -1
+    ).any()  # moves always legal, attacks vary
     assert st.alive_monotone and (st.dead_action >= 0).any()
     back = F.Structure.from_arrays(st.to_arrays())
     for k in ("fixed_avail", "dead_action", "dead_avail", "dead_obs_zero"):
@@ -99,13 +112,19 @@ def test_dead_rows_restored_by_decoding_are_left_out_of_the_loss(dataset):
     st = F.Structure.learn(x, mask, layout)
     w = F.dead_row_weights(x, layout, st)
     s = layout.slices()
-    dead = x[:, s["alive"], :] <= 0.5                                     # (E, N, T)
+    dead = x[:, s["alive"], :] <= 0.5  # (E, N, T)
     assert dead[mask.astype(bool)[:, None, :].repeat(layout.n_agents, 1)].any()
     a = layout.n_actions
     for i in range(layout.n_agents):
-        blocks = [s[f"obs{i}"], s[f"act{i}"], slice(s["avail"].start + i * a, s["avail"].start + (i + 1) * a)]
+        blocks = [
+            s[f"obs{i}"],
+            s[f"act{i}"],
+            slice(s["avail"].start + i * a, s["avail"].start + (i + 1) * a),
+        ]
         for sl in blocks:
-            np.testing.assert_array_equal(w[:, sl, :] == 0, np.broadcast_to(dead[:, i, None, :], w[:, sl, :].shape))
+            np.testing.assert_array_equal(
+                w[:, sl, :] == 0, np.broadcast_to(dead[:, i, None, :], w[:, sl, :].shape)
+            )
     # everything else keeps its weight: state, alive flags, reward, Q, done
     for name in ("state", "alive", "reward", "q", "done"):
         assert (w[:, s[name], :] == 1).all()
@@ -122,22 +141,24 @@ def test_structured_decoding_restores_what_the_data_holds_fixed(dataset):
     s = layout.slices()
     rng = np.random.default_rng(0)
     noisy = x.copy()
-    noisy[:, s["avail"], :] = rng.random(noisy[:, s["avail"], :].shape) < 0.5        # coin-flip masks
-    noisy[:, s["alive"], :] += rng.normal(0, 0.3, noisy[:, s["alive"], :].shape)     # blurred alive
+    noisy[:, s["avail"], :] = rng.random(noisy[:, s["avail"], :].shape) < 0.5  # coin-flip masks
+    noisy[:, s["alive"], :] += rng.normal(0, 0.3, noisy[:, s["alive"], :].shape)  # blurred alive
     cols, lengths, _ = F.decode(noisy, layout, dataset.spec, st)
     np.testing.assert_array_equal(lengths, dataset.episode_lengths)
     # the alive step fit is monotone per episode and far closer to the real flags than a threshold
     plain, _, _ = F.decode(noisy, layout, dataset.spec)
     off = dataset.episode_offsets
     for k in range(len(lengths)):
-        assert (np.diff(cols["alive"][off[k]:off[k + 1]].astype(int), axis=0) <= 0).all()
+        assert (np.diff(cols["alive"][off[k] : off[k + 1]].astype(int), axis=0) <= 0).all()
     fit_err = (cols["alive"] != dataset.columns["alive"]).sum()
     threshold_err = (plain["alive"] != dataset.columns["alive"]).sum()
     assert threshold_err > 50 and fit_err * 5 < threshold_err, (fit_err, threshold_err)
     got, live = cols["avail_actions"], cols["alive"]
     e, _, t = noisy.shape
     valid = np.arange(t)[None, :] < lengths[:, None]
-    channel = (noisy[:, s["avail"], :].transpose(0, 2, 1).reshape(e, t, layout.n_agents, -1) > 0.5)[valid]
+    channel = (noisy[:, s["avail"], :].transpose(0, 2, 1).reshape(e, t, layout.n_agents, -1) > 0.5)[
+        valid
+    ]
     for i in range(layout.n_agents):
         on = got[live[:, i], i]
         assert on[:, st.fixed_avail[i] == 1].all() and not on[:, st.fixed_avail[i] == 0].any()
@@ -153,14 +174,20 @@ def test_structured_decoding_restores_what_the_data_holds_fixed(dataset):
     # trust_action (the default): where the one-hot argmax and a varying legal bit disagree, the
     # action wins
     tc, _, _ = F.decode(noisy, layout, dataset.spec, trust)
-    onehot = np.stack([noisy[:, s[f"act{i}"], :] for i in range(layout.n_agents)], 1).transpose(0, 3, 1, 2)[valid]
+    onehot = np.stack([noisy[:, s[f"act{i}"], :] for i in range(layout.n_agents)], 1).transpose(
+        0, 3, 1, 2
+    )[valid]
     live = tc["alive"]
     want = onehot.argmax(-1)
-    never = st.fixed_avail[np.arange(layout.n_agents)[None, :], want] == 0    # e.g. no-op of a dead agent
-    assert never[live].mean() < 0.01                                          # read as live by the step fit
+    never = (
+        st.fixed_avail[np.arange(layout.n_agents)[None, :], want] == 0
+    )  # e.g. no-op of a dead agent
+    assert never[live].mean() < 0.01  # read as live by the step fit
     np.testing.assert_array_equal(tc["actions"][live & ~never], want[live & ~never])
-    assert np.take_along_axis(tc["avail_actions"], tc["actions"][..., None].astype(np.intp), -1).all()
-    assert (tc["actions"][live] != cols["actions"][live]).any()                  # the masks did disagree
+    assert np.take_along_axis(
+        tc["avail_actions"], tc["actions"][..., None].astype(np.intp), -1
+    ).all()
+    assert (tc["actions"][live] != cols["actions"][live]).any()  # the masks did disagree
     # decoded without noise, the real data comes back exactly, structure or not
     for structure in (st, trust):
         exact, _, _ = F.decode(x, layout, dataset.spec, structure)
@@ -176,12 +203,12 @@ def test_reward_quantiles_restore_the_real_distribution():
     blurred = rng.choice(support, size=20_000, p=shares) + 0.01 + rng.normal(0, 0.03, 20_000)
     fn = F.RewardQuantiles.fit(real, blurred)
     out = fn(blurred)
-    assert set(np.unique(out)) <= set(support.astype(np.float32))          # the real support only
+    assert set(np.unique(out)) <= set(support.astype(np.float32))  # the real support only
     got = np.array([(out == np.float32(v)).mean() for v in support])
     np.testing.assert_allclose(got, shares, atol=0.01)
     assert abs(out.mean() - real.mean()) < 0.1 * abs(blurred.mean() - real.mean())
     order = np.argsort(blurred, kind="stable")
-    assert (np.diff(out[order]) >= 0).all()                                 # the model's order kept
+    assert (np.diff(out[order]) >= 0).all()  # the model's order kept
     # continuous rewards: mapped continuously onto the real quantiles
     cont = rng.gamma(2.0, 1.0, 20_000)
     fn = F.RewardQuantiles.fit(cont, 3 * rng.normal(size=20_000))
@@ -194,16 +221,18 @@ def test_eaq_calibrates_rewards_and_keeps_the_maps(dataset, tmp_path):
     real = np.unique(dataset.columns["rewards"])
     aug = ma.make_augmenter("eaq", **TINY).fit(dataset)
     syn = aug.sample(24, seed=3)
-    assert np.isin(syn.columns["rewards"], real).all()                      # real reward values only
+    assert np.isin(syn.columns["rewards"], real).all()  # real reward values only
     raw = ma.make_augmenter("eaq", **TINY, reward_calibration=False).fit(dataset).sample(24, seed=3)
-    assert not np.isin(raw.columns["rewards"], real).all()                  # (the model's own are not)
+    assert not np.isin(raw.columns["rewards"], real).all()  # (the model's own are not)
     aug.save(tmp_path / "m")
     back = ma.load_augmenter(tmp_path / "m")
     assert set(back.reward_maps) == {"ddim"}
-    np.testing.assert_array_equal(back.sample(24, seed=3).columns["rewards"], syn.columns["rewards"])
+    np.testing.assert_array_equal(
+        back.sample(24, seed=3).columns["rewards"], syn.columns["rewards"]
+    )
     x = aug.generate(24, seed=3, sampler="ddpm")
     assert np.isin(aug.decode(x, sampler="ddpm").columns["rewards"], real).all()
-    assert set(aug.reward_maps) == {"ddim", "ddpm"}                          # each sampler its map
+    assert set(aug.reward_maps) == {"ddim", "ddpm"}  # each sampler its map
 
 
 def test_unet_shapes_and_parameter_count():
@@ -225,7 +254,9 @@ def test_options_are_checked():
 
 
 def test_interrupted_fit_resumes(dataset, tmp_path):
-    full = ma.make_augmenter("eaq", **{**TINY, "train_steps": 30, "checkpoint_every": 10}).fit(dataset)
+    full = ma.make_augmenter("eaq", **{**TINY, "train_steps": 30, "checkpoint_every": 10}).fit(
+        dataset
+    )
     ck = tmp_path / "train"
     part = ma.make_augmenter("eaq", **{**TINY, "train_steps": 30, "checkpoint_every": 10})
 
@@ -244,8 +275,10 @@ def test_interrupted_fit_resumes(dataset, tmp_path):
     assert (ck / "train_state.json").exists()
     resumed = ma.make_augmenter("eaq", **{**TINY, "train_steps": 30, "checkpoint_every": 10})
     steps = []
-    resumed.fit(dataset, progress=lambda n, loss: steps.append(loss), checkpoint_dir=ck, resume=True)
-    assert len(steps) == 10                     # only the steps after the step-20 checkpoint ran
+    resumed.fit(
+        dataset, progress=lambda n, loss: steps.append(loss), checkpoint_dir=ck, resume=True
+    )
+    assert len(steps) == 10  # only the steps after the step-20 checkpoint ran
     a = full.sample(8, seed=0)
     b = resumed.sample(8, seed=0)
     assert len(a) == len(b) == 8
@@ -255,14 +288,23 @@ def test_interrupted_fit_resumes(dataset, tmp_path):
 def test_dynamics_filter_keeps_the_most_consistent_episodes(dataset, tmp_path):
     """filter_factor = 3: three times the episodes are generated, the third whose steps the real
     data's one-step model predicts best are kept; saved and loaded, the model samples the same."""
-    opts = dict(dims=[16, 32], train_steps=20, batch_size=8, diffusion_steps=10, sample_steps=4,
-                seed=0, device="cpu")
+    opts = dict(
+        dims=[16, 32],
+        train_steps=20,
+        batch_size=8,
+        diffusion_steps=10,
+        sample_steps=4,
+        seed=0,
+        device="cpu",
+    )
     aug = ma.make_augmenter("eaq", filter_factor=3.0, **opts).fit(dataset)
     syn = aug.sample(12, seed=1)
     f = aug.last_report["filter"]
     assert len(syn) == 12 and f["generated"] == 36 and f["kept"] == 12
     assert f["dynamics_error_kept"] <= f["dynamics_error_dropped"]
-    assert aug.dynamics.episode_errors(syn).mean() == pytest.approx(f["dynamics_error_kept"], rel=1e-5)
+    assert aug.dynamics.episode_errors(syn).mean() == pytest.approx(
+        f["dynamics_error_kept"], rel=1e-5
+    )
     aug.save(tmp_path / "m")
     again = ma.augment.base.Augmenter.load(tmp_path / "m").sample(12, seed=1)
     np.testing.assert_array_equal(again.columns["obs"], syn.columns["obs"])
@@ -278,10 +320,13 @@ def test_dynamics_filter_keeps_the_most_consistent_episodes(dataset, tmp_path):
 def test_fidelity_report_and_plots(dataset, tmp_path):
     syn = shuffled_baseline(dataset, 40, seed=0)
     rep = fidelity_report(dataset, syn, out_dir=tmp_path)
-    assert rep["return_wasserstein"] == pytest.approx(wasserstein1(dataset.episode_returns, syn.episode_returns))
-    again = shuffled_baseline(dataset, 40, seed=0)            # the report's own baseline: same size, seed
+    assert rep["return_wasserstein"] == pytest.approx(
+        wasserstein1(dataset.episode_returns, syn.episode_returns)
+    )
+    again = shuffled_baseline(dataset, 40, seed=0)  # the report's own baseline: same size, seed
     assert rep["shuffled_baseline"]["return_wasserstein"] == pytest.approx(
-        wasserstein1(dataset.episode_returns, again.episode_returns))
+        wasserstein1(dataset.episode_returns, again.episode_returns)
+    )
     assert (tmp_path / "tsne_obs.png").stat().st_size > 10_000
     assert "focus_fire_share" in rep and 0 <= rep["focus_fire_share"]["real"] <= 1
     assert wasserstein1([0, 1], [0, 1]) == 0 and wasserstein1([0, 0], [1, 1]) == pytest.approx(1.0)
@@ -293,8 +338,17 @@ def test_q_guidance_raises_q_of_synthetic_episodes(smac_store, seed):
     ds = ma.load(smac_store).subsample(n_episodes=60, seed=0)
     q = {}
     for lam in (0.0, 0.5):
-        aug = ma.make_augmenter("eaq", lam=lam, dims=[16, 32], train_steps=150, batch_size=16,
-                                diffusion_steps=50, sample_steps=10, seed=seed, device="cpu").fit(ds)
+        aug = ma.make_augmenter(
+            "eaq",
+            lam=lam,
+            dims=[16, 32],
+            train_steps=150,
+            batch_size=16,
+            diffusion_steps=50,
+            sample_steps=10,
+            seed=seed,
+            device="cpu",
+        ).fit(ds)
         aug.sample(64, seed=seed)
         q[lam] = aug.last_report["q_mean"]
     assert q[0.5] > q[0.0], q
@@ -310,11 +364,27 @@ def test_augment_command_fits_with_checkpoints_beside_the_output_and_cleans_up(d
 
     out = tmp_path / "aug.zarr"
     opts = [x for k, v in TINY.items() if k != "dims" for x in ("-o", f"{k}={v}")]
-    r = CliRunner().invoke(app, ["augment", str(dataset.path), str(out), "--method", "eaq",
-                                 "--scale", "1", *opts, "-o", "dims=[16,32]", "--resume"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "augment",
+            str(dataset.path),
+            str(out),
+            "--method",
+            "eaq",
+            "--scale",
+            "1",
+            *opts,
+            "-o",
+            "dims=[16,32]",
+            "--resume",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert ma.load(out).stats()["synthetic_episodes"] == len(dataset)
     assert not (tmp_path / "aug.zarr.train").exists()
-    r = CliRunner().invoke(app, ["augment", str(dataset.path), str(tmp_path / "r.zarr"),
-                                 "--method", "rad-s", "--resume"])
+    r = CliRunner().invoke(
+        app,
+        ["augment", str(dataset.path), str(tmp_path / "r.zarr"), "--method", "rad-s", "--resume"],
+    )
     assert r.exit_code != 0 and "--resume applies to learned augmenters" in r.output

@@ -36,12 +36,14 @@ def play(env, seed, policy_seed=0, max_steps=500):
 
 # -- SMAC wrapper over the test double -------------------------------------------------------
 
+
 def fake_env(our_damage=None, enemy_damage=None, map_name="3m", **kw):
     factory = FakeStarCraft2Env
     if our_damage is not None or enemy_damage is not None:
         factory = FakeStarCraft2Env.with_battle(
             FakeStarCraft2Env.our_damage if our_damage is None else our_damage,
-            FakeStarCraft2Env.enemy_damage if enemy_damage is None else enemy_damage)
+            FakeStarCraft2Env.enemy_damage if enemy_damage is None else enemy_damage,
+        )
     return SmacParallelEnv(map_name, env_factory=factory, **kw)
 
 
@@ -86,11 +88,17 @@ def won_without_losses(env, seed=0):
     return ret, next(iter(infos.values()))
 
 
-@pytest.mark.parametrize("kw,best", [({}, 20.0), ({"reward_scale_rate": 10}, 10.0),
-                                     ({"reward_scale": False}, 365.0),
-                                     ({"reward_sparse": True}, 20 / 365),
-                                     ({"reward_sparse": True, "reward_scale": False}, 1.0),
-                                     ({"reward_win": 50}, 20.0)])
+@pytest.mark.parametrize(
+    "kw,best",
+    [
+        ({}, 20.0),
+        ({"reward_scale_rate": 10}, 10.0),
+        ({"reward_scale": False}, 365.0),
+        ({"reward_sparse": True}, 20 / 365),
+        ({"reward_sparse": True, "reward_scale": False}, 1.0),
+        ({"reward_win": 50}, 20.0),
+    ],
+)
 def test_smac_max_return_follows_the_reward_settings(kw, best):
     env = fake_env(our_damage=0.5, enemy_damage=0.0, **kw)
     ret, info = won_without_losses(env)
@@ -99,7 +107,7 @@ def test_smac_max_return_follows_the_reward_settings(kw, best):
 
 
 def test_smac_max_return_before_the_game_starts():
-    assert fake_env().max_return == 20.0             # scaled: known without the game
+    assert fake_env().max_return == 20.0  # scaled: known without the game
     assert fake_env(reward_scale=False).max_return is None  # needs the units' health
 
 
@@ -137,7 +145,7 @@ def test_smac_lost_connection_is_an_interrupted_episode_not_a_defeat(games):
     assert all(trunc.values()) and not any(term.values())
     assert all(i["interrupted"] and not i["battle_won"] for i in infos.values())
     assert len(games.launches) == 2  # SMAC's full_restart
-    env.reset()                      # the next episode runs in the restarted game
+    env.reset()  # the next episode runs in the restarted game
     obs, rew, term, trunc, infos = env.step({a: 1 for a in env.agents})
     assert "interrupted" not in next(iter(infos.values()))
 
@@ -187,7 +195,9 @@ def test_smac_recording_leaves_out_interrupted_episodes(tmp_path, games):
 def test_smac_unknown_map_and_misspelt_option_are_one_line():
     with pytest.raises(NotFound, match=r"unknown SMAC map 'nope'; known maps: 2s3z, 3m, 8m$"):
         make_env("smac:nope", env_factory=FakeStarCraft2Env)
-    with pytest.raises(ConfigError, match=r"StarCraft2Env has no option 'reward_scal'; its options"):
+    with pytest.raises(
+        ConfigError, match=r"StarCraft2Env has no option 'reward_scal'; its options"
+    ):
         make_env("smac:3m", env_factory=FakeStarCraft2Env, reward_scal=False)
 
 
@@ -250,7 +260,9 @@ def test_smac_illegal_action_is_refused_clearly():
 
 def test_smac_missing_or_wrong_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "smac", None)
-    with pytest.raises(SmacUnavailable, match="StarCraft SMAC is not installed; pip install 'git\\+https"):
+    with pytest.raises(
+        SmacUnavailable, match="StarCraft SMAC is not installed; pip install 'git\\+https"
+    ):
         make_env("smac:3m")
     smac3 = types.ModuleType("smac")
     smac3.__file__ = "/site-packages/smac/__init__.py"
@@ -304,7 +316,9 @@ def test_smax_is_deterministic_and_compiles_step_once(caplog):
             b, ib = play(env, seed=5)
     finally:
         jax.config.update("jax_log_compiles", False)
-    assert not [r for r in caplog.records if "Compiling" in r.getMessage()], "step was compiled again"
+    assert not [r for r in caplog.records if "Compiling" in r.getMessage()], (
+        "step was compiled again"
+    )
     assert len(a) == len(b) and ia == ib
     for x, y in zip(a, b):
         assert x[0] == y[0] and x[2] == y[2]
@@ -322,7 +336,9 @@ def test_smax_unknown_map():
 def test_collect_quality_ladder_and_provenance(tmp_path):
     means = {}
     for q in ("poor", "medium", "good"):
-        ds = ma.envs.smax.collect("smax:3m", tmp_path / f"{q}.zarr", quality=q, episodes=192, seed=0)
+        ds = ma.envs.smax.collect(
+            "smax:3m", tmp_path / f"{q}.zarr", quality=q, episodes=192, seed=0
+        )
         ds = ma.load(ds.path)
         means[q] = ds.stats()["return_mean"]
         assert ds.spec.n_agents == 3 and ds.spec.n_actions == 8 and ds.spec.state_dim > 0
@@ -332,7 +348,9 @@ def test_collect_quality_ladder_and_provenance(tmp_path):
         dead = ~ds.columns["alive"]
         assert (ds.columns["actions"][dead] == 4).all()
     assert means["poor"] < means["medium"] < means["good"]
-    again = ma.envs.smax.collect("smax:3m", tmp_path / "again.zarr", quality="good", episodes=192, seed=0)
+    again = ma.envs.smax.collect(
+        "smax:3m", tmp_path / "again.zarr", quality="good", episodes=192, seed=0
+    )
     assert again.fingerprint == ma.load(tmp_path / "good.zarr").fingerprint
 
 
@@ -342,7 +360,9 @@ def test_evaluate_scripted_batch_and_torch_policies():
     good = evaluate("good", "smax:3m", episodes=64, seed=1)
     rand = evaluate("random", "smax:3m", episodes=64, seed=1)
     assert good["return_mean"] > rand["return_mean"]
-    assert good["normalised_return_mean"] == pytest.approx(good["return_mean"] / max_return("smax:3m"))
+    assert good["normalised_return_mean"] == pytest.approx(
+        good["return_mean"] / max_return("smax:3m")
+    )
     rng = np.random.default_rng(0)
 
     def random_batch_policy(obs, avail, first):
@@ -362,8 +382,9 @@ def test_evaluate_scripted_batch_and_torch_policies():
     res = evaluate(torch_policy, "smax:3m", episodes=16, seed=2, batch=16)
     assert res["episodes"] == 16
     # the same policy through the PettingZoo loop on another backend
-    spread = evaluate(torch_policy_for(18, 5), "pettingzoo:mpe2.simple_spread_v3", episodes=2,
-                      max_cycles=10)
+    spread = evaluate(
+        torch_policy_for(18, 5), "pettingzoo:mpe2.simple_spread_v3", episodes=2, max_cycles=10
+    )
     assert spread["episodes"] == 2 and spread["length_mean"] == 10
 
 
@@ -374,7 +395,12 @@ def torch_policy_for(obs_dim, n_actions):
 
     def policy(obs, avail, first):
         with torch.no_grad():
-            return net(torch.from_numpy(obs)).masked_fill(~torch.from_numpy(avail), -1e9).argmax(-1).numpy()
+            return (
+                net(torch.from_numpy(obs))
+                .masked_fill(~torch.from_numpy(avail), -1e9)
+                .argmax(-1)
+                .numpy()
+            )
 
     return policy
 
@@ -403,10 +429,14 @@ def test_cli_collect_and_evaluate(tmp_path):
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
     assert res["episodes"] == 8 and 0 <= res["win_rate"] <= 1 and res["policy"] == "good"
-    assert_user_error(run(app, ["collect", "pettingzoo:mpe2.simple_spread_v3", str(tmp_path / "x.zarr")]),
-                      "smax:<map> only")
-    assert_user_error(run(app, ["collect", "smax:3m", str(tmp_path / "x.zarr"), "--quality", "great"]),
-                      "unknown policy 'great'")
+    assert_user_error(
+        run(app, ["collect", "pettingzoo:mpe2.simple_spread_v3", str(tmp_path / "x.zarr")]),
+        "smax:<map> only",
+    )
+    assert_user_error(
+        run(app, ["collect", "smax:3m", str(tmp_path / "x.zarr"), "--quality", "great"]),
+        "unknown policy 'great'",
+    )
     assert_user_error(run(app, ["evaluate", "smax:nope"]), "unknown SMAX map")
     assert_user_error(run(app, ["evaluate", "smac:3m"]), "SMAC")
     assert not (tmp_path / "x.zarr").exists()

@@ -20,7 +20,9 @@ def real(tmp_path_factory):
     pytest.importorskip("jaxmarl")
     from marl_augment.envs.smax import collect
 
-    return collect("smax:3m", tmp_path_factory.mktemp("g") / "3m.zarr", quality="medium", episodes=120, seed=0)
+    return collect(
+        "smax:3m", tmp_path_factory.mktemp("g") / "3m.zarr", quality="medium", episodes=120, seed=0
+    )
 
 
 def test_resampled_real_episodes_pass_and_shuffled_ones_fail(real):
@@ -28,14 +30,16 @@ def test_resampled_real_episodes_pass_and_shuffled_ones_fail(real):
     ok = fidelity_gates(real, again, seed=0, dynamics_steps=300)
     assert ok["passes"], {k: g for k, g in ok["gates"].items() if not g["pass"]}
     assert set(ok["gates"]) == {"return_w1", "length_w1", "action_tv", "focus_fire", "dynamics"}
-    bad = fidelity_gates(real, shuffled_baseline(real, len(real), seed=7), seed=0, dynamics_steps=300)
+    bad = fidelity_gates(
+        real, shuffled_baseline(real, len(real), seed=7), seed=0, dynamics_steps=300
+    )
     assert not bad["gates"]["dynamics"]["pass"] and not bad["gates"]["focus_fire"]["pass"]
     assert not bad["passes"]
     # a one-step model fitted on real steps predicts held-out real steps far better than
     # shuffled ones
     d = bad["gates"]["dynamics"]
     assert d["real_held_out"] < 0.5 * (d["shuffled"] + d["real_held_out"])
-    assert fidelity_gates(real, again, seed=0, dynamics_steps=300) == ok                    # deterministic
+    assert fidelity_gates(real, again, seed=0, dynamics_steps=300) == ok  # deterministic
 
 
 def test_action_shares_and_errors(real):

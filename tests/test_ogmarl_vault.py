@@ -56,16 +56,25 @@ def smac_like_experience(lengths, seed=0, trailing=0, truncate_last=False):
 def write_with_flashbax(root: Path, name: str, uid: str, exp: dict, chunk: int = 64) -> Path:
     """A Vault written by flashbax itself, in several writes like a recording loop does."""
     t = exp["actions"].shape[0]
-    buf = fbx.make_flat_buffer(max_length=chunk * 2, min_length=1, sample_batch_size=1,
-                               add_sequences=True, add_batch_size=None)
+    buf = fbx.make_flat_buffer(
+        max_length=chunk * 2,
+        min_length=1,
+        sample_batch_size=1,
+        add_sequences=True,
+        add_batch_size=None,
+    )
     state = buf.init(jax.tree.map(lambda x: jnp.asarray(x[0]), exp))
     vault = None
     for lo in range(0, t, chunk):
-        piece = jax.tree.map(lambda x: jnp.asarray(x[lo:lo + chunk]), exp)
+        piece = jax.tree.map(lambda x: jnp.asarray(x[lo : lo + chunk]), exp)
         state = buf.add(state, piece)
         if vault is None:
-            vault = Vault(vault_name=name, experience_structure=state.experience,
-                          rel_dir=str(root), vault_uid=uid)
+            vault = Vault(
+                vault_name=name,
+                experience_structure=state.experience,
+                rel_dir=str(root),
+                vault_uid=uid,
+            )
         vault.write(state)
     return root / name / uid
 
@@ -74,7 +83,7 @@ def write_with_flashbax(root: Path, name: str, uid: str, exp: dict, chunk: int =
 def flashbax_vault(tmp_path_factory):
     root = tmp_path_factory.mktemp("vaults")
     lengths = [13, 60, 7, 25, 31, 60, 18]
-    exp = smac_like_experience(lengths, seed=1, trailing=9)   # ends inside an episode
+    exp = smac_like_experience(lengths, seed=1, trailing=9)  # ends inside an episode
     write_with_flashbax(root, "3m.vlt", "Medium", exp)
     write_with_flashbax(root, "3m.vlt", "Good", smac_like_experience([20, 30], seed=2))
     return root / "3m.vlt", exp, lengths
@@ -93,7 +102,9 @@ def test_flashbax_vault_converts_exactly(flashbax_vault, tmp_path):
     np.testing.assert_array_equal(ds.columns["obs"], np.asarray(fb["observations"])[0, :t])
     np.testing.assert_array_equal(ds.columns["actions"], np.asarray(fb["actions"])[0, :t])
     np.testing.assert_array_equal(ds.columns["state"], np.asarray(fb["infos"]["state"])[0, :t])
-    np.testing.assert_array_equal(ds.columns["avail_actions"], np.asarray(fb["infos"]["legals"])[0, :t] > 0.5)
+    np.testing.assert_array_equal(
+        ds.columns["avail_actions"], np.asarray(fb["infos"]["legals"])[0, :t] > 0.5
+    )
     np.testing.assert_array_equal(ds.columns["rewards"], np.asarray(fb["rewards"])[0, :t, 0])
     assert np.asarray(fb["observations"]).shape[1] == t + 9
     # episode boundaries: every episode ends exactly where flashbax's terminals are all set
@@ -183,7 +194,9 @@ def test_export_flashbax_read_convert_roundtrip(smac_ds, tmp_path):
     t = ds.num_transitions
     assert np.asarray(fb["observations"]).shape == (1, t, 3, 30)
     assert np.asarray(fb["actions"]).dtype == np.int32
-    np.testing.assert_array_equal(np.asarray(fb["infos"]["legals"])[0] > 0.5, ds.columns["avail_actions"])
+    np.testing.assert_array_equal(
+        np.asarray(fb["infos"]["legals"])[0] > 0.5, ds.columns["avail_actions"]
+    )
     np.testing.assert_array_equal(np.asarray(fb["rewards"])[0, :, 1], ds.columns["rewards"])
     np.testing.assert_array_equal(np.asarray(fb["truncations"])[0].all(-1), ds.columns["truncated"])
     back = adapters.convert("ogmarl-vault", out / "Medium", tmp_path / "back.zarr")
@@ -211,8 +224,14 @@ class TestOgMarlVaultAdapter(AdapterTests):
         e, out, lo = self.exp, [], 0
         for n in (9, 14, 5):
             sl = slice(lo, lo + n)
-            out.append({"obs": e["observations"][sl], "actions": e["actions"][sl],
-                        "rewards": e["rewards"][sl, 0], "state": e["infos"]["state"][sl],
-                        "avail_actions": e["infos"]["legals"][sl] > 0.5})
+            out.append(
+                {
+                    "obs": e["observations"][sl],
+                    "actions": e["actions"][sl],
+                    "rewards": e["rewards"][sl, 0],
+                    "state": e["infos"]["state"][sl],
+                    "avail_actions": e["infos"]["legals"][sl] > 0.5,
+                }
+            )
             lo += n
         return out

@@ -30,8 +30,15 @@ from marl_augment.errors import ConfigError, NotFound  # noqa: E402
 runner = CliRunner()
 ENV = "mpe:simple_spread"
 KW = {"max_cycles": 5, "N": 2}
-TINY = dict(start_steps=20, batch_size=16, hidden=16, update_every=5, checkpoint_every=20,
-            eval_episodes=2, threads=1)
+TINY = dict(
+    start_steps=20,
+    batch_size=16,
+    hidden=16,
+    update_every=5,
+    checkpoint_every=20,
+    eval_episodes=2,
+    threads=1,
+)
 
 
 def tiny(total_steps=60, **kw) -> Td3OnlineConfig:
@@ -48,14 +55,17 @@ def test_training_saves_evaluated_policy_checkpoints_and_is_deterministic(tmp_pa
     a = train_matd3(ENV, tmp_path / "a", config=tiny(), seed=3, env_kwargs=KW)
     rows = a["checkpoints"]
     assert [r["env_steps"] for r in rows] == [20, 40, 60]
-    assert [r["updates"] for r in rows] == [0, 20, 40]       # one update per step after start
+    assert [r["updates"] for r in rows] == [0, 20, 40]  # one update per step after start
     assert all(r["length_mean"] == 5 and r["eval_episodes"] == 2 for r in rows)
     assert all(np.isfinite(r["return_mean"]) and np.isfinite(r["greedy_return"]) for r in rows)
     train_matd3(ENV, tmp_path / "b", config=tiny(), seed=3, env_kwargs=KW)
-    assert [r["return_mean"] for r in read_checkpoints(tmp_path / "b")] == \
-        [r["return_mean"] for r in rows]
-    wa, wb = weights(tmp_path / "a" / rows[-1]["checkpoint"]), \
-        weights(tmp_path / "b" / rows[-1]["checkpoint"])
+    assert [r["return_mean"] for r in read_checkpoints(tmp_path / "b")] == [
+        r["return_mean"] for r in rows
+    ]
+    wa, wb = (
+        weights(tmp_path / "a" / rows[-1]["checkpoint"]),
+        weights(tmp_path / "b" / rows[-1]["checkpoint"]),
+    )
     assert all(np.array_equal(wa[k], wb[k]) for k in wa)
     # learning moved the actor between the checkpoints
     w0 = weights(tmp_path / "a" / rows[0]["checkpoint"])
@@ -73,12 +83,42 @@ def test_checkpoints_are_policies_evaluate_and_record_take(tmp_path):
     ev = ma.evaluate(pol, ENV, episodes=2, seed=0, **KW)
     assert ev["length_mean"] == 5
     # the evaluate command takes a checkpoint too (it has no data spec: the env as given)
-    r = runner.invoke(app, ["evaluate", ENV, "--policy", str(ckpt), "-n", "2", "-e",
-                            "max_cycles=5", "-e", "N=2", "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "evaluate",
+            ENV,
+            "--policy",
+            str(ckpt),
+            "-n",
+            "2",
+            "-e",
+            "max_cycles=5",
+            "-e",
+            "N=2",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["length_mean"] == 5
-    r = runner.invoke(app, ["record", ENV, str(tmp_path / "rec.zarr"), "-n", "3", "--policy",
-                            str(ckpt), "--noise", "0.3", "-e", "max_cycles=5", "-e", "N=2"])
+    r = runner.invoke(
+        app,
+        [
+            "record",
+            ENV,
+            str(tmp_path / "rec.zarr"),
+            "-n",
+            "3",
+            "--policy",
+            str(ckpt),
+            "--noise",
+            "0.3",
+            "-e",
+            "max_cycles=5",
+            "-e",
+            "N=2",
+        ],
+    )
     assert r.exit_code == 0, r.output
     ds = ma.load(tmp_path / "rec.zarr")
     assert len(ds) == 3 and ds.spec.action_kind == "continuous"
@@ -96,9 +136,9 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
     rows, first = res["checkpoints"], once["checkpoints"]
     assert [r["env_steps"] for r in rows] == [20, 40, 60]
     assert [r["return_mean"] for r in rows[:2]] == [r["return_mean"] for r in first[:2]]
-    assert rows[-1]["updates"] == 40                           # the updates went on, not over
+    assert rows[-1]["updates"] == 40  # the updates went on, not over
     again = train_matd3(ENV, tmp_path / "twice", config=tiny(60), seed=1, env_kwargs=KW)
-    assert len(again["checkpoints"]) == 3                     # nothing left to do
+    assert len(again["checkpoints"]) == 3  # nothing left to do
     with pytest.raises(ConfigError, match="other settings"):
         train_matd3(ENV, tmp_path / "twice", config=tiny(60, hidden=8), seed=1, env_kwargs=KW)
     with pytest.raises(ConfigError, match="other settings"):
@@ -122,11 +162,27 @@ def test_bad_settings_get_one_line(tmp_path):
 
 def _fake_rows(folder, returns):
     folder.mkdir()
-    (folder / "behaviour.json").write_text(json.dumps(
-        {"env_id": ENV, "learner": "matd3", "env_kwargs": KW,
-         "config": {"behaviour_noise": 0.2}}))
-    rows = [{"checkpoint": f"ckpt-{i:09d}", "env_steps": i, "return_mean": r, "return_std": 0.0,
-             "greedy_return": r, "length_mean": 5.0} for i, r in enumerate(returns)]
+    (folder / "behaviour.json").write_text(
+        json.dumps(
+            {
+                "env_id": ENV,
+                "learner": "matd3",
+                "env_kwargs": KW,
+                "config": {"behaviour_noise": 0.2},
+            }
+        )
+    )
+    rows = [
+        {
+            "checkpoint": f"ckpt-{i:09d}",
+            "env_steps": i,
+            "return_mean": r,
+            "return_std": 0.0,
+            "greedy_return": r,
+            "length_mean": 5.0,
+        }
+        for i, r in enumerate(returns)
+    ]
     (folder / CHECKPOINTS).write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -149,43 +205,102 @@ def test_qualities_are_bands_of_the_runs_range_or_published_levels(tmp_path):
 def test_record_by_quality_writes_whole_episodes_with_provenance(tmp_path):
     train_matd3(ENV, tmp_path / "p", config=tiny(40), seed=0, env_kwargs=KW)
     rows = read_checkpoints(tmp_path / "p")
-    ds = record_matd3(tmp_path / "p", str(tmp_path / "d.zarr"), checkpoint=rows[-1]["checkpoint"],
-                      transitions=12, seed=0)
-    assert len(ds) == 3 and ds.num_transitions == 15           # whole 5-step episodes
+    ds = record_matd3(
+        tmp_path / "p",
+        str(tmp_path / "d.zarr"),
+        checkpoint=rows[-1]["checkpoint"],
+        transitions=12,
+        seed=0,
+    )
+    assert len(ds) == 3 and ds.num_transitions == 15  # whole 5-step episodes
     src = ds.attrs["source"]
     assert src["behaviour_checkpoint"] == rows[-1]["checkpoint"]
     assert src["behaviour_noise"] == 0.2 and src["measured_return"] == rows[-1]["return_mean"]
-    assert ds.spec.extras["env_kwargs"] == KW                  # evaluation rebuilds the env
+    assert ds.spec.extras["env_kwargs"] == KW  # evaluation rebuilds the env
     with pytest.raises(ConfigError, match="not both"):
-        record_matd3(tmp_path / "p", str(tmp_path / "x.zarr"), quality="poor",
-                     checkpoint=rows[0]["checkpoint"])
+        record_matd3(
+            tmp_path / "p",
+            str(tmp_path / "x.zarr"),
+            quality="poor",
+            checkpoint=rows[0]["checkpoint"],
+        )
     with pytest.raises(ma.errors.MarlAugmentError):
         record_matd3(tmp_path / "p", str(tmp_path / "p"), checkpoint=rows[0]["checkpoint"])
-    assert (tmp_path / "p" / CHECKPOINTS).is_file()             # the input is untouched
+    assert (tmp_path / "p" / CHECKPOINTS).is_file()  # the input is untouched
 
 
 def test_cli_behaviour_on_a_continuous_env(tmp_path):
     folder = tmp_path / "beh"
-    r = runner.invoke(app, ["behaviour", "train", ENV, "--out", str(folder), "--steps", "40",
-                            "-e", "max_cycles=5", "-e", "N=2", "-o", "start_steps=20",
-                            "-o", "batch_size=16", "-o", "hidden=16", "-o", "update_every=5",
-                            "-o", "checkpoint_every=20", "-o", "eval_episodes=1",
-                            "-o", "threads=1"])
+    r = runner.invoke(
+        app,
+        [
+            "behaviour",
+            "train",
+            ENV,
+            "--out",
+            str(folder),
+            "--steps",
+            "40",
+            "-e",
+            "max_cycles=5",
+            "-e",
+            "N=2",
+            "-o",
+            "start_steps=20",
+            "-o",
+            "batch_size=16",
+            "-o",
+            "hidden=16",
+            "-o",
+            "update_every=5",
+            "-o",
+            "checkpoint_every=20",
+            "-o",
+            "eval_episodes=1",
+            "-o",
+            "threads=1",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "2 checkpoints" in " ".join(r.output.split())
     r = runner.invoke(app, ["behaviour", "list", str(folder), "--json"])
     assert r.exit_code == 0, r.output
     assert len(json.loads(r.output)["checkpoints"]) == 2
     ckpt = read_checkpoints(folder)[-1]["checkpoint"]
-    r = runner.invoke(app, ["behaviour", "record", str(folder), str(tmp_path / "d.zarr"),
-                            "--checkpoint", ckpt, "--transitions", "10", "--noise", "0.1"])
+    r = runner.invoke(
+        app,
+        [
+            "behaviour",
+            "record",
+            str(folder),
+            str(tmp_path / "d.zarr"),
+            "--checkpoint",
+            ckpt,
+            "--transitions",
+            "10",
+            "--noise",
+            "0.1",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert ma.load(tmp_path / "d.zarr").attrs["source"]["behaviour_noise"] == 0.1
-    r = runner.invoke(app, ["behaviour", "record", str(folder), str(tmp_path / "e.zarr"),
-                            "--checkpoint", ckpt, "--epsilon", "0.1"])
+    r = runner.invoke(
+        app,
+        [
+            "behaviour",
+            "record",
+            str(folder),
+            str(tmp_path / "e.zarr"),
+            "--checkpoint",
+            ckpt,
+            "--epsilon",
+            "0.1",
+        ],
+    )
     assert r.exit_code != 0 and "use --noise" in r.output
-    r = runner.invoke(app, ["behaviour", "train", ENV, "--out", str(tmp_path / "x"),
-                            "-o", "num_envs=4"])
+    r = runner.invoke(
+        app, ["behaviour", "train", ENV, "--out", str(tmp_path / "x"), "-o", "num_envs=4"]
+    )
     assert r.exit_code != 0 and "unknown MATD3 option" in r.output
 
 
@@ -197,29 +312,48 @@ def test_benchmark_makes_continuous_scenario_data_with_learned_behaviour(tmp_pat
     from marl_augment.envs import online
 
     # a tiny MATD3 run cannot be relied on to spread over the bands: accept any return here
-    monkeypatch.setattr(online, "quality_bands", lambda env_id, rows: {
-        "poor": (-1e9, 1e9), "medium": (-1e9, 1e9)})
+    monkeypatch.setattr(
+        online, "quality_bands", lambda env_id, rows: {"poor": (-1e9, 1e9), "medium": (-1e9, 1e9)}
+    )
     opts = dict(total_steps=40, **{k: v for k, v in TINY.items() if k != "threads"})
-    cfg = load_config(None, scenarios=[ENV], qualities=["poor", "medium"], behaviour="learned",
-                      transitions=20, matd3_options=opts, env_args={ENV: KW},
-                      methods=["original", "rad-s"], algos=["td3-bc"], seeds=[0], steps=4,
-                      eval_every=2, eval_episodes=2, device="cpu", scale=1.0,
-                      algo_options={"td3-bc": {"seq_len": 5}},
-                      shifted_env_args={ENV: {"agent_speed_min": 0.3}})
+    cfg = load_config(
+        None,
+        scenarios=[ENV],
+        qualities=["poor", "medium"],
+        behaviour="learned",
+        transitions=20,
+        matd3_options=opts,
+        env_args={ENV: KW},
+        methods=["original", "rad-s"],
+        algos=["td3-bc"],
+        seeds=[0],
+        steps=4,
+        eval_every=2,
+        eval_episodes=2,
+        device="cpu",
+        scale=1.0,
+        algo_options={"td3-bc": {"seq_len": 5}},
+        shifted_env_args={ENV: {"agent_speed_min": 0.3}},
+    )
     rows = run_benchmark(cfg, tmp_path / "w", workers=1, report=False)
     assert len(rows) == 4 and all(np.isfinite(r["return_mean"]) for r in rows)
     # every run also evaluated in DOM2's shifted env, and reported
-    assert all(r["shifted"]["env_args"] == {"agent_speed_min": 0.3}
-               and np.isfinite(r["shifted"]["return_mean"]) for r in rows)
+    assert all(
+        r["shifted"]["env_args"] == {"agent_speed_min": 0.3}
+        and np.isfinite(r["shifted"]["return_mean"])
+        for r in rows
+    )
     from marl_augment.bench.report import write_report
 
     assert "## Shifted environments" in write_report(rows, tmp_path, cfg).read_text()
     with pytest.raises(ConfigError, match="shifted_env_args for"):
         load_config(None, scenarios=["smax:3m"], shifted_env_args={ENV: {}}).check()
-    for r in rows:                                                 # evaluated with max_cycles 5
+    for r in rows:  # evaluated with max_cycles 5
         summary = json.loads((Path(r["run"]) / "summary.json").read_text())
         assert summary["eval"]["length_mean"] == 5
-    assert len(list((tmp_path / "w" / "behaviour").glob("mpe-simple_spread-*/checkpoints.jsonl"))) == 1
+    assert (
+        len(list((tmp_path / "w" / "behaviour").glob("mpe-simple_spread-*/checkpoints.jsonl"))) == 1
+    )
     for data in (tmp_path / "w" / "cells").glob("data-*"):
         res = json.loads((data / "result.json").read_text())
         assert res["behaviour_checkpoint"].startswith("ckpt-") and res["transitions"] == 20
@@ -230,28 +364,46 @@ def test_benchmark_makes_continuous_scenario_data_with_learned_behaviour(tmp_pat
     with pytest.raises(ConfigError, match="env_args for"):
         load_config(None, scenarios=["smax:3m"], env_args={ENV: KW}, behaviour="learned").check()
     with pytest.raises(ConfigError, match="matd3_options"):
-        load_config(None, scenarios=[ENV], behaviour="learned", qualities=["poor"],
-                    matd3_options={"num_envs": 4}).check()
+        load_config(
+            None,
+            scenarios=[ENV],
+            behaviour="learned",
+            qualities=["poor"],
+            matd3_options={"num_envs": 4},
+        ).check()
     with pytest.raises(ConfigError, match="matd3_options for"):
-        load_config(None, scenarios=[ENV], behaviour="learned", qualities=["poor"],
-                    matd3_options={"mamujoco:2x3-HalfCheetah": {}}).check()
-    c = load_config(None, scenarios=[ENV], behaviour="learned", qualities=["poor"],
-                    matd3_options={"hidden": 8, "lr": 0.1, ENV: {"hidden": 16}}).check()
-    assert c.matd3_for(ENV) == {"hidden": 16, "lr": 0.1}           # the scenario's own first
+        load_config(
+            None,
+            scenarios=[ENV],
+            behaviour="learned",
+            qualities=["poor"],
+            matd3_options={"mamujoco:2x3-HalfCheetah": {}},
+        ).check()
+    c = load_config(
+        None,
+        scenarios=[ENV],
+        behaviour="learned",
+        qualities=["poor"],
+        matd3_options={"hidden": 8, "lr": 0.1, ENV: {"hidden": 16}},
+    ).check()
+    assert c.matd3_for(ENV) == {"hidden": 16, "lr": 0.1}  # the scenario's own first
 
 
 def test_dense_checkpoints_early_and_resume_across_added_options(tmp_path):
     """dense_until / dense_every add checkpoints early in training (a band passed quickly gets
     one); a folder made before an option existed resumes when the option is at its default."""
-    rows = train_matd3(ENV, tmp_path / "d", config=tiny(60, dense_until=40, dense_every=10),
-                       seed=0, env_kwargs=KW)["checkpoints"]
+    rows = train_matd3(
+        ENV, tmp_path / "d", config=tiny(60, dense_until=40, dense_every=10), seed=0, env_kwargs=KW
+    )["checkpoints"]
     assert [r["env_steps"] for r in rows] == [10, 20, 30, 40, 60]
     train_matd3(ENV, tmp_path / "o", config=tiny(40), seed=0, env_kwargs=KW)
     meta = json.loads((tmp_path / "o" / "behaviour.json").read_text())
-    for k in ("dense_until", "dense_every"):                       # as an older version wrote it
+    for k in ("dense_until", "dense_every"):  # as an older version wrote it
         del meta["config"][k]
     (tmp_path / "o" / "behaviour.json").write_text(json.dumps(meta))
-    assert len(train_matd3(ENV, tmp_path / "o", config=tiny(60), seed=0,
-                           env_kwargs=KW)["checkpoints"]) == 3
+    assert (
+        len(train_matd3(ENV, tmp_path / "o", config=tiny(60), seed=0, env_kwargs=KW)["checkpoints"])
+        == 3
+    )
     with pytest.raises(ConfigError, match="other settings"):
         train_matd3(ENV, tmp_path / "o", config=tiny(80, dense_until=60), seed=0, env_kwargs=KW)

@@ -59,13 +59,23 @@ def run_and_capture(env, path, episodes: int, seed: int = 0, stop_early: int | N
 
 def expected_columns(rows, env, agents):
     n = len(agents)
-    o_dim = max(flat_obs(env.observation_space(a), env.observation_space(a).sample()).shape[0] for a in agents)
+    o_dim = max(
+        flat_obs(env.observation_space(a), env.observation_space(a).sample()).shape[0]
+        for a in agents
+    )
     n_act = max(env.action_space(a).n for a in agents)
     t = len(rows)
-    cols = {k: np.zeros(s, d) for k, s, d in (
-        ("obs", (t, n, o_dim), np.float32), ("actions", (t, n), np.int32),
-        ("agent_rewards", (t, n), np.float32), ("alive", (t, n), bool),
-        ("avail_actions", (t, n, n_act), bool), ("rewards", (t,), np.float32))}
+    cols = {
+        k: np.zeros(s, d)
+        for k, s, d in (
+            ("obs", (t, n, o_dim), np.float32),
+            ("actions", (t, n), np.int32),
+            ("agent_rewards", (t, n), np.float32),
+            ("alive", (t, n), bool),
+            ("avail_actions", (t, n, n_act), bool),
+            ("rewards", (t,), np.float32),
+        )
+    }
     for i, r in enumerate(rows):
         team = 0.0
         for j, a in enumerate(agents):
@@ -79,13 +89,17 @@ def expected_columns(rows, env, agents):
             cols["alive"][i, j] = True
             m = r["mask"][a]
             cols["avail_actions"][i, j, : env.action_space(a).n] = True if m is None else m
-        cols["rewards"][i] = np.float32(sum(float(np.float32(r["rewards"][a])) for a in r["actions"]))
+        cols["rewards"][i] = np.float32(
+            sum(float(np.float32(r["rewards"][a])) for a in r["actions"])
+        )
         if r["state"] is not None:
             cols.setdefault("state", np.zeros((t, r["state"].shape[0]), np.float32))[i] = r["state"]
     return cols
 
 
-@pytest.mark.parametrize("module,max_cycles", [("simple_spread_v3", 25), ("simple_world_comm_v3", 15)])
+@pytest.mark.parametrize(
+    "module,max_cycles", [("simple_spread_v3", 25), ("simple_world_comm_v3", 15)]
+)
 def test_mpe_record_convert_load_exact(tmp_path, module, max_cycles):
     mod = __import__(f"mpe2.{module}", fromlist=["parallel_env"])
     env = mod.parallel_env(max_cycles=max_cycles)
@@ -139,7 +153,9 @@ def test_reward_modes(tmp_path):
     env = Skirmish()
     run_and_capture(env, tmp_path / "log.jsonl", episodes=2)
     s = adapters.convert("pettingzoo-log", tmp_path / "log.jsonl", tmp_path / "sum.zarr")
-    m = adapters.convert("pettingzoo-log", tmp_path / "log.jsonl", tmp_path / "mean.zarr", reward="mean")
+    m = adapters.convert(
+        "pettingzoo-log", tmp_path / "log.jsonl", tmp_path / "mean.zarr", reward="mean"
+    )
     alive = s.columns["alive"].sum(1)
     np.testing.assert_allclose(m.columns["rewards"], s.columns["rewards"] / alive, rtol=1e-6)
     assert m.spec.reward_mode == "mean"
@@ -159,10 +175,13 @@ def test_unfinished_last_episode_dropped_and_cut_episode_truncated(tmp_path):
     assert ds.source["cut_episodes"] == 2 and ds.source["dropped_unfinished"] == 1
 
 
-@pytest.mark.parametrize("env, match", [
-    (BoxActions(high=np.inf), "unbounded Box action space"),
-    (BoxActions(mixed=True), "mix discrete and continuous"),
-])
+@pytest.mark.parametrize(
+    "env, match",
+    [
+        (BoxActions(high=np.inf), "unbounded Box action space"),
+        (BoxActions(mixed=True), "mix discrete and continuous"),
+    ],
+)
 def test_unbounded_or_mixed_action_spaces_refused(tmp_path, env, match):
     with pytest.raises(UnsupportedError, match=match):
         Recorder(env, tmp_path / "log.jsonl")
@@ -172,13 +191,24 @@ def _write_log(path, lines):
     path.write_text("\n".join(json.dumps(x) if not isinstance(x, str) else x for x in lines) + "\n")
 
 
-HEADER = {"format": "marl-augment/pettingzoo-log", "version": 1, "env_id": "pettingzoo:hand",
-          "agents": ["x", "y"], "obs_dims": {"x": 2, "y": 2}, "n_actions": {"x": 3, "y": 3},
-          "state_dim": None}
+HEADER = {
+    "format": "marl-augment/pettingzoo-log",
+    "version": 1,
+    "env_id": "pettingzoo:hand",
+    "agents": ["x", "y"],
+    "obs_dims": {"x": 2, "y": 2},
+    "n_actions": {"x": 3, "y": 3},
+    "state_dim": None,
+}
 RESET = {"t": "reset", "obs": {"x": [0, 1], "y": [1, 0]}}
-STEP = {"t": "step", "actions": {"x": 1, "y": 2}, "rewards": {"x": 1.0, "y": 0.5},
-        "terminations": {"x": True, "y": True}, "truncations": {"x": False, "y": False},
-        "obs": {"x": [0, 0], "y": [0, 0]}}
+STEP = {
+    "t": "step",
+    "actions": {"x": 1, "y": 2},
+    "rewards": {"x": 1.0, "y": 0.5},
+    "terminations": {"x": True, "y": True},
+    "truncations": {"x": False, "y": False},
+    "obs": {"x": [0, 0], "y": [0, 0]},
+}
 
 
 def test_hand_written_log_converts(tmp_path):
@@ -188,16 +218,31 @@ def test_hand_written_log_converts(tmp_path):
     assert ds.columns["terminated"].all()
 
 
-@pytest.mark.parametrize("lines,match,exc", [
-    ([HEADER, RESET, '{"t": "step", "actions": '], "line 3 is not valid JSON", FormatError),
-    ([{"format": "other"}], "not a marl-augment/pettingzoo-log header", FormatError),
-    ([HEADER, {**RESET, "obs": {"x": [0, float("nan")], "y": [1, 0]}}], "non-finite", FormatError),
-    ([HEADER, RESET, {**STEP, "actions": {"x": 0.5, "y": 1}}], "declares discrete", FormatError),
-    ([HEADER, RESET, {**STEP, "actions": {"x": 7, "y": 1}}], "outside 0..2", FormatError),
-    ([HEADER, RESET, {**STEP, "actions": {"z": 1}}], "unknown agent 'z'", FormatError),
-    ([HEADER, {**RESET, "obs": {"x": [0, 1, 2], "y": [1, 0]}}], "has 3 values, header says 2", FormatError),
-    ([HEADER, STEP], "a step before any reset", FormatError),
-])
+@pytest.mark.parametrize(
+    "lines,match,exc",
+    [
+        ([HEADER, RESET, '{"t": "step", "actions": '], "line 3 is not valid JSON", FormatError),
+        ([{"format": "other"}], "not a marl-augment/pettingzoo-log header", FormatError),
+        (
+            [HEADER, {**RESET, "obs": {"x": [0, float("nan")], "y": [1, 0]}}],
+            "non-finite",
+            FormatError,
+        ),
+        (
+            [HEADER, RESET, {**STEP, "actions": {"x": 0.5, "y": 1}}],
+            "declares discrete",
+            FormatError,
+        ),
+        ([HEADER, RESET, {**STEP, "actions": {"x": 7, "y": 1}}], "outside 0..2", FormatError),
+        ([HEADER, RESET, {**STEP, "actions": {"z": 1}}], "unknown agent 'z'", FormatError),
+        (
+            [HEADER, {**RESET, "obs": {"x": [0, 1, 2], "y": [1, 0]}}],
+            "has 3 values, header says 2",
+            FormatError,
+        ),
+        ([HEADER, STEP], "a step before any reset", FormatError),
+    ],
+)
 def test_bad_logs_give_one_line(tmp_path, lines, match, exc):
     _write_log(tmp_path / "bad.jsonl", lines)
     with pytest.raises(exc, match=match) as e:
@@ -222,7 +267,9 @@ def test_partial_log_of_crashed_recorder_is_readable(tmp_path):
     for e in range(3):
         obs, infos = rec.reset(seed=e)
         while rec.agents:
-            obs, *_ = rec.step({a: int(np.flatnonzero(obs[a]["action_mask"])[0]) for a in rec.agents})
+            obs, *_ = rec.step(
+                {a: int(np.flatnonzero(obs[a]["action_mask"])[0]) for a in rec.agents}
+            )
     rec._log._f.flush()
     rec._log._f.close()  # the process "dies" here: only log.jsonl.gz.partial exists
     partial = tmp_path / "log.jsonl.gz.partial"
@@ -236,8 +283,12 @@ def test_partial_log_of_crashed_recorder_is_readable(tmp_path):
 def test_record_helper_is_deterministic(tmp_path):
     from mpe2 import simple_spread_v3
 
-    a = record(simple_spread_v3.parallel_env(max_cycles=10), tmp_path / "a.jsonl", episodes=3, seed=4)
-    b = record(simple_spread_v3.parallel_env(max_cycles=10), tmp_path / "b.jsonl", episodes=3, seed=4)
+    a = record(
+        simple_spread_v3.parallel_env(max_cycles=10), tmp_path / "a.jsonl", episodes=3, seed=4
+    )
+    b = record(
+        simple_spread_v3.parallel_env(max_cycles=10), tmp_path / "b.jsonl", episodes=3, seed=4
+    )
     assert a.read_text() == b.read_text()
 
 

@@ -19,7 +19,9 @@ print(json.dumps({"same": [a == b for a, b in zip(before, after)], "heap": torch
 
 
 def test_importing_the_package_changes_nothing_global():
-    out = subprocess.run([sys.executable, "-c", IMPORT_ALL], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", IMPORT_ALL], capture_output=True, text=True, check=True
+    )
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res == {"same": [True] * 5, "heap": False}
 
@@ -45,10 +47,19 @@ def test_a_benchmark_cell_in_the_callers_process_restores_its_torch_threads(tmp_
     torch.set_num_threads(2 if before != 2 else 1)
     want = torch.get_num_threads()
     try:
-        bad = {"kind": "augment", "config": {"data": "data-missing", "method": "rad-s", "scale": 1.0,
-                                              "seed": 0, "options": {}}, "labels": {}}
+        bad = {
+            "kind": "augment",
+            "config": {
+                "data": "data-missing",
+                "method": "rad-s",
+                "scale": 1.0,
+                "seed": 0,
+                "options": {},
+            },
+            "labels": {},
+        }
         try:
-            run_cell(bad, str(tmp_path))              # fails inside: no such data cell
+            run_cell(bad, str(tmp_path))  # fails inside: no such data cell
         except Exception:  # noqa: BLE001
             pass
         assert torch.get_num_threads() == want

@@ -33,7 +33,7 @@ def test_save_load_roundtrip_and_overwrite(tmp_path, mem):
         ds.save("memory://bucket/a.zarr")
     other = smac_like_dataset(5, tmp_path / "b.zarr", seed=1)
     other.save("memory://bucket/a.zarr", overwrite=True)
-    assert len(ma.load("memory://bucket/a.zarr")) == 5      # the changed remote store is fetched again
+    assert len(ma.load("memory://bucket/a.zarr")) == 5  # the changed remote store is fetched again
     assert len(ma.load(f"file://{tmp_path / 'a.zarr'}")) == 12
 
 
@@ -44,17 +44,25 @@ def test_incomplete_or_corrupted_remote_store_is_refused(tmp_path, mem, monkeypa
     data = bytearray(mem.cat_file(chunk))
     data[len(data) // 2] ^= 0xFF
     mem.pipe_file(chunk, bytes(data))
-    monkeypatch.setenv("MARL_AUGMENT_HOME", str(tmp_path / "fresh-home"))   # no cached copy
+    monkeypatch.setenv("MARL_AUGMENT_HOME", str(tmp_path / "fresh-home"))  # no cached copy
     with pytest.raises(SchemaError):
         ma.load("memory://bucket/a.zarr")
-    mem.rm("/bucket/a.zarr/zarr.json")     # an upload that never finished
+    mem.rm("/bucket/a.zarr/zarr.json")  # an upload that never finished
     with pytest.raises(NotFound, match="no episode store"):
         ma.load("memory://bucket/a.zarr")
 
 
 def test_cli_reads_and_writes_urls(tmp_path, mem):
     smac_like_dataset(10, tmp_path / "a.zarr", seed=0)
-    r = run("augment", tmp_path / "a.zarr", "memory://bucket/aug.zarr", "--method", "rad-s", "--scale", "1")
+    r = run(
+        "augment",
+        tmp_path / "a.zarr",
+        "memory://bucket/aug.zarr",
+        "--method",
+        "rad-s",
+        "--scale",
+        "1",
+    )
     assert r.exit_code == 0, r.output
     r = run("info", "memory://bucket/aug.zarr", "--json")
     assert r.exit_code == 0, r.output

@@ -20,8 +20,14 @@ from marl_augment.testing import file_digest, store_roundtrip_test
 
 
 def _tiny_spec(**kw) -> Spec:
-    base = dict(env_id="test:tiny", agent_ids=("a", "b"), obs_dim=3, n_actions=4, state_dim=2,
-                has_avail_actions=True)
+    base = dict(
+        env_id="test:tiny",
+        agent_ids=("a", "b"),
+        obs_dim=3,
+        n_actions=4,
+        state_dim=2,
+        has_avail_actions=True,
+    )
     base.update(kw)
     return Spec(**base)
 
@@ -65,7 +71,9 @@ def test_roundtrip_exact_and_attrs(tmp_path):
     s = ds.stats()
     assert s["terminated"] == 2 and s["truncated"] == 2 and s["win_rate"] == 0.5
     assert ds.attrs["summary"]["episodes"] == 4
-    np.testing.assert_allclose(ds.episode_returns, [e["rewards"].astype(np.float64).sum() for e in eps])
+    np.testing.assert_allclose(
+        ds.episode_returns, [e["rewards"].astype(np.float64).sum() for e in eps]
+    )
 
 
 def test_streaming_writer_bounds_its_buffer(tmp_path):
@@ -324,7 +332,7 @@ def test_fast_chunk_reader_agrees_with_zarr_python_on_every_array(tmp_path):
     reader = RowReader(tmp_path / "s.zarr", group, names)
     assert all(reader._fast[n] is not None for n in names), reader._fast
     n_rows = group["obs"].shape[0]
-    assert n_rows % w.block_rows != 0                       # a partial last chunk is covered
+    assert n_rows % w.block_rows != 0  # a partial last chunk is covered
     for lo, hi in ((0, n_rows), (w.block_rows // 2, w.block_rows * 2 + 7), (n_rows - 3, n_rows)):
         fast = reader.read(lo, hi)
         for n in names:

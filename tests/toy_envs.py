@@ -112,8 +112,13 @@ class BoxActions(ParallelEnv):
         obs = {a: np.clip(np.asarray(v, np.float32), -1, 1) for a, v in actions.items()}
         rew = {a: -float(np.abs(v).sum()) for a, v in actions.items()}
         done = self.t >= 3
-        out = (obs, rew, {a: False for a in actions}, {a: done for a in actions},
-               {a: {} for a in actions})
+        out = (
+            obs,
+            rew,
+            {a: False for a in actions},
+            {a: done for a in actions},
+            {a: {} for a in actions},
+        )
         if done:
             self.agents = []
         return out

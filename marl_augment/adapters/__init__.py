@@ -36,19 +36,34 @@ class Adapter(Protocol):
 
     def __init__(self, config: Any = None) -> None: ...
 
-    def convert(self, src: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
-                progress: Any = None, source: Mapping[str, Any] | None = None) -> Any: ...
+    def convert(
+        self,
+        src: str | os.PathLike,
+        out: str | os.PathLike,
+        *,
+        overwrite: bool = False,
+        progress: Any = None,
+        source: Mapping[str, Any] | None = None,
+    ) -> Any: ...
 
 
 ADAPTERS: Registry[type[Adapter]] = Registry("adapter")
-ADAPTERS.register("pettingzoo-log", "marl_augment.adapters.pettingzoo_log:PettingZooLogAdapter",
-                  doc="JSON Lines logs of any PettingZoo ParallelEnv (see docs/formats.md)")
-ADAPTERS.register("ogmarl-vault", "marl_augment.adapters.ogmarl_vault:OgMarlVaultAdapter",
-                  extra="ogmarl",
-                  doc="OG-MARL / flashbax Vaults: '<name>.vlt/<uid>', a .vlt folder or its .zip")
+ADAPTERS.register(
+    "pettingzoo-log",
+    "marl_augment.adapters.pettingzoo_log:PettingZooLogAdapter",
+    doc="JSON Lines logs of any PettingZoo ParallelEnv (see docs/formats.md)",
+)
+ADAPTERS.register(
+    "ogmarl-vault",
+    "marl_augment.adapters.ogmarl_vault:OgMarlVaultAdapter",
+    extra="ogmarl",
+    doc="OG-MARL / flashbax Vaults: '<name>.vlt/<uid>', a .vlt folder or its .zip",
+)
 
 
-def register(name: str, target: Any, *, extra: str = "", doc: str = "", overwrite: bool = False) -> None:
+def register(
+    name: str, target: Any, *, extra: str = "", doc: str = "", overwrite: bool = False
+) -> None:
     """Register an adapter class (or a lazy ``"module:Class"`` string) under ``name``."""
     ADAPTERS.register(name, target, extra=extra, doc=doc, overwrite=overwrite)
 
@@ -63,8 +78,15 @@ def make(name: str, **config: Any):
     return cls(make_config(cls.Config, config, what=f"adapter {name!r}"))
 
 
-def convert(name: str, src: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
-            progress: Any = None, **config: Any):
+def convert(
+    name: str,
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    progress: Any = None,
+    **config: Any,
+):
     """Convert ``src`` with adapter ``name`` into a new store at ``out``."""
     return make(name, **config).convert(src, out, overwrite=overwrite, progress=progress)
 

@@ -57,13 +57,17 @@ def tensorstore():
     try:
         import tensorstore as ts
     except ImportError:
-        raise MissingDependency("tensorstore", "ogmarl", "reading and writing OG-MARL Vaults") from None
+        raise MissingDependency(
+            "tensorstore", "ogmarl", "reading and writing OG-MARL Vaults"
+        ) from None
     return ts
 
 
 def _spec(uid_dir: Path, leaf: str) -> dict[str, Any]:
-    return {"driver": "zarr", "kvstore": {"driver": "ocdbt", "base": f"file://{uid_dir.resolve()}",
-                                          "path": leaf}}
+    return {
+        "driver": "zarr",
+        "kvstore": {"driver": "ocdbt", "base": f"file://{uid_dir.resolve()}", "path": leaf},
+    }
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -108,7 +112,8 @@ class VaultReader:
         meta_path = self.dir / METADATA
         if not meta_path.exists():
             raise NotFound(
-                f"{str(self.dir)!r} is not a Vault dataset (no {METADATA}); give '<name>.vlt/<uid>', "
+                f"{str(self.dir)!r} is not a Vault dataset (no {METADATA}); give "
+                "'<name>.vlt/<uid>', "
                 f"or the .vlt folder / .zip with -o uid=<uid>"
             )
         try:
@@ -124,7 +129,9 @@ class VaultReader:
             raise FormatError(f"{meta_path} lacks structure_shape / structure_dtype")
         version = self.metadata.get("version")
         if not isinstance(version, (int, float)) or int(version) != int(VAULT_VERSION):
-            raise UnsupportedError(f"Vault version {version!r} is not supported (expected {VAULT_VERSION})")
+            raise UnsupportedError(
+                f"Vault version {version!r} is not supported (expected {VAULT_VERSION})"
+            )
         shapes = _flatten(self.metadata["structure_shape"])
         dtypes = _flatten(self.metadata["structure_dtype"])
         self.leaves = {ours: leaf for ours, leaf in LEAVES.items() if leaf in shapes}
@@ -135,19 +142,26 @@ class VaultReader:
         self.dtypes = {k: np.dtype(dtypes[leaf]) for k, leaf in self.leaves.items()}
         ts = tensorstore()
         try:
-            self.stores = {k: ts.open(_spec(self.dir, leaf), open=True, read=True).result()
-                           for k, leaf in self.leaves.items()}
+            self.stores = {
+                k: ts.open(_spec(self.dir, leaf), open=True, read=True).result()
+                for k, leaf in self.leaves.items()
+            }
             index = ts.open(_spec(self.dir, "vault_index"), open=True, read=True).result()
             self.length = int(np.asarray(index.read().result()).ravel()[0])
         except (ValueError, RuntimeError) as exc:
-            raise FormatError(f"Vault {self.dir} cannot be opened: {str(exc).splitlines()[0]}") from None
+            raise FormatError(
+                f"Vault {self.dir} cannot be opened: {str(exc).splitlines()[0]}"
+            ) from None
         obs = self.stores["obs"]
         if obs.ndim != 4:
             raise FormatError(f"'observations.' must be (1, T, N, O), got rank {obs.ndim}")
         self.n_agents, self.obs_dim = int(obs.shape[2]), int(obs.shape[3])
         for k, st in self.stores.items():
             if st.shape[0] != 1 or st.shape[1] < self.length:
-                raise FormatError(f"leaf {self.leaves[k]!r} has shape {tuple(st.shape)}; expected (1, >= {self.length}, ...)")
+                raise FormatError(
+                    f"leaf {self.leaves[k]!r} has shape {tuple(st.shape)}; expected (1, >= "
+                    f"{self.length}, ...)"
+                )
 
     def read(self, lo: int, hi: int) -> dict[str, np.ndarray]:
         """Rows [lo, hi) of every leaf, read concurrently."""
@@ -155,7 +169,9 @@ class VaultReader:
         try:
             return {k: np.asarray(f.result()) for k, f in futures.items()}
         except (ValueError, RuntimeError) as exc:
-            raise FormatError(f"Vault {self.dir} rows {lo}..{hi} cannot be read: {str(exc).splitlines()[0]}") from None
+            raise FormatError(
+                f"Vault {self.dir} rows {lo}..{hi} cannot be read: {str(exc).splitlines()[0]}"
+            ) from None
 
 
 @dataclass
@@ -167,7 +183,7 @@ class OgMarlVaultConfig:
     env_id: str | None = None
     """Env id to record (default: ``smac:<map>`` for known SMAC maps, else ``ogmarl:<name>``)."""
     reward: str = "first"
-    """Team reward: ``first`` (OG-MARL copies the team reward to every agent), ``sum`` or ``mean``."""
+    """Team reward: ``first`` (OG-MARL copies it to every agent), ``sum`` or ``mean``."""
     episode_limit: int | None = None
     """SMAC reports time-outs as terminals: episodes of exactly this length are marked truncated."""
     block_rows: int = 1 << 17
@@ -197,11 +213,20 @@ class OgMarlVaultAdapter:
         if self.config.block_rows < 1:
             raise ConfigError("block_rows must be >= 1")
         if not self.config.action_low < self.config.action_high:
-            raise ConfigError(f"need action_low < action_high, got {self.config.action_low} "
-                              f"and {self.config.action_high}")
+            raise ConfigError(
+                f"need action_low < action_high, got {self.config.action_low} "
+                f"and {self.config.action_high}"
+            )
 
-    def convert(self, src: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
-                progress: Any = None, source: Mapping[str, Any] | None = None):
+    def convert(
+        self,
+        src: str | os.PathLike,
+        out: str | os.PathLike,
+        *,
+        overwrite: bool = False,
+        progress: Any = None,
+        source: Mapping[str, Any] | None = None,
+    ):
         src = Path(src)
         if not src.exists():
             raise NotFound(f"no Vault at {str(src)!r}")
@@ -210,8 +235,9 @@ class OgMarlVaultAdapter:
         with tempfile.TemporaryDirectory(prefix="marl-augment-vault-") as tmp:
             uid_dir, vault_name, checksum = self._locate(src, Path(tmp))
             reader = VaultReader(uid_dir)
-            return self._convert(reader, src, vault_name, checksum, out, overwrite, progress,
-                                 dict(source or {}))
+            return self._convert(
+                reader, src, vault_name, checksum, out, overwrite, progress, dict(source or {})
+            )
 
     # -- locating the dataset ---------------------------------------------------------------
     def _locate(self, src: Path, tmp: Path) -> tuple[Path, str, str | None]:
@@ -222,10 +248,14 @@ class OgMarlVaultAdapter:
 
             checksum = "sha256:" + sha256_file(src)
             tops = safe_extract(src, tmp / "x")
-            vlts = [p for p in tops if p.is_dir() and p.name.endswith(".vlt")] or \
-                   [p for p in tops if p.is_dir()]
+            vlts = [p for p in tops if p.is_dir() and p.name.endswith(".vlt")] or [
+                p for p in tops if p.is_dir()
+            ]
             if len(vlts) != 1:
-                raise FormatError(f"{src.name} should hold one '<name>.vlt' folder, found {[p.name for p in tops]}")
+                raise FormatError(
+                    f"{src.name} should hold one '<name>.vlt' folder, found "
+                    f"{[p.name for p in tops]}"
+                )
             vlt = vlts[0]
         elif (src / METADATA).exists():
             if uid is not None and uid != src.name:
@@ -238,15 +268,26 @@ class OgMarlVaultAdapter:
             raise NotFound(f"{src} holds no Vault datasets (no '<uid>/{METADATA}')")
         if uid is None:
             if len(uids) > 1:
-                raise ConfigError(f"{src.name} holds several datasets {uids}; choose one with -o uid=<uid>")
+                raise ConfigError(
+                    f"{src.name} holds several datasets {uids}; choose one with -o uid=<uid>"
+                )
             uid = uids[0]
         if uid not in uids:
             raise NotFound(f"{src.name} has no dataset {uid!r}; it has {uids}")
         return vlt / uid, vlt.name, checksum
 
     # -- conversion -------------------------------------------------------------------------
-    def _convert(self, reader: VaultReader, src: Path, vault_name: str, checksum, out, overwrite,
-                 progress, source):
+    def _convert(
+        self,
+        reader: VaultReader,
+        src: Path,
+        vault_name: str,
+        checksum,
+        out,
+        overwrite,
+        progress,
+        source,
+    ):
         cfg = self.config
         n, length = reader.n_agents, reader.length
         has_legals = "legals" in reader.stores
@@ -256,9 +297,11 @@ class OgMarlVaultAdapter:
         ours = ours if isinstance(ours, dict) else {}
         if continuous:
             n_actions = int(acts.shape[3])
-            kind = {"action_kind": "continuous",
-                    "action_low": ((cfg.action_low,) * n_actions,) * n,
-                    "action_high": ((cfg.action_high,) * n_actions,) * n}
+            kind = {
+                "action_kind": "continuous",
+                "action_low": ((cfg.action_low,) * n_actions,) * n,
+                "action_high": ((cfg.action_high,) * n_actions,) * n,
+            }
             if "action_low" in ours:  # a Vault we exported: the spec's own bounds and dims
                 kind = _exported_bounds(ours, n, n_actions, reader.dir)
         elif has_legals:
@@ -268,13 +311,17 @@ class OgMarlVaultAdapter:
             raise UnsupportedError(
                 f"Vault {reader.dir} has no 'infos.legals.' leaf and its actions are not float "
                 f"vectors (N, A), so it is neither a discrete Vault with legal-action masks nor a "
-                f"continuous one")
+                f"continuous one"
+            )
         state_dim = int(reader.stores["state"].shape[2]) if "state" in reader.stores else None
         env_id = cfg.env_id or ours.get("env_id") or known_env_id(vault_name)
         spec = Spec(
             env_id=env_id,
-            agent_ids=tuple(f"agent_{i}" for i in range(n)), obs_dim=reader.obs_dim,
-            n_actions=n_actions, state_dim=state_dim, has_avail_actions=not continuous,
+            agent_ids=tuple(f"agent_{i}" for i in range(n)),
+            obs_dim=reader.obs_dim,
+            n_actions=n_actions,
+            state_dim=state_dim,
+            has_avail_actions=not continuous,
             has_agent_rewards=cfg.reward != "first",
             reward_mode="given" if cfg.reward == "first" else cfg.reward,
             extras={"ogmarl_vault": vault_name, "ogmarl_uid": reader.dir.name, **cfg.extras},
@@ -283,11 +330,20 @@ class OgMarlVaultAdapter:
         report = {"dropped_unfinished_rows": 0, "time_limit_truncations": 0}
         if continuous:
             report["clipped_action_values"] = 0
-        src_attrs = {"adapter": self.name, "path": str(src.resolve()), "vault": vault_name,
-                     "uid": reader.dir.name, "vault_index": length, "checksum": checksum,
-                     "vault_metadata": {k: v for k, v in reader.metadata.items()
-                                        if k not in ("structure_shape", "structure_dtype")},
-                     **source}
+        src_attrs = {
+            "adapter": self.name,
+            "path": str(src.resolve()),
+            "vault": vault_name,
+            "uid": reader.dir.name,
+            "vault_index": length,
+            "checksum": checksum,
+            "vault_metadata": {
+                k: v
+                for k, v in reader.metadata.items()
+                if k not in ("structure_shape", "structure_dtype")
+            },
+            **source,
+        }
         with StoreWriter(out, spec, overwrite=overwrite, source=src_attrs, inputs=[src]) as w:
             for cols, lengths in self._episodes(reader, spec, report):
                 w.append_episodes(cols, lengths)
@@ -302,7 +358,9 @@ class OgMarlVaultAdapter:
             )
         return w.result
 
-    def _episodes(self, reader: VaultReader, spec: Spec, report) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+    def _episodes(
+        self, reader: VaultReader, spec: Spec, report
+    ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
         cfg = self.config
         carry: dict[str, np.ndarray] | None = None
         for lo in range(0, reader.length, cfg.block_rows):
@@ -311,15 +369,25 @@ class OgMarlVaultAdapter:
             if carry is not None:
                 block = {k: np.concatenate([carry[k], v]) for k, v in block.items()}
             term = block["terminals"].astype(bool).reshape(block["terminals"].shape[0], -1)
-            trunc = (block["truncations"].astype(bool).reshape(term.shape[0], -1)
-                     if "truncations" in block else np.zeros_like(term))
+            trunc = (
+                block["truncations"].astype(bool).reshape(term.shape[0], -1)
+                if "truncations" in block
+                else np.zeros_like(term)
+            )
             ends = np.flatnonzero(term.all(1) | trunc.all(1))
             if ends.size == 0:
                 carry = block
                 continue
             cut = int(ends[-1]) + 1
-            yield self._columns({k: v[:cut] for k, v in block.items()}, term[:cut].all(1),
-                                trunc[:cut].all(1), ends, spec, report, row0=lo - (0 if carry is None else carry["obs"].shape[0]))
+            yield self._columns(
+                {k: v[:cut] for k, v in block.items()},
+                term[:cut].all(1),
+                trunc[:cut].all(1),
+                ends,
+                spec,
+                report,
+                row0=lo - (0 if carry is None else carry["obs"].shape[0]),
+            )
             carry = {k: v[cut:] for k, v in block.items()} if cut < block["obs"].shape[0] else None
         if carry is not None and carry["obs"].shape[0]:
             report["dropped_unfinished_rows"] = int(carry["obs"].shape[0])
@@ -332,12 +400,16 @@ class OgMarlVaultAdapter:
             actions = self._continuous(actions, spec, report, row0)
         else:
             if actions.dtype.kind == "f" and not np.all(actions == np.round(actions)):
-                raise FormatError("the Vault's actions are not integers, yet it has legal-action "
-                                  "masks (a discrete Vault); it is damaged or mislabelled")
+                raise FormatError(
+                    "the Vault's actions are not integers, yet it has legal-action "
+                    "masks (a discrete Vault); it is damaged or mislabelled"
+                )
             actions = actions.reshape(actions.shape[0], -1).astype(np.int32)
         rewards_agents = b["rewards"].reshape(b["rewards"].shape[0], -1).astype(np.float32)
         if cfg.reward == "first":
-            if rewards_agents.shape[1] > 1 and not np.array_equal(rewards_agents, np.repeat(rewards_agents[:, :1], rewards_agents.shape[1], 1)):
+            if rewards_agents.shape[1] > 1 and not np.array_equal(
+                rewards_agents, np.repeat(rewards_agents[:, :1], rewards_agents.shape[1], 1)
+            ):
                 r = int(np.argmax((rewards_agents != rewards_agents[:, :1]).any(1)))
                 raise FormatError(
                     f"agents' rewards differ at row {row0 + r}, so they are not one team reward "
@@ -345,7 +417,9 @@ class OgMarlVaultAdapter:
                 )
             team = rewards_agents[:, 0].copy()
         else:
-            team = (rewards_agents.sum(1) if cfg.reward == "sum" else rewards_agents.mean(1)).astype(np.float32)
+            team = (
+                rewards_agents.sum(1) if cfg.reward == "sum" else rewards_agents.mean(1)
+            ).astype(np.float32)
         terminated = np.zeros(actions.shape[0], bool)
         truncated = np.zeros(actions.shape[0], bool)
         is_trunc = trunc_all[ends] & ~term_all[ends]
@@ -370,7 +444,6 @@ class OgMarlVaultAdapter:
             cols["agent_rewards"] = rewards_agents
         return cols, lengths
 
-
     def _continuous(self, actions: np.ndarray, spec: Spec, report, row0: int) -> np.ndarray:
         a = actions.astype(np.float32)
         finite = np.isfinite(a)
@@ -386,26 +459,32 @@ class OgMarlVaultAdapter:
                     f"the Vault's action {float(a[r, i, d]):.6g} (row {row0 + r}, agent {i}, "
                     f"dimension {d}) is outside [{low[i, d]:g}, {high[i, d]:g}]; convert with "
                     f"-o clip_actions=true to clip it (OG-MARL's learners do), or set "
-                    f"-o action_low / action_high")
+                    f"-o action_low / action_high"
+                )
             report["clipped_action_values"] += int(out.sum())
         return np.where(spec.action_mask(), np.clip(a, low, high), 0.0).astype(np.float32)
 
 
-def _exported_bounds(ours: Mapping[str, Any], n: int, n_actions: int, where: Path
-                     ) -> dict[str, Any]:
+def _exported_bounds(
+    ours: Mapping[str, Any], n: int, n_actions: int, where: Path
+) -> dict[str, Any]:
     """The action bounds (and per-agent dimensions) an exported Vault's metadata records."""
     try:
-        kind = {"action_kind": "continuous",
-                "action_low": tuple(tuple(float(x) for x in r) for r in ours["action_low"]),
-                "action_high": tuple(tuple(float(x) for x in r) for r in ours["action_high"])}
+        kind = {
+            "action_kind": "continuous",
+            "action_low": tuple(tuple(float(x) for x in r) for r in ours["action_low"]),
+            "action_high": tuple(tuple(float(x) for x in r) for r in ours["action_high"]),
+        }
         dims = ours.get("agent_n_actions")
         if dims is not None:
             kind["agent_n_actions"] = tuple(int(d) for d in dims)
-        Spec(env_id="x", agent_ids=tuple(map(str, range(n))), obs_dim=1, n_actions=n_actions,
-             **kind).check()
+        Spec(
+            env_id="x", agent_ids=tuple(map(str, range(n))), obs_dim=1, n_actions=n_actions, **kind
+        ).check()
     except (TypeError, ValueError, KeyError) as exc:
-        raise FormatError(f"Vault {where}: its marl_augment action bounds are unreadable "
-                          f"({exc}); export it again") from None
+        raise FormatError(
+            f"Vault {where}: its marl_augment action bounds are unreadable ({exc}); export it again"
+        ) from None
     except SchemaError as exc:
         raise FormatError(f"Vault {where}: {exc}; export it again") from None
     return kind
@@ -416,13 +495,27 @@ def _exported_bounds(ours: Mapping[str, Any], n: int, n_actions: int, where: Pat
 # ---------------------------------------------------------------------------------------------
 
 #: dtypes of OG-MARL's SMAC Vaults (as their recording wrapper produces them)
-EXPORT_DTYPES = {"obs": "float32", "actions": "int32", "rewards": "float32", "terminals": "bool",
-                 "truncations": "bool", "legals": "float32", "state": "float32"}
+EXPORT_DTYPES = {
+    "obs": "float32",
+    "actions": "int32",
+    "rewards": "float32",
+    "terminals": "bool",
+    "truncations": "bool",
+    "legals": "float32",
+    "state": "float32",
+}
 
 
-def export_vault(ds, out: str | os.PathLike, *, uid: str = "Medium", overwrite: bool = False,
-                 truncation_as_terminal: bool = False, block_rows: int = 1 << 16,
-                 progress: Any = None) -> Path:
+def export_vault(
+    ds,
+    out: str | os.PathLike,
+    *,
+    uid: str = "Medium",
+    overwrite: bool = False,
+    truncation_as_terminal: bool = False,
+    block_rows: int = 1 << 16,
+    progress: Any = None,
+) -> Path:
     """Write a dataset as ``<out>/<uid>/``, a Vault that flashbax's ``Vault(...).read()`` loads.
 
     Team rewards are copied to every agent (OG-MARL's SMAC layout). Truncated episodes get
@@ -436,12 +529,19 @@ def export_vault(ds, out: str | os.PathLike, *, uid: str = "Medium", overwrite: 
     target = out / uid
     # the Vault folder may hold the user's other datasets: only OUT/UID is ours to replace, and
     # only when marl-augment wrote it (its metadata.json names marl_augment)
-    check_output(target, "vault-dataset", overwrite=overwrite, inputs=[ds.path],
-                 what="Vault dataset")
+    check_output(
+        target, "vault-dataset", overwrite=overwrite, inputs=[ds.path], what="Vault dataset"
+    )
     spec = ds.spec
     t_rows, n = ds.num_transitions, spec.n_agents
-    shapes = {"obs": (n, spec.obs_dim), "actions": (n,), "rewards": (n,), "terminals": (n,),
-              "truncations": (n,), "legals": (n, spec.n_actions)}
+    shapes = {
+        "obs": (n, spec.obs_dim),
+        "actions": (n,),
+        "rewards": (n,),
+        "terminals": (n,),
+        "truncations": (n,),
+        "legals": (n, spec.n_actions),
+    }
     dtypes = dict(EXPORT_DTYPES)
     if spec.continuous:  # OG-MARL's continuous layout: float action vectors, no legal masks
         shapes["actions"] = (n, spec.n_actions)
@@ -462,15 +562,22 @@ def export_vault(ds, out: str | os.PathLike, *, uid: str = "Medium", overwrite: 
                 node_d = structure_dtype.setdefault(parent, {})
             node_s[key] = str((1, t_rows, *tail))
             node_d[key] = dtypes[k]
-        meta = {"version": VAULT_VERSION, "structure_shape": structure_shape,
-                "structure_dtype": structure_dtype,
-                "marl_augment": {"env_id": spec.env_id, "fingerprint": ds.fingerprint,
-                                 "provenance_steps": len(ds.provenance)}}
+        meta = {
+            "version": VAULT_VERSION,
+            "structure_shape": structure_shape,
+            "structure_dtype": structure_dtype,
+            "marl_augment": {
+                "env_id": spec.env_id,
+                "fingerprint": ds.fingerprint,
+                "provenance_steps": len(ds.provenance),
+            },
+        }
         if spec.continuous:  # Vaults have no place for bounds: kept beside the env id
             meta["marl_augment"].update(
                 action_low=[list(r) for r in spec.action_low],
                 action_high=[list(r) for r in spec.action_high],
-                agent_n_actions=list(spec.agent_n_actions) if spec.agent_n_actions else None)
+                agent_n_actions=list(spec.agent_n_actions) if spec.agent_n_actions else None,
+            )
         (tmp / METADATA).write_text(json.dumps(meta))
         stores = {}
         for k, tail in shapes.items():
@@ -478,8 +585,9 @@ def export_vault(ds, out: str | os.PathLike, *, uid: str = "Medium", overwrite: 
             rows = 1 << max(10, int(np.log2(max(1, (1 << 20) // elems))))
             s = _spec(tmp, LEAVES[k])
             s["metadata"] = {"compressor": {"id": "gzip", "level": 5}, "chunks": [1, rows, *tail]}
-            stores[k] = ts.open(s, create=True, dtype=dtypes[k],
-                                shape=(1, TIME_AXIS, *tail)).result()
+            stores[k] = ts.open(
+                s, create=True, dtype=dtypes[k], shape=(1, TIME_AXIS, *tail)
+            ).result()
         cols = ds.columns
         ends_term = cols["terminated"]
         ends_trunc = cols["truncated"]
@@ -495,18 +603,24 @@ def export_vault(ds, out: str | os.PathLike, *, uid: str = "Medium", overwrite: 
                 "truncations": np.repeat(np.asarray(trunc)[:, None], n, 1),
             }
             if "legals" in shapes:
-                data["legals"] = (cols["avail_actions"][lo:hi] if spec.has_avail_actions
-                                  else np.ones((hi - lo, n, spec.n_actions), bool))
+                data["legals"] = (
+                    cols["avail_actions"][lo:hi]
+                    if spec.has_avail_actions
+                    else np.ones((hi - lo, n, spec.n_actions), bool)
+                )
             if spec.has_state:
                 data["state"] = cols["state"][lo:hi]
-            writes = [stores[k][0, lo:hi].write(np.asarray(v, dtype=dtypes[k]))
-                      for k, v in data.items()]
+            writes = [
+                stores[k][0, lo:hi].write(np.asarray(v, dtype=dtypes[k])) for k, v in data.items()
+            ]
             for f in writes:
                 f.result()
             if progress is not None:
                 progress(hi - lo)
         index = _spec(tmp, "vault_index")
-        index["metadata"] = {"compressor": {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": -1}}
+        index["metadata"] = {
+            "compressor": {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": -1}
+        }
         vi = ts.open(index, create=True, dtype="int32", shape=(1,)).result()
         vi.write(np.array([t_rows], np.int32)).result()
         del stores, vi

@@ -89,7 +89,7 @@ def _open_text(path: Path, mode: str, *, gz: bool | None = None):
 
 
 def _is_our_log(path: Path) -> bool:
-    """Whether ``path`` starts with a marl-augment log header (so replacing it loses nothing foreign)."""
+    """Whether ``path`` starts with a marl-augment log header (so it is ours to replace)."""
     try:
         with _open_text(path, "r") as f:
             first = json.loads(f.readline(1 << 20))
@@ -104,23 +104,32 @@ class LogWriter:
     def __init__(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
         self.path = Path(path)
         if self.path.is_dir() or self.path.is_symlink():
-            raise AlreadyExists(f"log {str(self.path)!r} is a folder or a link; give a file path "
-                                f"such as run.jsonl.gz")
+            raise AlreadyExists(
+                f"log {str(self.path)!r} is a folder or a link; give a file path "
+                f"such as run.jsonl.gz"
+            )
         if self.path.exists() and not overwrite:
-            raise AlreadyExists(f"log {str(self.path)!r} exists already; pass --overwrite to replace it")
+            raise AlreadyExists(
+                f"log {str(self.path)!r} exists already; pass --overwrite to replace it"
+            )
         if self.path.exists() and not _is_our_log(self.path):
-            raise AlreadyExists(f"log {str(self.path)!r} exists and is not a marl-augment log; "
-                                f"--overwrite replaces only a marl-augment log: choose another path")
+            raise AlreadyExists(
+                f"log {str(self.path)!r} exists and is not a marl-augment log; "
+                f"--overwrite replaces only a marl-augment log: choose another path"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.partial = self.path.with_name(self.path.name + ".partial")
         if self.partial.exists() and (self.partial.is_dir() or not _is_our_log(self.partial)):
-            raise AlreadyExists(f"{str(self.partial)!r} exists and is not a marl-augment log; it "
-                                f"is never replaced: move it or choose another --log path")
+            raise AlreadyExists(
+                f"{str(self.partial)!r} exists and is not a marl-augment log; it "
+                f"is never replaced: move it or choose another --log path"
+            )
         if self.partial.exists() and not overwrite:
             raise AlreadyExists(
                 f"{str(self.partial)!r} is the log of an interrupted recording, readable up to its "
                 f"last complete episode: convert it with 'marl-augment convert {self.partial} "
-                f"OUT.zarr', or pass --overwrite to record anew")
+                f"OUT.zarr', or pass --overwrite to record anew"
+            )
         self._f = _open_text(self.partial, "w", gz=self.path.name.endswith(".gz"))
         self.closed = False
 
@@ -163,16 +172,26 @@ class Recorder:
     ``obs[agent]["action_mask"]`` or ``infos[agent]["action_mask"]``.
     """
 
-    def __init__(self, env, path: str | os.PathLike, *, env_id: str | None = None,
-                 overwrite: bool = False, meta: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        env,
+        path: str | os.PathLike,
+        *,
+        env_id: str | None = None,
+        overwrite: bool = False,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
         self.env = env
         self.env_id = env_id or _guess_env_id(env)
         agents = list(env.possible_agents)
         self._obs_spaces = {a: env.observation_space(a) for a in agents}
         self._n_actions = {a: n_actions(env.action_space(a), a) for a in agents}
         self._kind = agent_action_kinds(env, agents)
-        self._bounds = ({a: box_bounds(env.action_space(a), a) for a in agents}
-                        if self._kind == "continuous" else None)
+        self._bounds = (
+            {a: box_bounds(env.action_space(a), a) for a in agents}
+            if self._kind == "continuous"
+            else None
+        )
         self._obs_dims = {a: obs_dim(self._obs_spaces[a]) for a in agents}
         self._agents = agents
         self._meta = dict(meta or {})
@@ -326,8 +345,9 @@ def read_log(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
                 try:
                     rec = json.loads(line)
                 except RecursionError:
-                    raise FormatError(f"{path.name} line {lineno} is nested too deeply to be a "
-                                      f"log record") from None
+                    raise FormatError(
+                        f"{path.name} line {lineno} is nested too deeply to be a log record"
+                    ) from None
                 except json.JSONDecodeError as exc:
                     raise FormatError(
                         f"{path.name} line {lineno} is not valid JSON ({exc.msg} at column "
@@ -363,8 +383,18 @@ class _Episode:
     """Rows of one episode being assembled."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, list[np.ndarray]] = {k: [] for k in (
-            "obs", "state", "avail_actions", "actions", "rewards", "agent_rewards", "alive")}
+        self.rows: dict[str, list[np.ndarray]] = {
+            k: []
+            for k in (
+                "obs",
+                "state",
+                "avail_actions",
+                "actions",
+                "rewards",
+                "agent_rewards",
+                "alive",
+            )
+        }
         self.steps = 0
 
 
@@ -379,8 +409,15 @@ class PettingZooLogAdapter:
         if self.config.reward not in REWARD_MODES:
             raise ConfigError(f"reward must be one of {REWARD_MODES}, got {self.config.reward!r}")
 
-    def convert(self, src: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
-                progress: Any = None, source: Mapping[str, Any] | None = None):
+    def convert(
+        self,
+        src: str | os.PathLike,
+        out: str | os.PathLike,
+        *,
+        overwrite: bool = False,
+        progress: Any = None,
+        source: Mapping[str, Any] | None = None,
+    ):
         """Convert log ``src`` into a new store at ``out``; ``source`` adds facts to its attrs."""
         src = Path(src)
         if not src.exists():
@@ -392,11 +429,20 @@ class PettingZooLogAdapter:
         except StopIteration:
             raise FormatError(f"{src.name} is empty: expected a header line") from None
         spec, ctx = self._spec_from_header(src, lineno, header)
-        report = {"cut_episodes": 0, "dropped_unfinished": 0, "empty_episodes": 0,
-                  "interrupted_episodes": 0}
-        source = {"adapter": self.name, "path": str(src.resolve()), "sha256": _sha256(src),
-                  "log_version": header.get("version"), "meta": header.get("meta", {}),
-                  **dict(source or {})}
+        report = {
+            "cut_episodes": 0,
+            "dropped_unfinished": 0,
+            "empty_episodes": 0,
+            "interrupted_episodes": 0,
+        }
+        source = {
+            "adapter": self.name,
+            "path": str(src.resolve()),
+            "sha256": _sha256(src),
+            "log_version": header.get("version"),
+            "meta": header.get("meta", {}),
+            **dict(source or {}),
+        }
         with StoreWriter(out, spec, overwrite=overwrite, source=source, inputs=[src]) as w:
             for cols, won in self._episodes(src, records, ctx, report):
                 w.append_episode(cols, won=won)
@@ -406,7 +452,9 @@ class PettingZooLogAdapter:
         if report["dropped_unfinished"]:
             import warnings
 
-            warnings.warn(f"{src.name}: the last episode was unfinished and was dropped", stacklevel=2)
+            warnings.warn(
+                f"{src.name}: the last episode was unfinished and was dropped", stacklevel=2
+            )
         return w.result
 
     # -- header -----------------------------------------------------------------------------
@@ -417,13 +465,22 @@ class PettingZooLogAdapter:
                 f"{h.get('format')!r}); see docs/formats.md"
             )
         if h.get("version") != LOG_VERSION:
-            raise FormatError(f"{src.name}: log version {h.get('version')} is not supported (expected {LOG_VERSION})")
+            raise FormatError(
+                f"{src.name}: log version {h.get('version')} is not supported (expected "
+                f"{LOG_VERSION})"
+            )
         name = src.name
         agents = h.get("agents")
-        if not isinstance(agents, list) or not agents or len(agents) > MAX_AGENTS or not all(
-                isinstance(a, str) and 0 < len(a) <= 200 for a in agents):
-            raise FormatError(f"{name} header: 'agents' must be a list of 1..{MAX_AGENTS} agent "
-                              f"names (strings); see docs/formats.md")
+        if (
+            not isinstance(agents, list)
+            or not agents
+            or len(agents) > MAX_AGENTS
+            or not all(isinstance(a, str) and 0 < len(a) <= 200 for a in agents)
+        ):
+            raise FormatError(
+                f"{name} header: 'agents' must be a list of 1..{MAX_AGENTS} agent "
+                f"names (strings); see docs/formats.md"
+            )
         if len(set(agents)) != len(agents):
             raise FormatError(f"{name} header: 'agents' lists an agent twice")
         obs_dims = _per_agent(h.get("obs_dims"), agents, name, "obs_dims", MAX_OBS_DIM)
@@ -433,8 +490,9 @@ class PettingZooLogAdapter:
             state_dim = _bounded_int(state_dim, f"{name} header: 'state_dim'", MAX_OBS_DIM)
         has_mask = h.get("has_action_mask", False)
         if not isinstance(has_mask, bool):
-            raise FormatError(f"{name} header: 'has_action_mask' must be true or false, "
-                              f"got {has_mask!r}")
+            raise FormatError(
+                f"{name} header: 'has_action_mask' must be true or false, got {has_mask!r}"
+            )
         if h.get("env_id") is not None and not isinstance(h.get("env_id"), str):
             raise FormatError(f"{name} header: 'env_id' must be a string, got {h.get('env_id')!r}")
         if not isinstance(h.get("meta", {}), dict):
@@ -443,8 +501,9 @@ class PettingZooLogAdapter:
         hetero_obs = len(set(obs_dims)) > 1
         kind = h.get("action_kind", "discrete")
         if kind not in ("discrete", "continuous"):
-            raise FormatError(f"{name} header: 'action_kind' must be 'discrete' or "
-                              f"'continuous', got {kind!r}")
+            raise FormatError(
+                f"{name} header: 'action_kind' must be 'discrete' or 'continuous', got {kind!r}"
+            )
         bounds: dict[str, Any] = {}
         if kind == "continuous":
             if has_mask:
@@ -452,25 +511,35 @@ class PettingZooLogAdapter:
             for key in ("action_low", "action_high"):
                 d = h.get(key)
                 if not isinstance(d, dict) or any(a not in d for a in agents):
-                    raise FormatError(f"{name} header: '{key}' must map every agent to its "
-                                      f"bounds (continuous actions)")
+                    raise FormatError(
+                        f"{name} header: '{key}' must map every agent to its "
+                        f"bounds (continuous actions)"
+                    )
                 rows = []
                 for a, n_a in zip(agents, acts):
                     b = _floats(d[a], f"{name} header", f"'{key}' of {a!r}")
                     if b.shape[0] != n_a:
-                        raise FormatError(f"{name} header: '{key}' of {a!r} has {b.shape[0]} "
-                                          f"values, its action has {n_a} dimensions")
+                        raise FormatError(
+                            f"{name} header: '{key}' of {a!r} has {b.shape[0]} "
+                            f"values, its action has {n_a} dimensions"
+                        )
                     rows.append(tuple(float(x) for x in b))
                 bounds[key] = tuple(rows)
         spec = Spec(
             env_id=self.config.env_id or str(h.get("env_id") or "pettingzoo:unknown"),
-            agent_ids=tuple(agents), obs_dim=max(obs_dims), n_actions=max(acts),
+            agent_ids=tuple(agents),
+            obs_dim=max(obs_dims),
+            n_actions=max(acts),
             state_dim=state_dim,
             obs_dims=tuple(obs_dims) if hetero_obs else None,
             agent_n_actions=tuple(acts) if hetero_act else None,
-            has_avail_actions=kind == "discrete" and (has_mask or hetero_act), has_alive=True,
-            has_agent_rewards=True, reward_mode=self.config.reward,
-            extras=dict(self.config.extras), action_kind=kind, **bounds,
+            has_avail_actions=kind == "discrete" and (has_mask or hetero_act),
+            has_alive=True,
+            has_agent_rewards=True,
+            reward_mode=self.config.reward,
+            extras=dict(self.config.extras),
+            action_kind=kind,
+            **bounds,
         )
         try:
             spec.check()
@@ -481,12 +550,21 @@ class PettingZooLogAdapter:
             ctx_bounds = (low.astype(np.float64), high.astype(np.float64))
         else:
             ctx_bounds = None
-        ctx = {"agents": agents, "index": {a: i for i, a in enumerate(agents)}, "obs_dims": obs_dims,
-               "acts": acts, "has_mask": has_mask, "spec": spec, "bounds": ctx_bounds}
+        ctx = {
+            "agents": agents,
+            "index": {a: i for i, a in enumerate(agents)},
+            "obs_dims": obs_dims,
+            "acts": acts,
+            "has_mask": has_mask,
+            "spec": spec,
+            "bounds": ctx_bounds,
+        }
         return spec, ctx
 
     # -- episodes ---------------------------------------------------------------------------
-    def _episodes(self, src: Path, records, ctx, report) -> Iterator[tuple[dict[str, np.ndarray], bool | None]]:
+    def _episodes(
+        self, src: Path, records, ctx, report
+    ) -> Iterator[tuple[dict[str, np.ndarray], bool | None]]:
         spec: Spec = ctx["spec"]
         ep: _Episode | None = None
         cur: dict[str, Any] = {}
@@ -503,7 +581,9 @@ class PettingZooLogAdapter:
                 cur = self._observation(rec, ctx, where)
             elif kind == "step":
                 if ep is None:
-                    raise FormatError(f"{where}: a step before any reset, or after the episode ended")
+                    raise FormatError(
+                        f"{where}: a step before any reset, or after the episode ended"
+                    )
                 self._step(ep, rec, cur, ctx, where, report)
                 terms = rec.get("terminations") or {}
                 truncs = rec.get("truncations") or {}
@@ -521,10 +601,14 @@ class PettingZooLogAdapter:
                         ep = None
                         continue
                     terminated = any(bool(terms.get(a)) for a in rec["actions"])
-                    yield self._finish(ep, spec, terminated=terminated, won=_won(rec.get("infos") or {}))
+                    yield self._finish(
+                        ep, spec, terminated=terminated, won=_won(rec.get("infos") or {})
+                    )
                     ep = None
             else:
-                raise FormatError(f"{where}: unknown record type t={kind!r} (expected 'reset' or 'step')")
+                raise FormatError(
+                    f"{where}: unknown record type t={kind!r} (expected 'reset' or 'step')"
+                )
         if ep is not None and ep.steps:
             report["dropped_unfinished"] += 1
 
@@ -551,27 +635,38 @@ class PettingZooLogAdapter:
             vec = _floats(o, where, f"obs of {a!r}")
             if vec.shape[0] != ctx["obs_dims"][i]:
                 raise FormatError(
-                    f"{where}: obs of {a!r} has {vec.shape[0]} values, header says {ctx['obs_dims'][i]}"
+                    f"{where}: obs of {a!r} has {vec.shape[0]} values, header says "
+                    f"{ctx['obs_dims'][i]}"
                 )
             out["obs"][a] = vec
             if mask is not None:
                 try:
                     m = np.asarray(mask, dtype=np.float64)
                 except (TypeError, ValueError):
-                    raise FormatError(f"{where}: action mask of {a!r} is not a list of 0/1") from None
+                    raise FormatError(
+                        f"{where}: action mask of {a!r} is not a list of 0/1"
+                    ) from None
                 if m.ndim == 1 and not np.isin(m, (0.0, 1.0)).all():
                     raise FormatError(f"{where}: action mask of {a!r} holds values other than 0/1")
                 if m.ndim != 1 or m.shape[0] != ctx["acts"][i]:
-                    raise FormatError(f"{where}: action mask of {a!r} must have {ctx['acts'][i]} entries")
+                    raise FormatError(
+                        f"{where}: action mask of {a!r} must have {ctx['acts'][i]} entries"
+                    )
                 out["mask"][a] = m.astype(bool)
             elif ctx["has_mask"]:
-                raise FormatError(f"{where}: no action mask for {a!r} but the header says has_action_mask")
+                raise FormatError(
+                    f"{where}: no action mask for {a!r} but the header says has_action_mask"
+                )
         if spec.state_dim is not None:
             if "state" not in rec:
-                raise FormatError(f"{where}: no 'state' but the header says state_dim={spec.state_dim}")
+                raise FormatError(
+                    f"{where}: no 'state' but the header says state_dim={spec.state_dim}"
+                )
             st = _floats(rec["state"], where, "state")
             if st.shape[0] != spec.state_dim:
-                raise FormatError(f"{where}: state has {st.shape[0]} values, header says {spec.state_dim}")
+                raise FormatError(
+                    f"{where}: state has {st.shape[0]} values, header says {spec.state_dim}"
+                )
             out["state"] = st
         return out
 
@@ -600,8 +695,12 @@ class PettingZooLogAdapter:
                 rew[i] = _reward(rewards.get(a, 0.0), a, where)
                 alive[i] = True
                 continue
-            if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
-                    or float(v) != int(v)):
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not math.isfinite(v)
+                or float(v) != int(v)
+            ):
                 raise FormatError(
                     f"{where}: action of {a!r} is {v!r}, but the header declares discrete "
                     f"actions (a whole number); record continuous actions with action_kind "
@@ -609,12 +708,16 @@ class PettingZooLogAdapter:
                 )
             v = int(v)
             if not 0 <= v < ctx["acts"][i]:
-                raise FormatError(f"{where}: action {v} of {a!r} is outside 0..{ctx['acts'][i] - 1}")
+                raise FormatError(
+                    f"{where}: action {v} of {a!r} is outside 0..{ctx['acts'][i] - 1}"
+                )
             m = cur["mask"].get(a)
             if m is not None:
                 avail[i, : m.shape[0]] = m
                 if not m[v]:
-                    raise FormatError(f"{where}: {a!r} took action {v}, which its action mask forbids")
+                    raise FormatError(
+                        f"{where}: {a!r} took action {v}, which its action mask forbids"
+                    )
             else:
                 avail[i, : ctx["acts"][i]] = True
             act[i] = v
@@ -623,10 +726,16 @@ class PettingZooLogAdapter:
         if not alive.any():
             raise FormatError(f"{where}: a step in which no agent acted")
         team = {"sum": np.sum, "mean": np.mean, "max": np.max}[self.config.reward](
-            rew[alive].astype(np.float64))
-        for k, v in (("obs", obs), ("avail_actions", avail), ("actions", act),
-                     ("agent_rewards", rew), ("alive", alive),
-                     ("rewards", np.float32(team))):
+            rew[alive].astype(np.float64)
+        )
+        for k, v in (
+            ("obs", obs),
+            ("avail_actions", avail),
+            ("actions", act),
+            ("agent_rewards", rew),
+            ("alive", alive),
+            ("rewards", np.float32(team)),
+        ):
             ep.rows[k].append(v)
         if spec.state_dim is not None:
             ep.rows["state"].append(cur["state"])
@@ -634,13 +743,18 @@ class PettingZooLogAdapter:
 
     def _continuous(self, v: Any, a: str, i: int, ctx, where: str, report) -> np.ndarray:
         if not isinstance(v, list) or not all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
-            raise FormatError(f"{where}: action of {a!r} is {v!r}; the header declares "
-                              f"continuous actions (a list of {ctx['acts'][i]} numbers)")
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in v
+        ):
+            raise FormatError(
+                f"{where}: action of {a!r} is {v!r}; the header declares "
+                f"continuous actions (a list of {ctx['acts'][i]} numbers)"
+            )
         x = np.asarray(v, np.float64)
         if x.shape[0] != ctx["acts"][i]:
-            raise FormatError(f"{where}: action of {a!r} has {x.shape[0]} values, its action "
-                              f"space has {ctx['acts'][i]} dimensions")
+            raise FormatError(
+                f"{where}: action of {a!r} has {x.shape[0]} values, its action "
+                f"space has {ctx['acts'][i]} dimensions"
+            )
         if not np.isfinite(x).all():
             raise FormatError(f"{where}: action of {a!r} holds a non-finite value (NaN or inf)")
         lo, hi = (b[i, : x.shape[0]] for b in ctx["bounds"])
@@ -651,9 +765,11 @@ class PettingZooLogAdapter:
                 raise FormatError(
                     f"{where}: action of {a!r} is {x[d]:.6g} in dimension {d}, outside its "
                     f"bounds [{lo[d]:.6g}, {hi[d]:.6g}]; convert with clip_actions=true to clip "
-                    f"it as the env does")
+                    f"it as the env does"
+                )
             report["clipped_action_values"] = report.get("clipped_action_values", 0) + int(
-                out.sum())
+                out.sum()
+            )
             x = np.clip(x, lo, hi)
         return x.astype(np.float32)
 

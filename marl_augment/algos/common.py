@@ -95,7 +95,9 @@ class AgentNet(nn.Module):
         """Parameters of an ``AgentNet(in_dim, n_actions, hidden)``, counted without building it."""
         return (in_dim + 1) * hidden + 6 * hidden * (hidden + 1) + (hidden + 1) * n_actions
 
-    def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, h: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         y, h = self.gru(torch.relu(self.fc(x * self.in_scale)), h)
         return self.out(torch.relu(y)), h
 
@@ -157,21 +159,22 @@ def masked_mean(x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     return torch.where(where, x, torch.zeros_like(x)).sum() / w.sum().clamp(min=1.0)
 
 
-def transition_rows(mask: torch.Tensor, term: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def transition_rows(
+    mask: torch.Tensor, term: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The transitions of a batch of windows (B, T), for learners that train on single steps:
     ``rows`` marks steps with a successor in the window or a terminal one, ``successors`` the
     steps that follow them, and ``boot`` (over ``rows``' entries, in order) those whose value
     is bootstrapped from their successor, one per ``successors`` entry."""
     has_next = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
     rows = mask & (has_next | term)
-    successors = torch.cat([torch.zeros_like(rows[:, :1]), rows[:, :-1] & has_next[:, :-1]],
-                           dim=1)
+    successors = torch.cat([torch.zeros_like(rows[:, :1]), rows[:, :-1] & has_next[:, :-1]], dim=1)
     return rows, successors, (has_next & ~term)[rows]
 
 
-def cross_entropy(logits: torch.Tensor, actions: torch.Tensor, legal: torch.Tensor,
-                  where: torch.Tensor) -> torch.Tensor:
+def cross_entropy(
+    logits: torch.Tensor, actions: torch.Tensor, legal: torch.Tensor, where: torch.Tensor
+) -> torch.Tensor:
     """Behaviour-cloning loss: CE of the data actions under legal-masked logits, over ``where``."""
     logp = torch.log_softmax(masked(logits, legal), dim=-1)
     nll = -logp.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
@@ -193,8 +196,16 @@ class SequenceSampler:
     (B, T) bool (True on steps of the episode).
     """
 
-    def __init__(self, ds: Dataset, seq_len: int, period: int, batch_size: int, seed: int,
-                 device: torch.device, synthetic_share: float | None = None) -> None:
+    def __init__(
+        self,
+        ds: Dataset,
+        seq_len: int,
+        period: int,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        synthetic_share: float | None = None,
+    ) -> None:
         if len(ds) == 0:
             raise ConfigError("cannot train on an empty dataset")
         self.spec = ds.spec
@@ -208,12 +219,16 @@ class SequenceSampler:
             synthetic = np.asarray(ds.episode_origin)[self.ep] != 0
             self.pools = (np.flatnonzero(synthetic), np.flatnonzero(~synthetic))
             self.n_synthetic = int(round(float(synthetic_share) * self.batch_size))
-            for pool, n, what in ((self.pools[0], self.n_synthetic, "synthetic"),
-                                  (self.pools[1], self.batch_size - self.n_synthetic, "real")):
+            for pool, n, what in (
+                (self.pools[0], self.n_synthetic, "synthetic"),
+                (self.pools[1], self.batch_size - self.n_synthetic, "real"),
+            ):
                 if n and not pool.size:
-                    raise ConfigError(f"synthetic_share={synthetic_share} needs {what} episodes, "
-                                      f"and the dataset has none; augment it first or drop "
-                                      f"the option")
+                    raise ConfigError(
+                        f"synthetic_share={synthetic_share} needs {what} episodes, "
+                        f"and the dataset has none; augment it first or drop "
+                        f"the option"
+                    )
         self.offsets = ds.episode_offsets
         self.lengths = ds.episode_lengths
         cols = ds.columns
@@ -222,8 +237,9 @@ class SequenceSampler:
         self.cols = {
             "obs": _tensor(obs, np.float32, device),
             "state": _tensor(state, np.float32, device),
-            "actions": _tensor(cols["actions"], np.float32 if self.spec.continuous else np.int64,
-                               device),
+            "actions": _tensor(
+                cols["actions"], np.float32 if self.spec.continuous else np.int64, device
+            ),
             "rewards": _tensor(cols["rewards"], np.float32, device),
             "terminated": _tensor(cols["terminated"], bool, device),
         }
@@ -246,13 +262,18 @@ class SequenceSampler:
         else:  # a fixed number of windows from each pool, every batch
             syn, real = self.pools
             k = self.n_synthetic
-            idx = np.concatenate([syn[rng.integers(0, max(1, syn.size), k)],
-                                  real[rng.integers(0, max(1, real.size), self.batch_size - k)]])
+            idx = np.concatenate(
+                [
+                    syn[rng.integers(0, max(1, syn.size), k)],
+                    real[rng.integers(0, max(1, real.size), self.batch_size - k)],
+                ]
+            )
         return self.windows(idx)
 
     def windows(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
-        rows, mask = window_rows(self.offsets, self.lengths, self.ep[idx], self.start[idx],
-                                 self.seq_len)
+        rows, mask = window_rows(
+            self.offsets, self.lengths, self.ep[idx], self.start[idx], self.seq_len
+        )
         r = torch.from_numpy(rows).to(self.device)
         m = torch.from_numpy(mask).to(self.device)
         out = {k: v[r] for k, v in self.cols.items()}
@@ -261,8 +282,9 @@ class SequenceSampler:
             dims = torch.from_numpy(self.spec.action_mask()).to(self.device)
             out["avail"] = dims.expand(*out["actions"].shape).clone()
         elif "avail" not in out:
-            out["avail"] = torch.ones(*out["actions"].shape, self.spec.n_actions, dtype=torch.bool,
-                                      device=self.device)
+            out["avail"] = torch.ones(
+                *out["actions"].shape, self.spec.n_actions, dtype=torch.bool, device=self.device
+            )
         # steps past the episode: zero data, nothing legal, not terminal
         for k in ("obs", "state", "rewards"):
             out[k] = out[k] * _expand(m, out[k]).to(out[k].dtype)
@@ -288,7 +310,7 @@ def adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
     is ~1 ms of a QMIX+CQL update on a 2-core CPU (benchmarks/train_speed.py)."""
     try:
         return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, ValueError):                     # a device without the fused kernel
+    except (RuntimeError, ValueError):  # a device without the fused kernel
         return torch.optim.Adam(params, lr=lr)
 
 
@@ -304,8 +326,16 @@ class OfflineAlgorithm(ABC):
     #: the action kind (``discrete`` / ``continuous``) of the data this algorithm learns from
     action_kind: ClassVar[str] = "discrete"
 
-    def __init__(self, spec: Spec, state_dim: int, config: Any = None, *, seed: int = 0,
-                 scales: tuple[np.ndarray, np.ndarray] | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        spec: Spec,
+        state_dim: int,
+        config: Any = None,
+        *,
+        seed: int = 0,
+        scales: tuple[np.ndarray, np.ndarray] | None = None,
+        **options: Any,
+    ) -> None:
         self.config = config_from_options("algorithm", self.name, self.Config, config, options)
         self.check_config()
         if spec.action_kind != self.action_kind:
@@ -313,7 +343,8 @@ class OfflineAlgorithm(ABC):
 
             raise ConfigError(
                 f"{self.name} learns {self.action_kind} actions, and {spec.env_id} data has "
-                f"{spec.action_kind} ones; use one of {', '.join(keys_for(spec.action_kind))}")
+                f"{spec.action_kind} ones; use one of {', '.join(keys_for(spec.action_kind))}"
+            )
         self.spec = spec
         self.state_dim = int(state_dim)
         self.n_agents = spec.n_agents
@@ -331,7 +362,9 @@ class OfflineAlgorithm(ABC):
             self.set_input_scales(*scales)
         for m in self.modules().values():
             m.to(self.device)
-        self.optimizer = adam([p for m in self.trained_modules() for p in m.parameters()], self.config.lr)
+        self.optimizer = adam(
+            [p for m in self.trained_modules() for p in m.parameters()], self.config.lr
+        )
         self.updates = 0
 
     def check_config(self) -> None:
@@ -342,10 +375,13 @@ class OfflineAlgorithm(ABC):
         if not 0 <= c.gamma <= 1:
             raise ConfigError(f"gamma must be in [0, 1], got {c.gamma}")
         if c.synthetic_share is not None and (
-                isinstance(c.synthetic_share, bool) or not isinstance(c.synthetic_share, (int, float))
-                or not 0 <= c.synthetic_share <= 1):
-            raise ConfigError(f"synthetic_share must be a number in [0, 1] or null, got "
-                              f"{c.synthetic_share!r}")
+            isinstance(c.synthetic_share, bool)
+            or not isinstance(c.synthetic_share, (int, float))
+            or not 0 <= c.synthetic_share <= 1
+        ):
+            raise ConfigError(
+                f"synthetic_share must be a number in [0, 1] or null, got {c.synthetic_share!r}"
+            )
 
     def num_parameters(self) -> int:
         """Parameters :meth:`build` will allocate, counted from the config and the data's sizes
@@ -355,13 +391,15 @@ class OfflineAlgorithm(ABC):
     def check_size(self) -> None:
         n = self.num_parameters()
         if n > MAX_PARAMETERS:
-            widths = ", ".join(f"{f}={getattr(self.config, f)}" for f in WIDTHS
-                               if hasattr(self.config, f))
+            widths = ", ".join(
+                f"{f}={getattr(self.config, f)}" for f in WIDTHS if hasattr(self.config, f)
+            )
             raise ConfigError(
                 f"{self.name} on {self.n_agents} agents × {self.spec.obs_dim} obs × "
                 f"{self.n_actions} actions (state {self.state_dim}) would hold {n:,} parameters, "
                 f"over the limit of {MAX_PARAMETERS:,}: lower the widths ({widths}) or check "
-                "the data's spec")
+                "the data's spec"
+            )
 
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
@@ -394,7 +432,9 @@ class OfflineAlgorithm(ABC):
         """Names of the networks a trained policy needs."""
 
     @abstractmethod
-    def loss(self, batch: dict[str, torch.Tensor], gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, batch: dict[str, torch.Tensor], gen: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """The loss of one batch and the numbers worth logging."""
 
     @abstractmethod
@@ -409,7 +449,7 @@ class OfflineAlgorithm(ABC):
         action (B, N) by default; continuous learners return action vectors (B, N, A)."""
         return masked_argmax(self.act_logits(outputs, avail), avail).cpu().numpy()
 
-    # -- training -----------------------------------------------------------------------------------
+    # -- training --------------------------------------------------------------------------------
     def update(self, batch: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, float]:
         loss, info = self.loss(batch, gen)
         self.optimizer.zero_grad(set_to_none=True)
@@ -421,7 +461,7 @@ class OfflineAlgorithm(ABC):
         self.after_update()
         return info
 
-    # -- acting -------------------------------------------------------------------------------------
+    # -- acting ----------------------------------------------------------------------------------
     def policy(self) -> TrainedPolicy:
         return TrainedPolicy(self)
 
@@ -431,14 +471,24 @@ class OfflineAlgorithm(ABC):
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        tensors = {f"{name}.{k}": v.detach().cpu().contiguous()
-                   for name in self.acting_modules() for k, v in self.modules()[name].state_dict().items()}
+        tensors = {
+            f"{name}.{k}": v.detach().cpu().contiguous()
+            for name in self.acting_modules()
+            for k, v in self.modules()[name].state_dict().items()
+        }
         tmp = d / (WEIGHTS_FILE + ".tmp")
         save_file(tensors, str(tmp))
         tmp.replace(d / WEIGHTS_FILE)
-        meta = {"format": "marl-augment/policy", "algo": self.name, "config": self.config_dict(),
-                "spec": self.spec.to_json(), "state_dim": self.state_dim, "seed": self.seed,
-                "updates": self.updates, **(extra or {})}
+        meta = {
+            "format": "marl-augment/policy",
+            "algo": self.name,
+            "config": self.config_dict(),
+            "spec": self.spec.to_json(),
+            "state_dim": self.state_dim,
+            "seed": self.seed,
+            "updates": self.updates,
+            **(extra or {}),
+        }
         (d / POLICY_FILE).write_text(json.dumps(meta, indent=2))
         return d
 
@@ -470,11 +520,17 @@ class TrainedPolicy:
         obs = np.asarray(obs, dtype=np.float32)
         avail = np.asarray(avail, dtype=bool)
         b = obs.shape[0]
-        if obs.ndim != 3 or obs.shape[1:] != (a.n_agents, a.spec.obs_dim) or avail.shape[1:] != (a.n_agents, a.n_actions):
+        if (
+            obs.ndim != 3
+            or obs.shape[1:] != (a.n_agents, a.spec.obs_dim)
+            or avail.shape[1:] != (a.n_agents, a.n_actions)
+        ):
             raise ConfigError(
                 f"this {a.name} policy was trained on {a.n_agents} agents × {a.spec.obs_dim} obs × "
-                f"{a.n_actions} actions ({a.spec.env_id}); the env gives obs {tuple(obs.shape[1:])} and "
-                f"masks {tuple(avail.shape[1:])}: evaluate it on the env its dataset came from")
+                f"{a.n_actions} actions ({a.spec.env_id}); the env gives obs "
+                f"{tuple(obs.shape[1:])} and "
+                f"masks {tuple(avail.shape[1:])}: evaluate it on the env its dataset came from"
+            )
         x = agent_inputs(torch.from_numpy(obs).to(a.device)[:, None])
         reset = torch.from_numpy(np.repeat(np.asarray(first, dtype=bool), a.n_agents)).to(a.device)
         outputs = {}

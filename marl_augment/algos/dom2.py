@@ -18,9 +18,10 @@ DOM2's data augmentation (replicating high-return trajectories, Algorithm 1) is 
 
 The noise schedule is the VP SDE of DPM-solver (linear β from 0.1 to 20 over τ ∈ [10⁻³, 1]);
 the N solver steps split τ uniformly in log-SNR (DPM-solver's spacing for low-dimensional
-data) and training draws τ from the same N points (Eq. 3's U({τ_i})). Hyper-parameters the paper's main text does not give (its appendix was not
-available to us) are ours and named in ``Dom2Config``: N = 5 steps, η = 1, ζ = 1, 10 uniform
-actions per CQL term, widths 256, Adam 3·10⁻⁴, batches of 256 transitions (windows of 2 steps).
+data) and training draws τ from the same N points (Eq. 3's U({τ_i})). Hyper-parameters the
+paper's main text does not give (its appendix was not available to us) are ours and named in
+``Dom2Config``: N = 5 steps, η = 1, ζ = 1, 10 uniform actions per CQL term, widths 256,
+Adam 3·10⁻⁴, batches of 256 transitions (windows of 2 steps).
 """
 
 from __future__ import annotations
@@ -68,9 +69,9 @@ class Dom2Config(ActorCriticConfig):
 
 def vp_schedule(tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(α_τ, σ_τ) of the VP SDE with a linear β (DPM-solver's default schedule)."""
-    log_alpha = -(BETA_MAX - BETA_MIN) * tau ** 2 / 4 - BETA_MIN * tau / 2
+    log_alpha = -(BETA_MAX - BETA_MIN) * tau**2 / 4 - BETA_MIN * tau / 2
     alpha = torch.exp(log_alpha)
-    return alpha, torch.sqrt(1 - alpha ** 2)
+    return alpha, torch.sqrt(1 - alpha**2)
 
 
 def tau_of_lambda(lam: torch.Tensor) -> torch.Tensor:
@@ -84,23 +85,32 @@ class NoiseNet(nn.Module):
     """ε_θ(a^τ, x, τ): a residual MLP over the noised action, the agent's input (observation and
     id) and a sinusoidal embedding of τ."""
 
-    def __init__(self, in_dim: int, n_actions: int, hidden: int, blocks: int = 2,
-                 t_dim: int = 16) -> None:
+    def __init__(
+        self, in_dim: int, n_actions: int, hidden: int, blocks: int = 2, t_dim: int = 16
+    ) -> None:
         super().__init__()
         self.t_dim = t_dim
-        self.time = nn.Sequential(nn.Linear(t_dim, 2 * t_dim), nn.Mish(),
-                                  nn.Linear(2 * t_dim, t_dim))
+        self.time = nn.Sequential(
+            nn.Linear(t_dim, 2 * t_dim), nn.Mish(), nn.Linear(2 * t_dim, t_dim)
+        )
         self.inp = nn.Linear(n_actions + in_dim + t_dim, hidden)
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.Mish(), nn.Linear(hidden, hidden), nn.Mish(),
-                          nn.Linear(hidden, hidden)) for _ in range(blocks))
+            nn.Sequential(
+                nn.Mish(), nn.Linear(hidden, hidden), nn.Mish(), nn.Linear(hidden, hidden)
+            )
+            for _ in range(blocks)
+        )
         self.out = nn.Sequential(nn.Mish(), nn.Linear(hidden, n_actions))
 
     @staticmethod
     def size(in_dim: int, n_actions: int, hidden: int, blocks: int = 2, t_dim: int = 16) -> int:
-        return ((t_dim + 1) * 2 * t_dim + (2 * t_dim + 1) * t_dim
-                + (n_actions + in_dim + t_dim + 1) * hidden
-                + blocks * 2 * (hidden + 1) * hidden + (hidden + 1) * n_actions)
+        return (
+            (t_dim + 1) * 2 * t_dim
+            + (2 * t_dim + 1) * t_dim
+            + (n_actions + in_dim + t_dim + 1) * hidden
+            + blocks * 2 * (hidden + 1) * hidden
+            + (hidden + 1) * n_actions
+        )
 
     def forward(self, a: torch.Tensor, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
         half = self.t_dim // 2
@@ -121,9 +131,11 @@ class ObsTwinCritic(nn.Module):
         super().__init__()
 
         def layer(fan_in: int, fan_out: int) -> tuple[nn.Parameter, nn.Parameter]:
-            bound = 1.0 / fan_in ** 0.5
-            return (nn.Parameter(torch.empty(heads, fan_in, fan_out).uniform_(-bound, bound)),
-                    nn.Parameter(torch.empty(heads, 1, fan_out).uniform_(-bound, bound)))
+            bound = 1.0 / fan_in**0.5
+            return (
+                nn.Parameter(torch.empty(heads, fan_in, fan_out).uniform_(-bound, bound)),
+                nn.Parameter(torch.empty(heads, 1, fan_out).uniform_(-bound, bound)),
+            )
 
         self.w1, self.b1 = layer(in_dim + n_actions, hidden)
         self.w2, self.b2 = layer(hidden, hidden)
@@ -150,19 +162,22 @@ class Dom2(Td3Bc):
         check_actor_critic(self.config)
         c = self.config
         if c.diffusion_steps < 1 or c.num_ood_actions < 1 or c.policy_delay < 1:
-            raise ConfigError(f"need diffusion_steps, num_ood_actions and policy_delay >= 1, got "
-                              f"{c.diffusion_steps}, {c.num_ood_actions} and {c.policy_delay}")
+            raise ConfigError(
+                f"need diffusion_steps, num_ood_actions and policy_delay >= 1, got "
+                f"{c.diffusion_steps}, {c.num_ood_actions} and {c.policy_delay}"
+            )
         if c.eta < 0 or c.cql_weight < 0:
-            raise ConfigError(f"need eta >= 0 and cql_weight >= 0, got {c.eta} and "
-                              f"{c.cql_weight}")
+            raise ConfigError(f"need eta >= 0 and cql_weight >= 0, got {c.eta} and {c.cql_weight}")
         if c.seq_len < 2:
-            raise ConfigError(f"DOM2 learns from transitions: seq_len must be >= 2, got "
-                              f"{c.seq_len}")
+            raise ConfigError(
+                f"DOM2 learns from transitions: seq_len must be >= 2, got {c.seq_len}"
+            )
 
     def num_parameters(self) -> int:
         c = self.config
-        return 2 * NoiseNet.size(self.in_dim, self.n_actions, c.hidden) \
-            + 2 * ObsTwinCritic.size(self.in_dim, self.n_actions, c.critic_hidden)
+        return 2 * NoiseNet.size(self.in_dim, self.n_actions, c.hidden) + 2 * ObsTwinCritic.size(
+            self.in_dim, self.n_actions, c.critic_hidden
+        )
 
     def make_actor(self) -> nn.Module:
         return NoiseNet(self.in_dim, self.n_actions, self.config.hidden)
@@ -176,12 +191,20 @@ class Dom2(Td3Bc):
         log-SNR λ = log(α/σ) (DPM-solver's spacing for low-dimensional data)."""
         ends = torch.tensor([TAU_MIN, 1.0], dtype=torch.float64)
         alpha, sigma = vp_schedule(ends)
-        lam = torch.linspace(*(torch.log(alpha / sigma)).tolist(),
-                             self.config.diffusion_steps + 1, dtype=torch.float64)
+        lam = torch.linspace(
+            *(torch.log(alpha / sigma)).tolist(),
+            self.config.diffusion_steps + 1,
+            dtype=torch.float64,
+        )
         return tau_of_lambda(lam).to(device=device, dtype=torch.float32)
 
-    def sample(self, net: nn.Module, x: torch.Tensor, dims: torch.Tensor,
-               gen: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        net: nn.Module,
+        x: torch.Tensor,
+        dims: torch.Tensor,
+        gen: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Actions in [-1, 1] for rows x (…, X): N first-order DPM-solver (DDIM) steps from
         Gaussian noise; padded dimensions 0. Differentiable in the network's parameters."""
         taus = self.taus(x.device)
@@ -203,28 +226,33 @@ class Dom2(Td3Bc):
         c = self.config
         dev = batch["obs"].device
         mask, term = batch["mask"], batch["terminated"]
-        dims = self.dims.to(dev)                                      # (N, A)
-        x_all = self._agent_rows(batch["obs"])                        # (B, T, N, X)
+        dims = self.dims.to(dev)  # (N, A)
+        x_all = self._agent_rows(batch["obs"])  # (B, T, N, X)
         # every loss is computed on the batch's transitions only
-        rows, nxt_rows, boot = transition_rows(mask, term)            # (B, T), (B, T), (R,)
-        x = x_all[rows]                                               # (R, N, X)
-        data_u = self.normalise(batch["actions"])[rows]               # (R, N, A)
+        rows, nxt_rows, boot = transition_rows(mask, term)  # (B, T), (B, T), (R,)
+        x = x_all[rows]  # (R, N, X)
+        data_u = self.normalise(batch["actions"])[rows]  # (R, N, A)
         with torch.no_grad():
-            q_next = torch.zeros(x.shape[:-1], device=dev)            # (R, N)
+            q_next = torch.zeros(x.shape[:-1], device=dev)  # (R, N)
             if nxt_rows.any():
                 x_next = x_all[nxt_rows]
                 a_next = self.sample(self.target_actor, x_next, dims, gen)
                 q_next[boot] = self.target_critics(x_next, a_next).min(0).values
             y = batch["rewards"][rows][:, None] + c.gamma * q_next * boot[:, None]
-            ood = (torch.rand(c.num_ood_actions, *data_u.shape, generator=gen, device=dev)
-                   * 2 - 1) * dims
-        qs = self.critics(x, data_u)                                   # (2, R, N)
+            ood = (
+                torch.rand(c.num_ood_actions, *data_u.shape, generator=gen, device=dev) * 2 - 1
+            ) * dims
+        qs = self.critics(x, data_u)  # (2, R, N)
         q_ood = self.critics(x.expand(c.num_ood_actions, *x.shape), ood)  # (2, K, R, N)
         cql = (torch.logsumexp(q_ood, dim=1) - qs).mean()
         td = ((qs - y) ** 2).mean() * 2
         critic = td + c.cql_weight * cql * 2
-        info = {"critic_loss": float(critic.detach()), "td_loss": float(td.detach()),
-                "cql_loss": float(cql.detach()), "q_data": float(qs[0].detach().mean())}
+        info = {
+            "critic_loss": float(critic.detach()),
+            "td_loss": float(td.detach()),
+            "cql_loss": float(cql.detach()),
+            "q_data": float(qs[0].detach().mean()),
+        }
         loss = critic
         if self.updates % c.policy_delay == 0:
             taus = self.taus(dev)
@@ -240,8 +268,11 @@ class Dom2(Td3Bc):
             scale = qs[0].detach().abs().mean().clamp(min=1e-6)
             actor = bc - c.eta * q_pi.mean() / scale
             loss = loss + actor
-            info.update(actor_loss=float(actor.detach()), bc_loss=float(bc.detach()),
-                        q_policy=float(q_pi.detach().mean()))
+            info.update(
+                actor_loss=float(actor.detach()),
+                bc_loss=float(bc.detach()),
+                q_policy=float(q_pi.detach().mean()),
+            )
         info["loss"] = float(loss.detach())
         return loss, info
 
@@ -270,7 +301,8 @@ class Dom2Policy(TrainedPolicy):
             raise ConfigError(
                 f"this dom2 policy was trained on {a.n_agents} agents × {a.spec.obs_dim} obs "
                 f"({a.spec.env_id}); the env gives obs {tuple(obs.shape[1:])}: evaluate it on "
-                "the env its dataset came from")
+                "the env its dataset came from"
+            )
         x = a._agent_rows(torch.from_numpy(obs).to(a.device))
         u = a.sample(a.actor, x, a.dims.to(a.device), self.gen)
         low, span = a.low.to(a.device), a.span.to(a.device)

@@ -29,8 +29,9 @@ FORMAT = "marl-augment/feedforward-policy"
 class MlpActor(nn.Module):
     """(…, N, O) observations → (…, N, A) actions in [-1, 1] (padded dimensions 0)."""
 
-    def __init__(self, n_agents: int, obs_dim: int, n_actions: int, hidden: int,
-                 action_dims: list[int]) -> None:
+    def __init__(
+        self, n_agents: int, obs_dim: int, n_actions: int, hidden: int, action_dims: list[int]
+    ) -> None:
         super().__init__()
         self.n_agents, self.obs_dim, self.n_actions = n_agents, obs_dim, n_actions
         self.register_buffer("in_scale", torch.ones(obs_dim))
@@ -38,13 +39,18 @@ class MlpActor(nn.Module):
         for i, d in enumerate(action_dims):
             mask[i, :d] = 1.0
         self.register_buffer("dims", mask)
-        self.net = nn.Sequential(nn.Linear(obs_dim + n_agents, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, n_actions))
+        self.net = nn.Sequential(
+            nn.Linear(obs_dim + n_agents, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, n_actions),
+        )
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         ids = torch.eye(self.n_agents, device=obs.device, dtype=obs.dtype).expand(
-            *obs.shape[:-1], self.n_agents)
+            *obs.shape[:-1], self.n_agents
+        )
         x = torch.cat([obs * self.in_scale, ids], dim=-1)
         return torch.tanh(self.net(x)) * self.dims
 
@@ -54,9 +60,17 @@ class FeedForwardPolicy:
 
     action_kind = "continuous"
 
-    def __init__(self, actor: MlpActor, low: np.ndarray, high: np.ndarray, *,
-                 name: str = "matd3", env_id: str = "", device: str = "cpu",
-                 spec: Any = None) -> None:
+    def __init__(
+        self,
+        actor: MlpActor,
+        low: np.ndarray,
+        high: np.ndarray,
+        *,
+        name: str = "matd3",
+        env_id: str = "",
+        device: str = "cpu",
+        spec: Any = None,
+    ) -> None:
         self.actor = actor.to(device).eval()
         #: the spec of the data an offline learner trained on (None: an online checkpoint)
         self.spec = spec
@@ -74,16 +88,26 @@ class FeedForwardPolicy:
         a = self.actor
         obs = np.asarray(obs, dtype=np.float32)
         if obs.ndim != 3 or obs.shape[1:] != (a.n_agents, a.obs_dim):
-            raise ConfigError(f"this {self.name} policy acts on {a.n_agents} agents × "
-                              f"{a.obs_dim} obs ({self.env_id}); the env gives obs "
-                              f"{tuple(obs.shape[1:])}: use it on the env it was trained in")
+            raise ConfigError(
+                f"this {self.name} policy acts on {a.n_agents} agents × "
+                f"{a.obs_dim} obs ({self.env_id}); the env gives obs "
+                f"{tuple(obs.shape[1:])}: use it on the env it was trained in"
+            )
         u = a(torch.from_numpy(obs).to(self.device))
         return self.to_bounds(u).cpu().numpy()
 
 
-def save_feedforward_policy(directory: str | Path, actor: MlpActor, *, low: np.ndarray,
-                            high: np.ndarray, action_dims: list[int], hidden: int,
-                            name: str, meta: dict[str, Any]) -> Path:
+def save_feedforward_policy(
+    directory: str | Path,
+    actor: MlpActor,
+    *,
+    low: np.ndarray,
+    high: np.ndarray,
+    action_dims: list[int],
+    hidden: int,
+    name: str,
+    meta: dict[str, Any],
+) -> Path:
     """Write ``policy.json`` + ``weights.safetensors`` (the weights first, each atomically)."""
     from safetensors.torch import save_file
 
@@ -92,31 +116,52 @@ def save_feedforward_policy(directory: str | Path, actor: MlpActor, *, low: np.n
     tensors = {k: v.detach().cpu().contiguous() for k, v in actor.state_dict().items()}
     save_file(tensors, str(d / (WEIGHTS_FILE + ".tmp")))
     (d / (WEIGHTS_FILE + ".tmp")).replace(d / WEIGHTS_FILE)
-    doc = {"format": FORMAT, "algo": name, "n_agents": actor.n_agents, "obs_dim": actor.obs_dim,
-           "n_actions": actor.n_actions, "action_dims": list(action_dims), "hidden": hidden,
-           "action_low": np.asarray(low, np.float64).tolist(),
-           "action_high": np.asarray(high, np.float64).tolist(), **meta}
+    doc = {
+        "format": FORMAT,
+        "algo": name,
+        "n_agents": actor.n_agents,
+        "obs_dim": actor.obs_dim,
+        "n_actions": actor.n_actions,
+        "action_dims": list(action_dims),
+        "hidden": hidden,
+        "action_low": np.asarray(low, np.float64).tolist(),
+        "action_high": np.asarray(high, np.float64).tolist(),
+        **meta,
+    }
     (d / (POLICY_FILE + ".tmp")).write_text(json.dumps(doc, indent=2))
     (d / (POLICY_FILE + ".tmp")).replace(d / POLICY_FILE)
     return d
 
 
-def load_feedforward_policy(d: Path, meta: dict[str, Any], device: str = "cpu"
-                            ) -> FeedForwardPolicy:
+def load_feedforward_policy(
+    d: Path, meta: dict[str, Any], device: str = "cpu"
+) -> FeedForwardPolicy:
     """The policy of a folder whose ``policy.json`` (``meta``) has :data:`FORMAT`."""
     from safetensors.torch import load_file
 
     try:
-        actor = MlpActor(int(meta["n_agents"]), int(meta["obs_dim"]), int(meta["n_actions"]),
-                         int(meta["hidden"]), [int(x) for x in meta["action_dims"]])
+        actor = MlpActor(
+            int(meta["n_agents"]),
+            int(meta["obs_dim"]),
+            int(meta["n_actions"]),
+            int(meta["hidden"]),
+            [int(x) for x in meta["action_dims"]],
+        )
         actor.load_state_dict(load_file(str(d / WEIGHTS_FILE)))
         low = np.asarray(meta["action_low"], np.float32)
         high = np.asarray(meta["action_high"], np.float32)
         if low.shape != (actor.n_agents, actor.n_actions) or low.shape != high.shape:
-            raise ValueError(f"action bounds of shape {low.shape}, expected "
-                             f"{(actor.n_agents, actor.n_actions)}")
+            raise ValueError(
+                f"action bounds of shape {low.shape}, expected {(actor.n_agents, actor.n_actions)}"
+            )
     except Exception as e:  # noqa: BLE001 - JSON fields, safetensors and shape errors alike
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise FormatError(f"unreadable policy in {d} ({first}); train it again") from None
-    return FeedForwardPolicy(actor, low, high, name=str(meta.get("algo", "matd3")),
-                             env_id=str(meta.get("env_id", "")), device=device)
+    return FeedForwardPolicy(
+        actor,
+        low,
+        high,
+        name=str(meta.get("algo", "matd3")),
+        env_id=str(meta.get("env_id", "")),
+        device=device,
+    )

@@ -44,23 +44,32 @@ def _build() -> Any:
     try:
         from torch.utils import cpp_extension
 
-        venv_bin = str(Path(sys.executable).parent)           # pip's ninja, when the venv is not activated
+        venv_bin = str(Path(sys.executable).parent)  # pip's ninja, when the venv is not activated
         path = os.environ.get("PATH")
         if shutil.which("ninja") is None and shutil.which("ninja", path=venv_bin):
             os.environ["PATH"] = venv_bin + os.pathsep + (path or "")
         if not _built():
-            print("marl-augment: compiling the CPU kernels (once per machine, ~30 s)", file=sys.stderr, flush=True)
+            print(
+                "marl-augment: compiling the CPU kernels (once per machine, ~30 s)",
+                file=sys.stderr,
+                flush=True,
+            )
         try:
-            return cpp_extension.load(_NAME, [str(Path(__file__).with_name("_kernels.cpp"))],
-                                      extra_cflags=_CFLAGS)
-        finally:                                               # the process's PATH as it was
+            return cpp_extension.load(
+                _NAME, [str(Path(__file__).with_name("_kernels.cpp"))], extra_cflags=_CFLAGS
+            )
+        finally:  # the process's PATH as it was
             if path is None:
                 os.environ.pop("PATH", None)
             else:
                 os.environ["PATH"] = path
     except Exception as e:  # noqa: BLE001 - no compiler, no ninja, ...: the same values, slower
-        print(f"marl-augment: the CPU kernels did not build ({type(e).__name__}: {str(e)[:200]}); "
-              f"training goes on with PyTorch's nn.GRU, slower", file=sys.stderr, flush=True)
+        print(
+            f"marl-augment: the CPU kernels did not build ({type(e).__name__}: {str(e)[:200]}); "
+            f"training goes on with PyTorch's nn.GRU, slower",
+            file=sys.stderr,
+            flush=True,
+        )
         return None
 
 

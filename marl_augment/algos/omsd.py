@@ -97,16 +97,19 @@ class Omsd(Td3Bc):
         check_actor_critic(self.config)
         c = self.config
         if c.noise_hidden < 1 or c.beta < 0 or not 0 < c.expectile < 1 or c.policy_start < 0:
-            raise ConfigError(f"need noise_hidden >= 1, beta >= 0, 0 < expectile < 1 and "
-                              f"policy_start >= 0, got {c.noise_hidden}, {c.beta}, "
-                              f"{c.expectile} and {c.policy_start}")
+            raise ConfigError(
+                f"need noise_hidden >= 1, beta >= 0, 0 < expectile < 1 and "
+                f"policy_start >= 0, got {c.noise_hidden}, {c.beta}, "
+                f"{c.expectile} and {c.policy_start}"
+            )
         if c.weighting not in ("vds", "stable", "score"):
             raise ConfigError(f"weighting must be vds, stable or score, got {c.weighting!r}")
         if c.critic_input not in ("obs", "state"):
             raise ConfigError(f"critic_input must be obs or state, got {c.critic_input!r}")
         if c.seq_len < 2:
-            raise ConfigError(f"OMSD learns from transitions: seq_len must be >= 2, got "
-                              f"{c.seq_len}")
+            raise ConfigError(
+                f"OMSD learns from transitions: seq_len must be >= 2, got {c.seq_len}"
+            )
 
     # -- networks -------------------------------------------------------------------------------
     @property
@@ -123,20 +126,26 @@ class Omsd(Td3Bc):
 
     def num_parameters(self) -> int:
         c, n, a = self.config, self.n_agents, self.n_actions
-        actor = (self.spec.obs_dim + n + 1) * c.hidden + (c.hidden + 1) * c.hidden \
-            + (c.hidden + 1) * a
-        return actor + NoiseNet.size(self.cond_dim, a, c.noise_hidden) \
-            + 2 * TwinJointCritic.size(self.critic_in, n * a, c.critic_hidden) \
+        actor = (
+            (self.spec.obs_dim + n + 1) * c.hidden + (c.hidden + 1) * c.hidden + (c.hidden + 1) * a
+        )
+        return (
+            actor
+            + NoiseNet.size(self.cond_dim, a, c.noise_hidden)
+            + 2 * TwinJointCritic.size(self.critic_in, n * a, c.critic_hidden)
             + TwinJointCritic.size(self.critic_in, 0, c.critic_hidden, heads=1)
+        )
 
     def build(self) -> None:
         c = self.config
         dims = self.spec.action_mask()
-        self.actor = MlpActor(self.n_agents, self.spec.obs_dim, self.n_actions, c.hidden,
-                              [int(d.sum()) for d in dims])
+        self.actor = MlpActor(
+            self.n_agents, self.spec.obs_dim, self.n_actions, c.hidden, [int(d.sum()) for d in dims]
+        )
         self.behaviour = NoiseNet(self.cond_dim, self.n_actions, c.noise_hidden)
-        self.critics = TwinJointCritic(self.critic_in, self.n_agents * self.n_actions,
-                                       c.critic_hidden)
+        self.critics = TwinJointCritic(
+            self.critic_in, self.n_agents * self.n_actions, c.critic_hidden
+        )
         self.value = TwinJointCritic(self.critic_in, 0, c.critic_hidden, heads=1)
         self.target_critics = copy.deepcopy(self.critics)
         for p in self.target_critics.parameters():
@@ -148,14 +157,22 @@ class Omsd(Td3Bc):
     def set_input_scales(self, obs_scale: np.ndarray, state_scale: np.ndarray) -> None:
         obs_scale = torch.as_tensor(obs_scale, dtype=torch.float32)
         self.actor.in_scale.copy_(obs_scale)
-        joint = (torch.as_tensor(state_scale, dtype=torch.float32)
-                 if self.config.critic_input == "state" else obs_scale.repeat(self.n_agents))
+        joint = (
+            torch.as_tensor(state_scale, dtype=torch.float32)
+            if self.config.critic_input == "state"
+            else obs_scale.repeat(self.n_agents)
+        )
         for m in (self.critics, self.target_critics, self.value):
             m.state_scale.copy_(joint)
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"actor": self.actor, "behaviour": self.behaviour, "critics": self.critics,
-                "value": self.value, "target_critics": self.target_critics}
+        return {
+            "actor": self.actor,
+            "behaviour": self.behaviour,
+            "critics": self.critics,
+            "value": self.value,
+            "target_critics": self.target_critics,
+        }
 
     def trained_modules(self) -> list[nn.Module]:
         return [self.actor, self.behaviour, self.critics, self.value]
@@ -168,10 +185,10 @@ class Omsd(Td3Bc):
         n = self.n_agents
         o = obs * self.actor.in_scale
         ids = torch.eye(n, device=obs.device, dtype=obs.dtype).expand(*obs.shape[:-1], n)
-        before = torch.ones(n, n, device=obs.device, dtype=obs.dtype).tril(-1)[:, :n - 1]
+        before = torch.ones(n, n, device=obs.device, dtype=obs.dtype).tril(-1)[:, : n - 1]
         if not self.config.sequential:
             before = torch.zeros_like(before)
-        prev = actions[..., None, :n - 1, :] * before[:, :, None]              # (R, N, N-1, A)
+        prev = actions[..., None, : n - 1, :] * before[:, :, None]  # (R, N, N-1, A)
         return torch.cat([o, ids, prev.flatten(-2)], -1)
 
     def _joint_input(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
@@ -179,17 +196,17 @@ class Omsd(Td3Bc):
         return state if self.config.critic_input == "state" else obs.flatten(-2)
 
     def _q(self, critics: nn.Module, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        return critics(x, u.flatten(-2))                                          # (2, R)
+        return critics(x, u.flatten(-2))  # (2, R)
 
     # -- learning -------------------------------------------------------------------------------
     def loss(self, batch, gen):
         c = self.config
         dev = batch["obs"].device
-        dims = self.dims.to(dev).to(batch["obs"].dtype)                         # (N, A)
+        dims = self.dims.to(dev).to(batch["obs"].dtype)  # (N, A)
         rows, nxt_rows, boot = transition_rows(batch["mask"], batch["terminated"])
-        obs = batch["obs"][rows]                                                # (R, N, O)
+        obs = batch["obs"][rows]  # (R, N, O)
         x = self._joint_input(obs, batch["state"][rows])
-        data_u = self.normalise(batch["actions"])[rows]                         # (R, N, A)
+        data_u = self.normalise(batch["actions"])[rows]  # (R, N, A)
         # critic (IQL): V towards an expectile of the target Q, Q towards r + γ V(o')
         with torch.no_grad():
             v_next = torch.zeros(x.shape[0], device=dev)
@@ -200,7 +217,7 @@ class Omsd(Td3Bc):
             q_target = self._q(self.target_critics, x, data_u).min(0).values
         v = self.value(x, x[:, :0])[0]
         diff = q_target - v
-        v_loss = (torch.abs(c.expectile - (diff < 0).to(diff.dtype)) * diff ** 2).mean()
+        v_loss = (torch.abs(c.expectile - (diff < 0).to(diff.dtype)) * diff**2).mean()
         qs = self._q(self.critics, x, data_u)
         q_loss = ((qs - y) ** 2).mean()
         # behaviour: agent i's action given its observation and its predecessors' actions
@@ -211,8 +228,12 @@ class Omsd(Td3Bc):
         eps = self.behaviour(noised, self._conditions(obs, data_u), t.expand(-1, self.n_agents))
         bc = (((eps - z) * dims) ** 2).sum(-1).mean()
         loss = q_loss + v_loss + bc
-        info = {"q_loss": float(q_loss.detach()), "v_loss": float(v_loss.detach()),
-                "bc_loss": float(bc.detach()), "q_data": float(qs[0].detach().mean())}
+        info = {
+            "q_loss": float(q_loss.detach()),
+            "v_loss": float(v_loss.detach()),
+            "bc_loss": float(bc.detach()),
+            "q_data": float(qs[0].detach().mean()),
+        }
         if self.updates >= c.policy_start:
             actor, more = self._policy_loss(obs, x, dims, gen)
             loss = loss + actor
@@ -225,28 +246,32 @@ class Omsd(Td3Bc):
         wt·ε_ψ(âⁱ_t | oⁱ, â^{<i}) − β ∇_{aⁱ} Q̄(o, â)."""
         c = self.config
         dev = obs.device
-        pi = self.actor(obs)                                                    # (R, N, A)
+        pi = self.actor(obs)  # (R, N, A)
         joint = pi.detach().requires_grad_(True)
-        q_pi = self.target_critics(x, joint.flatten(-2)).mean(0)   # targets hold no grad
+        q_pi = self.target_critics(x, joint.flatten(-2)).mean(0)  # targets hold no grad
         (grad,) = torch.autograd.grad(q_pi.sum(), joint)
         grad = grad * dims
         if c.normalise_guidance:
-            grad = grad / (grad ** 2).sum(-1, keepdim=True).div(
-                dims.sum(-1).clamp(min=1)).sqrt().clamp(min=1e-8)
+            grad = grad / (grad**2).sum(-1, keepdim=True).div(
+                dims.sum(-1).clamp(min=1)
+            ).sqrt().clamp(min=1e-8)
         lo, hi = T_POLICY
-        t = torch.rand(pi.shape[:-1], generator=gen, device=dev) * (hi - lo) + lo   # (R, N)
+        t = torch.rand(pi.shape[:-1], generator=gen, device=dev) * (hi - lo) + lo  # (R, N)
         alpha, sigma = vp_schedule(t)
         with torch.no_grad():
             z = torch.randn(pi.shape, generator=gen, device=dev) * dims
             noised = alpha[..., None] * pi.detach() + sigma[..., None] * z
             eps = self.behaviour(noised, self._conditions(obs, pi.detach()), t) * dims
-            wt = {"vds": sigma ** 2, "stable": torch.ones_like(sigma),
-                  "score": alpha / sigma}[c.weighting]
+            wt = {"vds": sigma**2, "stable": torch.ones_like(sigma), "score": alpha / sigma}[
+                c.weighting
+            ]
         actor = ((wt[..., None] * eps - c.beta * grad) * pi).sum(-1).mean()
-        return actor, {"actor_loss": float(actor.detach()),
-                       "q_policy": float(q_pi.detach().mean()),
-                       "score_norm": float(eps.norm(dim=-1).mean()),
-                       "guidance_norm": float(grad.norm(dim=-1).mean())}
+        return actor, {
+            "actor_loss": float(actor.detach()),
+            "q_policy": float(q_pi.detach().mean()),
+            "score_norm": float(eps.norm(dim=-1).mean()),
+            "guidance_norm": float(grad.norm(dim=-1).mean()),
+        }
 
     def _targets_due(self) -> bool:
         return True
@@ -260,6 +285,12 @@ class Omsd(Td3Bc):
     def policy(self) -> FeedForwardPolicy:
         """The decentralised deterministic policy: each agent's action from its observation."""
         low = self.low.numpy()
-        return FeedForwardPolicy(self.actor, low, low + self.span.numpy(), name=self.name,
-                                 env_id=self.spec.env_id, device=str(self.device),
-                                 spec=self.spec)
+        return FeedForwardPolicy(
+            self.actor,
+            low,
+            low + self.span.numpy(),
+            name=self.name,
+            env_id=self.spec.env_id,
+            device=str(self.device),
+            spec=self.spec,
+        )

@@ -26,8 +26,10 @@ def load_policy(directory: str | Path, device: str = "cpu") -> Any:
     if (d / "policy" / POLICY_FILE).is_file():
         d = d / "policy"
     if not (d / POLICY_FILE).is_file():
-        raise NotFound(f"no trained policy in {directory} (expected {POLICY_FILE}); "
-                       "train one with 'marl-augment train'")
+        raise NotFound(
+            f"no trained policy in {directory} (expected {POLICY_FILE}); "
+            "train one with 'marl-augment train'"
+        )
     try:
         meta = json.loads((d / POLICY_FILE).read_text())
         if isinstance(meta, dict) and meta.get("format") == FEEDFORWARD_FORMAT:
@@ -36,8 +38,10 @@ def load_policy(directory: str | Path, device: str = "cpu") -> Any:
         config = cls.Config(**{**meta["config"], "device": device})
         spec = Spec.from_json(meta["spec"])
         if meta["state_dim"] != state_dim_of(spec):  # the runner saves exactly this width
-            raise FormatError(f"policy in {d}: state_dim {meta['state_dim']!r} does not match its "
-                              f"spec ({state_dim_of(spec)}); train it again")
+            raise FormatError(
+                f"policy in {d}: state_dim {meta['state_dim']!r} does not match its "
+                f"spec ({state_dim_of(spec)}); train it again"
+            )
         algo = cls(spec, meta["state_dim"], config, seed=meta.get("seed", 0))
         tensors = load_file(str(d / WEIGHTS_FILE), device=str(algo.device))
     except Exception as e:  # noqa: BLE001 - JSON, config, spec and safetensors errors alike
@@ -51,11 +55,13 @@ def load_policy(directory: str | Path, device: str = "cpu") -> Any:
         prefix = name + "."
         try:
             algo.modules()[name].load_state_dict(
-                {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+                {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            )
         except RuntimeError as e:  # missing tensors, wrong shapes
             first = str(e).splitlines()[1 if len(str(e).splitlines()) > 1 else 0].strip()
-            raise FormatError(f"policy in {d}: the weights do not match its policy.json "
-                              f"({first}); train it again") from None
+            raise FormatError(
+                f"policy in {d}: the weights do not match its policy.json ({first}); train it again"
+            ) from None
         algo.modules()[name].eval()
     algo.updates = int(meta.get("updates", 0))
     return algo.policy()

@@ -53,8 +53,13 @@ class QMixer(nn.Module):
     @staticmethod
     def size(n_agents: int, state_dim: int, embed: int, hypernet: int) -> int:
         """Parameters of a ``QMixer``, counted without building it."""
-        return ((state_dim + 1) * (2 * hypernet + 2 * embed) + (hypernet + 1) * n_agents * embed
-                + (hypernet + 1) * embed + embed + 1)
+        return (
+            (state_dim + 1) * (2 * hypernet + 2 * embed)
+            + (hypernet + 1) * n_agents * embed
+            + (hypernet + 1) * embed
+            + embed
+            + 1
+        )
 
     def weights(self, state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Mixing weights of (B, T, S) states, flattened over (B, T) for batched products:
@@ -62,11 +67,11 @@ class QMixer(nn.Module):
         b, t, _ = state.shape
         hp, e = self.hypernet, self.embed
         h = self.hyper_in(state * self.state_scale)
-        b1 = h[..., 2 * hp + e:]
+        b1 = h[..., 2 * hp + e :]
         h = torch.relu(h[..., : 2 * hp + e])
         w1 = self.w1_out(h[..., :hp]).abs().reshape(b * t, self.n_agents, e)
-        w2 = self.w2_out(h[..., hp: 2 * hp]).abs().reshape(b * t, 1, e)
-        v = self.v_out(h[..., 2 * hp:])
+        w2 = self.w2_out(h[..., hp : 2 * hp]).abs().reshape(b * t, 1, e)
+        v = self.v_out(h[..., 2 * hp :])
         return w1, b1.reshape(b * t, 1, e), w2, v
 
     @staticmethod
@@ -82,7 +87,7 @@ class QMixer(nn.Module):
         return (hidden * w2).sum(-1).reshape(b, t, k) + v
 
     def forward(self, qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """``qs`` (B, T, N) agent Q values of one joint action, ``state`` (B, T, S) → Q_tot (B, T)."""
+        """``qs`` (B, T, N) agent Qs of one joint action, ``state`` (B, T, S) → Q_tot (B, T)."""
         return self.mix(qs.unsqueeze(-1), self.weights(state)).squeeze(-1)
 
 
@@ -107,11 +112,15 @@ class QmixBase(OfflineAlgorithm):
     def num_parameters(self) -> int:
         c = self.config
         mixer = QMixer.size(self.n_agents, self.state_dim, c.mixer_embed, c.hypernet_embed)
-        return 2 * (super().num_parameters() + mixer)       # online and target networks
+        return 2 * (super().num_parameters() + mixer)  # online and target networks
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"agent": self.agent, "mixer": self.mixer, "target_agent": self.target_agent,
-                "target_mixer": self.target_mixer}
+        return {
+            "agent": self.agent,
+            "mixer": self.mixer,
+            "target_agent": self.target_agent,
+            "target_mixer": self.target_mixer,
+        }
 
     def trained_modules(self) -> list[nn.Module]:
         return [self.agent, self.mixer]
@@ -127,8 +136,14 @@ class QmixBase(OfflineAlgorithm):
             self.target_agent.load_state_dict(self.agent.state_dict())
             self.target_mixer.load_state_dict(self.mixer.state_dict())
 
-    def td_loss(self, batch: dict[str, torch.Tensor], q: torch.Tensor, q_tot: torch.Tensor,
-                next_allowed: torch.Tensor, target_q: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def td_loss(
+        self,
+        batch: dict[str, torch.Tensor],
+        q: torch.Tensor,
+        q_tot: torch.Tensor,
+        next_allowed: torch.Tensor,
+        target_q: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """TD loss 0.5·(y − Q_tot)² over valid steps, and the numbers worth logging.
 
         ``q`` (B, T, N, A): online agent Q values; ``q_tot`` (B, T): online Q_tot of the data's
@@ -144,7 +159,9 @@ class QmixBase(OfflineAlgorithm):
             tot_next = torch.cat([tot_next, torch.zeros_like(tot_next[:, :1])], dim=1)
             has_next = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
             boot = has_next & ~term
-            y = batch["rewards"] + torch.where(boot, self.config.gamma * tot_next, torch.zeros_like(tot_next))
+            y = batch["rewards"] + torch.where(
+                boot, self.config.gamma * tot_next, torch.zeros_like(tot_next)
+            )
             valid = mask & (has_next | term)
         td = masked_mean(0.5 * (y - q_tot) ** 2, valid)
         info = {"td_loss": float(td.detach()), "q_tot": float(masked_mean(q_tot.detach(), mask))}

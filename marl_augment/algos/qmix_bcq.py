@@ -50,8 +50,9 @@ class QmixBcq(QmixBase):
         self.bc = AgentNet(self.in_dim, self.n_actions, self.config.hidden)
 
     def num_parameters(self) -> int:
-        return super().num_parameters() + AgentNet.size(self.in_dim, self.n_actions,
-                                                         self.config.hidden)
+        return super().num_parameters() + AgentNet.size(
+            self.in_dim, self.n_actions, self.config.hidden
+        )
 
     def modules(self) -> dict[str, nn.Module]:
         return {**super().modules(), "bc": self.bc}
@@ -68,7 +69,9 @@ class QmixBcq(QmixBase):
 
     def loss(self, batch, gen):
         legal = legal_or_all(batch["avail"])
-        q, bc_logits, target_q = run_agent_stack([self.agent, self.bc, self.target_agent], batch["obs"])
+        q, bc_logits, target_q = run_agent_stack(
+            [self.agent, self.bc, self.target_agent], batch["obs"]
+        )
         agent_steps = batch["mask"][..., None].expand_as(batch["actions"])
         bc_loss = cross_entropy(bc_logits, batch["actions"], legal, agent_steps)
         allowed = allowed_actions(bc_logits.detach(), legal, self.config.threshold)
@@ -77,6 +80,9 @@ class QmixBcq(QmixBase):
         loss = td + bc_loss
         n_allowed = allowed.sum(-1).float()[agent_steps].mean()
         n_legal = legal.sum(-1).float()[agent_steps].mean()
-        info.update(bc_loss=float(bc_loss.detach()), loss=float(loss.detach()),
-                    allowed_share=float(n_allowed / n_legal))
+        info.update(
+            bc_loss=float(bc_loss.detach()),
+            loss=float(loss.detach()),
+            allowed_share=float(n_allowed / n_legal),
+        )
         return loss, info

@@ -1,6 +1,7 @@
 """QMIX+CQL (OG-MARL's discrete-action system, in torch).
 
-loss = TD + α · mean_t [ logsumexp({Q_tot(s_t, a^k)}_{k=1..K} ∪ {Q_tot(s_t, a_t)}) − Q_tot(s_t, a_t) ]
+loss = TD + α · mean_t [ logsumexp({Q_tot(s_t, a^k)}_{k=1..K} ∪ {Q_tot(s_t, a_t)})
+                         − Q_tot(s_t, a_t) ]
 
 where a^1..a^K are joint actions drawn uniformly among each agent's legal actions (K = 20) and
 a_t is the data's joint action: Q_tot is pushed down on actions the data does not support and up
@@ -59,13 +60,15 @@ class QmixCql(QmixBase):
     def check_config(self) -> None:
         super().check_config()
         if self.config.cql_alpha < 0 or self.config.num_ood_actions < 1:
-            raise ConfigError(f"cql_alpha must be >= 0 and num_ood_actions >= 1, got "
-                              f"{self.config.cql_alpha} and {self.config.num_ood_actions}")
+            raise ConfigError(
+                f"cql_alpha must be >= 0 and num_ood_actions >= 1, got "
+                f"{self.config.cql_alpha} and {self.config.num_ood_actions}"
+            )
 
     def loss(self, batch, gen):
         q, target_q = run_agent_stack([self.agent, self.target_agent], batch["obs"])
         ood = sample_legal(batch["avail"], self.config.num_ood_actions, gen)
-        joint = torch.cat([batch["actions"].unsqueeze(-1), ood], dim=-1)      # (B, T, N, 1 + K)
+        joint = torch.cat([batch["actions"].unsqueeze(-1), ood], dim=-1)  # (B, T, N, 1 + K)
         q_tots = self.mixer.mix(q.gather(-1, joint), self.mixer.weights(batch["state"]))
         td, info = self.td_loss(batch, q, q_tots[..., 0], legal_or_all(batch["avail"]), target_q)
         cql = cql_term(q_tots, batch["mask"])

@@ -77,12 +77,16 @@ class Td3BcConfig(ActorCriticConfig):
 def check_actor_critic(c: ActorCriticConfig) -> None:
     """Refuse impossible values of the shared actor-critic (and CQL) options."""
     if not 0 < c.tau <= 1 or c.critic_hidden < 1:
-        raise ConfigError(f"need 0 < tau <= 1 and critic_hidden >= 1, got {c.tau} and "
-                          f"{c.critic_hidden}")
-    if isinstance(c, CqlCriticConfig) and (c.cql_weight < 0 or c.cql_sigma <= 0
-                                           or c.num_ood_actions < 1):
-        raise ConfigError(f"need cql_weight >= 0, cql_sigma > 0 and num_ood_actions >= 1, got "
-                          f"{c.cql_weight}, {c.cql_sigma} and {c.num_ood_actions}")
+        raise ConfigError(
+            f"need 0 < tau <= 1 and critic_hidden >= 1, got {c.tau} and {c.critic_hidden}"
+        )
+    if isinstance(c, CqlCriticConfig) and (
+        c.cql_weight < 0 or c.cql_sigma <= 0 or c.num_ood_actions < 1
+    ):
+        raise ConfigError(
+            f"need cql_weight >= 0, cql_sigma > 0 and num_ood_actions >= 1, got "
+            f"{c.cql_weight}, {c.cql_sigma} and {c.num_ood_actions}"
+        )
 
 
 class TwinCritic(nn.Module):
@@ -93,13 +97,14 @@ class TwinCritic(nn.Module):
     the agents (the state is the same for all), the id's part is a per-agent bias.
     """
 
-    def __init__(self, state_dim: int, n_agents: int, n_actions: int, hidden: int,
-                 heads: int = 2) -> None:
+    def __init__(
+        self, state_dim: int, n_agents: int, n_actions: int, hidden: int, heads: int = 2
+    ) -> None:
         super().__init__()
         self.register_buffer("state_scale", torch.ones(state_dim))
 
         def layer(fan_in: int, fan_out: int) -> tuple[nn.Parameter, nn.Parameter]:
-            bound = 1.0 / fan_in ** 0.5        # nn.Linear's default initialisation
+            bound = 1.0 / fan_in**0.5  # nn.Linear's default initialisation
             w = torch.empty(heads, fan_in, fan_out).uniform_(-bound, bound)
             b = torch.empty(heads, 1, fan_out).uniform_(-bound, bound)
             return nn.Parameter(w), nn.Parameter(b)
@@ -107,15 +112,16 @@ class TwinCritic(nn.Module):
         fan_in = state_dim + n_agents + n_actions
         w1, self.b1 = layer(fan_in, hidden)
         self.w_state = nn.Parameter(w1[:, :state_dim].clone())
-        self.w_id = nn.Parameter(w1[:, state_dim:state_dim + n_agents].clone())
-        self.w_action = nn.Parameter(w1[:, state_dim + n_agents:].clone())
+        self.w_id = nn.Parameter(w1[:, state_dim : state_dim + n_agents].clone())
+        self.w_action = nn.Parameter(w1[:, state_dim + n_agents :].clone())
         self.w2, self.b2 = layer(hidden, hidden)
         self.w3, self.b3 = layer(hidden, 1)
 
     @staticmethod
     def size(state_dim: int, n_agents: int, n_actions: int, hidden: int, heads: int = 2) -> int:
-        return heads * ((state_dim + n_agents + n_actions + 1) * hidden
-                        + (hidden + 1) * hidden + hidden + 1)
+        return heads * (
+            (state_dim + n_agents + n_actions + 1) * hidden + (hidden + 1) * hidden + hidden + 1
+        )
 
     def forward(self, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``state`` (B, T, S), ``actions`` (B, T, N, A) normalised → Q (heads, B, T, N)."""
@@ -140,18 +146,23 @@ class Td3Bc(OfflineAlgorithm):
         check_actor_critic(self.config)
         c = self.config
         if c.bc_alpha < 0 or c.policy_noise < 0 or c.noise_clip < 0 or c.policy_delay < 1:
-            raise ConfigError(f"need bc_alpha >= 0, policy_noise >= 0, noise_clip >= 0 and "
-                              f"policy_delay >= 1; got {c.bc_alpha}, {c.policy_noise}, "
-                              f"{c.noise_clip}, {c.policy_delay}")
+            raise ConfigError(
+                f"need bc_alpha >= 0, policy_noise >= 0, noise_clip >= 0 and "
+                f"policy_delay >= 1; got {c.bc_alpha}, {c.policy_noise}, "
+                f"{c.noise_clip}, {c.policy_delay}"
+            )
 
     def num_parameters(self) -> int:
         """Actor and critics, each with its target copy."""
-        return 2 * AgentNet.size(self.in_dim, self.n_actions, self.config.hidden) \
+        return (
+            2 * AgentNet.size(self.in_dim, self.n_actions, self.config.hidden)
             + 2 * self.critic_size()
+        )
 
     def critic_size(self) -> int:
-        return TwinCritic.size(self.state_dim, self.n_agents, self.n_actions,
-                               self.config.critic_hidden)
+        return TwinCritic.size(
+            self.state_dim, self.n_agents, self.n_actions, self.config.critic_hidden
+        )
 
     def build(self) -> None:
         self.actor = self.make_actor()
@@ -173,8 +184,12 @@ class Td3Bc(OfflineAlgorithm):
         return TwinCritic(self.state_dim, self.n_agents, self.n_actions, self.config.critic_hidden)
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"actor": self.actor, "critics": self.critics, "target_actor": self.target_actor,
-                "target_critics": self.target_critics}
+        return {
+            "actor": self.actor,
+            "critics": self.critics,
+            "target_actor": self.target_actor,
+            "target_critics": self.target_critics,
+        }
 
     def trained_modules(self) -> list[nn.Module]:
         return [self.actor, self.critics]
@@ -206,7 +221,7 @@ class Td3Bc(OfflineAlgorithm):
         c = self.config
         mask, term, state = batch["mask"], batch["terminated"], batch["state"]
         data_u = self.normalise(batch["actions"])
-        step_dims = batch["avail"]                                  # (B, T, N, A) real entries
+        step_dims = batch["avail"]  # (B, T, N, A) real entries
         act_now = self.updates % c.policy_delay == 0
         if act_now:
             pi_raw, target_raw = run_agent_stack([self.actor, self.target_actor], batch["obs"])
@@ -216,19 +231,23 @@ class Td3Bc(OfflineAlgorithm):
         with torch.no_grad():
             nxt = self._squash(target_raw)[:, 1:]
             noise = torch.randn(nxt.shape, generator=gen, device=nxt.device) * c.policy_noise
-            nxt = ((nxt + noise.clamp(-c.noise_clip, c.noise_clip)).clamp(-1, 1)
-                   * self.dims.to(nxt.device))
+            nxt = (nxt + noise.clamp(-c.noise_clip, c.noise_clip)).clamp(-1, 1) * self.dims.to(
+                nxt.device
+            )
             q_next = self.target_critics(state[:, 1:], nxt).min(0).values
             q_next = torch.cat([q_next, torch.zeros_like(q_next[:, :1])], dim=1)
             has_next = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
             boot = (has_next & ~term)[..., None]
-            y = batch["rewards"][..., None] + torch.where(boot, c.gamma * q_next,
-                                                          torch.zeros_like(q_next))
+            y = batch["rewards"][..., None] + torch.where(
+                boot, c.gamma * q_next, torch.zeros_like(q_next)
+            )
             valid = (mask & (has_next | term))[..., None].expand_as(q_next)
         qs = self.critics(state, data_u)
         critic = masked_mean(0.5 * (qs - y) ** 2, valid.expand_as(qs)) * 2  # sum of the twins
-        info = {"critic_loss": float(critic.detach()),
-                "q_data": float(masked_mean(qs[0].detach(), valid))}
+        info = {
+            "critic_loss": float(critic.detach()),
+            "q_data": float(masked_mean(qs[0].detach(), valid)),
+        }
         loss = critic
         if act_now:
             pi = self._squash(pi_raw)
@@ -240,8 +259,11 @@ class Td3Bc(OfflineAlgorithm):
             bc = masked_mean((pi - data_u) ** 2, step_dims & mask[..., None, None])
             actor = -lam * masked_mean(q_pi, on) + bc
             loss = loss + actor
-            info.update(actor_loss=float(actor.detach()), bc_loss=float(bc.detach()),
-                        q_policy=float(masked_mean(q_pi.detach(), on)))
+            info.update(
+                actor_loss=float(actor.detach()),
+                bc_loss=float(bc.detach()),
+                q_policy=float(masked_mean(q_pi.detach(), on)),
+            )
         info["loss"] = float(loss.detach())
         return loss, info
 
@@ -251,8 +273,11 @@ class Td3Bc(OfflineAlgorithm):
         loss, info = self.loss(batch, gen)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        norms = [torch.nn.utils.clip_grad_norm_(list(m.parameters()), self.config.max_grad_norm)
-                 for m in self.trained_modules() if any(p.grad is not None for p in m.parameters())]
+        norms = [
+            torch.nn.utils.clip_grad_norm_(list(m.parameters()), self.config.max_grad_norm)
+            for m in self.trained_modules()
+            if any(p.grad is not None for p in m.parameters())
+        ]
         info["grad_norm"] = float(max(norms))
         self.optimizer.step()
         self.updates += 1
@@ -267,7 +292,9 @@ class Td3Bc(OfflineAlgorithm):
     @torch.no_grad()
     def after_update(self) -> None:
         tau = self.config.tau
-        for online, target in ((self.actor, self.target_actor),
-                               (self.critics, self.target_critics)):
+        for online, target in (
+            (self.actor, self.target_actor),
+            (self.critics, self.target_critics),
+        ):
             for p, tp in zip(online.parameters(), target.parameters()):
                 tp.lerp_(p, tau)

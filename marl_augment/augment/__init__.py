@@ -15,16 +15,32 @@ from typing import Any
 from ..registry import Registry
 
 AUGMENTERS: Registry[Any] = Registry("augmenter")
-AUGMENTERS.register("rad-s", "marl_augment.augment.rad:RadS",
-                    doc="RAD-s: copies of real episodes, observations and state scaled by one z ~ U[alpha, beta] per episode")
-AUGMENTERS.register("rad-m", "marl_augment.augment.rad:RadM",
-                    doc="RAD-m: copies of real episodes, one z ~ U[alpha, beta] per observation / state dimension")
-AUGMENTERS.register("return-replicate", "marl_augment.augment.replicate:ReturnReplicate",
-                    doc="DOM2's augmentation: episodes replicated once per return threshold they reach")
-AUGMENTERS.register("eaq", "marl_augment.augment.eaq.augmenter:EAQ",
-                    doc="EAQ: Conv1D diffusion over whole episodes, guided by the Q_tot loss (lam > 0)")
-AUGMENTERS.register("eaq-q", "marl_augment.augment.eaq.augmenter:EAQNoQ",
-                    doc="EAQ without Q_tot guidance (lam = 0): the paper's EAQ⁻Q ablation")
+AUGMENTERS.register(
+    "rad-s",
+    "marl_augment.augment.rad:RadS",
+    doc="RAD-s: copies of real episodes, observations and state scaled by one z ~ U[alpha, beta] "
+    "per episode",
+)
+AUGMENTERS.register(
+    "rad-m",
+    "marl_augment.augment.rad:RadM",
+    doc="RAD-m: copies of real episodes, one z ~ U[alpha, beta] per observation / state dimension",
+)
+AUGMENTERS.register(
+    "return-replicate",
+    "marl_augment.augment.replicate:ReturnReplicate",
+    doc="DOM2's augmentation: episodes replicated once per return threshold they reach",
+)
+AUGMENTERS.register(
+    "eaq",
+    "marl_augment.augment.eaq.augmenter:EAQ",
+    doc="EAQ: Conv1D diffusion over whole episodes, guided by the Q_tot loss (lam > 0)",
+)
+AUGMENTERS.register(
+    "eaq-q",
+    "marl_augment.augment.eaq.augmenter:EAQNoQ",
+    doc="EAQ without Q_tot guidance (lam = 0): the paper's EAQ⁻Q ablation",
+)
 
 
 def keys() -> list[str]:

@@ -65,7 +65,7 @@ class Augmenter(ABC):
 
     @abstractmethod
     def _sample(self, n_episodes: int, rng: np.random.Generator, seed: int) -> Dataset:
-        """``n_episodes`` synthetic episodes as an in-memory Dataset (origin is set by the caller)."""
+        """``n_episodes`` synthetic episodes as an in-memory Dataset (the caller sets origin)."""
 
     def _arrays(self) -> dict[str, np.ndarray]:
         """Arrays to save with a fitted augmenter (override; e.g. network weights)."""
@@ -82,8 +82,11 @@ class Augmenter(ABC):
     def fit(self, ds: Dataset, *, progress: Any = None) -> Augmenter:
         self.check_fittable(ds)
         self._fit(ds, progress=progress)
-        self.fitted_on = {"fingerprint": ds.fingerprint, "episodes": len(ds),
-                          "spec": ds.spec.to_json()}
+        self.fitted_on = {
+            "fingerprint": ds.fingerprint,
+            "episodes": len(ds),
+            "spec": ds.spec.to_json(),
+        }
         return self
 
     def check_fittable(self, ds: Dataset) -> None:
@@ -93,9 +96,11 @@ class Augmenter(ABC):
         if ds.spec.action_kind not in self.action_kinds:
             from . import keys_for
 
-            raise ConfigError(f"{self.name} augments {' or '.join(self.action_kinds)} actions, "
-                              f"and {ds.spec.env_id} data has {ds.spec.action_kind} ones; use "
-                              f"one of {', '.join(keys_for(ds.spec.action_kind))}")
+            raise ConfigError(
+                f"{self.name} augments {' or '.join(self.action_kinds)} actions, "
+                f"and {ds.spec.env_id} data has {ds.spec.action_kind} ones; use "
+                f"one of {', '.join(keys_for(ds.spec.action_kind))}"
+            )
 
     def sample(self, n_episodes: int, seed: int = 0) -> Dataset:
         """Synthetic episodes only (origin marked 1), seeded."""
@@ -104,12 +109,25 @@ class Augmenter(ABC):
         if n_episodes < 1:
             raise ConfigError(f"n_episodes must be >= 1, got {n_episodes}")
         syn = self._sample(int(n_episodes), np.random.default_rng(seed), int(seed))
-        return Dataset(syn.spec, syn.columns, syn.episode_offsets,
-                       np.ones(len(syn), np.uint8), won=syn.episode_won, attrs=syn.attrs)
+        return Dataset(
+            syn.spec,
+            syn.columns,
+            syn.episode_offsets,
+            np.ones(len(syn), np.uint8),
+            won=syn.episode_won,
+            attrs=syn.attrs,
+        )
 
-    def augment(self, ds: Dataset, *, scale: float | None = 5.0, seed: int = 0,
-                out: str | os.PathLike | None = None, overwrite: bool = False,
-                progress: Any = None) -> Dataset:
+    def augment(
+        self,
+        ds: Dataset,
+        *,
+        scale: float | None = 5.0,
+        seed: int = 0,
+        out: str | os.PathLike | None = None,
+        overwrite: bool = False,
+        progress: Any = None,
+    ) -> Dataset:
         """D_real ∪ D_syn with |D_syn| = scale × |D_real| (paper: 5), written to ``out``.
 
         Fits on ``ds`` first unless already fitted on it. Without ``out`` the result stays in
@@ -122,7 +140,8 @@ class Augmenter(ABC):
         elif self.fitted_on.get("spec") != ds.spec.to_json():
             raise ConfigError(
                 f"augmenter was fitted on a dataset with another spec "
-                f"({self.fitted_on['spec'].get('env_id')}); fit it on this one")
+                f"({self.fitted_on['spec'].get('env_id')}); fit it on this one"
+            )
         if scale is None:
             n = self.natural_size()
             if n is None:
@@ -133,11 +152,16 @@ class Augmenter(ABC):
             n = max(1, int(round(float(scale) * len(ds))))
         step = len(ds.provenance) + 1
         if step > MAX_ORIGIN:
-            raise ConfigError(f"the dataset already has {step - 1} provenance steps; origin marks end at {MAX_ORIGIN}")
+            raise ConfigError(
+                f"the dataset already has {step - 1} provenance steps; origin marks end at "
+                f"{MAX_ORIGIN}"
+            )
         syn = self.sample(n, seed)
         if syn.spec.arrays() != ds.spec.arrays() or set(syn.columns) != set(ds.spec.arrays()):
-            raise FormatError(f"augmenter {self.name!r} produced arrays {sorted(syn.columns)}, "
-                              f"expected {ds.spec.arrays()}")
+            raise FormatError(
+                f"augmenter {self.name!r} produced arrays {sorted(syn.columns)}, "
+                f"expected {ds.spec.arrays()}"
+            )
         cols = {k: np.concatenate([ds.columns[k], syn.columns[k]]) for k in ds.spec.arrays()}
         lengths = np.concatenate([ds.episode_lengths, syn.episode_lengths])
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -146,14 +170,27 @@ class Augmenter(ABC):
         if ds.episode_won is not None and syn.episode_won is not None:
             won = np.concatenate([ds.episode_won, syn.episode_won])
         spec = ds.spec.replace(max_episode_len=int(lengths.max()))
-        entry = {"method": self.name, "config": self.config_dict(), "seed": int(seed),
-                 "parent_fingerprint": ds.fingerprint, "scale": scale,
-                 "real_episodes": len(ds), "synthetic_episodes": len(syn)}
+        entry = {
+            "method": self.name,
+            "config": self.config_dict(),
+            "seed": int(seed),
+            "parent_fingerprint": ds.fingerprint,
+            "scale": scale,
+            "real_episodes": len(ds),
+            "synthetic_episodes": len(syn),
+        }
         report = getattr(self, "last_report", None)
         if report:
             entry["sample_report"] = dict(report)
-        combined = Dataset(spec, cols, offsets, origin, won=won, attrs=ds.attrs,
-                           inputs=(ds.path,) if ds.path else ())
+        combined = Dataset(
+            spec,
+            cols,
+            offsets,
+            origin,
+            won=won,
+            attrs=ds.attrs,
+            inputs=(ds.path,) if ds.path else (),
+        )
         if out is None:
             combined._pending.append(entry)
             return combined
@@ -179,8 +216,13 @@ class Augmenter(ABC):
             arrays = {k: np.ascontiguousarray(v) for k, v in self._arrays().items()}
             if arrays:
                 save_file(arrays, str(tmp / ARRAYS_FILE))
-            state = {"method": self.name, "config": self.config_dict(), "fitted_on": self.fitted_on,
-                     "facts": self._facts(), "marl_augment_version": package_version()}
+            state = {
+                "method": self.name,
+                "config": self.config_dict(),
+                "fitted_on": self.fitted_on,
+                "facts": self._facts(),
+                "marl_augment_version": package_version(),
+            }
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
             swap_into_place(tmp, directory, "model")
         except BaseException:
@@ -205,17 +247,31 @@ class Augmenter(ABC):
         try:
             state = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise FormatError(f"{path} is not valid JSON ({exc}); save the augmenter again") from None
-        if not isinstance(state, dict) or not isinstance(state.get("method"), str) or not \
-                isinstance(state.get("config"), dict) or not isinstance(state.get("fitted_on"), dict):
-            raise FormatError(f"{path} lacks method / config / fitted_on; it is not a saved "
-                              f"augmenter: save it again with --save-model")
+            raise FormatError(
+                f"{path} is not valid JSON ({exc}); save the augmenter again"
+            ) from None
+        if (
+            not isinstance(state, dict)
+            or not isinstance(state.get("method"), str)
+            or not isinstance(state.get("config"), dict)
+            or not isinstance(state.get("fitted_on"), dict)
+        ):
+            raise FormatError(
+                f"{path} lacks method / config / fitted_on; it is not a saved "
+                f"augmenter: save it again with --save-model"
+            )
         klass = AUGMENTERS.get(state["method"])
         if cls is not Augmenter and klass is not cls:
-            raise ConfigError(f"{directory} holds a {state['method']!r} augmenter, not {cls.name!r}")
+            raise ConfigError(
+                f"{directory} holds a {state['method']!r} augmenter, not {cls.name!r}"
+            )
         aug = klass(**state["config"])
         try:
-            arrays = load_file(str(directory / ARRAYS_FILE)) if (directory / ARRAYS_FILE).exists() else {}
+            arrays = (
+                load_file(str(directory / ARRAYS_FILE))
+                if (directory / ARRAYS_FILE).exists()
+                else {}
+            )
             facts = state.get("facts", {})
             if not isinstance(facts, dict):
                 raise FormatError("'facts' is not an object")
@@ -225,14 +281,22 @@ class Augmenter(ABC):
                 raise FormatError(f"saved augmenter {directory} is damaged: {exc}") from None
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
             why = lines[1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
-            raise FormatError(f"saved augmenter {directory} does not match its {STATE_FILE} "
-                              f"({type(exc).__name__}: {why}); save it again with --save-model") from None
+            raise FormatError(
+                f"saved augmenter {directory} does not match its {STATE_FILE} "
+                f"({type(exc).__name__}: {why}); save it again with --save-model"
+            ) from None
         aug.fitted_on = state["fitted_on"]
         return aug
 
 
-def fit_beside(aug: Augmenter, ds: Dataset, out: str | os.PathLike, *, resume: bool = False,
-               progress: Any = None) -> None:
+def fit_beside(
+    aug: Augmenter,
+    ds: Dataset,
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    progress: Any = None,
+) -> None:
     """Fit a learned augmenter with resumable checkpoints in ``<out>.train`` beside its output
     (a fit folder of our own, removed once the fit is done): an interrupted ``augment`` goes on
     with ``resume=True``. ``out`` is the output store's local path (a URL's mirror)."""
@@ -251,4 +315,3 @@ def fit_beside(aug: Augmenter, ds: Dataset, out: str | os.PathLike, *, resume: b
     aug.fit(ds, progress=progress, checkpoint_dir=train_dir, resume=resume)
     if kind_of(train_dir) == "fit":
         shutil.rmtree(train_dir, ignore_errors=True)
-

@@ -68,7 +68,9 @@ def action_marginals(ds: Dataset) -> np.ndarray:
     """Share of each action among living agents' steps: (n_actions,)."""
     acts = ds.columns["actions"]
     alive = ds.columns["alive"] if ds.spec.has_alive else np.ones_like(acts, bool)
-    counts = np.bincount(acts[alive].astype(np.int64), minlength=ds.spec.n_actions).astype(np.float64)
+    counts = np.bincount(acts[alive].astype(np.int64), minlength=ds.spec.n_actions).astype(
+        np.float64
+    )
     return counts / max(counts.sum(), 1.0)
 
 
@@ -101,8 +103,12 @@ def action_types(ds: Dataset) -> dict[str, float] | None:
     p = action_marginals(ds)
     if family == "smax":
         return {"move": float(p[:4].sum()), "stop": float(p[4]), "attack": float(p[off:].sum())}
-    return {"no-op": float(p[0]), "stop": float(p[1]), "move": float(p[2:6].sum()),
-            "attack": float(p[off:].sum())}
+    return {
+        "no-op": float(p[0]),
+        "stop": float(p[1]),
+        "move": float(p[2:6].sum()),
+        "attack": float(p[off:].sum()),
+    }
 
 
 def _step_pairs(ds: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -137,24 +143,34 @@ class DynamicsModel:
         self.a = {k: np.asarray(v) for k, v in arrays.items()}
 
     @classmethod
-    def fit(cls, ds: Dataset, *, steps: int = 1000, hidden: int = 256, seed: int = 0) -> DynamicsModel:
+    def fit(
+        cls, ds: Dataset, *, steps: int = 1000, hidden: int = 256, seed: int = 0
+    ) -> DynamicsModel:
         """Fit on ``ds``'s steps: about 30 passes over them, at most ``steps`` updates of 512."""
         import torch
 
         x, a, d, _ = _step_pairs(ds)
         if len(x) < 2:
-            raise ConfigError(f"a dynamics model needs episodes of 2 or more steps; {ds!r} has {len(x)} pairs")
+            raise ConfigError(
+                f"a dynamics model needs episodes of 2 or more steps; {ds!r} has {len(x)} pairs"
+            )
         mu_x, sd_x = x.mean(0), x.std(0) + 1e-6
         keep = x.std(0) > 1e-3
         mu_d = d.mean(0)
         k = int(keep.sum())
-        xin = torch.from_numpy(np.concatenate([((x - mu_x) / sd_x)[:, keep], a], 1).astype(np.float32))
+        xin = torch.from_numpy(
+            np.concatenate([((x - mu_x) / sd_x)[:, keep], a], 1).astype(np.float32)
+        )
         target = torch.from_numpy(((d - mu_d) / sd_x)[:, keep].astype(np.float32))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = torch.nn.Sequential(torch.nn.Linear(xin.shape[1], hidden), torch.nn.ReLU(),
-                                      torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
-                                      torch.nn.Linear(hidden, k))
+            net = torch.nn.Sequential(
+                torch.nn.Linear(xin.shape[1], hidden),
+                torch.nn.ReLU(),
+                torch.nn.Linear(hidden, hidden),
+                torch.nn.ReLU(),
+                torch.nn.Linear(hidden, k),
+            )
             opt = torch.optim.Adam(net.parameters(), lr=1e-3, foreach=True)
             gen = torch.Generator().manual_seed(seed)
             for _ in range(int(np.clip(30 * len(xin) / 512, min(200, steps), steps))):
@@ -204,8 +220,15 @@ class DynamicsModel:
         return total / np.maximum(count, 1)
 
 
-def dynamics_errors(real: Dataset, others: dict[str, Dataset], *, steps: int = 1000, hidden: int = 256,
-                    held_out: float = 0.2, seed: int = 0) -> dict[str, float]:
+def dynamics_errors(
+    real: Dataset,
+    others: dict[str, Dataset],
+    *,
+    steps: int = 1000,
+    hidden: int = 256,
+    held_out: float = 0.2,
+    seed: int = 0,
+) -> dict[str, float]:
     """How well each dataset's steps follow the real dynamics: a :class:`DynamicsModel` is
     fitted on ``1 − held_out`` of the real episodes, and its error is reported on the held-out
     real episodes (``real_held_out``: the floor a faithful generator would reach) and on every
@@ -214,14 +237,22 @@ def dynamics_errors(real: Dataset, others: dict[str, Dataset], *, steps: int = 1
     n_out = max(1, int(round(held_out * len(real))))
     if len(real) - n_out < 2:
         raise ConfigError(f"dynamics consistency needs at least 3 real episodes, got {len(real)}")
-    model = DynamicsModel.fit(real.select(np.sort(order[n_out:])), steps=steps, hidden=hidden, seed=seed)
+    model = DynamicsModel.fit(
+        real.select(np.sort(order[n_out:])), steps=steps, hidden=hidden, seed=seed
+    )
     out = {"real_held_out": model.error(real.select(np.sort(order[:n_out])))}
     out.update({name: model.error(ds) for name, ds in others.items()})
     return out
 
 
-def fidelity_gates(real: Dataset, synthetic: Dataset, *, seed: int = 0,
-                   dynamics_steps: int = 1000, baseline: Dataset | None = None) -> dict[str, Any]:
+def fidelity_gates(
+    real: Dataset,
+    synthetic: Dataset,
+    *,
+    seed: int = 0,
+    dynamics_steps: int = 1000,
+    baseline: Dataset | None = None,
+) -> dict[str, Any]:
     """Each measure's distance of ``synthetic`` to ``real``, next to two references: the
     shuffled baseline's (as many episodes, :func:`shuffled_baseline`) and the sampling noise of
     the real data itself (the distance between two random halves of the real episodes).
@@ -240,7 +271,10 @@ def fidelity_gates(real: Dataset, synthetic: Dataset, *, seed: int = 0,
         raise ConfigError(f"fidelity gates need at least 4 real episodes, got {len(real)}")
     base = baseline if baseline is not None else shuffled_baseline(real, len(synthetic), seed=seed)
     order = np.random.default_rng(seed).permutation(len(real))
-    half_a, half_b = real.select(np.sort(order[: len(real) // 2])), real.select(np.sort(order[len(real) // 2:]))
+    half_a, half_b = (
+        real.select(np.sort(order[: len(real) // 2])),
+        real.select(np.sort(order[len(real) // 2 :])),
+    )
     gates: dict[str, dict[str, float | bool]] = {}
 
     # the halves' distance, scaled to the sizes compared (distances between samples shrink
@@ -252,38 +286,64 @@ def fidelity_gates(real: Dataset, synthetic: Dataset, *, seed: int = 0,
     def gate(name: str, dist: Any) -> None:
         syn, shuffled = dist(synthetic, real), dist(base, real)
         noise = dist(half_a, half_b) * to_sizes
-        gates[name] = {"synthetic": syn, "shuffled": shuffled, "real_noise": noise,
-                       "pass": bool(np.isfinite(syn) and syn <= max(GATE_RATIO * shuffled, noise))}
+        gates[name] = {
+            "synthetic": syn,
+            "shuffled": shuffled,
+            "real_noise": noise,
+            "pass": bool(np.isfinite(syn) and syn <= max(GATE_RATIO * shuffled, noise)),
+        }
 
     gate("return_w1", lambda a, b: wasserstein1(a.episode_returns, b.episode_returns))
     gate("length_w1", lambda a, b: wasserstein1(a.episode_lengths, b.episode_lengths))
     if real.spec.continuous:
         gate("action_w1", action_w1)
     else:
-        gate("action_tv", lambda a, b: 0.5 * float(np.abs(action_marginals(a)
-                                                           - action_marginals(b)).sum()))
+        gate(
+            "action_tv",
+            lambda a, b: 0.5 * float(np.abs(action_marginals(a) - action_marginals(b)).sum()),
+        )
     if focus_fire_share(real) is not None:
-        gate("focus_fire", lambda a, b: abs((focus_fire_share(a) or 0.0) - (focus_fire_share(b) or 0.0)))
-    dyn = dynamics_errors(real, {"synthetic": synthetic, "shuffled": base}, steps=dynamics_steps, seed=seed)
+        gate(
+            "focus_fire",
+            lambda a, b: abs((focus_fire_share(a) or 0.0) - (focus_fire_share(b) or 0.0)),
+        )
+    dyn = dynamics_errors(
+        real, {"synthetic": synthetic, "shuffled": base}, steps=dynamics_steps, seed=seed
+    )
     floor = dyn["real_held_out"]
     syn, shuffled = max(dyn["synthetic"] - floor, 0.0), max(dyn["shuffled"] - floor, 0.0)
-    gates["dynamics"] = {"synthetic": syn, "shuffled": shuffled, "real_held_out": floor,
-                         "pass": bool(np.isfinite(syn) and syn <= GATE_RATIO * shuffled)}
-    res: dict[str, Any] = {"gates": gates, "passes": all(g["pass"] for g in gates.values()),
-                           "ratio": GATE_RATIO}
+    gates["dynamics"] = {
+        "synthetic": syn,
+        "shuffled": shuffled,
+        "real_held_out": floor,
+        "pass": bool(np.isfinite(syn) and syn <= GATE_RATIO * shuffled),
+    }
+    res: dict[str, Any] = {
+        "gates": gates,
+        "passes": all(g["pass"] for g in gates.values()),
+        "ratio": GATE_RATIO,
+    }
     types = action_types(real)
     if types is not None:
-        res["action_types"] = {"real": types, "synthetic": action_types(synthetic),
-                               "shuffled": action_types(base)}
+        res["action_types"] = {
+            "real": types,
+            "synthetic": action_types(synthetic),
+            "shuffled": action_types(base),
+        }
     sampled = [pr.get("sample_report") for pr in synthetic.provenance if pr.get("sample_report")]
     if sampled and sampled[-1].get("legal_before_masking") is not None:
         res["legal_before_masking"] = sampled[-1]["legal_before_masking"]
     return res
 
 
-GATE_NAMES = {"return_w1": "return W1", "length_w1": "length W1", "action_tv": "action TV",
-              "action_w1": "action W1",
-              "focus_fire": "focus fire", "dynamics": "dynamics"}
+GATE_NAMES = {
+    "return_w1": "return W1",
+    "length_w1": "length W1",
+    "action_tv": "action TV",
+    "action_w1": "action W1",
+    "focus_fire": "focus fire",
+    "dynamics": "dynamics",
+}
 
 
 def gates_rows(gates: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
@@ -291,8 +351,15 @@ def gates_rows(gates: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     rows = []
     for name, g in gates["gates"].items():
         ref = g.get("real_noise", g.get("real_held_out"))
-        rows.append((GATE_NAMES.get(name, name), f"{g['synthetic']:.4g}", f"{g['shuffled']:.4g}",
-                     "–" if ref is None else f"{ref:.4g}", "pass" if g["pass"] else "FAIL"))
+        rows.append(
+            (
+                GATE_NAMES.get(name, name),
+                f"{g['synthetic']:.4g}",
+                f"{g['shuffled']:.4g}",
+                "–" if ref is None else f"{ref:.4g}",
+                "pass" if g["pass"] else "FAIL",
+            )
+        )
     return rows
 
 
@@ -300,8 +367,11 @@ def _feature_errors(real: np.ndarray, syn: np.ndarray) -> dict[str, float]:
     rm, rs = real.mean(0), real.std(0)
     sm, ss = syn.mean(0), syn.std(0)
     scale = np.where(rs > 1e-6, rs, 1.0)
-    return {"mean_abs_err": float(np.abs(rm - sm).mean()), "std_abs_err": float(np.abs(rs - ss).mean()),
-            "mean_err_in_real_std": float((np.abs(rm - sm) / scale).mean())}
+    return {
+        "mean_abs_err": float(np.abs(rm - sm).mean()),
+        "std_abs_err": float(np.abs(rs - ss).mean()),
+        "mean_err_in_real_std": float((np.abs(rm - sm) / scale).mean()),
+    }
 
 
 def _rows(ds: Dataset, field: str) -> np.ndarray:
@@ -312,16 +382,32 @@ def _rows(ds: Dataset, field: str) -> np.ndarray:
     return x
 
 
-def fidelity_report(real: Dataset, synthetic: Dataset, *, out_dir: str | Path | None = None,
-                    tsne_points: int = 2000, seed: int = 0, gates: bool = True) -> dict[str, Any]:
+def fidelity_report(
+    real: Dataset,
+    synthetic: Dataset,
+    *,
+    out_dir: str | Path | None = None,
+    tsne_points: int = 2000,
+    seed: int = 0,
+    gates: bool = True,
+) -> dict[str, Any]:
     """Compare ``synthetic`` episodes with ``real`` ones (see the module docstring);
     ``gates`` adds :func:`fidelity_gates` (a one-step dynamics model is fitted: ~10–30 s)."""
     if real.spec.arrays() != synthetic.spec.arrays() or real.spec.obs_dim != synthetic.spec.obs_dim:
-        raise ConfigError("real and synthetic datasets have different specs; compare like with like")
+        raise ConfigError(
+            "real and synthetic datasets have different specs; compare like with like"
+        )
     rep: dict[str, Any] = {
-        "real_episodes": len(real), "synthetic_episodes": len(synthetic),
-        "return_mean": {"real": float(real.episode_returns.mean()), "synthetic": float(synthetic.episode_returns.mean())},
-        "length_mean": {"real": float(real.episode_lengths.mean()), "synthetic": float(synthetic.episode_lengths.mean())},
+        "real_episodes": len(real),
+        "synthetic_episodes": len(synthetic),
+        "return_mean": {
+            "real": float(real.episode_returns.mean()),
+            "synthetic": float(synthetic.episode_returns.mean()),
+        },
+        "length_mean": {
+            "real": float(real.episode_lengths.mean()),
+            "synthetic": float(synthetic.episode_lengths.mean()),
+        },
         "return_wasserstein": wasserstein1(real.episode_returns, synthetic.episode_returns),
         "length_wasserstein": wasserstein1(real.episode_lengths, synthetic.episode_lengths),
         "obs": _feature_errors(_rows(real, "obs"), _rows(synthetic, "obs")),
@@ -332,7 +418,8 @@ def fidelity_report(real: Dataset, synthetic: Dataset, *, out_dir: str | Path | 
         base = shuffled_baseline(real, len(synthetic), seed=seed)
         rep["shuffled_baseline"] = {
             "return_wasserstein": wasserstein1(real.episode_returns, base.episode_returns),
-            "length_wasserstein": wasserstein1(real.episode_lengths, base.episode_lengths)}
+            "length_wasserstein": wasserstein1(real.episode_lengths, base.episode_lengths),
+        }
     if real.spec.has_state:
         rep["state"] = _feature_errors(real.columns["state"], synthetic.columns["state"])
     ff_r, ff_s = focus_fire_share(real), focus_fire_share(synthetic)
@@ -344,13 +431,20 @@ def fidelity_report(real: Dataset, synthetic: Dataset, *, out_dir: str | Path | 
     if gates and len(synthetic) and len(real) >= 4:
         rep["gates"] = fidelity_gates(real, synthetic, seed=seed, baseline=base)
     if out_dir is not None:  # a report folder of ours (or a new one), never inside an input
-        out = check_output(out_dir, "report", overwrite=True,
-                           inputs=[*real.sources, *synthetic.sources], what="report folder")
+        out = check_output(
+            out_dir,
+            "report",
+            overwrite=True,
+            inputs=[*real.sources, *synthetic.sources],
+            what="report folder",
+        )
         out.mkdir(parents=True, exist_ok=True)
         if kind_of(out) != "report":
             write_marker(out, "report")
-        rep["plots"] = {"tsne": str(tsne_plot(real, synthetic, out / "tsne_obs.png", tsne_points, seed)),
-                        "returns": str(return_histogram(real, synthetic, out / "returns.png"))}
+        rep["plots"] = {
+            "tsne": str(tsne_plot(real, synthetic, out / "tsne_obs.png", tsne_points, seed)),
+            "returns": str(return_histogram(real, synthetic, out / "returns.png")),
+        }
     return rep
 
 
@@ -359,7 +453,9 @@ def split_augmented(ds: Dataset) -> tuple[Dataset, Dataset]:
     return ds.where("real"), ds.where("synthetic")
 
 
-def tsne_plot(real: Dataset, synthetic: Dataset, path: Path, points: int = 2000, seed: int = 0) -> Path:
+def tsne_plot(
+    real: Dataset, synthetic: Dataset, path: Path, points: int = 2000, seed: int = 0
+) -> Path:
     """t-SNE of per-agent observations, real vs synthetic (scikit-learn; PCA if it is absent)."""
     import matplotlib
 
@@ -375,14 +471,16 @@ def tsne_plot(real: Dataset, synthetic: Dataset, path: Path, points: int = 2000,
     try:
         from sklearn.manifold import TSNE
 
-        emb = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30, max(5, len(x) // 10))).fit_transform(x)
+        emb = TSNE(
+            n_components=2, init="pca", random_state=seed, perplexity=min(30, max(5, len(x) // 10))
+        ).fit_transform(x)
     except ImportError:  # pragma: no cover - scikit-learn is a dependency
         method = "PCA"
         xc = x - x.mean(0)
         emb = xc @ np.linalg.svd(xc, full_matrices=False)[2][:2].T
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.scatter(emb[: len(r), 0], emb[: len(r), 1], s=4, alpha=0.5, label=f"real ({len(r)})")
-    ax.scatter(emb[len(r):, 0], emb[len(r):, 1], s=4, alpha=0.5, label=f"synthetic ({len(s)})")
+    ax.scatter(emb[len(r) :, 0], emb[len(r) :, 1], s=4, alpha=0.5, label=f"synthetic ({len(s)})")
     ax.set_title(f"{method} of observations — {real.spec.env_id}")
     ax.legend(markerscale=4)
     fig.tight_layout()
@@ -425,7 +523,7 @@ def shuffled_baseline(ds: Dataset, n_episodes: int, seed: int = 0) -> Dataset:
     layout = F.Layout.from_spec(ds.spec)
     x, _ = F.encode(ds, layout, int(ds.episode_lengths.max()))
     idx = rng.integers(0, x.shape[0], size=(n_episodes, x.shape[1]))
-    shuffled = x[idx, np.arange(x.shape[1])[None, :], :]          # (n, F, T)
+    shuffled = x[idx, np.arange(x.shape[1])[None, :], :]  # (n, F, T)
     cols, lengths, _ = F.decode(shuffled, layout, ds.spec)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     return Dataset(ds.spec, cols, offsets, np.ones(n_episodes, np.uint8))

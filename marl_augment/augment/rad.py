@@ -62,20 +62,26 @@ class _Rad(Augmenter):
         cols["obs"] = (cols["obs"] * z_obs_rows).astype(np.float32)
         if ds.spec.has_state and c.scale_state:
             if self.per_dimension:
-                z_state = rng.uniform(c.alpha, c.beta, size=(n_episodes, ds.spec.state_dim)).astype(np.float32)
+                z_state = rng.uniform(c.alpha, c.beta, size=(n_episodes, ds.spec.state_dim)).astype(
+                    np.float32
+                )
                 cols["state"] = (cols["state"] * z_state[ep_of_row]).astype(np.float32)
             else:
                 cols["state"] = (cols["state"] * z[ep_of_row][:, None]).astype(np.float32)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         won = None if ds.episode_won is None else ds.episode_won[idx]
         self.last_source_episodes = idx
-        return Dataset(ds.spec, cols, offsets, np.ones(n_episodes, np.uint8), won=won, attrs=ds.attrs)
+        return Dataset(
+            ds.spec, cols, offsets, np.ones(n_episodes, np.uint8), won=won, attrs=ds.attrs
+        )
 
     def _source(self) -> Dataset:
         ds = getattr(self, "_ds", None)
         if ds is None:
-            raise ConfigError(f"{self.name} copies real episodes: fit it on the dataset in this "
-                              f"process (a saved RAD augmenter keeps only its config)")
+            raise ConfigError(
+                f"{self.name} copies real episodes: fit it on the dataset in this "
+                f"process (a saved RAD augmenter keeps only its config)"
+            )
         return ds
 
 

@@ -41,12 +41,17 @@ class ReturnReplicate(Augmenter):
     def _fit(self, ds: Dataset, progress: Any = None) -> None:
         returns = ds.episode_returns
         th = self.config.thresholds
-        self.thresholds = (np.asarray(th, dtype=np.float64) if th is not None
-                           else np.quantile(returns, self.config.quantiles))
+        self.thresholds = (
+            np.asarray(th, dtype=np.float64)
+            if th is not None
+            else np.quantile(returns, self.config.quantiles)
+        )
         copies = (returns[:, None] >= self.thresholds[None, :]).sum(1)
         self.multiset = np.repeat(np.arange(len(ds)), copies)
         if self.multiset.size == 0:
-            raise ConfigError(f"no episode reaches any threshold {self.thresholds.tolist()}; lower them")
+            raise ConfigError(
+                f"no episode reaches any threshold {self.thresholds.tolist()}; lower them"
+            )
         self._ds = ds
 
     def natural_size(self) -> int | None:
@@ -63,7 +68,9 @@ class ReturnReplicate(Augmenter):
         cols = {k: v[rows] for k, v in ds.columns.items()}
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         won = None if ds.episode_won is None else ds.episode_won[idx]
-        return Dataset(ds.spec, cols, offsets, np.ones(n_episodes, np.uint8), won=won, attrs=ds.attrs)
+        return Dataset(
+            ds.spec, cols, offsets, np.ones(n_episodes, np.uint8), won=won, attrs=ds.attrs
+        )
 
     def _facts(self) -> dict[str, Any]:
         return {"thresholds": self.thresholds.tolist()}

@@ -42,7 +42,9 @@ class Cell:
 
     @property
     def key(self) -> str:
-        blob = json.dumps({"kind": self.kind, **self.config}, sort_keys=True, separators=(",", ":"), default=str)
+        blob = json.dumps(
+            {"kind": self.kind, **self.config}, sort_keys=True, separators=(",", ":"), default=str
+        )
         return f"{self.kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
     def folder(self, work: Path) -> Path:
@@ -58,7 +60,9 @@ class Cell:
         return {"kind": self.kind, "config": self.config, "labels": self.labels}
 
 
-def run_cell(cell: dict[str, Any], work: str, device: str = "auto", threads: int = 1) -> dict[str, Any]:
+def run_cell(
+    cell: dict[str, Any], work: str, device: str = "auto", threads: int = 1
+) -> dict[str, Any]:
     """Compute one cell (a plain function of JSON-able arguments, so any executor can ship it)."""
     import torch
 
@@ -66,7 +70,7 @@ def run_cell(cell: dict[str, Any], work: str, device: str = "auto", threads: int
     torch.set_num_threads(max(1, int(threads)))
     try:
         return _run_cell(cell, work, device)
-    finally:                          # a cell run in the caller's process leaves it as it was
+    finally:  # a cell run in the caller's process leaves it as it was
         torch.set_num_threads(before)
 
 
@@ -78,10 +82,17 @@ def _run_cell(cell: dict[str, Any], work: str, device: str) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "cell.json").write_text(json.dumps(c.to_json(), indent=2))
     t0 = time.perf_counter()
-    result = {"data": _data, "augment": _augment, "train": _train}[c.kind](c, folder, Path(work), device)
+    result = {"data": _data, "augment": _augment, "train": _train}[c.kind](
+        c, folder, Path(work), device
+    )
     # wall seconds of this call (a resumed cell counts only its last part)
-    result = {"key": c.key, "kind": c.kind, **c.labels, **result,
-              "seconds": round(time.perf_counter() - t0, 2)}
+    result = {
+        "key": c.key,
+        "kind": c.kind,
+        **c.labels,
+        **result,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
     tmp = folder / (RESULT + ".tmp")
     tmp.write_text(json.dumps(result, indent=2, default=float))
     tmp.replace(folder / RESULT)
@@ -96,9 +107,20 @@ def store_of(work: Path, key: str) -> Path:
 def _summary(ds) -> dict[str, Any]:
     """A cell's dataset facts, from the dataset's one summary (:meth:`Dataset.stats`)."""
     s = ds.stats()
-    return {**{k: s.get(k) for k in ("episodes", "transitions", "return_mean", "return_std",
-                                     "win_rate", "synthetic_episodes")},
-            "env_id": ds.spec.env_id}
+    return {
+        **{
+            k: s.get(k)
+            for k in (
+                "episodes",
+                "transitions",
+                "return_mean",
+                "return_std",
+                "win_rate",
+                "synthetic_episodes",
+            )
+        },
+        "env_id": ds.spec.env_id,
+    }
 
 
 def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
@@ -115,15 +137,31 @@ def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
         raw_path = folder / "collected.zarr"
         policies = _behaviour_folder(c, folder, work)
         with _locked(policies.with_name(policies.name + ".lock")):
-            train_matd3(cfg["scenario"], policies, config=Td3OnlineConfig(**cfg["behaviour_options"]),
-                        seed=cfg["collect_seed"], env_kwargs=cfg["env_args"])
-        raw = load(raw_path) if raw_path.exists() else record_matd3(
-            policies, str(raw_path), quality=cfg["quality"], transitions=cfg["transitions"],
-            seed=cfg["collect_seed"])
+            train_matd3(
+                cfg["scenario"],
+                policies,
+                config=Td3OnlineConfig(**cfg["behaviour_options"]),
+                seed=cfg["collect_seed"],
+                env_kwargs=cfg["env_args"],
+            )
+        raw = (
+            load(raw_path)
+            if raw_path.exists()
+            else record_matd3(
+                policies,
+                str(raw_path),
+                quality=cfg["quality"],
+                transitions=cfg["transitions"],
+                seed=cfg["collect_seed"],
+            )
+        )
         src = raw.attrs["source"]
-        extra = {"behaviour_checkpoint": src["behaviour_checkpoint"],
-                 "behaviour_return": src["measured_return"],
-                 "full_episodes": len(raw), "full_transitions": raw.num_transitions}
+        extra = {
+            "behaviour_checkpoint": src["behaviour_checkpoint"],
+            "behaviour_return": src["measured_return"],
+            "full_episodes": len(raw),
+            "full_transitions": raw.num_transitions,
+        }
     elif cfg.get("behaviour") == "learned":
         # OG-MARL's recipe: train a behaviour policy (resumable, in this cell's folder), record
         # the checkpoint of the quality's band
@@ -134,21 +172,45 @@ def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
         with _locked(policies.with_name(policies.name + ".lock")):
             # one behaviour learner per scenario: every quality records from its checkpoints
             # (the first cell trains, a cell of another quality waits for it, then reads)
-            train_behaviour(cfg["scenario"], policies, config=PpoConfig(**cfg["behaviour_options"]),
-                            seed=cfg["collect_seed"])
-        raw = load(raw_path) if raw_path.exists() else record_behaviour(
-            policies, raw_path, quality=cfg["quality"], transitions=cfg["transitions"],
-            seed=cfg["collect_seed"])
+            train_behaviour(
+                cfg["scenario"],
+                policies,
+                config=PpoConfig(**cfg["behaviour_options"]),
+                seed=cfg["collect_seed"],
+            )
+        raw = (
+            load(raw_path)
+            if raw_path.exists()
+            else record_behaviour(
+                policies,
+                raw_path,
+                quality=cfg["quality"],
+                transitions=cfg["transitions"],
+                seed=cfg["collect_seed"],
+            )
+        )
         src = raw.attrs["source"]
-        extra = {"behaviour_checkpoint": src["checkpoint"],
-                 "behaviour_normalised_return": src["measured_normalised_return"],
-                 "full_episodes": len(raw), "full_transitions": raw.num_transitions}
+        extra = {
+            "behaviour_checkpoint": src["checkpoint"],
+            "behaviour_normalised_return": src["measured_normalised_return"],
+            "full_episodes": len(raw),
+            "full_transitions": raw.num_transitions,
+        }
     elif "scenario" in cfg:
         from ..envs.smax import collect
 
         raw_path = folder / "collected.zarr"
-        raw = load(raw_path) if raw_path.exists() else collect(
-            cfg["scenario"], raw_path, quality=cfg["quality"], episodes=cfg["episodes"], seed=cfg["collect_seed"])
+        raw = (
+            load(raw_path)
+            if raw_path.exists()
+            else collect(
+                cfg["scenario"],
+                raw_path,
+                quality=cfg["quality"],
+                episodes=cfg["episodes"],
+                seed=cfg["collect_seed"],
+            )
+        )
     else:
         raw = load(cfg["dataset"])
     if cfg["subsample"] < 1:
@@ -168,10 +230,20 @@ def _behaviour_folder(c: Cell, folder: Path, work: Path) -> Path:
     if (folder / "policies").is_dir():
         return folder / "policies"
     cfg = c.config
-    blob = json.dumps({k: cfg[k] for k in ("scenario", "behaviour_options", "collect_seed",
-                                           "learner", "env_args") if k in cfg},
-                      sort_keys=True, separators=(",", ":"))
-    shared = Path(work) / "behaviour" / f"{cfg['scenario'].replace(':', '-')}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+    blob = json.dumps(
+        {
+            k: cfg[k]
+            for k in ("scenario", "behaviour_options", "collect_seed", "learner", "env_args")
+            if k in cfg
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    shared = (
+        Path(work)
+        / "behaviour"
+        / f"{cfg['scenario'].replace(':', '-')}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+    )
     shared.parent.mkdir(parents=True, exist_ok=True)
     return shared
 
@@ -205,7 +277,7 @@ def _augment(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
     ds = load(store_of(work, cfg["data"]))
     fields = AUGMENTERS.get(cfg["method"]).Config.__dataclass_fields__
     options = dict(cfg["options"])
-    if "seed" in fields:     # learned augmenters: the fit is seeded too
+    if "seed" in fields:  # learned augmenters: the fit is seeded too
         options.setdefault("seed", cfg.get("fit_seed", cfg["seed"]))
     if "device" in fields:
         options["device"] = device
@@ -231,8 +303,13 @@ def _augment(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
     new = aug.augment(ds, scale=cfg["scale"], seed=cfg["seed"], out=out, overwrite=True)
     shutil.rmtree(folder / "fit", ignore_errors=True)
     augment_s = time.perf_counter() - t0
-    return {"store": str(out), "fit_seconds": round(fit_s, 2), "augment_seconds": round(augment_s, 2),
-            **_summary(new), "fidelity": gates_of(new)}
+    return {
+        "store": str(out),
+        "fit_seconds": round(fit_s, 2),
+        "augment_seconds": round(augment_s, 2),
+        **_summary(new),
+        "fidelity": gates_of(new),
+    }
 
 
 def gates_of(augmented) -> dict[str, Any] | None:
@@ -250,9 +327,15 @@ def gates_of(augmented) -> dict[str, Any] | None:
 
 def _shared_fit_folder(c: Cell, work: Path) -> Path:
     cfg = c.config
-    blob = json.dumps({k: v for k, v in cfg.items() if k != "seed" and k != "scale"}, sort_keys=True,
-                      separators=(",", ":"), default=str)
-    folder = Path(work) / "fits" / f"{cfg['method']}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+    blob = json.dumps(
+        {k: v for k, v in cfg.items() if k != "seed" and k != "scale"},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    folder = (
+        Path(work) / "fits" / f"{cfg['method']}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+    )
     folder.parent.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -265,20 +348,40 @@ def _train(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
     store = store_of(work, cfg["augment"] or cfg["data"])
     run = folder / "run"
     data_fp = _fingerprint(store_of(work, cfg["data"]))
-    s = train(store, cfg["algo"], out=run, env_id=cfg["env_id"], steps=cfg["steps"], seed=cfg["seed"],
-              eval_every=cfg["eval_every"] or 0, eval_episodes=32, final_episodes=cfg["eval_episodes"],
-              options={**cfg["options"], "device": device}, resume=run.exists())
+    s = train(
+        store,
+        cfg["algo"],
+        out=run,
+        env_id=cfg["env_id"],
+        steps=cfg["steps"],
+        seed=cfg["seed"],
+        eval_every=cfg["eval_every"] or 0,
+        eval_episodes=32,
+        final_episodes=cfg["eval_episodes"],
+        options={**cfg["options"], "device": device},
+        resume=run.exists(),
+    )
     top = max_return(cfg["env_id"])
     ev = s["eval"]
     curve = [(r["step"], r["return_mean"]) for r in read_metrics(run) if r["kind"] == "eval"]
     extra = {}
     if cfg.get("shifted_env_args"):
         extra["shifted"] = _shifted_eval(run, cfg)
-    return {**extra, "data_fingerprint": data_fp, "return_mean": ev["return_mean"], "return_std": ev["return_std"], "win_rate": ev.get("win_rate"),
-            "normalised_return": ev["return_mean"] / top if top else None, "train_seconds": s["train_seconds"],
-            "eval_seconds": s.get("eval_seconds"),
-            "updates_per_s": s["updates_per_s"], "curve": curve, "run": str(run),
-            "dataset_return": s["dataset"]["return_mean"], "dataset_episodes": s["dataset"]["episodes"]}
+    return {
+        **extra,
+        "data_fingerprint": data_fp,
+        "return_mean": ev["return_mean"],
+        "return_std": ev["return_std"],
+        "win_rate": ev.get("win_rate"),
+        "normalised_return": ev["return_mean"] / top if top else None,
+        "train_seconds": s["train_seconds"],
+        "eval_seconds": s.get("eval_seconds"),
+        "updates_per_s": s["updates_per_s"],
+        "curve": curve,
+        "run": str(run),
+        "dataset_return": s["dataset"]["return_mean"],
+        "dataset_episodes": s["dataset"]["episodes"],
+    }
 
 
 def _fingerprint(store: str | Path) -> str | None:
@@ -297,8 +400,11 @@ def _shifted_eval(run: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     policy = load_policy(run, device="cpu")
     kwargs = {**recorded_settings(policy.spec, cfg["env_id"]), **cfg["shifted_env_args"]}
     res = evaluate(policy, cfg["env_id"], episodes=cfg["eval_episodes"], seed=cfg["seed"], **kwargs)
-    return {"env_args": cfg["shifted_env_args"], "return_mean": res["return_mean"],
-            "return_std": res["return_std"]}
+    return {
+        "env_args": cfg["shifted_env_args"],
+        "return_mean": res["return_mean"],
+        "return_std": res["return_std"],
+    }
 
 
 __all__ = ["ORIGINAL", "RESULT", "Cell", "gates_of", "is_learned", "run_cell", "store_of"]

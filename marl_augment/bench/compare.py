@@ -30,8 +30,9 @@ def compare_datasets(items: list[str], out: Path | None, overwrite: bool = False
     dss = [load(i) for i in items]
     if out is None:
         return _compare_into(items, dss, None)
-    with new_output(out, "report", overwrite=overwrite, inputs=[d.path for d in dss],
-                    what="report folder") as tmp:
+    with new_output(
+        out, "report", overwrite=overwrite, inputs=[d.path for d in dss], what="report folder"
+    ) as tmp:
         res = _compare_into(items, dss, tmp)
 
     def moved(v: Any) -> Any:
@@ -45,7 +46,9 @@ def compare_datasets(items: list[str], out: Path | None, overwrite: bool = False
 def _compare_into(items: list[str], dss: list[Any], out: Path | None) -> dict[str, Any]:
     res: dict[str, Any] = {"datasets": items, "stats": [d.stats() for d in dss]}
     if out is not None:
-        res["returns_plot"] = str(_histograms(dss, [Path(i).name for i in items], out / "returns.png"))
+        res["returns_plot"] = str(
+            _histograms(dss, [Path(i).name for i in items], out / "returns.png")
+        )
     if len(dss) == 2:
         real = dss[0].where("real") if (dss[0].episode_origin == 0).any() else dss[0]
         other = dss[1].where("synthetic") if (dss[1].episode_origin != 0).any() else dss[1]
@@ -83,15 +86,29 @@ def compare_results(a: str, b: str) -> dict[str, Any]:
     for tag, rows in (("a", ra), ("b", rb)):
         for r in rows:
             groups[r["dataset"], r["algo"], r["method"]][tag].append(r["return_mean"])
-    lines = [f"| dataset | algorithm | method | A ({Path(a).name}) | B ({Path(b).name}) | B − A |",
-             "|---|---|---|---:|---:|---:|"]
+    lines = [
+        f"| dataset | algorithm | method | A ({Path(a).name}) | B ({Path(b).name}) | B − A |",
+        "|---|---|---|---:|---:|---:|",
+    ]
     rows = []
     for (d, al, m), v in groups.items():
         ma_ = float(np.mean(v["a"])) if v["a"] else None
         mb = float(np.mean(v["b"])) if v["b"] else None
         delta = mb - ma_ if ma_ is not None and mb is not None else None
-        rows.append({"dataset": d, "algo": al, "method": m, "a": ma_, "b": mb, "delta": delta,
-                     "seeds_a": len(v["a"]), "seeds_b": len(v["b"])})
-        lines.append(f"| {d} | {al} | {m} | {_fmt(ma_)} | {_fmt(mb)} | "
-                     f"{'–' if delta is None else f'{delta:+.3f}'} |")
+        rows.append(
+            {
+                "dataset": d,
+                "algo": al,
+                "method": m,
+                "a": ma_,
+                "b": mb,
+                "delta": delta,
+                "seeds_a": len(v["a"]),
+                "seeds_b": len(v["b"]),
+            }
+        )
+        lines.append(
+            f"| {d} | {al} | {m} | {_fmt(ma_)} | {_fmt(mb)} | "
+            f"{'–' if delta is None else f'{delta:+.3f}'} |"
+        )
     return {"rows": rows, "table": "\n".join(lines)}

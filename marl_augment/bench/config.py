@@ -126,43 +126,59 @@ class BenchConfig:
         from ..augment import AUGMENTERS
 
         if not self.scenarios and not self.datasets:
-            raise ConfigError("the benchmark has no data: give scenarios (e.g. smax:3m) or datasets")
+            raise ConfigError(
+                "the benchmark has no data: give scenarios (e.g. smax:3m) or datasets"
+            )
         if self.behaviour not in ("scripted", "learned"):
             raise ConfigError(f"behaviour must be 'scripted' or 'learned', got {self.behaviour!r}")
         continuous = [s for s in self.scenarios if not s.startswith("smax:")]
         for s in continuous:
             if not s.startswith(CONTINUOUS_SCENARIOS):
-                raise ConfigError(f"scenario {s!r}: the benchmark makes datasets on smax:<map>, "
-                                  f"mamujoco:<agents>-<robot> and mpe:<env>; pass other data with "
-                                  "datasets = [...] (e.g. a converted OG-MARL Vault)")
+                raise ConfigError(
+                    f"scenario {s!r}: the benchmark makes datasets on smax:<map>, "
+                    f"mamujoco:<agents>-<robot> and mpe:<env>; pass other data with "
+                    "datasets = [...] (e.g. a converted OG-MARL Vault)"
+                )
             if self.behaviour != "learned":
-                raise ConfigError(f"scenario {s!r} has continuous actions: its data comes from "
-                                  "learned behaviour (behaviour = \"learned\"), not scripts")
+                raise ConfigError(
+                    f"scenario {s!r} has continuous actions: its data comes from "
+                    'learned behaviour (behaviour = "learned"), not scripts'
+                )
         extra = sorted(set(self.env_args) - set(continuous))
         if extra:
-            raise ConfigError(f"env_args for {extra}, which are not continuous scenarios of "
-                              f"this benchmark ({continuous})")
+            raise ConfigError(
+                f"env_args for {extra}, which are not continuous scenarios of "
+                f"this benchmark ({continuous})"
+            )
         extra = sorted(set(self.shifted_env_args) - set(self.scenarios))
         if extra:
-            raise ConfigError(f"shifted_env_args for {extra}, which are not scenarios of this "
-                              f"benchmark ({self.scenarios})")
+            raise ConfigError(
+                f"shifted_env_args for {extra}, which are not scenarios of this "
+                f"benchmark ({self.scenarios})"
+            )
         for s in self.scenarios:
             allowed = scenario_qualities(s, self.behaviour)
             for q in self.qualities:
                 if q not in allowed:
-                    raise ConfigError(f"unknown quality {q!r} for {s} with {self.behaviour} "
-                                      f"behaviour; choose {', '.join(allowed)}")
+                    raise ConfigError(
+                        f"unknown quality {q!r} for {s} with {self.behaviour} "
+                        f"behaviour; choose {', '.join(allowed)}"
+                    )
         if self.behaviour == "learned":
             from ..envs.behaviour import PpoConfig
             from ..envs.online import Td3OnlineConfig
 
             extra = sorted(k for k in self.matd3_options if ":" in k and k not in continuous)
             if extra:
-                raise ConfigError(f"matd3_options for {extra}, which are not continuous "
-                                  f"scenarios of this benchmark ({continuous})")
+                raise ConfigError(
+                    f"matd3_options for {extra}, which are not continuous "
+                    f"scenarios of this benchmark ({continuous})"
+                )
             checks = [("behaviour_options", PpoConfig, self.behaviour_options)]
-            checks += [(f"matd3_options ({s})", Td3OnlineConfig, self.matd3_for(s))
-                       for s in continuous or [""]]
+            checks += [
+                (f"matd3_options ({s})", Td3OnlineConfig, self.matd3_for(s))
+                for s in continuous or [""]
+            ]
             for key, cls, opts in checks:
                 try:
                     cls(**opts).check()
@@ -216,16 +232,23 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> BenchConfig
         if not p.is_file():
             raise NotFound(f"no benchmark config at {p}")
         try:
-            data = tomllib.loads(p.read_text()) if p.suffix == ".toml" else json.loads(p.read_text())
+            data = (
+                tomllib.loads(p.read_text()) if p.suffix == ".toml" else json.loads(p.read_text())
+            )
         except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
-            raise FormatError(f"benchmark config {p} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {e}") from None
+            raise FormatError(
+                f"benchmark config {p} is not valid "
+                f"{'TOML' if p.suffix == '.toml' else 'JSON'}: {e}"
+            ) from None
     data.update({k: v for k, v in overrides.items() if v is not None})
     if data.get("datasets") and "scenarios" not in data:
-        data["scenarios"] = []   # explicit datasets alone: collect nothing
+        data["scenarios"] = []  # explicit datasets alone: collect nothing
     known = {f.name for f in dataclasses.fields(BenchConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"unknown benchmark setting(s) {unknown}; the settings are {sorted(known)}")
+        raise ConfigError(
+            f"unknown benchmark setting(s) {unknown}; the settings are {sorted(known)}"
+        )
     try:
         return BenchConfig(**data).check()
     except TypeError as e:

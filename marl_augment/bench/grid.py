@@ -47,21 +47,48 @@ def plan(cfg: BenchConfig) -> tuple[list[Cell], list[Cell], list[Cell]]:
             if cfg.behaviour == "scripted":
                 made: dict[str, Any] = {"episodes": cfg.episodes}
             elif scenario.startswith("smax:"):
-                made = {"behaviour": "learned", "transitions": cfg.transitions,
-                        "behaviour_options": cfg.behaviour_options}
-            else:                                   # continuous: MATD3, with the env's args
-                made = {"behaviour": "learned", "learner": "matd3",
-                        "transitions": cfg.transitions,
-                        "behaviour_options": cfg.matd3_for(scenario),
-                        "env_args": cfg.env_args.get(scenario, {})}
-            data.append(Cell("data", {"scenario": scenario, "quality": q, **made,
-                                      "collect_seed": 0, "subsample": cfg.subsample, "subsample_seed": 0},
-                             {"dataset": f"{scenario} {q}", "env_id": scenario}))
+                made = {
+                    "behaviour": "learned",
+                    "transitions": cfg.transitions,
+                    "behaviour_options": cfg.behaviour_options,
+                }
+            else:  # continuous: MATD3, with the env's args
+                made = {
+                    "behaviour": "learned",
+                    "learner": "matd3",
+                    "transitions": cfg.transitions,
+                    "behaviour_options": cfg.matd3_for(scenario),
+                    "env_args": cfg.env_args.get(scenario, {}),
+                }
+            data.append(
+                Cell(
+                    "data",
+                    {
+                        "scenario": scenario,
+                        "quality": q,
+                        **made,
+                        "collect_seed": 0,
+                        "subsample": cfg.subsample,
+                        "subsample_seed": 0,
+                    },
+                    {"dataset": f"{scenario} {q}", "env_id": scenario},
+                )
+            )
     for name in cfg.datasets:
         path = resolve(name)
         fp, env_id = _fingerprint_and_env(path)
-        data.append(Cell("data", {"dataset": str(path), "fingerprint": fp, "subsample": cfg.subsample,
-                                  "subsample_seed": 0}, {"dataset": Path(name).name.removesuffix(".zarr"), "env_id": env_id}))
+        data.append(
+            Cell(
+                "data",
+                {
+                    "dataset": str(path),
+                    "fingerprint": fp,
+                    "subsample": cfg.subsample,
+                    "subsample_seed": 0,
+                },
+                {"dataset": Path(name).name.removesuffix(".zarr"), "env_id": env_id},
+            )
+        )
     augment: list[Cell] = []
     train: list[Cell] = []
     for d in data:
@@ -71,21 +98,43 @@ def plan(cfg: BenchConfig) -> tuple[list[Cell], list[Cell], list[Cell]]:
                 if method != ORIGINAL:
                     name, variant = split_method(method)
                     shared = {} if cfg.fit_per_seed or not is_learned(name) else {"fit_seed": 0}
-                    a = Cell("augment", {"data": d.key, "method": name, "scale": cfg.scale, "seed": seed,
-                                         "options": {**cfg.method_options.get(name, {}), **variant},
-                                         **shared, **_version(AUGMENTERS, name)},
-                             {**d.labels, "method": method, "seed": seed})
+                    a = Cell(
+                        "augment",
+                        {
+                            "data": d.key,
+                            "method": name,
+                            "scale": cfg.scale,
+                            "seed": seed,
+                            "options": {**cfg.method_options.get(name, {}), **variant},
+                            **shared,
+                            **_version(AUGMENTERS, name),
+                        },
+                        {**d.labels, "method": method, "seed": seed},
+                    )
                     augment.append(a)
                 # (only when set: the keys of cells without one stay as they were)
                 shifted = cfg.shifted_env_args.get(d.labels["env_id"])
                 shift = {"shifted_env_args": shifted} if shifted else {}
                 for algo in cfg.algos:
-                    train.append(Cell("train", {"data": d.key, "augment": a.key if a else None, "algo": algo,
-                                                "options": cfg.algo_options.get(algo, {}), "steps": cfg.steps,
-                                                "seed": seed, "eval_every": cfg.eval_every,
-                                                "eval_episodes": cfg.eval_episodes, "env_id": d.labels["env_id"],
-                                                **shift, **_version(ALGORITHMS, algo)},
-                                      {**d.labels, "method": method, "algo": algo, "seed": seed}))
+                    train.append(
+                        Cell(
+                            "train",
+                            {
+                                "data": d.key,
+                                "augment": a.key if a else None,
+                                "algo": algo,
+                                "options": cfg.algo_options.get(algo, {}),
+                                "steps": cfg.steps,
+                                "seed": seed,
+                                "eval_every": cfg.eval_every,
+                                "eval_episodes": cfg.eval_episodes,
+                                "env_id": d.labels["env_id"],
+                                **shift,
+                                **_version(ALGORITHMS, algo),
+                            },
+                            {**d.labels, "method": method, "algo": algo, "seed": seed},
+                        )
+                    )
     return data, augment, train
 
 
@@ -103,12 +152,20 @@ def _fingerprint_and_env(path: Path) -> tuple[str, str]:
     return str(ds.fingerprint), ds.spec.env_id
 
 
-def run_benchmark(cfg: BenchConfig, work: str | os.PathLike, *, executor: str = "local", workers: int = 1,
-                  device: str | None = None, ray_address: str | None = None,
-                  progress: Callable[[str, int, int], Any] | None = None,
-                  report: bool = True, restore: str | os.PathLike | None = None,
-                  compute: bool = True, notify: Callable[[str], Any] | None = None
-                  ) -> list[dict[str, Any]]:
+def run_benchmark(
+    cfg: BenchConfig,
+    work: str | os.PathLike,
+    *,
+    executor: str = "local",
+    workers: int = 1,
+    device: str | None = None,
+    ray_address: str | None = None,
+    progress: Callable[[str, int, int], Any] | None = None,
+    report: bool = True,
+    restore: str | os.PathLike | None = None,
+    compute: bool = True,
+    notify: Callable[[str], Any] | None = None,
+) -> list[dict[str, Any]]:
     """Run (or resume) the grid in ``work``; return the training runs' result rows.
 
     The grid runs in rounds, one per seed: a round computes the data and augment cells its
@@ -145,8 +202,9 @@ def run_benchmark(cfg: BenchConfig, work: str | os.PathLike, *, executor: str = 
         # restored rows count only on the data they were trained on: make their data here
         # (learned behaviour data can come out differently on another machine), then check
         keys = {c.config["data"] for c in restored}
-        for _ in run([c.to_json() for c in data if c.key in keys and not c.done(work)],
-                     str(work), dev):
+        for _ in run(
+            [c.to_json() for c in data if c.key in keys and not c.done(work)], str(work), dev
+        ):
             if progress:
                 progress("data", 1, 0)
         dropped = unrestore_mismatched(restored, upstream, work)
@@ -158,11 +216,15 @@ def run_benchmark(cfg: BenchConfig, work: str | os.PathLike, *, executor: str = 
     rows: list[dict[str, Any]] = []
     rounds = list(dict.fromkeys(c.labels["seed"] for c in train)) if compute else [None]
     for seed in rounds:
-        todo_train = [c for c in train if c.labels["seed"] == seed and not c.done(work)] if compute else []
+        todo_train = (
+            [c for c in train if c.labels["seed"] == seed and not c.done(work)] if compute else []
+        )
         needed = _needed(todo_train, upstream, work)
-        for name, todo in (("data", [c for c in data if c.key in needed]),
-                           ("augment", [c for c in augment if c.key in needed]),
-                           ("train", todo_train)):
+        for name, todo in (
+            ("data", [c for c in data if c.key in needed]),
+            ("augment", [c for c in augment if c.key in needed]),
+            ("train", todo_train),
+        ):
             for _ in run([c.to_json() for c in todo], str(work), dev):
                 if progress:
                     progress(name, 1, 0)
@@ -175,28 +237,41 @@ def run_benchmark(cfg: BenchConfig, work: str | os.PathLike, *, executor: str = 
             from .report import write_report
 
             fid = [c.result(work) for c in augment if c.done(work)]
-            write_report(rows, work, cfg, timing=timing_table(timing(data, augment, train, work), workers),
-                         fidelity=[r for r in fid if r.get("fidelity")])
+            write_report(
+                rows,
+                work,
+                cfg,
+                timing=timing_table(timing(data, augment, train, work), workers),
+                fidelity=[r for r in fid if r.get("fidelity")],
+            )
     return rows
 
 
 def _group(c: Cell) -> str:
     if c.kind == "data":
-        return "data: " + ("learned behaviour" if c.config.get("behaviour") == "learned" else
-                           "scripted" if "scenario" in c.config else "explicit dataset")
+        return "data: " + (
+            "learned behaviour"
+            if c.config.get("behaviour") == "learned"
+            else "scripted"
+            if "scenario" in c.config
+            else "explicit dataset"
+        )
     if c.kind == "augment":
         return f"augment: {c.labels['method']}"
     return f"train: {c.config['algo']}"
 
 
-def timing(data: list[Cell], augment: list[Cell], train: list[Cell], work: Path) -> list[dict[str, Any]]:
+def timing(
+    data: list[Cell], augment: list[Cell], train: list[Cell], work: Path
+) -> list[dict[str, Any]]:
     """Where the grid's time goes: per kind of cell (data, augment per method, train per
     algorithm) the finished and remaining cells, the mean wall seconds of a finished one
     (training split into updates and evaluation) and the estimate for the remaining ones."""
     groups: dict[str, dict[str, Any]] = {}
     for c in (*data, *augment, *train):
-        g = groups.setdefault(_group(c), {"group": _group(c), "done": 0, "todo": 0, "seconds": [],
-                                          "eval_seconds": []})
+        g = groups.setdefault(
+            _group(c), {"group": _group(c), "done": 0, "todo": 0, "seconds": [], "eval_seconds": []}
+        )
         if not c.done(work):
             g["todo"] += 1
             continue
@@ -212,28 +287,46 @@ def timing(data: list[Cell], augment: list[Cell], train: list[Cell], work: Path)
     for g in groups.values():
         mean = sum(g["seconds"]) / len(g["seconds"]) if g["seconds"] else None
         ev = sum(g["eval_seconds"]) / len(g["eval_seconds"]) if g["eval_seconds"] else None
-        out.append({"group": g["group"], "done": g["done"], "todo": g["todo"], "mean_seconds": mean,
-                    "mean_eval_seconds": ev, "todo_seconds": None if mean is None else mean * g["todo"],
-                    "measured": len(g["seconds"])})
+        out.append(
+            {
+                "group": g["group"],
+                "done": g["done"],
+                "todo": g["todo"],
+                "mean_seconds": mean,
+                "mean_eval_seconds": ev,
+                "todo_seconds": None if mean is None else mean * g["todo"],
+                "measured": len(g["seconds"]),
+            }
+        )
     return out
 
 
 def timing_table(rows: list[dict[str, Any]], workers: int) -> str:
     """Markdown of :func:`timing`, with the remaining time at ``workers`` cells at once."""
+
     def hms(s: float | None) -> str:
         if s is None:
             return "–"
-        return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"
-    lines = ["| cells | finished | to do | mean per cell | of it evaluation | to do (one process) |",
-             "|---|---:|---:|---:|---:|---:|"]
+        return (
+            f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"
+        )
+
+    lines = [
+        "| cells | finished | to do | mean per cell | of it evaluation | to do (one process) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['group']} | {r['done']} | {r['todo']} | {hms(r['mean_seconds'])} | "
-                     f"{hms(r['mean_eval_seconds'])} | {hms(r['todo_seconds'])} |")
+        lines.append(
+            f"| {r['group']} | {r['done']} | {r['todo']} | {hms(r['mean_seconds'])} | "
+            f"{hms(r['mean_eval_seconds'])} | {hms(r['todo_seconds'])} |"
+        )
     known = [r["todo_seconds"] for r in rows if r["todo_seconds"] is not None]
     unknown = [r["group"] for r in rows if r["todo"] and r["todo_seconds"] is None]
     total = sum(known)
-    note = (f"Remaining: about {hms(total / workers)} of wall time at {workers} cells at once "
-            f"({hms(total)} in one process)")
+    note = (
+        f"Remaining: about {hms(total / workers)} of wall time at {workers} cells at once "
+        f"({hms(total)} in one process)"
+    )
     if unknown:
         note += f", not counting {', '.join(unknown)} (no finished cell to time yet)"
     return "\n".join(lines) + "\n\n" + note + "."
@@ -264,7 +357,9 @@ def _needed(todo: list[Cell], upstream: dict[str, Cell], work: Path) -> set[str]
             if k is None or upstream[k].done(work):
                 continue
             keys.add(k)
-            if upstream[k].kind == "augment" and not upstream[upstream[k].config["data"]].done(work):
+            if upstream[k].kind == "augment" and not upstream[upstream[k].config["data"]].done(
+                work
+            ):
                 keys.add(upstream[k].config["data"])
     return keys
 
@@ -299,16 +394,17 @@ def restore_data(data: list[Cell], restore: Path, work: Path) -> int:
             continue
         from ..data.dataset import Dataset
 
-        Dataset.open(src / "store.zarr", validate=True)      # a damaged copy: one line, no cell
+        Dataset.open(src / "store.zarr", validate=True)  # a damaged copy: one line, no cell
         folder = c.folder(work)
         tmp = folder.with_name(folder.name + ".restoring")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(src, tmp)
         res = json.loads((tmp / RESULT).read_text())
-        (tmp / RESULT).write_text(json.dumps({**res, "store": str(folder / "store.zarr")},
-                                             indent=2))
+        (tmp / RESULT).write_text(
+            json.dumps({**res, "store": str(folder / "store.zarr")}, indent=2)
+        )
         if folder.exists():
-            shutil.rmtree(folder)                    # an unfinished cell of ours
+            shutil.rmtree(folder)  # an unfinished cell of ours
         tmp.replace(folder)
         n += 1
     return n
@@ -322,10 +418,17 @@ def keep_results(work: str | os.PathLike, out: str | os.PathLike) -> Path:
     if not (work / RESULTS_FILE).is_file():
         from ..errors import NotFound
 
-        raise NotFound(f"no benchmark results in {work} (expected {RESULTS_FILE}); run the "
-                       "benchmark first")
-    out = check_output(out, "benchmark-kept", overwrite=False, reuse=True, inputs=[work],
-                       what="kept results folder")
+        raise NotFound(
+            f"no benchmark results in {work} (expected {RESULTS_FILE}); run the benchmark first"
+        )
+    out = check_output(
+        out,
+        "benchmark-kept",
+        overwrite=False,
+        reuse=True,
+        inputs=[work],
+        what="kept results folder",
+    )
     out.mkdir(parents=True, exist_ok=True)
     write_marker(out, "benchmark-kept", benchmark=str(work))
     for f in [work / RESULTS_FILE, work / "report.md", work / CONFIG_FILE, *work.glob("*.png")]:
@@ -363,7 +466,7 @@ def unrestore_mismatched(restored: list[Cell], upstream: dict[str, Cell], work: 
     from .cells import _fingerprint
 
     verdict: dict[str, bool] = {}
-    made: dict[str, str | None] = {}           # each data cell's fingerprint, read once
+    made: dict[str, str | None] = {}  # each data cell's fingerprint, read once
     for c in restored:
         d = upstream.get(c.config["data"])
         if d is None or not d.done(work):
@@ -374,9 +477,13 @@ def unrestore_mismatched(restored: list[Cell], upstream: dict[str, Cell], work: 
                 made[d.key] = _fingerprint(store_of(work, d.key))
             same = row["data_fingerprint"] == made[d.key]
         elif c.config["augment"] is None:
-            same = (row.get("dataset_episodes") == facts.get("episodes")
-                    and abs(row.get("dataset_return", float("nan"))
-                            - facts.get("return_mean", float("nan"))) <= 1e-9)
+            same = (
+                row.get("dataset_episodes") == facts.get("episodes")
+                and abs(
+                    row.get("dataset_return", float("nan")) - facts.get("return_mean", float("nan"))
+                )
+                <= 1e-9
+            )
         else:
             continue
         verdict[d.key] = verdict.get(d.key, True) and same
@@ -387,8 +494,10 @@ def unrestore_mismatched(restored: list[Cell], upstream: dict[str, Cell], work: 
     if not dropped:
         return ""
     names = sorted({upstream[k].labels.get("dataset", k) for k in bad})
-    return (f"{len(dropped)} restored runs on {', '.join(names)} train again: their data differ "
-            "from the data made here")
+    return (
+        f"{len(dropped)} restored runs on {', '.join(names)} train again: their data differ "
+        "from the data made here"
+    )
 
 
 def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -399,7 +508,10 @@ def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
     if not p.is_file():
         from ..errors import NotFound
 
-        raise NotFound(f"no benchmark results at {path} (expected {RESULTS_FILE}); run 'marl-augment benchmark' first")
+        raise NotFound(
+            f"no benchmark results at {path} (expected {RESULTS_FILE}); run 'marl-augment "
+            "benchmark' first"
+        )
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
@@ -431,7 +543,7 @@ def _local_runner(workers: int) -> Runner:
             for f in as_completed(futures):
                 yield f.result()
         except BaseException:
-            stop_pool(pool)         # interrupted or a cell failed; finished cells stay
+            stop_pool(pool)  # interrupted or a cell failed; finished cells stay
             raise
         pool.shutdown(wait=True)
 
@@ -448,8 +560,13 @@ def _ray_runner(address: str | None, workers: int) -> Runner:
         if not cells:
             return
         if not ray.is_initialized():
-            ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
-                     log_to_driver=False, ignore_reinit_error=True)
+            ray.init(
+                address=address,
+                num_cpus=None if address else workers,
+                include_dashboard=False,
+                log_to_driver=False,
+                ignore_reinit_error=True,
+            )
         task = ray.remote(num_cpus=1)(run_cell)
         pending = [task.remote(c, work, device) for c in cells]
         while pending:

@@ -33,7 +33,9 @@ def _order(values: list[str], preferred: list[str] | None) -> list[str]:
     return seen
 
 
-def table1(rows: list[dict[str, Any]], methods: list[str] | None = None, algos: list[str] | None = None) -> str:
+def table1(
+    rows: list[dict[str, Any]], methods: list[str] | None = None, algos: list[str] | None = None
+) -> str:
     """The Markdown table (see the module docstring)."""
     datasets = _order([r["dataset"] for r in rows], None)
     methods = _order([r["method"] for r in rows], methods)
@@ -72,14 +74,20 @@ def table1(rows: list[dict[str, Any]], methods: list[str] | None = None, algos: 
                 avg[a, m] = float(np.mean(per_ds)) if len(per_ds) == len(ds_in) else None
         if all(v is None for v in avg.values()):
             continue
-        lines.append(f"| AVG {g} (normalised) | " + " | ".join(
-            "–" if avg[a, m] is None else f"{avg[a, m]:.3f}" for a, m in cols) + " |")
+        lines.append(
+            f"| AVG {g} (normalised) | "
+            + " | ".join("–" if avg[a, m] is None else f"{avg[a, m]:.3f}" for a, m in cols)
+            + " |"
+        )
         if ORIGINAL in methods:
             cells = []
             for a, m in cols:
                 base, v = avg.get((a, ORIGINAL)), avg[a, m]
-                cells.append("–" if base in (None, 0) or v is None or m == ORIGINAL
-                             else f"{v - base:+.3f} ({100 * (v - base) / base:+.1f}%)")
+                cells.append(
+                    "–"
+                    if base in (None, 0) or v is None or m == ORIGINAL
+                    else f"{v - base:+.3f} ({100 * (v - base) / base:+.1f}%)"
+                )
             lines.append(f"| vs original, {g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -104,13 +112,25 @@ def best_variant_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
         label = f"{name} (best variant)"
         names.append(label)
         for d, a in dict.fromkeys((r["dataset"], r["algo"]) for r in rows):
-            means = {m: np.mean([r["return_mean"] for r in rows if (r["dataset"], r["algo"], r["method"]) == (d, a, m)])
-                     for m in variants if any((r["dataset"], r["algo"], r["method"]) == (d, a, m) for r in rows)}
+            means = {
+                m: np.mean(
+                    [
+                        r["return_mean"]
+                        for r in rows
+                        if (r["dataset"], r["algo"], r["method"]) == (d, a, m)
+                    ]
+                )
+                for m in variants
+                if any((r["dataset"], r["algo"], r["method"]) == (d, a, m) for r in rows)
+            }
             if not means:
                 continue
             pick = max(means, key=means.get)
-            out += [{**r, "method": label, "picked": pick} for r in rows
-                    if (r["dataset"], r["algo"], r["method"]) == (d, a, pick)]
+            out += [
+                {**r, "method": label, "picked": pick}
+                for r in rows
+                if (r["dataset"], r["algo"], r["method"]) == (d, a, pick)
+            ]
     return out, names
 
 
@@ -134,8 +154,9 @@ def run_measures(row: dict[str, Any]) -> dict[str, float] | None:
     return {"final": final, "best": max(points + [final]), "last_third": float(np.mean(late))}
 
 
-def measures_table(rows: list[dict[str, Any]], methods: list[str] | None = None,
-                   algos: list[str] | None = None) -> str:
+def measures_table(
+    rows: list[dict[str, Any]], methods: list[str] | None = None, algos: list[str] | None = None
+) -> str:
     """Per algorithm and method, over every dataset and seed: mean normalised final, best and
     last-third return, each with its change from ``original`` in absolute normalised points
     (the EAQ paper's AVG-row measure) and relatively."""
@@ -149,9 +170,12 @@ def measures_table(rows: list[dict[str, Any]], methods: list[str] | None = None,
     if not got:
         return ""
     kinds = ("final", "best", "last_third")
-    lines = ["| algorithm · method | runs | " + " | ".join(
-        f"{k.replace('_', ' ')} | Δ {k.replace('_', ' ')} vs original" for k in kinds) + " |",
-        "|---|---:|" + "---:|---:|" * len(kinds)]
+    lines = [
+        "| algorithm · method | runs | "
+        + " | ".join(f"{k.replace('_', ' ')} | Δ {k.replace('_', ' ')} vs original" for k in kinds)
+        + " |",
+        "|---|---:|" + "---:|---:|" * len(kinds),
+    ]
     for a in algos:
         base = got.get((a, ORIGINAL))
         for m in methods:
@@ -180,16 +204,19 @@ def iqm(x: np.ndarray) -> float:
     if n == 0:
         return float("nan")
     cut = int(0.25 * n)
-    return float(x[cut: n - cut].mean())
+    return float(x[cut : n - cut].mean())
 
 
-def stratified_bootstrap_ci(groups: list[np.ndarray], stat=iqm, reps: int = 2000, seed: int = 0,
-                            level: float = 0.95) -> tuple[float, float]:
+def stratified_bootstrap_ci(
+    groups: list[np.ndarray], stat=iqm, reps: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile CI of ``stat`` over runs resampled with replacement within each group."""
     rng = np.random.default_rng(seed)
     vals = np.empty(reps)
     for i in range(reps):
-        vals[i] = stat(np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups if len(g)]))
+        vals[i] = stat(
+            np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups if len(g)])
+        )
     a = (1 - level) / 2
     return float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))
 
@@ -206,8 +233,9 @@ def probability_of_improvement(x: list[np.ndarray], y: list[np.ndarray]) -> floa
     return float(np.mean(per_task)) if per_task else float("nan")
 
 
-def probability_of_improvement_ci(x: list[np.ndarray], y: list[np.ndarray], reps: int = 2000,
-                                  seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def probability_of_improvement_ci(
+    x: list[np.ndarray], y: list[np.ndarray], reps: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile CI of :func:`probability_of_improvement`, both methods' runs resampled with
     replacement within each task (stratified bootstrap)."""
     rng = np.random.default_rng(seed)
@@ -228,13 +256,18 @@ def _by_dataset(rows: list[dict[str, Any]], algo: str, method: str) -> dict[str,
     return {d: np.asarray(v) for d, v in by_ds.items()}
 
 
-def aggregates(rows: list[dict[str, Any]], methods: list[str] | None = None,
-               algos: list[str] | None = None) -> list[dict[str, Any]]:
+def aggregates(
+    rows: list[dict[str, Any]], methods: list[str] | None = None, algos: list[str] | None = None
+) -> list[dict[str, Any]]:
     """IQM, mean and 95% CI of normalised returns per (algorithm, method)."""
     out = []
     for a in _order([r["algo"] for r in rows], algos):
         for m in _order([r["method"] for r in rows], methods):
-            sel = [r for r in rows if r["algo"] == a and r["method"] == m and r.get("normalised_return") is not None]
+            sel = [
+                r
+                for r in rows
+                if r["algo"] == a and r["method"] == m and r.get("normalised_return") is not None
+            ]
             if not sel:
                 continue
             by_ds: dict[str, list[float]] = defaultdict(list)
@@ -243,8 +276,15 @@ def aggregates(rows: list[dict[str, Any]], methods: list[str] | None = None,
             groups = [np.asarray(v) for v in by_ds.values()]
             allv = np.concatenate(groups)
             lo, hi = stratified_bootstrap_ci(groups)
-            g = {"algo": a, "method": m, "runs": int(allv.shape[0]), "iqm": iqm(allv),
-                 "mean": float(allv.mean()), "ci_low": lo, "ci_high": hi}
+            g = {
+                "algo": a,
+                "method": m,
+                "runs": int(allv.shape[0]),
+                "iqm": iqm(allv),
+                "mean": float(allv.mean()),
+                "ci_low": lo,
+                "ci_high": hi,
+            }
             base = _by_dataset(rows, a, ORIGINAL)
             shared = sorted(set(by_ds) & set(base))
             if m != ORIGINAL and shared:
@@ -257,13 +297,20 @@ def aggregates(rows: list[dict[str, Any]], methods: list[str] | None = None,
 
 
 def aggregates_table(aggs: list[dict[str, Any]]) -> str:
-    lines = ["| algorithm | method | runs | IQM (95% CI) | mean | P(better than original) (95% CI) |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| algorithm | method | runs | IQM (95% CI) | mean | P(better than original) (95% CI) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for g in aggs:
-        p = (f"{g['p_improve']:.2f} ({g['p_improve_ci'][0]:.2f}–{g['p_improve_ci'][1]:.2f})"
-             if "p_improve" in g else "–")
-        lines.append(f"| {g['algo']} | {g['method']} | {g['runs']} | {g['iqm']:.3f} "
-                     f"({g['ci_low']:.3f}–{g['ci_high']:.3f}) | {g['mean']:.3f} | {p} |")
+        p = (
+            f"{g['p_improve']:.2f} ({g['p_improve_ci'][0]:.2f}–{g['p_improve_ci'][1]:.2f})"
+            if "p_improve" in g
+            else "–"
+        )
+        lines.append(
+            f"| {g['algo']} | {g['method']} | {g['runs']} | {g['iqm']:.3f} "
+            f"({g['ci_low']:.3f}–{g['ci_high']:.3f}) | {g['mean']:.3f} | {p} |"
+        )
     return "\n".join(lines)
 
 
@@ -274,8 +321,12 @@ def performance_profile(scores: np.ndarray, taus: np.ndarray) -> np.ndarray:
     return (scores[None, :] > np.asarray(taus)[:, None]).mean(axis=1)
 
 
-def plot_profiles(rows: list[dict[str, Any]], out: Path, methods: list[str] | None = None,
-                  algos: list[str] | None = None) -> Path:
+def plot_profiles(
+    rows: list[dict[str, Any]],
+    out: Path,
+    methods: list[str] | None = None,
+    algos: list[str] | None = None,
+) -> Path:
     """Performance profiles: one panel per algorithm, one line per method."""
     import matplotlib
 
@@ -343,23 +394,39 @@ def plot_curves(rows: list[dict[str, Any]], out: Path) -> Path:
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.2 * nrows), squeeze=False)
     for ax, (d, a) in zip(axes.flat, panels):
         for m in dict.fromkeys(r["method"] for r in rows):
-            curves = [r["curve"] for r in rows if r["dataset"] == d and r["algo"] == a and r["method"] == m and r.get("curve")]
+            curves = [
+                r["curve"]
+                for r in rows
+                if r["dataset"] == d and r["algo"] == a and r["method"] == m and r.get("curve")
+            ]
             if not curves:
                 continue
             steps = [s for s, _ in curves[0]]
             ys = np.array([[v for _, v in c] for c in curves if len(c) == len(steps)])
-            line, = ax.plot(steps, ys.mean(0), label=m, lw=1.2)
-            if len(ys) > 1:       # the spread over seeds, ±1 std
-                ax.fill_between(steps, ys.mean(0) - ys.std(0), ys.mean(0) + ys.std(0),
-                                color=line.get_color(), alpha=0.12, lw=0)
-        data_returns = [r["dataset_return"] for r in rows if r["dataset"] == d and r["algo"] == a
-                        and r["method"] == ORIGINAL and r.get("dataset_return") is not None]
+            (line,) = ax.plot(steps, ys.mean(0), label=m, lw=1.2)
+            if len(ys) > 1:  # the spread over seeds, ±1 std
+                ax.fill_between(
+                    steps,
+                    ys.mean(0) - ys.std(0),
+                    ys.mean(0) + ys.std(0),
+                    color=line.get_color(),
+                    alpha=0.12,
+                    lw=0,
+                )
+        data_returns = [
+            r["dataset_return"]
+            for r in rows
+            if r["dataset"] == d
+            and r["algo"] == a
+            and r["method"] == ORIGINAL
+            and r.get("dataset_return") is not None
+        ]
         if data_returns:
             ax.axhline(data_returns[0], ls="--", c="grey", lw=0.8, label="data (original)")
         ax.set_title(f"{d} · {a}", fontsize=9)
         ax.set_xlabel("updates")
         ax.set_ylabel("return")
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
@@ -373,79 +440,142 @@ def fidelity_table(augmented: list[dict[str, Any]]) -> str:
     from ..augment.fidelity import GATE_NAMES
 
     names = list(dict.fromkeys(n for r in augmented for n in r["fidelity"]["gates"]))
-    head = "| dataset | method | seed | " + " | ".join(GATE_NAMES.get(n, n) for n in names) + " | all |"
+    head = (
+        "| dataset | method | seed | "
+        + " | ".join(GATE_NAMES.get(n, n) for n in names)
+        + " | all |"
+    )
     lines = [head, "|---|---|---:|" + "---|" * len(names) + "---|"]
     for r in sorted(augmented, key=lambda r: (r["dataset"], str(r["method"]), r["seed"])):
         g = r["fidelity"]["gates"]
-        cells = [("–" if n not in g else f"{g[n]['synthetic']:.3g} / {g[n]['shuffled']:.3g} "
-                  f"{'✓' if g[n]['pass'] else '✗'}") for n in names]
-        lines.append(f"| {r['dataset']} | {r['method']} | {r['seed']} | " + " | ".join(cells)
-                     + f" | {'pass' if r['fidelity']['passes'] else 'fail'} |")
+        cells = [
+            (
+                "–"
+                if n not in g
+                else f"{g[n]['synthetic']:.3g} / {g[n]['shuffled']:.3g} "
+                f"{'✓' if g[n]['pass'] else '✗'}"
+            )
+            for n in names
+        ]
+        lines.append(
+            f"| {r['dataset']} | {r['method']} | {r['seed']} | "
+            + " | ".join(cells)
+            + f" | {'pass' if r['fidelity']['passes'] else 'fail'} |"
+        )
     return "\n".join(lines)
 
 
-def write_report(rows: list[dict[str, Any]], work: Path, cfg: Any = None, *,
-                 timing: str | None = None, fidelity: list[dict[str, Any]] | None = None) -> Path:
+def write_report(
+    rows: list[dict[str, Any]],
+    work: Path,
+    cfg: Any = None,
+    *,
+    timing: str | None = None,
+    fidelity: list[dict[str, Any]] | None = None,
+) -> Path:
     """``report.md`` with the tables and the plots next to it (``timing``: a markdown table of
     where the grid's time goes, appended as its own section)."""
     work = Path(work)
     methods = list(cfg.methods) if cfg is not None else None
     algos = list(cfg.algos) if cfg is not None else None
     aggs = aggregates(rows, methods, algos)
-    parts = ["# Benchmark report", "",
-             f"{len(rows)} training runs; final evaluation return, mean ± std over seeds "
-             f"({len({r['seed'] for r in rows})} seeds).", "", table1(rows, methods, algos), ""]
+    parts = [
+        "# Benchmark report",
+        "",
+        f"{len(rows)} training runs; final evaluation return, mean ± std over seeds "
+        f"({len({r['seed'] for r in rows})} seeds).",
+        "",
+        table1(rows, methods, algos),
+        "",
+    ]
     if aggs:
         plot_iqm(aggs, work / "iqm.png")
         plot_profiles(rows, work / "profiles.png", methods, algos)
-        parts += ["## Normalised return, all datasets", "",
-                  "Interquartile mean with a 95% stratified-bootstrap interval, and the "
-                  "probability that a run of the method beats a run of `original` on the same "
-                  "dataset (rliable's probability of improvement, averaged over datasets). "
-                  "Computed with numpy here, by rliable's definitions.", "",
-                  aggregates_table(aggs), "", "![IQM](iqm.png)", "",
-                  "Performance profiles (fraction of runs above each normalised return):", "",
-                  "![profiles](profiles.png)", ""]
+        parts += [
+            "## Normalised return, all datasets",
+            "",
+            "Interquartile mean with a 95% stratified-bootstrap interval, and the "
+            "probability that a run of the method beats a run of `original` on the same "
+            "dataset (rliable's probability of improvement, averaged over datasets). "
+            "Computed with numpy here, by rliable's definitions.",
+            "",
+            aggregates_table(aggs),
+            "",
+            "![IQM](iqm.png)",
+            "",
+            "Performance profiles (fraction of runs above each normalised return):",
+            "",
+            "![profiles](profiles.png)",
+            "",
+        ]
     oracle, names = best_variant_rows(rows)
     if oracle:
         fixed = [m for m in (methods or []) if ":" in m] or None
         shown = [ORIGINAL, *names, *(fixed or [])]
-        parts += ["## The paper's way: the best variant per cell", "",
-                  "Per dataset and algorithm, the variant (e.g. EAQ's λ) with the highest mean final "
-                  "return — chosen on the measure it is judged by, so an oracle; the variants fixed "
-                  "in advance are the honest columns" + (f" ({', '.join(fixed)})" if fixed else "")
-                  + ".", "",
-                  table1([r for r in rows + oracle if r["method"] in shown], shown, algos), ""]
-    shifted = [{**r, "return_mean": r["shifted"]["return_mean"], "normalised_return": None}
-               for r in rows if r.get("shifted")]
+        parts += [
+            "## The paper's way: the best variant per cell",
+            "",
+            "Per dataset and algorithm, the variant (e.g. EAQ's λ) with the highest mean final "
+            "return — chosen on the measure it is judged by, so an oracle; the variants fixed "
+            "in advance are the honest columns" + (f" ({', '.join(fixed)})" if fixed else "") + ".",
+            "",
+            table1([r for r in rows + oracle if r["method"] in shown], shown, algos),
+            "",
+        ]
+    shifted = [
+        {**r, "return_mean": r["shifted"]["return_mean"], "normalised_return": None}
+        for r in rows
+        if r.get("shifted")
+    ]
     if shifted:
         args = sorted({json.dumps(r["shifted"]["env_args"], sort_keys=True) for r in shifted})
-        parts += ["## Shifted environments", "",
-                  "The same policies' final return in a shifted env (DOM2's generalisation "
-                  f"test; env arguments {', '.join(args)}), mean ± std over seeds.", "",
-                  table1(shifted, methods, algos), ""]
+        parts += [
+            "## Shifted environments",
+            "",
+            "The same policies' final return in a shifted env (DOM2's generalisation "
+            f"test; env arguments {', '.join(args)}), mean ± std over seeds.",
+            "",
+            table1(shifted, methods, algos),
+            "",
+        ]
     measures = measures_table(rows, methods, algos)
     if measures:
-        parts += ["## Final, best and last-third return", "",
-                  "Normalised returns averaged over datasets and seeds. *best* is the best "
-                  "periodic evaluation (an oracle early stop); *last third* averages the "
-                  "evaluations of the last third of training. Δ is the change from `original` "
-                  "in absolute normalised points, with the relative change in brackets.", "",
-                  measures, ""]
+        parts += [
+            "## Final, best and last-third return",
+            "",
+            "Normalised returns averaged over datasets and seeds. *best* is the best "
+            "periodic evaluation (an oracle early stop); *last third* averages the "
+            "evaluations of the last third of training. Δ is the change from `original` "
+            "in absolute normalised points, with the relative change in brackets.",
+            "",
+            measures,
+            "",
+        ]
     if any(r.get("curve") for r in rows):
         plot_curves(rows, work / "learning_curves.png")
         parts += ["## Learning curves", "", "![learning curves](learning_curves.png)", ""]
     if fidelity:
-        parts += ["## Fidelity gates of the augmented datasets", "",
-                  "Each cell: the synthetic episodes' distance to the real ones / the shuffled "
-                  "baseline's (real episodes with every feature shuffled across episodes); ✓ when "
-                  "at most half the baseline's or within the real data's own sampling noise. "
-                  "Dynamics: a one-step model fitted on real steps, its error above the held-out "
-                  "real steps' (docs/cli.md, `fidelity`).", "", fidelity_table(fidelity), ""]
+        parts += [
+            "## Fidelity gates of the augmented datasets",
+            "",
+            "Each cell: the synthetic episodes' distance to the real ones / the shuffled "
+            "baseline's (real episodes with every feature shuffled across episodes); ✓ when "
+            "at most half the baseline's or within the real data's own sampling noise. "
+            "Dynamics: a one-step model fitted on real steps, its error above the held-out "
+            "real steps' (docs/cli.md, `fidelity`).",
+            "",
+            fidelity_table(fidelity),
+            "",
+        ]
     if timing:
-        parts += ["## Where the time goes", "",
-                  "Wall seconds per cell (each cell runs in one process with one torch thread).", "",
-                  timing, ""]
+        parts += [
+            "## Where the time goes",
+            "",
+            "Wall seconds per cell (each cell runs in one process with one torch thread).",
+            "",
+            timing,
+            "",
+        ]
     path = work / REPORT_FILE
     path.write_text("\n".join(parts))
     return path

@@ -18,7 +18,8 @@ from . import train as _train
 
 app = typer.Typer(
     name="marl-augment",
-    help="Offline multi-agent RL data: convert, inspect, record, subsample, augment, train and evaluate.",
+    help="Offline multi-agent RL data: convert, inspect, record, subsample, augment, train and "
+    "evaluate.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -35,10 +36,15 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.",
-                                 is_eager=True, callback=_print_version),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the version and exit.",
+        is_eager=True,
+        callback=_print_version,
+    ),
 ) -> None:
-    """Offline multi-agent RL data: convert, inspect, record, subsample and augment episode stores."""
+    """Offline multi-agent RL data: convert, inspect, record, subsample, augment episode stores."""
 
 
 _data.register(app)

@@ -30,8 +30,10 @@ err_console = Console(stderr=True)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-INTERRUPTED = ("interrupted: each output is complete or absent, never half-made (a training run "
-               "or EAQ fit keeps its last checkpoint: rerun with --resume)")
+INTERRUPTED = (
+    "interrupted: each output is complete or absent, never half-made (a training run "
+    "or EAQ fit keeps its last checkpoint: rerun with --resume)"
+)
 
 
 def fail(message: str) -> typer.Exit:
@@ -69,7 +71,9 @@ def user_errors(fn: Callable) -> Callable:
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None = None, unit: str = "") -> Iterator[Callable[[int], None]]:
+def progress_bar(
+    description: str, total: int | None = None, unit: str = ""
+) -> Iterator[Callable[[int], None]]:
     """A rich progress bar; yields ``advance(n)``. Without a total it shows a counter."""
     columns: list[Any] = [SpinnerColumn(), TextColumn("[progress.description]{task.description}")]
     if total is not None:
@@ -77,14 +81,17 @@ def progress_bar(description: str, total: int | None = None, unit: str = "") -> 
     else:
         columns += [TextColumn("{task.completed:,} " + unit)]
     columns.append(TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=False,
-                  disable=not err_console.is_terminal) as prog:
+    with Progress(
+        *columns, console=err_console, transient=False, disable=not err_console.is_terminal
+    ) as prog:
         task = prog.add_task(description, total=total)
         yield lambda n=1: prog.advance(task, n)
 
 
 @contextmanager
-def metrics_bar(description: str, total: int, fields: tuple[str, ...]) -> Iterator[Callable[..., None]]:
+def metrics_bar(
+    description: str, total: int, fields: tuple[str, ...]
+) -> Iterator[Callable[..., None]]:
     """A progress bar that also shows running numbers; yields ``advance(n, *values, **named)``.
 
     Positional values fill ``fields`` in order; named ones fill fields by name; None shows "-".
@@ -98,7 +105,9 @@ def metrics_bar(description: str, total: int, fields: tuple[str, ...]) -> Iterat
         def advance(n: int = 1, *values: Any, **named: Any) -> None:
             shown = dict(zip(fields, values))
             shown.update({k: v for k, v in named.items() if k in fields})
-            prog.update(task, advance=n, **{k: "-" if v is None else f"{v:.4g}" for k, v in shown.items()})
+            prog.update(
+                task, advance=n, **{k: "-" if v is None else f"{v:.4g}" for k, v in shown.items()}
+            )
 
         yield advance
 

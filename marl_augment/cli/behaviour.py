@@ -11,15 +11,21 @@ import typer
 
 from ._common import console, parse_options, print_json, progress_bar, user_errors
 
-app = typer.Typer(help="Learned behaviour policies (MAPPO on SMAX, MATD3 on MaMuJoCo / MPE) and "
-                       "datasets recorded from them (OG-MARL's recipe: online training, noisy "
-                       "rollouts, quality levels).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Learned behaviour policies (MAPPO on SMAX, MATD3 on MaMuJoCo / MPE) and "
+    "datasets recorded from them (OG-MARL's recipe: online training, noisy "
+    "rollouts, quality levels).",
+    no_args_is_help=True,
+)
 
-OPTION_HELP = ("Learner option key=value (repeatable; MAPPO's on SMAX, MATD3's elsewhere), e.g. "
-               "-o num_envs=32 or -o threads=1; see docs/behaviour.md for the lists.")
-ENV_ARG_HELP = ("Env argument key=value of a continuous env (repeatable), e.g. -e max_cycles=25; "
-                "kept with the policies and the datasets.")
+OPTION_HELP = (
+    "Learner option key=value (repeatable; MAPPO's on SMAX, MATD3's elsewhere), e.g. "
+    "-o num_envs=32 or -o threads=1; see docs/behaviour.md for the lists."
+)
+ENV_ARG_HELP = (
+    "Env argument key=value of a continuous env (repeatable), e.g. -e max_cycles=25; "
+    "kept with the policies and the datasets."
+)
 
 
 def _config(env_id: str, options: list[str] | None, steps: int | None):
@@ -35,8 +41,9 @@ def _config(env_id: str, options: list[str] | None, steps: int | None):
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(opts) - known)
     if unknown:
-        raise ConfigError(f"unknown {learner} option(s) {unknown}; known: "
-                          f"{', '.join(sorted(known))}")
+        raise ConfigError(
+            f"unknown {learner} option(s) {unknown}; known: {', '.join(sorted(known))}"
+        )
     if steps is not None:
         opts["total_steps"] = steps
     try:
@@ -52,23 +59,40 @@ def _learner(folder: Path) -> str:
 
 
 def _show_matd3(row: dict[str, Any]) -> None:
-    console.print(f"{row['env_steps']:>10,} steps  behaviour return {row['return_mean']:.1f} "
-                  f"(greedy {row['greedy_return']:.1f})  [dim]{row['checkpoint']}, "
-                  f"{row['seconds']:.0f} s[/]")
+    console.print(
+        f"{row['env_steps']:>10,} steps  behaviour return {row['return_mean']:.1f} "
+        f"(greedy {row['greedy_return']:.1f})  [dim]{row['checkpoint']}, "
+        f"{row['seconds']:.0f} s[/]"
+    )
 
 
 def _show_checkpoint(row: dict[str, Any]) -> None:
-    console.print(f"{row['env_steps']:>10,} steps  return {row['return_mean']:.3f} "
-                  f"({row['normalised_return']:.2f} of max)  win rate {row['win_rate']:.2f}  "
-                  f"[dim]{row['checkpoint']}[/]")
+    console.print(
+        f"{row['env_steps']:>10,} steps  return {row['return_mean']:.3f} "
+        f"({row['normalised_return']:.2f} of max)  win rate {row['win_rate']:.2f}  "
+        f"[dim]{row['checkpoint']}[/]"
+    )
 
 
 @app.command("train")
 @user_errors
 def train(
-    env_id: Annotated[str, typer.Argument(help="smax:<map> (MAPPO), or a continuous-action env, e.g. mamujoco:2x3-HalfCheetah, mpe:simple_spread (MATD3).")],
-    out: Annotated[Path, typer.Option("--out", help="Folder of checkpoints (resumed if it exists).")] = Path("behaviour"),
-    steps: Annotated[int | None, typer.Option(help="Environment steps to train for (default 1,000,000 on SMAX, 200,000 with MATD3).")] = None,
+    env_id: Annotated[
+        str,
+        typer.Argument(
+            help="smax:<map> (MAPPO), or a continuous-action env, e.g. "
+            "mamujoco:2x3-HalfCheetah, mpe:simple_spread (MATD3)."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder of checkpoints (resumed if it exists).")
+    ] = Path("behaviour"),
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Environment steps to train for (default 1,000,000 on SMAX, 200,000 with MATD3)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the networks and the games.")] = 0,
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help=OPTION_HELP)] = None,
     env_arg: Annotated[list[str] | None, typer.Option("--env-arg", "-e", help=ENV_ARG_HELP)] = None,
@@ -86,20 +110,35 @@ def train(
     with progress_bar(f"training behaviour on {env_id}", total=cfg.total_steps) as advance:
         if split_id(env_id)[0] == "smax":
             if kwargs:
-                raise ConfigError("SMAX behaviour policies take no env arguments; set "
-                                  "-o max_steps=... instead")
-            res = train_behaviour(env_id, out, config=cfg, seed=seed, progress=advance,
-                                  log=None if as_json else _show_checkpoint)
+                raise ConfigError(
+                    "SMAX behaviour policies take no env arguments; set -o max_steps=... instead"
+                )
+            res = train_behaviour(
+                env_id,
+                out,
+                config=cfg,
+                seed=seed,
+                progress=advance,
+                log=None if as_json else _show_checkpoint,
+            )
             seconds = res["train_seconds"]
         else:
-            res = train_matd3(env_id, out, config=cfg, seed=seed, env_kwargs=kwargs,
-                              progress=advance, log=None if as_json else _show_matd3)
+            res = train_matd3(
+                env_id,
+                out,
+                config=cfg,
+                seed=seed,
+                env_kwargs=kwargs,
+                progress=advance,
+                log=None if as_json else _show_matd3,
+            )
             seconds = res["seconds"]
     if as_json:
         print_json(res)
         return
-    console.print(f"[green]wrote[/] {res['folder']}: {len(res['checkpoints'])} checkpoints, "
-                  f"{seconds:.0f} s")
+    console.print(
+        f"[green]wrote[/] {res['folder']}: {len(res['checkpoints'])} checkpoints, {seconds:.0f} s"
+    )
 
 
 @app.command("list")
@@ -116,8 +155,9 @@ def list_checkpoints(
         _list_matd3(folder, rows, as_json)
         return
     for r in rows:
-        r["quality"] = next((q for q, (lo, hi) in QUALITY_BANDS.items()
-                             if lo <= r["normalised_return"] <= hi), None)
+        r["quality"] = next(
+            (q for q, (lo, hi) in QUALITY_BANDS.items() if lo <= r["normalised_return"] <= hi), None
+        )
     if as_json:
         print_json(rows)
         return
@@ -127,8 +167,14 @@ def list_checkpoints(
     for col in ("checkpoint", "env steps", "return", "normalised", "win rate", "quality"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r["checkpoint"], f"{r['env_steps']:,}", f"{r['return_mean']:.3f}",
-                  f"{r['normalised_return']:.3f}", f"{r['win_rate']:.2f}", r["quality"] or "-")
+        t.add_row(
+            r["checkpoint"],
+            f"{r['env_steps']:,}",
+            f"{r['return_mean']:.3f}",
+            f"{r['normalised_return']:.3f}",
+            f"{r['win_rate']:.2f}",
+            r["quality"] or "-",
+        )
     console.print(t)
 
 
@@ -147,12 +193,17 @@ def _list_matd3(folder: Path, rows: list[dict[str, Any]], as_json: bool) -> None
     for col in ("checkpoint", "env steps", "behaviour return", "greedy return", "quality"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r["checkpoint"], f"{r['env_steps']:,}",
-                  f"{r['return_mean']:.1f} ± {r['return_std']:.1f}", f"{r['greedy_return']:.1f}",
-                  ", ".join(r["qualities"]) or "-")
+        t.add_row(
+            r["checkpoint"],
+            f"{r['env_steps']:,}",
+            f"{r['return_mean']:.1f} ± {r['return_std']:.1f}",
+            f"{r['greedy_return']:.1f}",
+            ", ".join(r["qualities"]) or "-",
+        )
     console.print(t)
-    console.print("bands: " + ", ".join(f"{q} {lo:.1f} to {hi:.1f}" for q, (lo, hi) in
-                                          bands.items()))
+    console.print(
+        "bands: " + ", ".join(f"{q} {lo:.1f} to {hi:.1f}" for q, (lo, hi) in bands.items())
+    )
 
 
 @app.command("record")
@@ -160,13 +211,34 @@ def _list_matd3(folder: Path, rows: list[dict[str, Any]], as_json: bool) -> None
 def record(
     folder: Annotated[Path, typer.Argument(help="A folder made by 'behaviour train'.")],
     out: Annotated[str, typer.Argument(help="Output episode store.")],
-    quality: Annotated[str | None, typer.Option(help="poor, medium or good (HalfCheetah also omar-medium, omar-expert): the checkpoint whose measured return lies in the quality's band.")] = None,
-    checkpoint: Annotated[str | None, typer.Option(help="A checkpoint file name instead of a quality.")] = None,
-    transitions: Annotated[int, typer.Option(min=1, help="Steps to record, in whole episodes (OG-MARL: ~1M).")] = 1_000_000,
-    epsilon: Annotated[float | None, typer.Option(help="SMAX: ε of the ε-greedy behaviour (default: the folder's, 0.05).")] = None,
-    noise: Annotated[float | None, typer.Option(help="Continuous envs: std of the Gaussian action noise, in units of half the bound range (default: the folder's, 0.2).")] = None,
+    quality: Annotated[
+        str | None,
+        typer.Option(
+            help="poor, medium or good (HalfCheetah also omar-medium, omar-expert): the "
+            "checkpoint whose measured return lies in the quality's band."
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        str | None, typer.Option(help="A checkpoint file name instead of a quality.")
+    ] = None,
+    transitions: Annotated[
+        int, typer.Option(min=1, help="Steps to record, in whole episodes (OG-MARL: ~1M).")
+    ] = 1_000_000,
+    epsilon: Annotated[
+        float | None,
+        typer.Option(help="SMAX: ε of the ε-greedy behaviour (default: the folder's, 0.05)."),
+    ] = None,
+    noise: Annotated[
+        float | None,
+        typer.Option(
+            help="Continuous envs: std of the Gaussian action noise, in units of half the bound "
+            "range (default: the folder's, 0.2)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option()] = 0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace OUT if it exists.")
+    ] = False,
 ) -> None:
     """Record a dataset with a learned behaviour policy, with provenance (checkpoint, noise,
     return)."""
@@ -178,61 +250,109 @@ def record(
 
         if epsilon is not None:
             raise ConfigError("--epsilon is for SMAX's discrete actions; use --noise")
-        ds = record_matd3(folder, out, quality=quality, checkpoint=checkpoint,
-                          transitions=transitions, noise=noise, seed=seed, overwrite=overwrite,
-                          bars=progress_bar)
+        ds = record_matd3(
+            folder,
+            out,
+            quality=quality,
+            checkpoint=checkpoint,
+            transitions=transitions,
+            noise=noise,
+            seed=seed,
+            overwrite=overwrite,
+            bars=progress_bar,
+        )
         s, src = ds.attrs["summary"], ds.attrs["source"]
-        console.print(f"[green]wrote[/] {ds.path}: {s['episodes']} episodes, "
-                      f"{s['transitions']} transitions, return {s['return_mean']:.1f} ± "
-                      f"{s['return_std']:.1f} (checkpoint {src['behaviour_checkpoint']}, noise "
-                      f"{src['behaviour_noise']})")
+        console.print(
+            f"[green]wrote[/] {ds.path}: {s['episodes']} episodes, "
+            f"{s['transitions']} transitions, return {s['return_mean']:.1f} ± "
+            f"{s['return_std']:.1f} (checkpoint {src['behaviour_checkpoint']}, noise "
+            f"{src['behaviour_noise']})"
+        )
         return
     if noise is not None:
-        raise ConfigError("--noise is for continuous actions; SMAX's behaviour is ε-greedy: "
-                          "use --epsilon")
+        raise ConfigError(
+            "--noise is for continuous actions; SMAX's behaviour is ε-greedy: use --epsilon"
+        )
     with progress_bar("recording", total=transitions) as advance:
-        ds = record_behaviour(folder, out, quality=quality, checkpoint=checkpoint,
-                              transitions=transitions, epsilon=epsilon, seed=seed,
-                              overwrite=overwrite, progress=advance)
+        ds = record_behaviour(
+            folder,
+            out,
+            quality=quality,
+            checkpoint=checkpoint,
+            transitions=transitions,
+            epsilon=epsilon,
+            seed=seed,
+            overwrite=overwrite,
+            progress=advance,
+        )
     s, src = ds.attrs["summary"], ds.attrs["source"]
-    console.print(f"[green]wrote[/] {ds.path}: {s['episodes']} episodes, {s['transitions']} "
-                  f"transitions, return {s['return_mean']:.3f} ± {s['return_std']:.3f} "
-                  f"(checkpoint {src['checkpoint']}, ε {src['epsilon']})")
+    console.print(
+        f"[green]wrote[/] {ds.path}: {s['episodes']} episodes, {s['transitions']} "
+        f"transitions, return {s['return_mean']:.3f} ± {s['return_std']:.3f} "
+        f"(checkpoint {src['checkpoint']}, ε {src['epsilon']})"
+    )
 
 
 @app.command("datasets")
 @user_errors
 def datasets(
-    env_id: Annotated[str, typer.Argument(help="smax:<map>, or a continuous-action env, e.g. mamujoco:2x3-HalfCheetah.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for the policies and datasets (resumed if it exists).")],
+    env_id: Annotated[
+        str,
+        typer.Argument(
+            help="smax:<map>, or a continuous-action env, e.g. mamujoco:2x3-HalfCheetah."
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Folder for the policies and datasets (resumed if it exists)."),
+    ],
     seed: Annotated[int, typer.Option()] = 0,
-    quality: Annotated[list[str] | None, typer.Option(help="Qualities to record (repeatable; default poor, medium, good).")] = None,
-    transitions: Annotated[int, typer.Option(min=1, help="Steps per full dataset (OG-MARL: ~1M).")] = 1_000_000,
-    fraction: Annotated[float, typer.Option(help="Share of whole episodes kept (the EAQ paper's 3%).")] = 0.03,
-    steps: Annotated[int | None, typer.Option(help="Environment steps of behaviour training.")] = None,
+    quality: Annotated[
+        list[str] | None,
+        typer.Option(help="Qualities to record (repeatable; default poor, medium, good)."),
+    ] = None,
+    transitions: Annotated[
+        int, typer.Option(min=1, help="Steps per full dataset (OG-MARL: ~1M).")
+    ] = 1_000_000,
+    fraction: Annotated[
+        float, typer.Option(help="Share of whole episodes kept (the EAQ paper's 3%).")
+    ] = 0.03,
+    steps: Annotated[
+        int | None, typer.Option(help="Environment steps of behaviour training.")
+    ] = None,
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help=OPTION_HELP)] = None,
     env_arg: Annotated[list[str] | None, typer.Option("--env-arg", "-e", help=ENV_ARG_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Reproduce an env's datasets from a seed: train, record each quality, keep the 3% subsample."""
+    """Reproduce an env's datasets from a seed: train, record each quality, keep a 3% subsample."""
     from ..envs import split_id
     from ..envs.datasets import behaviour_datasets
 
     cfg = _config(env_id, option, steps)
     show = _show_checkpoint if split_id(env_id)[0] == "smax" else _show_matd3
     with progress_bar(f"training behaviour on {env_id}", total=cfg.total_steps) as advance:
-        res = behaviour_datasets(env_id, out, seed=seed, qualities=tuple(quality or ("poor", "medium", "good")),
-                                 transitions=transitions, fraction=fraction, config=cfg,
-                                 env_kwargs=parse_options(env_arg, "env argument"),
-                                 progress=advance, log=None if as_json else show)
+        res = behaviour_datasets(
+            env_id,
+            out,
+            seed=seed,
+            qualities=tuple(quality or ("poor", "medium", "good")),
+            transitions=transitions,
+            fraction=fraction,
+            config=cfg,
+            env_kwargs=parse_options(env_arg, "env argument"),
+            progress=advance,
+            log=None if as_json else show,
+        )
     if as_json:
         print_json(res)
         return
     for q, d in res["datasets"].items():
-        console.print(f"[green]{q}[/]: {d['subsample']} — {d['episodes']} episodes, "
-                      f"{d['transitions']} transitions, return {d['return_mean']:.3f} "
-                      f"(from {d['full_episodes']} episodes, checkpoint {d['checkpoint']}, "
-                      f"behaviour return {d['measured_return']:.3f})")
+        console.print(
+            f"[green]{q}[/]: {d['subsample']} — {d['episodes']} episodes, "
+            f"{d['transitions']} transitions, return {d['return_mean']:.3f} "
+            f"(from {d['full_episodes']} episodes, checkpoint {d['checkpoint']}, "
+            f"behaviour return {d['measured_return']:.3f})"
+        )
 
 
 def register(root: typer.Typer) -> None:

@@ -4,5 +4,13 @@ from .dataset import Dataset, Episode, StoreWriter, concat, make_provenance_entr
 from .schema import SCHEMA_VERSION, Spec
 from .store import read_store
 
-__all__ = ["SCHEMA_VERSION", "Dataset", "Episode", "Spec", "StoreWriter", "concat",
-           "make_provenance_entry", "read_store"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Dataset",
+    "Episode",
+    "Spec",
+    "StoreWriter",
+    "concat",
+    "make_provenance_entry",
+    "read_store",
+]

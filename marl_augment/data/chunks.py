@@ -62,13 +62,14 @@ def chunk_rows_for(row_bytes: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> in
 
 
 def array_of(group, name: str):
-    """Array ``name`` of a store's group, with one line when it is missing or its metadata is bad."""
+    """Array ``name`` of a store's group; one line when it is missing or its metadata is bad."""
     try:
         arr = group[name]
         _ = (arr.shape, arr.dtype, arr.chunks)
     except KeyError:
-        raise SchemaError(f"array {name!r} is missing from the store; re-create it from its "
-                          f"source") from None
+        raise SchemaError(
+            f"array {name!r} is missing from the store; re-create it from its source"
+        ) from None
     except Exception as exc:  # zarr's own errors for damaged metadata are of many kinds
         raise unreadable(name, exc) from None
     return arr
@@ -125,8 +126,12 @@ def chunk_layout(root: Path, name: str, shape: Sequence[int]) -> dict[str, Any] 
         return None
     if not ok:
         return None
-    return {"rows": int(chunk_shape[0]), "suffix": "/0" * (len(shape) - 1), "blosc": blosc,
-            "dir": Path(root) / name}
+    return {
+        "rows": int(chunk_shape[0]),
+        "suffix": "/0" * (len(shape) - 1),
+        "blosc": blosc,
+        "dir": Path(root) / name,
+    }
 
 
 def chunk_path(layout: Mapping[str, Any], c: int) -> Path:
@@ -136,10 +141,17 @@ def chunk_path(layout: Mapping[str, Any], c: int) -> Path:
 def encoder_for(blosc: Mapping[str, Any], itemsize: int):
     from numcodecs import Blosc
 
-    shuffle = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE,
-               "bitshuffle": Blosc.BITSHUFFLE}[blosc.get("shuffle", "shuffle")]
-    return Blosc(cname=blosc.get("cname", "lz4"), clevel=int(blosc.get("clevel", 5)),
-                 shuffle=shuffle, blocksize=int(blosc.get("blocksize", 0)))
+    shuffle = {
+        "noshuffle": Blosc.NOSHUFFLE,
+        "shuffle": Blosc.SHUFFLE,
+        "bitshuffle": Blosc.BITSHUFFLE,
+    }[blosc.get("shuffle", "shuffle")]
+    return Blosc(
+        cname=blosc.get("cname", "lz4"),
+        clevel=int(blosc.get("clevel", 5)),
+        shuffle=shuffle,
+        blocksize=int(blosc.get("blocksize", 0)),
+    )
 
 
 def thread_pool():
@@ -147,8 +159,9 @@ def thread_pool():
     if _POOL is None:
         from concurrent.futures import ThreadPoolExecutor
 
-        _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
-                                   thread_name_prefix="marl-augment-read")
+        _POOL = ThreadPoolExecutor(
+            max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="marl-augment-read"
+        )
     return _POOL
 
 
@@ -173,7 +186,7 @@ class RowReader:
         out: dict[str, np.ndarray] = {}
         tasks = []
         for name, arr in self.arrays.items():
-            end = arr.shape[0] if hi is None else min(hi, arr.shape[0])   # as numpy slices
+            end = arr.shape[0] if hi is None else min(hi, arr.shape[0])  # as numpy slices
             layout = self._fast[name]
             if layout is None:
                 out[name] = read_array(arr, name, slice(lo, end))
@@ -198,17 +211,17 @@ class RowReader:
         try:
             buf = path.read_bytes()
         except FileNotFoundError:  # zarr does not write chunks holding only the fill value
-            dest[a - lo:b - lo] = 0
+            dest[a - lo : b - lo] = 0
             return
         except OSError as exc:
             raise unreadable(name, exc, c) from None
         try:
             if a == c_lo and b == c_hi:
-                Blosc().decode(buf, out=dest[a - lo:b - lo])
+                Blosc().decode(buf, out=dest[a - lo : b - lo])
             else:
                 full = np.empty((rows, *arr.shape[1:]), dtype=arr.dtype)
                 Blosc().decode(buf, out=full)
-                dest[a - lo:b - lo] = full[a - c_lo:b - c_lo]
+                dest[a - lo : b - lo] = full[a - c_lo : b - c_lo]
         except Exception as exc:
             raise unreadable(name, exc, c) from None
 

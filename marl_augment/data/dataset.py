@@ -62,15 +62,25 @@ class Dataset:
     :meth:`Dataset.open`. All arrays are read-only.
     """
 
-    def __init__(self, spec: Spec, columns: Mapping[str, np.ndarray], offsets: np.ndarray,
-                 origin: np.ndarray, *, won: np.ndarray | None = None,
-                 attrs: Mapping[str, Any] | None = None, path: Path | None = None,
-                 pending: Sequence[Mapping[str, Any]] = (),
-                 inputs: Sequence[Path] = ()) -> None:
+    def __init__(
+        self,
+        spec: Spec,
+        columns: Mapping[str, np.ndarray],
+        offsets: np.ndarray,
+        origin: np.ndarray,
+        *,
+        won: np.ndarray | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        path: Path | None = None,
+        pending: Sequence[Mapping[str, Any]] = (),
+        inputs: Sequence[Path] = (),
+    ) -> None:
         self._spec = spec
         # columns may be a zero-argument loader: the arrays are then read on first use
         self._loader = columns if callable(columns) else None
-        self._cols_data = None if callable(columns) else {n: _readonly(a) for n, a in columns.items()}
+        self._cols_data = (
+            None if callable(columns) else {n: _readonly(a) for n, a in columns.items()}
+        )
         self._offsets = _readonly(np.asarray(offsets, dtype=np.int64))
         self._origin = _readonly(np.asarray(origin, dtype=np.uint8))
         self._won = None if won is None else _readonly(np.asarray(won, dtype=bool))
@@ -89,8 +99,14 @@ class Dataset:
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike, *, validate: bool = True, lazy: bool = False,
-             progress: Any = None) -> Dataset:
+    def open(
+        cls,
+        path: str | os.PathLike,
+        *,
+        validate: bool = True,
+        lazy: bool = False,
+        progress: Any = None,
+    ) -> Dataset:
         """Read a store into memory; with ``validate`` (default) check it fully first.
 
         ``lazy=True`` (only without validation) reads the per-transition arrays on first use:
@@ -104,8 +120,9 @@ class Dataset:
 
             return cls(c.spec, load, c.offsets, c.origin, won=c.won, attrs=c.attrs, path=c.path)
         c = read_store(path, validate=validate, keep=True, progress=progress)
-        return cls(c.spec, c.columns or {}, c.offsets, c.origin, won=c.won, attrs=c.attrs,
-                   path=c.path)
+        return cls(
+            c.spec, c.columns or {}, c.offsets, c.origin, won=c.won, attrs=c.attrs, path=c.path
+        )
 
     # -- basic facts -----------------------------------------------------------------------
     @property
@@ -174,8 +191,10 @@ class Dataset:
 
     def __repr__(self) -> str:
         where = f" at {str(self._path)!r}" if self._path else ""
-        return (f"Dataset({self._spec.env_id!r}, episodes={len(self)}, "
-                f"transitions={self.num_transitions}, agents={self._spec.n_agents}{where})")
+        return (
+            f"Dataset({self._spec.env_id!r}, episodes={len(self)}, "
+            f"transitions={self.num_transitions}, agents={self._spec.n_agents}{where})"
+        )
 
     # -- episodes --------------------------------------------------------------------------
     def episode(self, i: int) -> Episode:
@@ -185,8 +204,12 @@ class Dataset:
         i %= n
         lo, hi = int(self._offsets[i]), int(self._offsets[i + 1])
         cols = {k: v[lo:hi] for k, v in self._cols.items()}
-        return Episode(index=i, origin=int(self._origin[i]),
-                       won=None if self._won is None else bool(self._won[i]), **cols)
+        return Episode(
+            index=i,
+            origin=int(self._origin[i]),
+            won=None if self._won is None else bool(self._won[i]),
+            **cols,
+        )
 
     def episodes(self) -> Iterator[Episode]:
         """Iterate over episodes in store order."""
@@ -196,8 +219,13 @@ class Dataset:
     __iter__ = episodes
 
     # -- whole-episode view ----------------------------------------------------------------
-    def padded(self, max_len: int | None = None, *, multiple_of: int = 1,
-               fields: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    def padded(
+        self,
+        max_len: int | None = None,
+        *,
+        multiple_of: int = 1,
+        fields: Sequence[str] | None = None,
+    ) -> dict[str, np.ndarray]:
         """All episodes as (E, T_max, ...) arrays, zero padded, with ``mask`` (E, T_max).
 
         ``max_len`` defaults to the longest episode; longer episodes are refused rather than cut.
@@ -210,8 +238,9 @@ class Dataset:
             raise ConfigError(f"max_len={t_max} is shorter than the longest episode ({longest})")
         if multiple_of > 1:
             t_max = -(-t_max // multiple_of) * multiple_of
-        return _windows(self, np.arange(len(self)), np.zeros(len(self), dtype=np.int64),
-                        t_max, fields)
+        return _windows(
+            self, np.arange(len(self)), np.zeros(len(self), dtype=np.int64), t_max, fields
+        )
 
     def check_fields(self, fields: Sequence[str] | None) -> list[str]:
         """``fields`` (all of them when None), or one line naming those this dataset lacks."""
@@ -223,12 +252,15 @@ class Dataset:
         return list(fields)
 
     # -- recurrent-learner view ------------------------------------------------------------
-    def sequence_index(self, length: int, period: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def sequence_index(
+        self, length: int, period: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(episode, start step) of every window :meth:`sequences` yields."""
         return sequence_starts(self.episode_lengths, length, period)
 
-    def sequences(self, length: int = 20, period: int | None = None, *,
-                  fields: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    def sequences(
+        self, length: int = 20, period: int | None = None, *, fields: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
         """Fixed-length windows for recurrent learners: (W, length, ...) arrays plus ``mask``.
 
         Windows start every ``period`` steps (default: ``length``, no overlap) inside each
@@ -241,9 +273,20 @@ class Dataset:
         return _windows(self, ep, start, int(length), fields)
 
     # -- torch -----------------------------------------------------------------------------
-    def torch(self, view: str = "transitions", *, batch_size: int = 32, shuffle: bool = True,
-              seed: int = 0, drop_last: bool = False, length: int = 20, period: int | None = None,
-              fields: Sequence[str] | None = None, num_workers: int = 0, **loader_kwargs: Any):
+    def torch(
+        self,
+        view: str = "transitions",
+        *,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        length: int = 20,
+        period: int | None = None,
+        fields: Sequence[str] | None = None,
+        num_workers: int = 0,
+        **loader_kwargs: Any,
+    ):
         """A ``torch.utils.data.DataLoader`` yielding dicts of tensors.
 
         ``view``: ``"transitions"`` (rows, with ``next_*`` fields), ``"sequences"`` (windows
@@ -253,9 +296,19 @@ class Dataset:
         """
         from .torch_views import make_loader
 
-        return make_loader(self, view, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                           drop_last=drop_last, length=length, period=period, fields=fields,
-                           num_workers=num_workers, **loader_kwargs)
+        return make_loader(
+            self,
+            view,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+            length=length,
+            period=period,
+            fields=fields,
+            num_workers=num_workers,
+            **loader_kwargs,
+        )
 
     def torch_dataset(self, view: str = "transitions", **kwargs: Any):
         """The ``IterableDataset`` behind :meth:`torch` (for use in your own DataLoader)."""
@@ -264,7 +317,9 @@ class Dataset:
         return EpisodeIterable(self, view, **kwargs)
 
     # -- derivation ------------------------------------------------------------------------
-    def select(self, episodes: Sequence[int] | np.ndarray, *, op: Mapping[str, Any] | None = None) -> Dataset:
+    def select(
+        self, episodes: Sequence[int] | np.ndarray, *, op: Mapping[str, Any] | None = None
+    ) -> Dataset:
         """A new dataset made of the given episodes (in the given order)."""
         idx = np.asarray(episodes, dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
@@ -276,12 +331,21 @@ class Dataset:
         cols = {n: a[rows] for n, a in self._cols.items()}
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         pending = [*self._pending, *([dict(op)] if op else [])]
-        return Dataset(self._spec, cols, offsets, self._origin[idx],
-                       won=None if self._won is None else self._won[idx],
-                       attrs=self._attrs, path=None, pending=pending, inputs=self._inputs)
+        return Dataset(
+            self._spec,
+            cols,
+            offsets,
+            self._origin[idx],
+            won=None if self._won is None else self._won[idx],
+            attrs=self._attrs,
+            path=None,
+            pending=pending,
+            inputs=self._inputs,
+        )
 
-    def subsample(self, fraction: float | None = None, *, n_episodes: int | None = None,
-                  seed: int = 0) -> Dataset:
+    def subsample(
+        self, fraction: float | None = None, *, n_episodes: int | None = None, seed: int = 0
+    ) -> Dataset:
         """A random subset of whole episodes (kept in their original order), seeded.
 
         Give ``fraction`` (0 < f <= 1; at least one episode is kept) or ``n_episodes``.
@@ -298,8 +362,12 @@ class Dataset:
                 raise ConfigError(f"n_episodes must be in 1..{len(self)}, got {n}")
         rng = np.random.default_rng(seed)
         idx = np.sort(rng.choice(len(self), size=n, replace=False))
-        op = {"method": "subsample", "config": {"fraction": fraction, "n_episodes": n},
-              "seed": int(seed), "parent_fingerprint": self.fingerprint}
+        op = {
+            "method": "subsample",
+            "config": {"fraction": fraction, "n_episodes": n},
+            "seed": int(seed),
+            "parent_fingerprint": self.fingerprint,
+        }
         return self.select(idx, op=op)
 
     def where(self, origin: str | int = "real") -> Dataset:
@@ -314,20 +382,33 @@ class Dataset:
             raise ConfigError(f"origin must be 'real', 'synthetic' or an int, got {origin!r}")
         if not keep.any():
             raise ConfigError(f"no episodes have origin {origin!r} in {self!r}")
-        return self.select(np.flatnonzero(keep), op={"method": "where", "config": {"origin": origin},
-                                                      "parent_fingerprint": self.fingerprint})
+        return self.select(
+            np.flatnonzero(keep),
+            op={
+                "method": "where",
+                "config": {"origin": origin},
+                "parent_fingerprint": self.fingerprint,
+            },
+        )
 
     # -- statistics ------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Episode count, transitions, return and length distribution, win rate when known."""
         ends = self._cols["terminated"][self._offsets[1:] - 1]
-        return episode_stats(self.episode_lengths, self.episode_returns, self._origin, self._won,
-                             ends)
+        return episode_stats(
+            self.episode_lengths, self.episode_returns, self._origin, self._won, ends
+        )
 
     # -- writing ---------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False,
-             provenance: Mapping[str, Any] | None = None, block_rows: int = 1 << 16,
-             progress: Any = None) -> Dataset:
+    def save(
+        self,
+        path: str | os.PathLike,
+        *,
+        overwrite: bool = False,
+        provenance: Mapping[str, Any] | None = None,
+        block_rows: int = 1 << 16,
+        progress: Any = None,
+    ) -> Dataset:
         """Write this dataset to a new store and return it opened from there.
 
         Derivation steps (subsample, where, concat) and ``provenance`` (a new entry, e.g. an
@@ -337,19 +418,35 @@ class Dataset:
         history = self.provenance
         for entry in entries:
             history.append(make_provenance_entry(step=len(history) + 1, **entry))
-        with StoreWriter(path, self._spec, overwrite=overwrite, source=self.source,
-                         provenance=history, inputs=self._inputs) as w:
+        with StoreWriter(
+            path,
+            self._spec,
+            overwrite=overwrite,
+            source=self.source,
+            provenance=history,
+            inputs=self._inputs,
+        ) as w:
             for cols, lengths, eps in iter_blocks(self._cols, self._offsets, block_rows):
-                w.append_episodes(cols, lengths, origins=self._origin[eps].tolist(),
-                                  won=None if self._won is None else self._won[eps].tolist())
+                w.append_episodes(
+                    cols,
+                    lengths,
+                    origins=self._origin[eps].tolist(),
+                    won=None if self._won is None else self._won[eps].tolist(),
+                )
                 if progress is not None:
                     progress(int(lengths.sum()))
         return w.result
 
 
-def make_provenance_entry(*, step: int, method: str, config: Mapping[str, Any] | None = None,
-                          seed: int | None = None, parent_fingerprint: Any = None,
-                          **extra: Any) -> dict[str, Any]:
+def make_provenance_entry(
+    *,
+    step: int,
+    method: str,
+    config: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    parent_fingerprint: Any = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """One provenance record: what was done, with which config and seed, to which parent."""
     entry = {
         "step": int(step),
@@ -372,9 +469,20 @@ def concat(datasets: Sequence[Dataset]) -> Dataset:
     first = datasets[0]
     for i, d in enumerate(datasets[1:], start=1):
         a, b = first.spec, d.spec
-        for f in ("env_id", "agent_ids", "obs_dim", "n_actions", "state_dim",
-                  "has_avail_actions", "has_alive", "has_agent_rewards", "action_kind",
-                  "agent_n_actions", "action_low", "action_high"):
+        for f in (
+            "env_id",
+            "agent_ids",
+            "obs_dim",
+            "n_actions",
+            "state_dim",
+            "has_avail_actions",
+            "has_alive",
+            "has_agent_rewards",
+            "action_kind",
+            "agent_n_actions",
+            "action_low",
+            "action_high",
+        ):
             if getattr(a, f) != getattr(b, f):
                 raise SchemaError(
                     f"cannot concat: dataset {i} has {f}={getattr(b, f)!r} but dataset 0 has "
@@ -389,11 +497,15 @@ def concat(datasets: Sequence[Dataset]) -> Dataset:
         won = np.concatenate([d._won for d in datasets])
     spec = first.spec.replace(max_episode_len=int(lengths.max()))
     inputs = tuple(p for d in datasets for p in d._inputs)
-    op = {"method": "concat", "config": {"episodes": [len(d) for d in datasets]},
-          "parent_fingerprint": [d.fingerprint for d in datasets]}
+    op = {
+        "method": "concat",
+        "config": {"episodes": [len(d) for d in datasets]},
+        "parent_fingerprint": [d.fingerprint for d in datasets],
+    }
     pending = [*first._pending, op]
-    return Dataset(spec, cols, offsets, origin, won=won, attrs=first._attrs, pending=pending,
-                   inputs=inputs)
+    return Dataset(
+        spec, cols, offsets, origin, won=won, attrs=first._attrs, pending=pending, inputs=inputs
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,8 +530,9 @@ def _episode_rows(offsets: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) + shift
 
 
-def _windows(ds: Dataset, ep: np.ndarray, start: np.ndarray, length: int,
-             fields: Sequence[str] | None) -> dict[str, np.ndarray]:
+def _windows(
+    ds: Dataset, ep: np.ndarray, start: np.ndarray, length: int, fields: Sequence[str] | None
+) -> dict[str, np.ndarray]:
     fields = ds.check_fields(fields)
     return gather_windows(ds._cols, ds._offsets, ds.episode_lengths, ep, start, length, fields)
 
@@ -444,4 +557,3 @@ class StoreWriter(EpisodeWriter):
             # validated as it was written; arrays are read only if the caller uses them
             self.result = Dataset.open(path, validate=False, lazy=True)
         return self.result
-

@@ -33,8 +33,12 @@ class Fingerprint:
             a = a.byteswap().view(a.dtype.newbyteorder("<"))
         self._h[name].update(memoryview(a).cast("B"))
 
-    def hexdigest(self, shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, Any],
-                  spec: Mapping[str, Any] | None = None) -> str:
+    def hexdigest(
+        self,
+        shapes: Mapping[str, tuple[int, ...]],
+        dtypes: Mapping[str, Any],
+        spec: Mapping[str, Any] | None = None,
+    ) -> str:
         """``sha256+spec:`` over the arrays and the spec (so an edited spec is caught too);
         ``sha256:`` over the arrays alone (stores written before the spec was covered)."""
         top = hashlib.sha256()

@@ -39,7 +39,7 @@ def is_url(path: str | os.PathLike) -> bool:
 def local_path(path: str | os.PathLike) -> Path:
     """A local path for ``path`` (``file://`` URLs included)."""
     text = str(path)
-    return Path(text[len("file://"):] if text.startswith("file://") else text).expanduser()
+    return Path(text[len("file://") :] if text.startswith("file://") else text).expanduser()
 
 
 def _fs(url: str) -> tuple[Any, str]:
@@ -50,8 +50,11 @@ def _fs(url: str) -> tuple[Any, str]:
     try:
         fs, root = fsspec.core.url_to_fs(url)
     except (ImportError, ValueError) as e:
-        raise MissingDependency(str(e).split("'")[1] if "'" in str(e) else "an fsspec filesystem", "all",
-                                f"store URL {url!r}; install the filesystem's package, e.g. s3fs") from None
+        raise MissingDependency(
+            str(e).split("'")[1] if "'" in str(e) else "an fsspec filesystem",
+            "all",
+            f"store URL {url!r}; install the filesystem's package, e.g. s3fs",
+        ) from None
     return fs, root.rstrip("/")
 
 
@@ -76,7 +79,7 @@ def mirror(url: str) -> Path:
     tmp = local.parent / f".{local.name}.partial-{uuid.uuid4().hex[:8]}"
     try:
         for path in fs.find(root):
-            rel = path[len(root):].lstrip("/")
+            rel = path[len(root) :].lstrip("/")
             dest = tmp / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             fs.get_file(path, str(dest))
@@ -109,8 +112,10 @@ def _check_ours(fs, root: str, url: str) -> None:
     except Exception:  # noqa: BLE001 - absent, unreadable or not JSON: not ours
         ours = False
     if not ours:
-        raise AlreadyExists(f"output {url!r} exists and is not a marl-augment store; --overwrite "
-                            f"replaces only a marl-augment store: choose another URL")
+        raise AlreadyExists(
+            f"output {url!r} exists and is not a marl-augment store; --overwrite "
+            f"replaces only a marl-augment store: choose another URL"
+        )
 
 
 def upload(local: Path, url: str, overwrite: bool) -> None:

@@ -147,8 +147,11 @@ class Spec:
 
     def row_shape(self, name: str) -> tuple[int, ...]:
         dims = self.dims()
-        axes = CONTINUOUS_ACTIONS[1] if name == "actions" and self.continuous \
+        axes = (
+            CONTINUOUS_ACTIONS[1]
+            if name == "actions" and self.continuous
             else TRANSITION_ARRAYS[name][1]
+        )
         return tuple(dims[d] for d in axes)
 
     def to_json(self) -> dict[str, Any]:
@@ -171,18 +174,26 @@ class Spec:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise SchemaError(f"store spec has unknown fields {sorted(unknown)}; upgrade marl-augment")
+            raise SchemaError(
+                f"store spec has unknown fields {sorted(unknown)}; upgrade marl-augment"
+            )
         if not isinstance(d, Mapping):
-            raise SchemaError("store spec is not an object; it was edited or damaged "
-                              "(a store's zarr.json, a saved model): re-create it from its source")
+            raise SchemaError(
+                "store spec is not an object; it was edited or damaged "
+                "(a store's zarr.json, a saved model): re-create it from its source"
+            )
         missing = [k for k in ("env_id", "agent_ids", "obs_dim", "n_actions") if k not in d]
         if missing:
-            raise SchemaError(f"store spec lacks {missing}; it was edited or damaged "
-                              f"(a store's zarr.json, a saved model): re-create it from its source")
+            raise SchemaError(
+                f"store spec lacks {missing}; it was edited or damaged "
+                f"(a store's zarr.json, a saved model): re-create it from its source"
+            )
 
         def bad(key: str, want: str) -> SchemaError:
-            return SchemaError(f"store spec field {key!r} must be {want}, got {d[key]!r}; it was "
-                               f"edited or damaged: re-create the store or model from its source")
+            return SchemaError(
+                f"store spec field {key!r} must be {want}, got {d[key]!r}; it was "
+                f"edited or damaged: re-create the store or model from its source"
+            )
 
         def is_size(v: Any, limit: int = 1 << 22) -> bool:  # caps absurd sizes before allocation
             return isinstance(v, int) and not isinstance(v, bool) and 1 <= v < limit
@@ -191,7 +202,11 @@ class Spec:
         if not isinstance(d["env_id"], str):
             raise bad("env_id", "a string")
         ids = d["agent_ids"]
-        if not isinstance(ids, list) or not all(isinstance(a, str) for a in ids) or len(ids) > 10_000:
+        if (
+            not isinstance(ids, list)
+            or not all(isinstance(a, str) for a in ids)
+            or len(ids) > 10_000
+        ):
             raise bad("agent_ids", "a list of at most 10,000 strings")
         kw["agent_ids"] = tuple(ids)
         for k in ("obs_dim", "n_actions"):
@@ -216,9 +231,10 @@ class Spec:
             if d.get(k) is not None:
                 rows = d[k]
                 if not isinstance(rows, list) or not all(
-                        isinstance(r, list) and all(isinstance(x, (int, float))
-                                                    and not isinstance(x, bool) for x in r)
-                        for r in rows):
+                    isinstance(r, list)
+                    and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in r)
+                    for r in rows
+                ):
                     raise bad(k, "a list (one per agent) of lists of numbers, or null")
                 kw[k] = tuple(tuple(float(x) for x in r) for r in rows)
         if "extras" in d and not isinstance(d["extras"], Mapping):
@@ -248,44 +264,57 @@ class Spec:
                     f"spec.{name} must list one size in 1..{bound} per agent, got {list(v)}"
                 )
         if self.action_kind not in ACTION_KINDS:
-            raise SchemaError(f"spec.action_kind must be one of {list(ACTION_KINDS)}, "
-                              f"got {self.action_kind!r}")
+            raise SchemaError(
+                f"spec.action_kind must be one of {list(ACTION_KINDS)}, got {self.action_kind!r}"
+            )
         if self.continuous:
             self._check_bounds()
         elif self.action_low is not None or self.action_high is not None:
-            raise SchemaError("spec.action_low/action_high are for continuous actions; "
-                              "set action_kind='continuous' or drop the bounds")
+            raise SchemaError(
+                "spec.action_low/action_high are for continuous actions; "
+                "set action_kind='continuous' or drop the bounds"
+            )
         try:
             json.dumps(dict(self.extras))
         except TypeError as exc:
             raise SchemaError(f"spec.extras must be JSON-serialisable: {exc}") from None
 
-
     def _check_bounds(self) -> None:
         if self.has_avail_actions:
-            raise SchemaError("a continuous-action spec cannot have legal-action masks "
-                              "(has_avail_actions); drop them or make the actions discrete")
+            raise SchemaError(
+                "a continuous-action spec cannot have legal-action masks "
+                "(has_avail_actions); drop them or make the actions discrete"
+            )
         if self.action_low is None or self.action_high is None:
-            raise SchemaError("a continuous-action spec needs action_low and action_high "
-                              "(per agent, one bound per action dimension)")
+            raise SchemaError(
+                "a continuous-action spec needs action_low and action_high "
+                "(per agent, one bound per action dimension)"
+            )
         dims = self.action_dims
         for name in ("action_low", "action_high"):
             rows = getattr(self, name)
             if len(rows) != self.n_agents or any(len(r) != d for r, d in zip(rows, dims)):
-                raise SchemaError(f"spec.{name} must list, per agent, one bound per action "
-                                  f"dimension {list(dims)}; got lengths "
-                                  f"{[len(r) for r in rows]}")
+                raise SchemaError(
+                    f"spec.{name} must list, per agent, one bound per action "
+                    f"dimension {list(dims)}; got lengths "
+                    f"{[len(r) for r in rows]}"
+                )
             if not all(np.isfinite(x) for r in rows for x in r):
-                raise SchemaError(f"spec.{name} holds a non-finite bound; continuous actions "
-                                  f"need finite bounds (clip or rescale the action space)")
+                raise SchemaError(
+                    f"spec.{name} holds a non-finite bound; continuous actions "
+                    f"need finite bounds (clip or rescale the action space)"
+                )
         for i, (lo, hi) in enumerate(zip(self.action_low, self.action_high)):
             if any(a > b for a, b in zip(lo, hi)):
-                raise SchemaError(f"spec.action_low exceeds spec.action_high for agent "
-                                  f"{self.agent_ids[i]!r}: {list(lo)} > {list(hi)}")
+                raise SchemaError(
+                    f"spec.action_low exceeds spec.action_high for agent "
+                    f"{self.agent_ids[i]!r}: {list(lo)} > {list(hi)}"
+                )
 
 
-def check_columns(columns: Mapping[str, np.ndarray], spec: Spec, *, where: str = "",
-                  row0: int = 0) -> None:
+def check_columns(
+    columns: Mapping[str, np.ndarray], spec: Spec, *, where: str = "", row0: int = 0
+) -> None:
     """Check a block of transition rows against the spec (dtype, shape, values).
 
     ``row0`` is the global index of the block's first row, used in messages.
@@ -364,8 +393,10 @@ def _check_continuous_actions(actions: np.ndarray, spec: Spec, at: str, row0: in
     finite = np.isfinite(actions)
     if not finite.all():
         r, a, d = (int(x) for x in np.argwhere(~finite)[0])
-        raise SchemaError(f"array 'actions'{at} holds a non-finite value ({actions[r, a, d]}) at "
-                          f"row {row0 + r}, agent {a}, dimension {d}")
+        raise SchemaError(
+            f"array 'actions'{at} holds a non-finite value ({actions[r, a, d]}) at "
+            f"row {row0 + r}, agent {a}, dimension {d}"
+        )
     low, high = spec.action_bounds()
     mask = spec.action_mask()
     outside = ((actions < low) | (actions > high)) & mask
@@ -374,19 +405,24 @@ def _check_continuous_actions(actions: np.ndarray, spec: Spec, at: str, row0: in
         raise SchemaError(
             f"array 'actions'{at} holds {float(actions[r, a, d]):.6g} at row {row0 + r}, agent "
             f"{a}, dimension {d}, outside its bounds [{low[a, d]:.6g}, {high[a, d]:.6g}]; clip the "
-            f"actions or widen spec.action_low/action_high")
+            f"actions or widen spec.action_low/action_high"
+        )
     padded = (actions != 0) & ~mask
     if padded.any():
         r, a, d = (int(x) for x in np.argwhere(padded)[0])
-        raise SchemaError(f"array 'actions'{at} holds {float(actions[r, a, d]):.6g} in padding "
-                          f"(row {row0 + r}, agent {a}, dimension {d} >= its "
-                          f"{spec.action_dims[a]} dimensions); padding must be 0")
+        raise SchemaError(
+            f"array 'actions'{at} holds {float(actions[r, a, d]):.6g} in padding "
+            f"(row {row0 + r}, agent {a}, dimension {d} >= its "
+            f"{spec.action_dims[a]} dimensions); padding must be 0"
+        )
 
 
 def check_offsets(offsets: np.ndarray, n_rows: int) -> None:
     """Offsets must start at 0, strictly increase (no empty episode) and end at ``n_rows``."""
     if offsets.ndim != 1 or offsets.shape[0] < 1:
-        raise SchemaError(f"array {OFFSETS!r} must be 1-D with E+1 entries, got shape {offsets.shape}")
+        raise SchemaError(
+            f"array {OFFSETS!r} must be 1-D with E+1 entries, got shape {offsets.shape}"
+        )
     if offsets.dtype != np.int64:
         raise SchemaError(f"array {OFFSETS!r} has dtype {offsets.dtype}, expected int64")
     if offsets[0] != 0:
@@ -432,15 +468,14 @@ def normalise_columns(columns: Mapping[str, Any], spec: Spec) -> dict[str, np.nd
     out: dict[str, np.ndarray] = {}
     for name, value in columns.items():
         if name not in TRANSITION_ARRAYS:
-            raise SchemaError(
-                f"unknown array {name!r}; a store holds {sorted(TRANSITION_ARRAYS)}"
-            )
+            raise SchemaError(f"unknown array {name!r}; a store holds {sorted(TRANSITION_ARRAYS)}")
         arr = np.asarray(value)
         dtype = spec.dtype(name)
         if name == "actions" and spec.continuous:
             if arr.dtype.kind not in "fiu":
-                raise SchemaError(f"array 'actions' has dtype {arr.dtype}; continuous actions "
-                                  f"are numbers")
+                raise SchemaError(
+                    f"array 'actions' has dtype {arr.dtype}; continuous actions are numbers"
+                )
             if arr.ndim == 2 and spec.n_actions == 1:  # (T, N) for one-dimensional actions
                 arr = arr[..., None]
         elif name == "actions" and arr.dtype.kind == "f":
@@ -463,8 +498,11 @@ def episode_returns(offsets: np.ndarray, rewards: np.ndarray) -> np.ndarray:
     """Undiscounted team return of each episode."""
     if offsets.shape[0] <= 1:
         return np.zeros(0, dtype=np.float64)
-    return np.add.reduceat(rewards.astype(np.float64), offsets[:-1]) if rewards.size else \
-        np.zeros(offsets.shape[0] - 1)
+    return (
+        np.add.reduceat(rewards.astype(np.float64), offsets[:-1])
+        if rewards.size
+        else np.zeros(offsets.shape[0] - 1)
+    )
 
 
 def check_names(names: Sequence[str]) -> None:
@@ -473,8 +511,13 @@ def check_names(names: Sequence[str]) -> None:
             raise SchemaError(f"unknown array {n!r} in store")
 
 
-def episode_stats(lengths: np.ndarray, returns: np.ndarray, origin: np.ndarray,
-                  won: np.ndarray | None, ends: np.ndarray | None = None) -> dict[str, Any]:
+def episode_stats(
+    lengths: np.ndarray,
+    returns: np.ndarray,
+    origin: np.ndarray,
+    won: np.ndarray | None,
+    ends: np.ndarray | None = None,
+) -> dict[str, Any]:
     """Summary statistics of a dataset from per-episode arrays.
 
     ``ends`` (optional, per episode): True where the episode terminated, False where truncated.
@@ -487,17 +530,23 @@ def episode_stats(lengths: np.ndarray, returns: np.ndarray, origin: np.ndarray,
         "synthetic_episodes": int((origin != 0).sum()),
     }
     if lengths.size:
-        out.update({
-            "return_mean": float(returns.mean()),
-            "return_std": float(returns.std()),
-            "return_min": float(returns.min()),
-            "return_max": float(returns.max()),
-            "return_quantiles": {str(q): float(v) for q, v in zip(qs, np.quantile(returns, qs))},
-            "length_mean": float(lengths.mean()),
-            "length_min": int(lengths.min()),
-            "length_max": int(lengths.max()),
-            "length_quantiles": {str(q): float(v) for q, v in zip(qs, np.quantile(lengths, qs))},
-        })
+        out.update(
+            {
+                "return_mean": float(returns.mean()),
+                "return_std": float(returns.std()),
+                "return_min": float(returns.min()),
+                "return_max": float(returns.max()),
+                "return_quantiles": {
+                    str(q): float(v) for q, v in zip(qs, np.quantile(returns, qs))
+                },
+                "length_mean": float(lengths.mean()),
+                "length_min": int(lengths.min()),
+                "length_max": int(lengths.max()),
+                "length_quantiles": {
+                    str(q): float(v) for q, v in zip(qs, np.quantile(lengths, qs))
+                },
+            }
+        )
     if ends is not None:
         out["terminated"] = int(ends.sum())
         out["truncated"] = int((~ends).sum())

@@ -53,8 +53,9 @@ from .schema import (
 )
 
 
-def check_output_path(out: str | os.PathLike, *, overwrite: bool,
-                      inputs: Sequence[str | os.PathLike] = ()) -> Path:
+def check_output_path(
+    out: str | os.PathLike, *, overwrite: bool, inputs: Sequence[str | os.PathLike] = ()
+) -> Path:
     """Refuse a store output that exists (unless overwrite), is not a marl-augment store, or is,
     contains or lies inside an input (:func:`marl_augment.outputs.check_output`).
 
@@ -114,8 +115,10 @@ class EpisodeWriter:
         codec_for("num", compression)  # refuse an unknown compression before anything is written
         self.compression = compression
         self.names = spec.arrays()
-        row_bytes = {n: spec.dtype(n).itemsize * int(np.prod(spec.row_shape(n), dtype=np.int64))
-                     for n in self.names}
+        row_bytes = {
+            n: spec.dtype(n).itemsize * int(np.prod(spec.row_shape(n), dtype=np.int64))
+            for n in self.names
+        }
         # one chunk length for every array, set by the widest row: blocks of whole chunks can then
         # be written without read-modify-write, and the write buffer is one block of all arrays
         self.block_rows = chunk_rows_for(max(row_bytes.values()), chunk_bytes)
@@ -169,7 +172,10 @@ class EpisodeWriter:
             dtype = self.spec.dtype(n)
             shape = self.spec.row_shape(n)
             self._arrays[n] = self._group.create_array(
-                n, shape=(0, *shape), chunks=(self.chunk_rows[n], *shape), dtype=dtype,
+                n,
+                shape=(0, *shape),
+                chunks=(self.chunk_rows[n], *shape),
+                dtype=dtype,
                 compressors=codec_for("bool" if dtype == np.bool_ else "num", self.compression),
                 fill_value=0,
             )
@@ -185,16 +191,22 @@ class EpisodeWriter:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
     # -- appending -------------------------------------------------------------------------
-    def append_episode(self, columns: Mapping[str, Any], *, origin: int = 0,
-                       won: bool | None = None) -> None:
+    def append_episode(
+        self, columns: Mapping[str, Any], *, origin: int = 0, won: bool | None = None
+    ) -> None:
         """Append one episode given as per-transition columns (``obs`` (T, N, O), ...)."""
         cols = normalise_columns(columns, self.spec)
         n = cols["obs"].shape[0] if "obs" in cols else 0
         self.append_episodes(cols, np.array([n], dtype=np.int64), origins=[origin], won=[won])
 
-    def append_episodes(self, columns: Mapping[str, Any], lengths: Sequence[int], *,
-                        origins: Sequence[int] | int = 0,
-                        won: Sequence[bool | None] | None = None) -> None:
+    def append_episodes(
+        self,
+        columns: Mapping[str, Any],
+        lengths: Sequence[int],
+        *,
+        origins: Sequence[int] | int = 0,
+        won: Sequence[bool | None] | None = None,
+    ) -> None:
         """Append several consecutive episodes: columns hold their rows back to back."""
         if self._group is None:
             raise RuntimeError("the writer is used outside 'with' (call open() first)")
@@ -249,8 +261,11 @@ class EpisodeWriter:
             step = layout["rows"]
             first = self._rows // step
             for k, lo in enumerate(range(0, rows, step)):
-                tasks.append(thread_pool().submit(self._write_chunk, n, layout, first + k,
-                                            head[lo:lo + step]))
+                tasks.append(
+                    thread_pool().submit(
+                        self._write_chunk, n, layout, first + k, head[lo : lo + step]
+                    )
+                )
             tasks.append(thread_pool().submit(self._fp.update, n, head))
             self._buf[n] = [tail] if tail.shape[0] else []
         try:
@@ -319,16 +334,25 @@ class EpisodeWriter:
                     self._fp.add("episode_won")
                 for n, a in ep_arrays.items():
                     self._group.create_array(
-                        n, data=a, chunks=(max(1, min(a.shape[0], 1 << 16)),),
-                        compressors=codec_for("bool" if a.dtype == np.bool_ else "num", self.compression),
+                        n,
+                        data=a,
+                        chunks=(max(1, min(a.shape[0], 1 << 16)),),
+                        compressors=codec_for(
+                            "bool" if a.dtype == np.bool_ else "num", self.compression
+                        ),
                     )
                     self._fp.update(n, a)
                 shapes = {n: self._arrays[n].shape for n in self.names}
                 shapes.update({n: a.shape for n, a in ep_arrays.items()})
                 dtypes = {n: self.spec.dtype(n) for n in self.names}
                 dtypes.update({n: a.dtype for n, a in ep_arrays.items()})
-                summary = episode_stats(np.diff(offsets), np.asarray(self._returns), origin, won,
-                                        np.asarray(self._ends, dtype=bool))
+                summary = episode_stats(
+                    np.diff(offsets),
+                    np.asarray(self._returns),
+                    origin,
+                    won,
+                    np.asarray(self._ends, dtype=bool),
+                )
                 spec = self.spec.replace(max_episode_len=self._max_len)
                 spec_json = json.loads(json.dumps(spec.to_json()))  # as a reader will see it
                 attrs = {
@@ -384,8 +408,9 @@ class StoreContents:
     columns: dict[str, np.ndarray] | None
 
 
-def read_store(path: str | os.PathLike, *, validate: bool = True, keep: bool = True,
-               progress: Any = None) -> StoreContents:
+def read_store(
+    path: str | os.PathLike, *, validate: bool = True, keep: bool = True, progress: Any = None
+) -> StoreContents:
     """Read (and by default fully validate) a store.
 
     With ``keep=False`` the arrays are streamed through validation and not retained (for
@@ -398,7 +423,9 @@ def read_store(path: str | os.PathLike, *, validate: bool = True, keep: bool = T
     group = open_group(path)
     attrs = dict(group.attrs)
     if attrs.get("format") != FORMAT_NAME:
-        raise SchemaError(f"{str(path)!r} is a Zarr group but not an episode store (format attribute missing)")
+        raise SchemaError(
+            f"{str(path)!r} is a Zarr group but not an episode store (format attribute missing)"
+        )
     if attrs.get("schema_version") != SCHEMA_VERSION:
         raise SchemaError(
             f"store schema version {attrs.get('schema_version')} is not supported by this "
@@ -410,8 +437,10 @@ def read_store(path: str | os.PathLike, *, validate: bool = True, keep: bool = T
         present = set(group.array_keys())
     except Exception as exc:  # an array's zarr.json is damaged
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SchemaError(f"store {str(path)!r} has damaged array metadata ({first}); re-create "
-                          f"it from its source") from None
+        raise SchemaError(
+            f"store {str(path)!r} has damaged array metadata ({first}); re-create "
+            f"it from its source"
+        ) from None
     for n in [*names, OFFSETS, "episode_origin"]:
         if n not in present:
             raise SchemaError(f"array {n!r} is missing from store {str(path)!r}")
@@ -422,17 +451,24 @@ def read_store(path: str | os.PathLike, *, validate: bool = True, keep: bool = T
         if arr.dtype != dtype:
             raise SchemaError(f"array {n!r} has dtype {arr.dtype}, expected {dtype}")
         if tuple(arr.shape[1:]) != spec.row_shape(n):
-            raise SchemaError(f"array {n!r} has rows of shape {tuple(arr.shape[1:])}, expected {spec.row_shape(n)}")
+            raise SchemaError(
+                f"array {n!r} has rows of shape {tuple(arr.shape[1:])}, expected "
+                f"{spec.row_shape(n)}"
+            )
         if arr.shape[0] != n_rows:
             raise SchemaError(
-                f"array {n!r} has {arr.shape[0]} rows but 'obs' has {n_rows} (an array is truncated)"
+                f"array {n!r} has {arr.shape[0]} rows but 'obs' has {n_rows} (an array is "
+                "truncated)"
             )
     offsets = read_array(array_of(group, OFFSETS), OFFSETS)
     check_offsets(offsets, n_rows)
     n_eps = offsets.shape[0] - 1
     origin = read_array(array_of(group, "episode_origin"), "episode_origin")
     if origin.shape != (n_eps,) or origin.dtype != np.uint8:
-        raise SchemaError(f"array 'episode_origin' must be uint8 of shape ({n_eps},), got {origin.dtype} {origin.shape}")
+        raise SchemaError(
+            f"array 'episode_origin' must be uint8 of shape ({n_eps},), got {origin.dtype} "
+            f"{origin.shape}"
+        )
     won = None
     if "episode_won" in present:
         won = read_array(array_of(group, "episode_won"), "episode_won")
@@ -484,8 +520,9 @@ def read_store(path: str | os.PathLike, *, validate: bool = True, keep: bool = T
         dtypes = {n: spec.dtype(n) for n in names}
         dtypes.update({n: a.dtype for n, a in ep_arrays.items()})
         recorded = str(attrs.get("fingerprint"))
-        digest = fp.hexdigest(shapes, dtypes,
-                              attrs.get("spec") if recorded.startswith(SPEC_FINGERPRINT) else None)
+        digest = fp.hexdigest(
+            shapes, dtypes, attrs.get("spec") if recorded.startswith(SPEC_FINGERPRINT) else None
+        )
         if recorded != digest:
             raise SchemaError(
                 f"store {str(path)!r} content does not match its fingerprint (a chunk is missing, "
@@ -495,12 +532,15 @@ def read_store(path: str | os.PathLike, *, validate: bool = True, keep: bool = T
 
 
 def _row_bytes(spec: Spec) -> int:
-    return sum(spec.dtype(n).itemsize * int(np.prod(spec.row_shape(n), dtype=np.int64))
-               for n in spec.arrays())
+    return sum(
+        spec.dtype(n).itemsize * int(np.prod(spec.row_shape(n), dtype=np.int64))
+        for n in spec.arrays()
+    )
 
 
-def iter_blocks(columns: Mapping[str, np.ndarray], offsets: np.ndarray,
-                block_rows: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, slice]]:
+def iter_blocks(
+    columns: Mapping[str, np.ndarray], offsets: np.ndarray, block_rows: int
+) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, slice]]:
     """Split in-memory columns into groups of whole episodes of about ``block_rows`` rows.
 
     Yields (columns block, episode lengths, episode slice).
@@ -513,6 +553,9 @@ def iter_blocks(columns: Mapping[str, np.ndarray], offsets: np.ndarray,
         e2 = max(e2, e + 1)
         e2 = min(e2, n_eps)
         lo, hi = int(offsets[e]), int(offsets[e2])
-        yield ({n: a[lo:hi] for n, a in columns.items()}, np.diff(offsets[e:e2 + 1]),
-               slice(e, e2))
+        yield (
+            {n: a[lo:hi] for n, a in columns.items()},
+            np.diff(offsets[e : e2 + 1]),
+            slice(e, e2),
+        )
         e = e2

@@ -23,14 +23,27 @@ def smac_like_spec(n_agents: int = 3) -> Spec:
     obs_dim = 4 + n * 5 + (n - 1) * 5 + 1
     state_dim = n * 4 + n * 3 + n * (6 + n)
     return Spec(
-        env_id=f"synthetic:{n}m", agent_ids=tuple(f"agent_{i}" for i in range(n)),
-        obs_dim=obs_dim, n_actions=6 + n, state_dim=state_dim, has_avail_actions=True,
-        has_alive=True, reward_mode="given", extras={"generator": "marl_augment.data.synthetic"},
+        env_id=f"synthetic:{n}m",
+        agent_ids=tuple(f"agent_{i}" for i in range(n)),
+        obs_dim=obs_dim,
+        n_actions=6 + n,
+        state_dim=state_dim,
+        has_avail_actions=True,
+        has_alive=True,
+        reward_mode="given",
+        extras={"generator": "marl_augment.data.synthetic"},
     )
 
 
-def smac_like_episodes(n_episodes: int, *, n_agents: int = 3, seed: int = 0, max_len: int = 60,
-                       skill: float = 0.5, batch: int = 256) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]:
+def smac_like_episodes(
+    n_episodes: int,
+    *,
+    n_agents: int = 3,
+    seed: int = 0,
+    max_len: int = 60,
+    skill: float = 0.5,
+    batch: int = 256,
+) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]:
     """Yield (columns, lengths, won) for batches of generated episodes.
 
     ``skill`` in [0, 1] is the probability that an agent attacks the weakest enemy in range
@@ -56,13 +69,23 @@ def _simulate(rng: np.random.Generator, b: int, n: int, max_len: int, skill: flo
     running = np.ones(b, bool)
     length = np.zeros(b, np.int64)
     won = np.zeros(b, bool)
-    rec: dict[str, list[np.ndarray]] = {k: [] for k in
-                                        ("obs", "state", "avail_actions", "actions", "rewards",
-                                         "alive", "terminated", "truncated")}
+    rec: dict[str, list[np.ndarray]] = {
+        k: []
+        for k in (
+            "obs",
+            "state",
+            "avail_actions",
+            "actions",
+            "rewards",
+            "alive",
+            "terminated",
+            "truncated",
+        )
+    }
     scale = 32.0  # map units per position unit
     for t in range(max_len):
         alive_a, alive_e = hp_a > 0, hp_e > 0
-        rel_e = (enemy[:, None, :, :] - ally[:, :, None, :]) * scale        # (b, n, n, 2)
+        rel_e = (enemy[:, None, :, :] - ally[:, :, None, :]) * scale  # (b, n, n, 2)
         dist_e = np.linalg.norm(rel_e, axis=-1)
         vis_e = (dist_e < sight) & alive_e[:, None, :] & alive_a[:, :, None]
         rel_a = (ally[:, None, :, :] - ally[:, :, None, :]) * scale
@@ -70,23 +93,50 @@ def _simulate(rng: np.random.Generator, b: int, n: int, max_len: int, skill: flo
         # observation, SMAC layout: move feats, enemy feats, ally feats (others), own health
         obs = np.zeros((b, n, 4 + n * 5 + (n - 1) * 5 + 1), np.float32)
         obs[:, :, 0:4] = alive_a[..., None]
-        ef = np.stack([vis_e, dist_e / sight, rel_e[..., 0] / sight, rel_e[..., 1] / sight,
-                       np.broadcast_to(hp_e[:, None, :], vis_e.shape)], -1) * vis_e[..., None]
-        obs[:, :, 4:4 + n * 5] = ef.reshape(b, n, n * 5)
+        ef = (
+            np.stack(
+                [
+                    vis_e,
+                    dist_e / sight,
+                    rel_e[..., 0] / sight,
+                    rel_e[..., 1] / sight,
+                    np.broadcast_to(hp_e[:, None, :], vis_e.shape),
+                ],
+                -1,
+            )
+            * vis_e[..., None]
+        )
+        obs[:, :, 4 : 4 + n * 5] = ef.reshape(b, n, n * 5)
         others = np.array([[j for j in range(n) if j != i] for i in range(n)], dtype=np.intp)
         vis_a = (dist_a < sight) & alive_a[:, None, :] & alive_a[:, :, None]
-        af = np.stack([vis_a, dist_a / sight, rel_a[..., 0] / sight, rel_a[..., 1] / sight,
-                       np.broadcast_to(hp_a[:, None, :], vis_a.shape)], -1) * vis_a[..., None]
-        af = af[:, np.arange(n)[:, None], others]                           # (b, n, n-1, 5)
-        obs[:, :, 4 + n * 5:-1] = af.reshape(b, n, (n - 1) * 5)
+        af = (
+            np.stack(
+                [
+                    vis_a,
+                    dist_a / sight,
+                    rel_a[..., 0] / sight,
+                    rel_a[..., 1] / sight,
+                    np.broadcast_to(hp_a[:, None, :], vis_a.shape),
+                ],
+                -1,
+            )
+            * vis_a[..., None]
+        )
+        af = af[:, np.arange(n)[:, None], others]  # (b, n, n-1, 5)
+        obs[:, :, 4 + n * 5 : -1] = af.reshape(b, n, (n - 1) * 5)
         obs[:, :, -1] = hp_a
         obs *= alive_a[..., None]
         centre = np.array([0.5, 0.5], np.float32)
-        state = np.concatenate([
-            np.stack([hp_a, cool, *(ally - centre).transpose(2, 0, 1)], -1).reshape(b, -1) * np.repeat(alive_a, 4, 1),
-            np.stack([hp_e, *(enemy - centre).transpose(2, 0, 1)], -1).reshape(b, -1) * np.repeat(alive_e, 3, 1),
-            last_act.reshape(b, -1),
-        ], 1).astype(np.float32)
+        state = np.concatenate(
+            [
+                np.stack([hp_a, cool, *(ally - centre).transpose(2, 0, 1)], -1).reshape(b, -1)
+                * np.repeat(alive_a, 4, 1),
+                np.stack([hp_e, *(enemy - centre).transpose(2, 0, 1)], -1).reshape(b, -1)
+                * np.repeat(alive_e, 3, 1),
+                last_act.reshape(b, -1),
+            ],
+            1,
+        ).astype(np.float32)
         # legal actions: 0 no-op (dead only), 1 stop, 2..5 move, 6.. attack enemy j in range
         avail = np.zeros((b, n, n_actions), bool)
         avail[:, :, 0] = ~alive_a
@@ -114,7 +164,9 @@ def _simulate(rng: np.random.Generator, b: int, n: int, max_len: int, skill: flo
         np.add.at(dmg_a, (np.nonzero(enemy_fire)[0], enemy_target[enemy_fire]), 6.0 / 45.0 * 0.8)
         mv = (act >= 2) & (act <= 5)
         ally = ally + np.where(mv[..., None], MOVES[np.clip(act - 2, 0, 3)] * move, 0)
-        enemy = enemy + np.where(alive_e[..., None], (ally.mean(1, keepdims=True) - enemy) * 0.01, 0)
+        enemy = enemy + np.where(
+            alive_e[..., None], (ally.mean(1, keepdims=True) - enemy) * 0.01, 0
+        )
         cool = np.where(attack, 1.0, np.maximum(cool - 0.5, 0)).astype(np.float32)
         new_hp_e = np.clip(np.round((hp_e - dmg_e) * 45) / 45, 0, 1)
         new_hp_a = np.clip(np.round((hp_a - dmg_a) * 45) / 45, 0, 1)
@@ -127,31 +179,51 @@ def _simulate(rng: np.random.Generator, b: int, n: int, max_len: int, skill: flo
         term = running & (win | lose)
         trunc = running & ~term & (t == max_len - 1)
         last_act = np.eye(n_actions, dtype=np.float32)[act] * alive_a[..., None]
-        for k, v in (("obs", obs), ("state", state), ("avail_actions", avail),
-                     ("actions", act.astype(np.int32)), ("rewards", reward), ("alive", alive_a),
-                     ("terminated", term), ("truncated", trunc)):
+        for k, v in (
+            ("obs", obs),
+            ("state", state),
+            ("avail_actions", avail),
+            ("actions", act.astype(np.int32)),
+            ("rewards", reward),
+            ("alive", alive_a),
+            ("terminated", term),
+            ("truncated", trunc),
+        ):
             rec[k].append(v)
         length += running
         won |= running & win
         running &= ~(term | trunc)
         if not running.any():
             break
-    stacked = {k: np.stack(v, 1) for k, v in rec.items()}             # (b, T, ...)
+    stacked = {k: np.stack(v, 1) for k, v in rec.items()}  # (b, T, ...)
     t_idx = np.arange(stacked["obs"].shape[1])
     keep = t_idx[None, :] < length[:, None]
     cols = {k: v[keep] for k, v in stacked.items()}
     return cols, length, won
 
 
-def smac_like_dataset(n_episodes: int, path, *, n_agents: int = 3, seed: int = 0,
-                      skill: float = 0.5, overwrite: bool = False, max_len: int = 60):
+def smac_like_dataset(
+    n_episodes: int,
+    path,
+    *,
+    n_agents: int = 3,
+    seed: int = 0,
+    skill: float = 0.5,
+    overwrite: bool = False,
+    max_len: int = 60,
+):
     """Write a generated SMAC-shaped store and return it as a Dataset."""
     from .dataset import StoreWriter
 
     spec = smac_like_spec(n_agents)
-    with StoreWriter(path, spec, overwrite=overwrite,
-                     source={"adapter": "synthetic", "seed": seed, "skill": skill}) as w:
-        for cols, lengths, won in smac_like_episodes(n_episodes, n_agents=n_agents, seed=seed,
-                                                     skill=skill, max_len=max_len):
+    with StoreWriter(
+        path,
+        spec,
+        overwrite=overwrite,
+        source={"adapter": "synthetic", "seed": seed, "skill": skill},
+    ) as w:
+        for cols, lengths, won in smac_like_episodes(
+            n_episodes, n_agents=n_agents, seed=seed, skill=skill, max_len=max_len
+        ):
             w.append_episodes(cols, lengths, won=won.tolist())
     return w.result

@@ -40,9 +40,19 @@ _NEXT = ("obs", "state", "avail_actions", "alive")
 class EpisodeIterable(IterableDataset):
     """Yields dicts of tensors, one dict per batch, for one of three views of a dataset."""
 
-    def __init__(self, ds: EpisodeSource, view: str = "transitions", *, batch_size: int = 32,
-                 shuffle: bool = True, seed: int = 0, drop_last: bool = False, length: int = 20,
-                 period: int | None = None, fields: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        ds: EpisodeSource,
+        view: str = "transitions",
+        *,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        length: int = 20,
+        period: int | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> None:
         if view not in VIEWS:
             raise ConfigError(f"unknown view {view!r}; choose one of {', '.join(VIEWS)}")
         if batch_size < 1:
@@ -71,7 +81,7 @@ class EpisodeIterable(IterableDataset):
             self._n = len(ds)
 
     def set_epoch(self, epoch: int) -> None:
-        """Choose the shuffle of the next iteration (the loader from ``Dataset.torch`` does this)."""
+        """Choose the next iteration's shuffle (the loader from ``Dataset.torch`` does this)."""
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
@@ -86,12 +96,12 @@ class EpisodeIterable(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         order = self._order()
-        batches = [order[i:i + self.batch_size] for i in range(0, self._n, self.batch_size)]
+        batches = [order[i : i + self.batch_size] for i in range(0, self._n, self.batch_size)]
         if self.drop_last and batches and batches[-1].shape[0] < self.batch_size:
             batches.pop()
         info = get_worker_info()
         if info is not None:
-            batches = batches[info.id::info.num_workers]
+            batches = batches[info.id :: info.num_workers]
         for idx in batches:
             yield {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.batch(idx).items()}
 
@@ -111,8 +121,9 @@ class EpisodeIterable(IterableDataset):
             ep, start = self._ep[idx], self._start[idx]
         else:
             ep, start = idx, np.zeros(idx.shape[0], dtype=np.int64)
-        return gather_windows(self._cols, self._offsets, self._lengths, ep, start, self.length,
-                              self.fields)
+        return gather_windows(
+            self._cols, self._offsets, self._lengths, ep, start, self.length, self.fields
+        )
 
 
 class _EpochLoader(DataLoader):
@@ -129,13 +140,20 @@ class _EpochLoader(DataLoader):
 
 
 def make_loader(ds: EpisodeSource, view: str, *, num_workers: int = 0, **kwargs: Any) -> DataLoader:
-    loader_keys = {"pin_memory", "persistent_workers", "prefetch_factor", "timeout",
-                   "multiprocessing_context", "worker_init_fn"}
+    loader_keys = {
+        "pin_memory",
+        "persistent_workers",
+        "prefetch_factor",
+        "timeout",
+        "multiprocessing_context",
+        "worker_init_fn",
+    }
     loader_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in loader_keys}
     if loader_kwargs.get("persistent_workers"):
         raise ConfigError("persistent_workers would freeze the shuffle order; leave it off")
     if num_workers and "multiprocessing_context" not in loader_kwargs and "jax" in sys.modules:
         # forking a process that runs JAX's threads can deadlock: start workers from a server
         loader_kwargs["multiprocessing_context"] = "forkserver"
-    return _EpochLoader(EpisodeIterable(ds, view, **kwargs), num_workers=num_workers,
-                        **loader_kwargs)
+    return _EpochLoader(
+        EpisodeIterable(ds, view, **kwargs), num_workers=num_workers, **loader_kwargs
+    )

@@ -13,8 +13,9 @@ import numpy as np
 from ..errors import ConfigError
 
 
-def sequence_starts(lengths: np.ndarray, length: int, period: int | None
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def sequence_starts(
+    lengths: np.ndarray, length: int, period: int | None
+) -> tuple[np.ndarray, np.ndarray]:
     """(episode, start) of every window of ``length`` steps, one every ``period`` steps (default
     ``length``: disjoint windows); an episode's last window is aligned to its end, so every step
     is in some window. Episodes shorter than ``length`` get one window (masked past their end)."""
@@ -39,8 +40,9 @@ def sequence_starts(lengths: np.ndarray, length: int, period: int | None
     return ep, start
 
 
-def window_rows(offsets: np.ndarray, lengths: np.ndarray, ep: np.ndarray, start: np.ndarray,
-                length: int) -> tuple[np.ndarray, np.ndarray]:
+def window_rows(
+    offsets: np.ndarray, lengths: np.ndarray, ep: np.ndarray, start: np.ndarray, length: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The transition rows (W, length) of windows of ``length`` steps from (episode, start) and
     their mask (True on steps of the episode; steps past it repeat its last row). The one
     windowing rule of the package: :func:`gather_windows` and the learners' sampler use it."""
@@ -50,10 +52,16 @@ def window_rows(offsets: np.ndarray, lengths: np.ndarray, ep: np.ndarray, start:
     return rows, mask
 
 
-def gather_windows(cols: Mapping[str, np.ndarray], offsets: np.ndarray, lengths: np.ndarray,
-                   ep: np.ndarray, start: np.ndarray, length: int,
-                   fields: Sequence[str]) -> dict[str, np.ndarray]:
-    """Windows of ``length`` steps from (episode, start); steps past the episode are zero, masked."""
+def gather_windows(
+    cols: Mapping[str, np.ndarray],
+    offsets: np.ndarray,
+    lengths: np.ndarray,
+    ep: np.ndarray,
+    start: np.ndarray,
+    length: int,
+    fields: Sequence[str],
+) -> dict[str, np.ndarray]:
+    """Windows of ``length`` steps from (episode, start); steps past the end are zero, masked."""
     rows, mask = window_rows(offsets, lengths, ep, start, length)
     out: dict[str, np.ndarray] = {}
     for n in fields:

@@ -16,11 +16,20 @@ from ..errors import NotFound
 BACKENDS = {
     "smax": (2.0, "JaxMARL's SMAX with the heuristic enemy (pip install 'marl-augment[smax]')"),
     "smac": (20.0, "StarCraft SMAC's StarCraft2Env (needs StarCraft II and SC2PATH)"),
-    "mpe": (None, "PettingZoo MPE (mpe2) with continuous actions, e.g. mpe:simple_spread "
-                  "(pip install 'marl-augment[mpe]')"),
-    "mamujoco": (None, "Gymnasium-Robotics' multi-agent MuJoCo, e.g. mamujoco:2x3-HalfCheetah "
-                       "(pip install 'marl-augment[mamujoco]')"),
-    "pettingzoo": (None, "any PettingZoo ParallelEnv module, e.g. pettingzoo:mpe2.simple_spread_v3"),
+    "mpe": (
+        None,
+        "PettingZoo MPE (mpe2) with continuous actions, e.g. mpe:simple_spread "
+        "(pip install 'marl-augment[mpe]')",
+    ),
+    "mamujoco": (
+        None,
+        "Gymnasium-Robotics' multi-agent MuJoCo, e.g. mamujoco:2x3-HalfCheetah "
+        "(pip install 'marl-augment[mamujoco]')",
+    ),
+    "pettingzoo": (
+        None,
+        "any PettingZoo ParallelEnv module, e.g. pettingzoo:mpe2.simple_spread_v3",
+    ),
 }
 
 
@@ -109,10 +118,19 @@ def episode_seed(env, seed: int | None, episode: int) -> int | None:
     if seed is None:
         return None
     if getattr(env, "reseed_relaunches", False) or getattr(
-            getattr(env, "env", None), "reseed_relaunches", False):
+        getattr(env, "env", None), "reseed_relaunches", False
+    ):
         return seed if episode == 0 else None
     return seed + episode
 
 
-__all__ = ["BACKENDS", "action_kind_of", "episode_seed", "make_env", "max_return", "recorded_settings", "split_id",
-           "team_reward"]
+__all__ = [
+    "BACKENDS",
+    "action_kind_of",
+    "episode_seed",
+    "make_env",
+    "max_return",
+    "recorded_settings",
+    "split_id",
+    "team_reward",
+]

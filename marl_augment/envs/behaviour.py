@@ -75,8 +75,17 @@ class PpoConfig:
     def check(self) -> PpoConfig:
         if self.dense_until < 0:
             raise ConfigError(f"dense_until must be >= 0, got {self.dense_until}")
-        for f in ("total_steps", "num_envs", "rollout", "epochs", "minibatches", "hidden",
-                  "checkpoint_every", "eval_episodes", "max_steps"):
+        for f in (
+            "total_steps",
+            "num_envs",
+            "rollout",
+            "epochs",
+            "minibatches",
+            "hidden",
+            "checkpoint_every",
+            "eval_episodes",
+            "max_steps",
+        ):
             if getattr(self, f) < 1:
                 raise ConfigError(f"{f} must be >= 1, got {getattr(self, f)}")
         if (self.num_envs * self.rollout) % self.minibatches:
@@ -93,6 +102,7 @@ class PpoConfig:
 
 
 # -- networks (plain JAX: two MLPs) ------------------------------------------------------------
+
 
 def _init_mlp(jax, key, sizes, last_scale):
     params = []
@@ -120,16 +130,19 @@ class _Nets:
 
     def init(self, key):
         k1, k2 = self.jax.random.split(key)
-        return {"actor": _init_mlp(self.jax, k1, [self.in_dim, self.hidden, self.hidden,
-                                                  self.c.n_actions], 0.01),
-                "critic": _init_mlp(self.jax, k2, [self.c.state_dim, self.hidden, self.hidden, 1],
-                                    1.0)}
+        return {
+            "actor": _init_mlp(
+                self.jax, k1, [self.in_dim, self.hidden, self.hidden, self.c.n_actions], 0.01
+            ),
+            "critic": _init_mlp(self.jax, k2, [self.c.state_dim, self.hidden, self.hidden, 1], 1.0),
+        }
 
     def logits(self, params, obs, avail):
         """obs (..., N, O), avail (..., N, A) → masked logits (..., N, A)."""
         jnp = self.jnp
-        ids = jnp.broadcast_to(jnp.eye(self.c.n_agents, dtype=obs.dtype),
-                               obs.shape[:-1] + (self.c.n_agents,))
+        ids = jnp.broadcast_to(
+            jnp.eye(self.c.n_agents, dtype=obs.dtype), obs.shape[:-1] + (self.c.n_agents,)
+        )
         raw = _mlp(jnp, params["actor"], jnp.concatenate([obs, ids], -1))
         return jnp.where(avail, raw, -1e9)
 
@@ -155,9 +168,19 @@ _UPDATES: dict[tuple, Any] = {}
 
 def _make_update(c, nets: _Nets, cfg: PpoConfig, num_updates: int):
     """Jitted (start, update) for a map and config, compiled once per process."""
-    unused = ("total_steps", "checkpoint_every", "dense_until", "eval_episodes", "epsilon")  # not compiled in
-    key = (c.map_name, c.max_steps, num_updates,
-           tuple(v for k, v in dataclasses.asdict(cfg).items() if k not in unused))
+    unused = (
+        "total_steps",
+        "checkpoint_every",
+        "dense_until",
+        "eval_episodes",
+        "epsilon",
+    )  # not compiled in
+    key = (
+        c.map_name,
+        c.max_steps,
+        num_updates,
+        tuple(v for k, v in dataclasses.asdict(cfg).items() if k not in unused),
+    )
     if key not in _UPDATES:
         _UPDATES[key] = _build_update(c, nets, cfg, num_updates)
     return _UPDATES[key]
@@ -174,8 +197,9 @@ def _build_update(c, nets: _Nets, cfg: PpoConfig, num_updates: int):
         frac = 1.0 - (count // (cfg.epochs * cfg.minibatches)) / num_updates
         return cfg.lr * (frac if cfg.anneal_lr else 1.0)
 
-    tx = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm),
-                     optax.adam(learning_rate=lr_at, eps=1e-5))
+    tx = optax.chain(
+        optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(learning_rate=lr_at, eps=1e-5)
+    )
 
     def env_step(carry, _):
         params, env, key = carry
@@ -186,17 +210,32 @@ def _build_update(c, nets: _Nets, cfg: PpoConfig, num_updates: int):
         logp = jnp.take_along_axis(jax.nn.log_softmax(logits, -1), act[..., None], -1)[..., 0]
         value = nets.value(params, w)
         o2, w2, m2, r, done, won, _, alive, _, state2 = c.step_batch(
-            jax.random.split(k_step, b), state, act)
+            jax.random.split(k_step, b), state, act
+        )
         ro, rw, rm, rstate = c.reset_batch(jax.random.split(k_reset, b))
 
         def pick(x_reset, x_next):
             d = done.reshape((b,) + (1,) * (x_next.ndim - 1))
             return jnp.where(d, x_reset, x_next)
 
-        nxt = (pick(ro, o2), pick(rw, w2), pick(rm, m2),
-               jax.tree_util.tree_map(pick, rstate, state2))
-        out = dict(obs=o, state=w, avail=m, act=act, logp=logp, value=value, reward=r,
-                   done=done, ep_return=ep_ret + r, won=won)
+        nxt = (
+            pick(ro, o2),
+            pick(rw, w2),
+            pick(rm, m2),
+            jax.tree_util.tree_map(pick, rstate, state2),
+        )
+        out = dict(
+            obs=o,
+            state=w,
+            avail=m,
+            act=act,
+            logp=logp,
+            value=value,
+            reward=r,
+            done=done,
+            ep_return=ep_ret + r,
+            won=won,
+        )
         ep_ret = jnp.where(done, 0.0, ep_ret + r)
         return (params, (*nxt, ep_ret), key), out
 
@@ -204,7 +243,7 @@ def _build_update(c, nets: _Nets, cfg: PpoConfig, num_updates: int):
         logits = nets.logits(params, mb["obs"], mb["avail"])
         logp_all = jax.nn.log_softmax(logits, -1)
         logp = jnp.take_along_axis(logp_all, mb["act"][..., None], -1)[..., 0]
-        ratio = jnp.exp(logp - mb["logp"])                      # (M, N)
+        ratio = jnp.exp(logp - mb["logp"])  # (M, N)
         adv = mb["adv"][:, None]
         pg = -jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - cfg.clip, 1 + cfg.clip) * adv).mean()
         probs = jnp.exp(logp_all)
@@ -227,12 +266,18 @@ def _build_update(c, nets: _Nets, cfg: PpoConfig, num_updates: int):
             adv = delta + cfg.gamma * cfg.gae_lambda * not_done * adv
             return (adv, x["value"]), adv
 
-        _, adv = jax.lax.scan(gae, (jnp.zeros(b), last_v),
-                              {k: traj[k] for k in ("done", "reward", "value")}, reverse=True)
+        _, adv = jax.lax.scan(
+            gae,
+            (jnp.zeros(b), last_v),
+            {k: traj[k] for k in ("done", "reward", "value")},
+            reverse=True,
+        )
         target = adv + traj["value"]
         adv_n = (adv - adv.mean()) / (adv.std() + 1e-8)
-        flat = {k: traj[k].reshape((t * b,) + traj[k].shape[2:])
-                for k in ("obs", "state", "avail", "act", "logp", "value")}
+        flat = {
+            k: traj[k].reshape((t * b,) + traj[k].shape[2:])
+            for k in ("obs", "state", "avail", "act", "logp", "value")
+        }
         flat["adv"], flat["target"] = adv_n.reshape(-1), target.reshape(-1)
 
         def epoch(carry, _):
@@ -240,7 +285,8 @@ def _build_update(c, nets: _Nets, cfg: PpoConfig, num_updates: int):
             key, k_perm = jax.random.split(key)
             perm = jax.random.permutation(k_perm, t * b)
             mbs = jax.tree_util.tree_map(
-                lambda x: x[perm].reshape((cfg.minibatches, -1) + x.shape[1:]), flat)
+                lambda x: x[perm].reshape((cfg.minibatches, -1) + x.shape[1:]), flat
+            )
 
             def step(carry, mb):
                 params, opt_state = carry
@@ -251,15 +297,20 @@ def _build_update(c, nets: _Nets, cfg: PpoConfig, num_updates: int):
             (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), mbs)
             return (params, opt_state, key), losses
 
-        (params, opt_state, key), losses = jax.lax.scan(epoch, (params, opt_state, key), None,
-                                                        length=cfg.epochs)
+        (params, opt_state, key), losses = jax.lax.scan(
+            epoch, (params, opt_state, key), None, length=cfg.epochs
+        )
         ended = traj["done"]
         n_ended = ended.sum()
-        stats = {"loss": losses[0].mean(), "pg_loss": losses[1].mean(),
-                 "vf_loss": losses[2].mean(), "entropy": losses[3].mean(),
-                 "episodes": n_ended,
-                 "return_sum": jnp.where(ended, traj["ep_return"], 0.0).sum(),
-                 "won_sum": (ended & traj["won"]).sum()}
+        stats = {
+            "loss": losses[0].mean(),
+            "pg_loss": losses[1].mean(),
+            "vf_loss": losses[2].mean(),
+            "entropy": losses[3].mean(),
+            "episodes": n_ended,
+            "return_sum": jnp.where(ended, traj["ep_return"], 0.0).sum(),
+            "won_sum": (ended & traj["won"]).sum(),
+        }
         return (params, opt_state, env, key), stats
 
     def start(key):
@@ -279,13 +330,29 @@ class _Eval:
     episodes: int
 
 
-def evaluate_params(map_name: str, params, *, hidden: int, epsilon: float, episodes: int,
-                    seed: int, max_steps: int = 100, batch: int = 256) -> _Eval:
+def evaluate_params(
+    map_name: str,
+    params,
+    *,
+    hidden: int,
+    epsilon: float,
+    episodes: int,
+    seed: int,
+    max_steps: int = 100,
+    batch: int = 256,
+) -> _Eval:
     """Roll out the ε-greedy behaviour policy of ``params`` (batched, jitted)."""
     rets, wins = [], []
-    for cols, lengths, won in behaviour_rollout(map_name, params, hidden=hidden, epsilon=epsilon,
-                                                episodes=episodes, seed=seed,
-                                                max_steps=max_steps, batch=batch):
+    for cols, lengths, won in behaviour_rollout(
+        map_name,
+        params,
+        hidden=hidden,
+        epsilon=epsilon,
+        episodes=episodes,
+        seed=seed,
+        max_steps=max_steps,
+        batch=batch,
+    ):
         off = np.r_[0, np.cumsum(lengths)]
         rets += np.add.reduceat(cols["rewards"].astype(np.float64), off[:-1]).tolist()
         wins += won.tolist()
@@ -293,8 +360,18 @@ def evaluate_params(map_name: str, params, *, hidden: int, epsilon: float, episo
     return _Eval(float(r.mean()), float(r.std()), float(np.mean(wins)), len(rets))
 
 
-def behaviour_rollout(map_name: str, params, *, hidden: int, epsilon: float, episodes: int,
-                      seed: int, max_steps: int = 100, batch: int = 256, progress: Any = None):
+def behaviour_rollout(
+    map_name: str,
+    params,
+    *,
+    hidden: int,
+    epsilon: float,
+    episodes: int,
+    seed: int,
+    max_steps: int = 100,
+    batch: int = 256,
+    progress: Any = None,
+):
     """Yield (columns, lengths, won) of ``episodes`` episodes of a learned behaviour policy,
     in the layout of :func:`marl_augment.envs.smax.rollout`."""
     from .smax import run_batches
@@ -302,8 +379,17 @@ def behaviour_rollout(map_name: str, params, *, hidden: int, epsilon: float, epi
     c = core(map_name, max_steps)
     batch = max(1, min(int(batch), int(episodes)))
     start, chunk = _behaviour_fns(map_name, max_steps, hidden, batch)
-    yield from run_batches(c, start, chunk, (params, c.jnp.float32(epsilon)), episodes,
-                           seed=seed, batch=batch, max_steps=max_steps, progress=progress)
+    yield from run_batches(
+        c,
+        start,
+        chunk,
+        (params, c.jnp.float32(epsilon)),
+        episodes,
+        seed=seed,
+        batch=batch,
+        max_steps=max_steps,
+        progress=progress,
+    )
 
 
 _FNS: dict[tuple, Any] = {}
@@ -317,8 +403,13 @@ def _behaviour_fns(map_name: str, max_steps: int, hidden: int, batch: int):
 
     c = core(map_name, max_steps)
     nets = _Nets(c, hidden)
-    _FNS[k] = batch_rollout_fns(c, batch, lambda key, o, m, state, params, epsilon:
-                                behaviour_actions(nets, params, key, o, m, epsilon))
+    _FNS[k] = batch_rollout_fns(
+        c,
+        batch,
+        lambda key, o, m, state, params, epsilon: behaviour_actions(
+            nets, params, key, o, m, epsilon
+        ),
+    )
     return _FNS[k]
 
 
@@ -341,8 +432,9 @@ def _load_params(path: Path, like):
         raise FormatError(f"unreadable checkpoint {path} ({e}); train again") from None
     ref, treedef = jax.tree_util.tree_flatten(like)
     if len(leaves) != len(ref) or any(a.shape != np.shape(r) for a, r in zip(leaves, ref)):
-        raise FormatError(f"checkpoint {path} does not match its behaviour.json (shapes differ); "
-                          f"train again")
+        raise FormatError(
+            f"checkpoint {path} does not match its behaviour.json (shapes differ); train again"
+        )
     return jax.tree_util.tree_unflatten(treedef, [jax.numpy.asarray(x) for x in leaves])
 
 
@@ -350,8 +442,10 @@ def read_checkpoints(folder: str | Path) -> list[dict[str, Any]]:
     """The evaluated checkpoints of a behaviour training folder, in training order."""
     p = Path(folder) / CHECKPOINTS
     if not p.is_file():
-        raise NotFound(f"no behaviour checkpoints in {folder} (expected {CHECKPOINTS}); train "
-                       f"them with 'marl-augment behaviour train'")
+        raise NotFound(
+            f"no behaviour checkpoints in {folder} (expected {CHECKPOINTS}); train "
+            f"them with 'marl-augment behaviour train'"
+        )
     rows = []
     for ln in p.read_text().splitlines():
         if ln.strip():
@@ -362,8 +456,15 @@ def read_checkpoints(folder: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def train_behaviour(env_id: str, out: str | Path, *, config: PpoConfig | None = None,
-                    seed: int = 0, progress: Any = None, log: Any = None) -> dict[str, Any]:
+def train_behaviour(
+    env_id: str,
+    out: str | Path,
+    *,
+    config: PpoConfig | None = None,
+    seed: int = 0,
+    progress: Any = None,
+    log: Any = None,
+) -> dict[str, Any]:
     """Train MAPPO on ``smax:<map>`` into ``out`` (resumable); see the module docstring."""
     from ..outputs import check_output, kind_of, write_marker
     from . import split_id
@@ -377,11 +478,14 @@ def train_behaviour(env_id: str, out: str | Path, *, config: PpoConfig | None = 
     if (out / CONFIG_FILE).is_file():
         old = json.loads((out / CONFIG_FILE).read_text())
         if {k: v for k, v in old.items() if k != "config"} != {
-                k: v for k, v in meta.items() if k != "config"} or {
-                k: v for k, v in old["config"].items() if k != "total_steps"} != {
-                k: v for k, v in meta["config"].items() if k != "total_steps"}:
-            raise ConfigError(f"{out} holds a behaviour run with other settings; choose another "
-                              f"folder (only total_steps may change on resume)")
+            k: v for k, v in meta.items() if k != "config"
+        } or {k: v for k, v in old["config"].items() if k != "total_steps"} != {
+            k: v for k, v in meta["config"].items() if k != "total_steps"
+        }:
+            raise ConfigError(
+                f"{out} holds a behaviour run with other settings; choose another "
+                f"folder (only total_steps may change on resume)"
+            )
     out.mkdir(parents=True, exist_ok=True)
     if kind_of(out) != "behaviour":
         write_marker(out, "behaviour")
@@ -417,20 +521,34 @@ def train_behaviour(env_id: str, out: str | Path, *, config: PpoConfig | None = 
         dense = (u + 1) * cfg.steps_per_update <= cfg.dense_until
         if dense or (u + 1) % every == 0 or u + 1 == num_updates:
             steps = (u + 1) * cfg.steps_per_update
-            ev = evaluate_params(map_name, runner[0], hidden=cfg.hidden, epsilon=cfg.epsilon,
-                                 episodes=cfg.eval_episodes, seed=seed + 10_000 + u,
-                                 max_steps=cfg.max_steps)
+            ev = evaluate_params(
+                map_name,
+                runner[0],
+                hidden=cfg.hidden,
+                epsilon=cfg.epsilon,
+                episodes=cfg.eval_episodes,
+                seed=seed + 10_000 + u,
+                max_steps=cfg.max_steps,
+            )
             name = f"ckpt-{steps:09d}.npz"
             _save_params(out / name, runner[0])
             eps_done = sum(s["episodes"] for s in recent)
-            row = {"checkpoint": name, "env_steps": steps, "updates": u + 1,
-                   "return_mean": ev.return_mean, "return_std": ev.return_std,
-                   "normalised_return": ev.return_mean / MAX_RETURN, "win_rate": ev.win_rate,
-                   "eval_episodes": ev.episodes, "epsilon": cfg.epsilon,
-                   "train_return": (sum(s["return_sum"] for s in recent) / eps_done
-                                    if eps_done else None),
-                   "entropy": float(np.mean([s["entropy"] for s in recent])),
-                   "seconds": round(time.perf_counter() - t0, 2)}
+            row = {
+                "checkpoint": name,
+                "env_steps": steps,
+                "updates": u + 1,
+                "return_mean": ev.return_mean,
+                "return_std": ev.return_std,
+                "normalised_return": ev.return_mean / MAX_RETURN,
+                "win_rate": ev.win_rate,
+                "eval_episodes": ev.episodes,
+                "epsilon": cfg.epsilon,
+                "train_return": (
+                    sum(s["return_sum"] for s in recent) / eps_done if eps_done else None
+                ),
+                "entropy": float(np.mean([s["entropy"] for s in recent])),
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
             recent = []
             with open(out / CHECKPOINTS, "a") as f:
                 f.write(json.dumps(row) + "\n")
@@ -438,8 +556,12 @@ def train_behaviour(env_id: str, out: str | Path, *, config: PpoConfig | None = 
             (out / "train_state.json").write_text(json.dumps({"updates": u + 1}))
             if log is not None:
                 log(row)
-    return {"folder": str(out), "checkpoints": read_checkpoints(out),
-            "train_seconds": train_seconds, "updates": num_updates}
+    return {
+        "folder": str(out),
+        "checkpoints": read_checkpoints(out),
+        "train_seconds": train_seconds,
+        "updates": num_updates,
+    }
 
 
 def pick_checkpoint(folder: str | Path, quality: str) -> dict[str, Any]:
@@ -452,9 +574,11 @@ def pick_checkpoint(folder: str | Path, quality: str) -> dict[str, Any]:
     inside = [r for r in rows if lo <= r["normalised_return"] <= hi]
     if not inside:
         got = ", ".join(f"{r['normalised_return']:.2f}" for r in rows) or "none"
-        raise NotFound(f"no checkpoint in {folder} reaches {quality} ({lo:.2f}-{hi:.2f} of the "
-                       f"maximum return; checkpoints reached: {got}); train longer or with "
-                       f"checkpoints more often")
+        raise NotFound(
+            f"no checkpoint in {folder} reaches {quality} ({lo:.2f}-{hi:.2f} of the "
+            f"maximum return; checkpoints reached: {got}); train longer or with "
+            f"checkpoints more often"
+        )
     mid = (lo + hi) / 2
     return min(inside, key=lambda r: (abs(r["normalised_return"] - mid), r["env_steps"]))
 
@@ -474,10 +598,19 @@ def load_behaviour(folder: str | Path, checkpoint: str):
     return map_name, _load_params(folder / checkpoint, like), cfg
 
 
-def record_behaviour(folder: str | Path, out: str | Path, *, quality: str | None = None,
-                     checkpoint: str | None = None, transitions: int = 1_000_000,
-                     epsilon: float | None = None, seed: int = 0, batch: int = 256,
-                     overwrite: bool = False, progress: Any = None):
+def record_behaviour(
+    folder: str | Path,
+    out: str | Path,
+    *,
+    quality: str | None = None,
+    checkpoint: str | None = None,
+    transitions: int = 1_000_000,
+    epsilon: float | None = None,
+    seed: int = 0,
+    batch: int = 256,
+    overwrite: bool = False,
+    progress: Any = None,
+):
     """Record about ``transitions`` steps (whole episodes) of a checkpoint's ε-greedy policy."""
     from ..data.dataset import StoreWriter, make_provenance_entry
     from ..data.schema import Spec
@@ -487,8 +620,11 @@ def record_behaviour(folder: str | Path, out: str | Path, *, quality: str | None
         raise ConfigError("give a quality (poor, medium, good) or a checkpoint name, not both")
     if transitions < 1:
         raise ConfigError(f"transitions must be >= 1, got {transitions}")
-    row = pick_checkpoint(folder, quality) if quality else next(
-        (r for r in read_checkpoints(folder) if r["checkpoint"] == checkpoint), None)
+    row = (
+        pick_checkpoint(folder, quality)
+        if quality
+        else next((r for r in read_checkpoints(folder) if r["checkpoint"] == checkpoint), None)
+    )
     if row is None:
         raise NotFound(f"no checkpoint {checkpoint!r} in {folder}; see {CHECKPOINTS}")
     check_output_path(out, overwrite=overwrite, inputs=[folder])
@@ -496,15 +632,27 @@ def record_behaviour(folder: str | Path, out: str | Path, *, quality: str | None
     eps = cfg.epsilon if epsilon is None else float(epsilon)
     c = core(map_name, cfg.max_steps)
     env_id = f"smax:{map_name}"
-    spec = Spec(env_id=env_id, agent_ids=tuple(f"agent_{i}" for i in range(c.n_agents)),
-                obs_dim=c.obs_dim, n_actions=c.n_actions, state_dim=c.state_dim,
-                has_avail_actions=True, has_alive=True, reward_mode="given",
-                extras={"max_steps": cfg.max_steps, "max_return": MAX_RETURN})
-    behaviour = {"folder": str(Path(folder).resolve()), "checkpoint": row["checkpoint"],
-                 "env_steps": row["env_steps"], "epsilon": eps, "quality": quality,
-                 "measured_return": row["return_mean"],
-                 "measured_normalised_return": row["normalised_return"],
-                 "learner": "mappo"}
+    spec = Spec(
+        env_id=env_id,
+        agent_ids=tuple(f"agent_{i}" for i in range(c.n_agents)),
+        obs_dim=c.obs_dim,
+        n_actions=c.n_actions,
+        state_dim=c.state_dim,
+        has_avail_actions=True,
+        has_alive=True,
+        reward_mode="given",
+        extras={"max_steps": cfg.max_steps, "max_return": MAX_RETURN},
+    )
+    behaviour = {
+        "folder": str(Path(folder).resolve()),
+        "checkpoint": row["checkpoint"],
+        "env_steps": row["env_steps"],
+        "epsilon": eps,
+        "quality": quality,
+        "measured_return": row["return_mean"],
+        "measured_normalised_return": row["normalised_return"],
+        "learner": "mappo",
+    }
     config = {"env_id": env_id, "transitions": transitions, "batch": batch, **behaviour}
     source = {"adapter": "behaviour", **config, "seed": seed}
     prov = [make_provenance_entry(step=1, method="record-behaviour", config=config, seed=seed)]
@@ -513,8 +661,15 @@ def record_behaviour(folder: str | Path, out: str | Path, *, quality: str | None
     with StoreWriter(out, spec, overwrite=overwrite, source=source, provenance=prov) as w:
         while written < transitions:
             for cols, lengths, won in behaviour_rollout(
-                    map_name, params, hidden=cfg.hidden, epsilon=eps, episodes=batch,
-                    seed=seed * 1_000_003 + k, max_steps=cfg.max_steps, batch=batch):
+                map_name,
+                params,
+                hidden=cfg.hidden,
+                epsilon=eps,
+                episodes=batch,
+                seed=seed * 1_000_003 + k,
+                max_steps=cfg.max_steps,
+                batch=batch,
+            ):
                 keep = int(np.searchsorted(np.cumsum(lengths), transitions - written) + 1)
                 keep = min(keep, len(lengths))
                 rows = int(lengths[:keep].sum())

@@ -25,8 +25,10 @@ def summarise(returns, lengths, won, env_id: str, *, top: float | None = None) -
     normalises them."""
     returns = np.asarray(returns, dtype=np.float64)
     out: dict[str, Any] = {
-        "env_id": env_id, "episodes": int(returns.shape[0]),
-        "return_mean": float(returns.mean()), "return_std": float(returns.std()),
+        "env_id": env_id,
+        "episodes": int(returns.shape[0]),
+        "return_mean": float(returns.mean()),
+        "return_std": float(returns.std()),
         "length_mean": float(np.mean(lengths)),
     }
     top = top if top is not None else max_return(env_id)
@@ -37,32 +39,51 @@ def summarise(returns, lengths, won, env_id: str, *, top: float | None = None) -
     return out
 
 
-def evaluate(policy: str | BatchPolicy, env_id: str, episodes: int = 32, seed: int = 0, *,
-             batch: int = 32, progress: Any = None, **env_kwargs: Any) -> dict[str, Any]:
+def evaluate(
+    policy: str | BatchPolicy,
+    env_id: str,
+    episodes: int = 32,
+    seed: int = 0,
+    *,
+    batch: int = 32,
+    progress: Any = None,
+    **env_kwargs: Any,
+) -> dict[str, Any]:
     """Run ``episodes`` episodes and summarise them (see the module docstring)."""
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
     backend, name = split_id(env_id)
     kind = getattr(policy, "action_kind", None)
     if backend in ("smax", "smac") and kind == "continuous":
-        raise ConfigError(f"this policy acts with continuous actions and {env_id} takes discrete "
-                          f"ones: evaluate it on the env its dataset came from")
+        raise ConfigError(
+            f"this policy acts with continuous actions and {env_id} takes discrete "
+            f"ones: evaluate it on the env its dataset came from"
+        )
     if backend == "smax" and isinstance(policy, str):
         from .smax import rollout
 
         rets, lens, wins = [], [], []
-        for cols, lengths, won in rollout(name, policy, episodes, seed=seed, batch=batch,
-                                          max_steps=env_kwargs.get("max_steps", 100), progress=progress):
+        for cols, lengths, won in rollout(
+            name,
+            policy,
+            episodes,
+            seed=seed,
+            batch=batch,
+            max_steps=env_kwargs.get("max_steps", 100),
+            progress=progress,
+        ):
             off = np.r_[0, np.cumsum(lengths)]
             rets += np.add.reduceat(cols["rewards"].astype(np.float64), off[:-1]).tolist()
             lens += lengths.tolist()
             wins += won.tolist()
         return summarise(rets, lens, wins, env_id)
     if backend == "smax":
-        return _evaluate_smax_batch(policy, name, env_id, episodes, seed, batch, progress, **env_kwargs)
+        return _evaluate_smax_batch(
+            policy, name, env_id, episodes, seed, batch, progress, **env_kwargs
+        )
     from ..torch_state import torch_threads
 
-    with torch_threads(1):                  # one env, one step at a time: threads only spin
+    with torch_threads(1):  # one env, one step at a time: threads only spin
         return _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs)
 
 
@@ -87,14 +108,18 @@ def _evaluate_smax_batch(policy, name, env_id, episodes, seed, batch, progress, 
         while running.any():
             acts = np.asarray(policy(o, m, first), dtype=np.int32)
             if acts.shape != (b, c.n_agents):
-                raise ConfigError(f"policy returned actions of shape {acts.shape}, expected {(b, c.n_agents)}")
+                raise ConfigError(
+                    f"policy returned actions of shape {acts.shape}, expected {(b, c.n_agents)}"
+                )
             acts = np.where(running[:, None], acts, STOP)
             legal = np.take_along_axis(m, acts[..., None].clip(0, c.n_actions - 1), -1)[..., 0]
             if (running[:, None] & ~legal).any():
                 bi, ai = np.argwhere(running[:, None] & ~legal)[0]
                 raise ConfigError(f"policy chose illegal action {acts[bi, ai]} for agent {ai}")
             step_key, sub = c.jax.random.split(step_key)
-            o, w, m, r, done, win, _, _, _, state = c.step_batch(c.jax.random.split(sub, b), state, acts)
+            o, w, m, r, done, win, _, _, _, state = c.step_batch(
+                c.jax.random.split(sub, b), state, acts
+            )
             o, m = np.array(o), np.array(m)
             ret += np.where(running, np.asarray(r), 0.0)
             length += running
@@ -129,11 +154,15 @@ def _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs):
         env_kind = "discrete" if bounds is None else "continuous"
         if env_kind != kind:
             env.close()
-            raise ConfigError(f"this policy acts with {kind} actions and {env_id} takes "
-                              f"{env_kind} ones: evaluate it on the env its dataset came from")
+            raise ConfigError(
+                f"this policy acts with {kind} actions and {env_id} takes "
+                f"{env_kind} ones: evaluate it on the env its dataset came from"
+            )
     rng = np.random.default_rng(seed)
     if isinstance(policy, str) and policy != "random":
-        raise ConfigError(f"scripted policy {policy!r} runs on smax:* only; use 'random' or a batch policy")
+        raise ConfigError(
+            f"scripted policy {policy!r} runs on smax:* only; use 'random' or a batch policy"
+        )
     rets, lens, wins = [], [], []
     started = interrupted = in_a_row = 0
     try:
@@ -155,9 +184,11 @@ def _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs):
                 interrupted += 1
                 in_a_row += 1
                 if in_a_row >= MAX_INTERRUPTED_IN_A_ROW:
-                    raise EnvError(f"{env_id}: {in_a_row} episodes in a row were cut short by the "
-                                   "environment (StarCraft II lost its connection); check the game "
-                                   "installation and try again")
+                    raise EnvError(
+                        f"{env_id}: {in_a_row} episodes in a row were cut short by the "
+                        "environment (StarCraft II lost its connection); check the game "
+                        "installation and try again"
+                    )
                 continue
             in_a_row = 0
             rets.append(ret)
@@ -183,8 +214,10 @@ def action_bounds_of(env) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
     agents = list(env.possible_agents)
     if agent_action_kinds(env, agents) != "continuous":
         return None
-    return {a: tuple(np.asarray(b, np.float32) for b in box_bounds(env.action_space(a), a))
-            for a in agents}
+    return {
+        a: tuple(np.asarray(b, np.float32) for b in box_bounds(env.action_space(a), a))
+        for a in agents
+    }
 
 
 def _act(policy, env, agents, obs, infos, rng, first, bounds):
@@ -227,15 +260,19 @@ def _act_continuous(policy, env, agents, live, obs, rng, first, bounds):
     """Box actions: a batch policy returns float (1, N, A); each agent takes its first
     dimensions, clipped to its bounds (as the env would), in the shape of its space."""
     if isinstance(policy, str):
-        return {a: rng.uniform(*bounds[a]).astype(np.float32).reshape(env.action_space(a).shape)
-                for a in live}
+        return {
+            a: rng.uniform(*bounds[a]).astype(np.float32).reshape(env.action_space(a).shape)
+            for a in live
+        }
     dims = [int(np.prod(env.action_space(a).shape)) for a in agents]
     o = _batch_obs(env, agents, live, obs)
     avail = np.ones((1, len(agents), max(dims)), bool)
     acts = np.asarray(policy(o, avail, np.array([first])), dtype=np.float32)
     if acts.shape != (1, len(agents), max(dims)):
-        raise ConfigError(f"policy returned actions of shape {acts.shape[1:]}, expected "
-                          f"{(len(agents), max(dims))} (continuous actions of {env_name(env)})")
+        raise ConfigError(
+            f"policy returned actions of shape {acts.shape[1:]}, expected "
+            f"{(len(agents), max(dims))} (continuous actions of {env_name(env)})"
+        )
     out = {}
     for a in live:
         i = agents.index(a)
@@ -255,14 +292,15 @@ class NoisyPolicy:
     ε-greedy with ε = ``noise`` over the legal actions (OG-MARL's SMAC data: 0.05).
     Call it as ``act(env, obs, infos)``; :meth:`reset` at every episode start."""
 
-    def __init__(self, policy: BatchPolicy, noise: float, seed: int = 0,
-                 name: str = "policy") -> None:
+    def __init__(
+        self, policy: BatchPolicy, noise: float, seed: int = 0, name: str = "policy"
+    ) -> None:
         if not 0 <= noise <= 1:
             raise ConfigError(f"noise must be in [0, 1], got {noise}")
         self.policy, self.noise, self.name = policy, float(noise), name
         self.rng = np.random.default_rng(seed)
         self.first = True
-        self._bounds: dict[int, Any] = {}                  # per env: action_bounds_of, once
+        self._bounds: dict[int, Any] = {}  # per env: action_bounds_of, once
 
     def reset(self) -> None:
         self.first = True
@@ -281,8 +319,11 @@ class NoisyPolicy:
             for a, v in acts.items():
                 lo, hi = bounds[a]
                 step = self.rng.normal(0.0, self.noise, lo.shape) * (hi - lo) / 2
-                out[a] = np.clip(np.ravel(v) + step, lo, hi).astype(np.float32).reshape(
-                    env.action_space(a).shape)
+                out[a] = (
+                    np.clip(np.ravel(v) + step, lo, hi)
+                    .astype(np.float32)
+                    .reshape(env.action_space(a).shape)
+                )
             return out
         for a in acts:
             if self.rng.random() < self.noise:

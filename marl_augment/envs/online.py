@@ -106,8 +106,17 @@ class Td3OnlineConfig:
             raise ConfigError(f"threads must be >= 0, got {self.threads}")
         if self.dense_until < 0:
             raise ConfigError(f"dense_until must be >= 0, got {self.dense_until}")
-        for f in ("total_steps", "batch_size", "hidden", "policy_delay", "update_every",
-                  "buffer_size", "checkpoint_every", "dense_every", "eval_episodes"):
+        for f in (
+            "total_steps",
+            "batch_size",
+            "hidden",
+            "policy_delay",
+            "update_every",
+            "buffer_size",
+            "checkpoint_every",
+            "dense_every",
+            "eval_episodes",
+        ):
             if getattr(self, f) < 1:
                 raise ConfigError(f"{f} must be >= 1, got {getattr(self, f)}")
         if self.start_steps < 0:
@@ -133,9 +142,11 @@ class _EnvIO:
         bounds = action_bounds_of(self.env)
         if bounds is None:
             self.env.close()
-            raise ConfigError(f"{env_id} takes discrete actions; MATD3 behaviour policies are "
-                              f"for continuous ones (SMAX maps train with MAPPO: "
-                              f"'marl-augment behaviour train smax:<map>')")
+            raise ConfigError(
+                f"{env_id} takes discrete actions; MATD3 behaviour policies are "
+                f"for continuous ones (SMAX maps train with MAPPO: "
+                f"'marl-augment behaviour train smax:<map>')"
+            )
         self.spaces = [self.env.observation_space(a) for a in self.agents]
         self.flat_obs = flat_obs
         self.obs_dim = max(obs_dim(s) for s in self.spaces)
@@ -145,13 +156,13 @@ class _EnvIO:
         for i, a in enumerate(self.agents):
             self.low[i, : self.dims[i]], self.high[i, : self.dims[i]] = bounds[a]
         self.combine = np.mean if team_reward(env_id) == "mean" else np.sum
-        self.obs, _ = self.env.reset(seed=0)               # the state's width needs a reset
+        self.obs, _ = self.env.reset(seed=0)  # the state's width needs a reset
         self.state_dim = int(np.asarray(self._state()).size)
 
     def _state(self) -> np.ndarray:
         try:
             return np.asarray(self.env.state(), np.float32).ravel()
-        except (NotImplementedError, AttributeError):   # no global state: the joint observation
+        except (NotImplementedError, AttributeError):  # no global state: the joint observation
             return self.observe().ravel()
 
     def observe(self) -> np.ndarray:
@@ -170,8 +181,11 @@ class _EnvIO:
         """Normalised actions (N, A) → (obs, state, team reward, terminated, episode over)."""
         act = (self.low + (np.clip(u, -1, 1) + 1) / 2 * (self.high - self.low)).astype(np.float32)
         live = list(self.env.agents)
-        acts = {a: act[i, : self.dims[i]].reshape(self.env.action_space(a).shape)
-                for i, a in enumerate(self.agents) if a in live}
+        acts = {
+            a: act[i, : self.dims[i]].reshape(self.env.action_space(a).shape)
+            for i, a in enumerate(self.agents)
+            if a in live
+        }
         self.obs, rewards, terms, truncs, _ = self.env.step(acts)
         r = float(self.combine([float(v) for v in rewards.values()])) if rewards else 0.0
         terminated = any(bool(terms.get(a)) and not bool(truncs.get(a)) for a in live)
@@ -185,8 +199,15 @@ class _Replay:
     FIELDS = ("obs", "state", "action", "reward", "next_obs", "next_state", "term")
 
     def __init__(self, size: int, n: int, o: int, a: int, s: int) -> None:
-        shapes = {"obs": (n, o), "state": (s,), "action": (n, a), "reward": (),
-                  "next_obs": (n, o), "next_state": (s,), "term": ()}
+        shapes = {
+            "obs": (n, o),
+            "state": (s,),
+            "action": (n, a),
+            "reward": (),
+            "next_obs": (n, o),
+            "next_state": (s,),
+            "term": (),
+        }
         self.data = {k: np.zeros((size, *v), np.float32) for k, v in shapes.items()}
         self.size, self.count = size, 0
 
@@ -216,8 +237,9 @@ class _Replay:
 class Matd3:
     """The networks and the update of MATD3 (see the module docstring)."""
 
-    def __init__(self, n: int, o: int, a: int, s: int, dims: list[int], cfg: Td3OnlineConfig,
-                 seed: int) -> None:
+    def __init__(
+        self, n: int, o: int, a: int, s: int, dims: list[int], cfg: Td3OnlineConfig, seed: int
+    ) -> None:
         import torch
 
         from ..algos.feedforward import MlpActor
@@ -243,8 +265,12 @@ class Matd3:
         self.updates = 0
 
     def modules(self) -> dict[str, Any]:
-        return {"actor": self.actor, "critic": self.critic, "target_actor": self.target_actor,
-                "target_critic": self.target_critic}
+        return {
+            "actor": self.actor,
+            "critic": self.critic,
+            "target_actor": self.target_actor,
+            "target_critic": self.target_critic,
+        }
 
     def optimizers(self) -> dict[str, Any]:
         return {"actor": self.actor_opt, "critic": self.critic_opt}
@@ -261,8 +287,9 @@ class Matd3:
         dims = self.actor.dims
         with torch.no_grad():
             nxt = self.target_actor(t["next_obs"])
-            noise = (torch.randn(nxt.shape, generator=self.gen, device=self.device)
-                     * cfg.policy_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
+            noise = (
+                torch.randn(nxt.shape, generator=self.gen, device=self.device) * cfg.policy_noise
+            ).clamp(-cfg.noise_clip, cfg.noise_clip)
             nxt = (nxt + noise).clamp(-1, 1) * dims
             q_next = self.target_critic(t["next_state"], nxt.reshape(rows, -1)).min(0).values
             y = t["reward"] + cfg.gamma * (1 - t["term"]) * q_next
@@ -280,19 +307,22 @@ class Matd3:
             actor_loss.backward()
             self.actor_opt.step()
             with torch.no_grad():
-                for net, target in ((self.actor, self.target_actor),
-                                    (self.critic, self.target_critic)):
+                for net, target in (
+                    (self.actor, self.target_actor),
+                    (self.critic, self.target_critic),
+                ):
                     for p, tp in zip(net.parameters(), target.parameters()):
                         tp.lerp_(p, cfg.tau)
             info["actor_loss"] = float(actor_loss.detach())
         return info
 
 
-def _evaluate(io: _EnvIO, algo: Matd3, *, episodes: int, noise: float, seed: int
-              ) -> tuple[list[float], list[int]]:
+def _evaluate(
+    io: _EnvIO, algo: Matd3, *, episodes: int, noise: float, seed: int
+) -> tuple[list[float], list[int]]:
     """Returns and lengths of ``episodes`` episodes of the actor with Gaussian ``noise``."""
     rng = np.random.default_rng(seed)
-    dims = algo.actor.dims.cpu().numpy()            # read once, and off the device
+    dims = algo.actor.dims.cpu().numpy()  # read once, and off the device
     rets, lens = [], []
     for e in range(episodes):
         obs, _ = io.reset(seed + e)
@@ -309,9 +339,16 @@ def _evaluate(io: _EnvIO, algo: Matd3, *, episodes: int, noise: float, seed: int
     return rets, lens
 
 
-def train_matd3(env_id: str, out: str | Path, *, config: Td3OnlineConfig | None = None,
-                seed: int = 0, env_kwargs: dict[str, Any] | None = None, progress: Any = None,
-                log: Any = None) -> dict[str, Any]:
+def train_matd3(
+    env_id: str,
+    out: str | Path,
+    *,
+    config: Td3OnlineConfig | None = None,
+    seed: int = 0,
+    env_kwargs: dict[str, Any] | None = None,
+    progress: Any = None,
+    log: Any = None,
+) -> dict[str, Any]:
     """Train MATD3 on a continuous-action env into ``out`` (resumable); see the module
     docstring. ``env_kwargs`` go to the env (e.g. ``max_cycles`` of MPE)."""
     from ..algos.feedforward import save_feedforward_policy
@@ -321,15 +358,22 @@ def train_matd3(env_id: str, out: str | Path, *, config: Td3OnlineConfig | None 
     cfg = (config or Td3OnlineConfig()).check()
     env_kwargs = dict(env_kwargs or {})
     out = check_output(out, "behaviour", overwrite=False, reuse=True, what="behaviour folder")
-    meta = {"env_id": env_id, "seed": seed, "learner": "matd3", "env_kwargs": env_kwargs,
-            "config": dataclasses.asdict(cfg)}
+    meta = {
+        "env_id": env_id,
+        "seed": seed,
+        "learner": "matd3",
+        "env_kwargs": env_kwargs,
+        "config": dataclasses.asdict(cfg),
+    }
     if (out / CONFIG_FILE).is_file():
         old = json.loads((out / CONFIG_FILE).read_text())
-        if ({k: v for k, v in old.items() if k != "config"} != {
-                k: v for k, v in meta.items() if k != "config"}
-                or not _same_settings(old.get("config", {}), meta["config"])):
-            raise ConfigError(f"{out} holds a behaviour run with other settings; choose another "
-                              f"folder (only {', '.join(RESUMABLE)} may change on resume)")
+        if {k: v for k, v in old.items() if k != "config"} != {
+            k: v for k, v in meta.items() if k != "config"
+        } or not _same_settings(old.get("config", {}), meta["config"]):
+            raise ConfigError(
+                f"{out} holds a behaviour run with other settings; choose another "
+                f"folder (only {', '.join(RESUMABLE)} may change on resume)"
+            )
     if cfg.threads:
         import torch
 
@@ -371,11 +415,18 @@ def train_matd3(env_id: str, out: str | Path, *, config: Td3OnlineConfig | None 
             u = algo.act(obs)
             u = np.clip(u + rng.normal(0.0, cfg.exploration_noise, u.shape), -1, 1) * dims
         nobs, nstate, r, term, over = io.step(u)
-        replay.add(obs=obs, state=state, action=u, reward=r, next_obs=nobs, next_state=nstate,
-                   term=float(term))
+        replay.add(
+            obs=obs,
+            state=state,
+            action=u,
+            reward=r,
+            next_obs=nobs,
+            next_state=nstate,
+            term=float(term),
+        )
         obs, state, ep_ret = nobs, nstate, ep_ret + r
         steps += 1
-        pending += steps > cfg.start_steps       # one update per step once the actor acts
+        pending += steps > cfg.start_steps  # one update per step once the actor acts
         if over:
             recent.append(ep_ret)
             episodes += 1
@@ -391,33 +442,62 @@ def train_matd3(env_id: str, out: str | Path, *, config: Td3OnlineConfig | None 
         if dense or steps % cfg.checkpoint_every == 0 or steps == cfg.total_steps:
             name = f"ckpt-{steps:09d}"
             ev_seed = 1_000_000 + seed * 1_000_003 + steps
-            rets, lens = _evaluate(eval_io, algo, episodes=cfg.eval_episodes,
-                                   noise=cfg.behaviour_noise, seed=ev_seed)
-            greedy, _ = _evaluate(eval_io, algo, episodes=cfg.eval_episodes, noise=0.0,
-                                  seed=ev_seed)
+            rets, lens = _evaluate(
+                eval_io, algo, episodes=cfg.eval_episodes, noise=cfg.behaviour_noise, seed=ev_seed
+            )
+            greedy, _ = _evaluate(
+                eval_io, algo, episodes=cfg.eval_episodes, noise=0.0, seed=ev_seed
+            )
             save_feedforward_policy(
-                out / name, algo.actor, low=io.low, high=io.high, action_dims=io.dims,
-                hidden=cfg.hidden, name="matd3",
-                meta={"env_id": env_id, "env_kwargs": env_kwargs, "env_steps": steps,
-                      "seed": seed, "behaviour_noise": cfg.behaviour_noise})
-            row = {"checkpoint": name, "env_steps": steps, "updates": algo.updates,
-                   "return_mean": float(np.mean(rets)), "return_std": float(np.std(rets)),
-                   "greedy_return": float(np.mean(greedy)), "length_mean": float(np.mean(lens)),
-                   "eval_episodes": len(rets), "noise": cfg.behaviour_noise,
-                   "train_return": float(np.mean(recent)) if recent else None,
-                   "episodes": episodes, "seconds": round(time.perf_counter() - t0, 2)}
+                out / name,
+                algo.actor,
+                low=io.low,
+                high=io.high,
+                action_dims=io.dims,
+                hidden=cfg.hidden,
+                name="matd3",
+                meta={
+                    "env_id": env_id,
+                    "env_kwargs": env_kwargs,
+                    "env_steps": steps,
+                    "seed": seed,
+                    "behaviour_noise": cfg.behaviour_noise,
+                },
+            )
+            row = {
+                "checkpoint": name,
+                "env_steps": steps,
+                "updates": algo.updates,
+                "return_mean": float(np.mean(rets)),
+                "return_std": float(np.std(rets)),
+                "greedy_return": float(np.mean(greedy)),
+                "length_mean": float(np.mean(lens)),
+                "eval_episodes": len(rets),
+                "noise": cfg.behaviour_noise,
+                "train_return": float(np.mean(recent)) if recent else None,
+                "episodes": episodes,
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
             recent = []
             with open(out / CHECKPOINTS, "a") as f:
                 f.write(json.dumps(row) + "\n")
-            save_training_state(state_dir, algo.modules(), algo.optimizers(),
-                                {"steps": steps, "episodes": episodes, "updates": algo.updates})
+            save_training_state(
+                state_dir,
+                algo.modules(),
+                algo.optimizers(),
+                {"steps": steps, "episodes": episodes, "updates": algo.updates},
+            )
             replay.save(state_dir / "replay.npz")
             if log is not None:
                 log(row)
     io.env.close()
     eval_io.env.close()
-    return {"folder": str(out), "checkpoints": read_checkpoints(out),
-            "seconds": round(time.perf_counter() - t0, 2), "updates": algo.updates}
+    return {
+        "folder": str(out),
+        "checkpoints": read_checkpoints(out),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "updates": algo.updates,
+    }
 
 
 def _same_settings(old: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -440,16 +520,17 @@ def quality_bands(env_id: str, rows: list[dict[str, Any]]) -> dict[str, tuple[fl
     """Each quality's band of behaviour returns for ``env_id``: around the published levels
     (:data:`PUBLISHED_LEVELS`), else :data:`RELATIVE_BANDS` of the run's own range."""
     if env_id in PUBLISHED_LEVELS:
-        return {q: (m - LEVEL_TOLERANCE * abs(m), m + LEVEL_TOLERANCE * abs(m))
-                for q, m, _ in PUBLISHED_LEVELS[env_id]}
+        return {
+            q: (m - LEVEL_TOLERANCE * abs(m), m + LEVEL_TOLERANCE * abs(m))
+            for q, m, _ in PUBLISHED_LEVELS[env_id]
+        }
     if len(rows) < 2:
         return {}
     lo = rows[0]["return_mean"]
     hi = max(r["return_mean"] for r in rows)
     if hi <= lo:
         return {}
-    return {q: (lo + f0 * (hi - lo), lo + f1 * (hi - lo)) for q, (f0, f1) in
-            RELATIVE_BANDS.items()}
+    return {q: (lo + f0 * (hi - lo), lo + f1 * (hi - lo)) for q, (f0, f1) in RELATIVE_BANDS.items()}
 
 
 def pick(folder: str | Path, quality: str) -> dict[str, Any]:
@@ -459,15 +540,18 @@ def pick(folder: str | Path, quality: str) -> dict[str, Any]:
     bands = quality_bands(meta["env_id"], rows)
     if quality not in bands:
         known = sorted(bands) or sorted(RELATIVE_BANDS)
-        raise ConfigError(f"unknown quality {quality!r} for {meta['env_id']}; use one of "
-                          f"{', '.join(known)}")
+        raise ConfigError(
+            f"unknown quality {quality!r} for {meta['env_id']}; use one of {', '.join(known)}"
+        )
     lo, hi = bands[quality]
     inside = [r for r in rows if lo <= r["return_mean"] <= hi]
     if not inside:
         got = ", ".join(f"{r['return_mean']:.1f}" for r in rows) or "none"
-        raise NotFound(f"no checkpoint in {folder} reaches {quality} (behaviour return "
-                       f"{lo:.1f} to {hi:.1f}; checkpoints reached: {got}); train longer or "
-                       f"with checkpoints more often")
+        raise NotFound(
+            f"no checkpoint in {folder} reaches {quality} (behaviour return "
+            f"{lo:.1f} to {hi:.1f}; checkpoints reached: {got}); train longer or "
+            f"with checkpoints more often"
+        )
     mid = (lo + hi) / 2
     return min(inside, key=lambda r: (abs(r["return_mean"] - mid), r["env_steps"]))
 
@@ -483,8 +567,10 @@ def load_meta(folder: str | Path) -> dict[str, Any]:
 
     p = Path(folder) / CONFIG_FILE
     if not p.is_file():
-        raise NotFound(f"{folder} is not a behaviour folder (no {CONFIG_FILE}); make one with "
-                       f"'marl-augment behaviour train'")
+        raise NotFound(
+            f"{folder} is not a behaviour folder (no {CONFIG_FILE}); make one with "
+            f"'marl-augment behaviour train'"
+        )
     try:
         meta = json.loads(p.read_text())
         meta["env_id"]
@@ -493,10 +579,18 @@ def load_meta(folder: str | Path) -> dict[str, Any]:
     return meta
 
 
-def record_matd3(folder: str | Path, out: str, *, quality: str | None = None,
-                 checkpoint: str | None = None, transitions: int = 1_000_000,
-                 noise: float | None = None, seed: int = 0, overwrite: bool = False,
-                 bars: Any = None):
+def record_matd3(
+    folder: str | Path,
+    out: str,
+    *,
+    quality: str | None = None,
+    checkpoint: str | None = None,
+    transitions: int = 1_000_000,
+    noise: float | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    bars: Any = None,
+):
     """Record about ``transitions`` steps (whole episodes) with a MATD3 checkpoint picked by
     quality or by name, acting with Gaussian noise (the folder's ``behaviour_noise``)."""
     from .recording import no_bars, record_env
@@ -506,15 +600,31 @@ def record_matd3(folder: str | Path, out: str, *, quality: str | None = None,
     if transitions < 1:
         raise ConfigError(f"transitions must be >= 1, got {transitions}")
     meta = load_meta(folder)
-    row = pick(folder, quality) if quality else next(
-        (r for r in read_checkpoints(folder) if r["checkpoint"] == checkpoint), None)
+    row = (
+        pick(folder, quality)
+        if quality
+        else next((r for r in read_checkpoints(folder) if r["checkpoint"] == checkpoint), None)
+    )
     if row is None:
         raise NotFound(f"no checkpoint {checkpoint!r} in {folder}; see {CHECKPOINTS}")
     level = meta["config"]["behaviour_noise"] if noise is None else float(noise)
-    source = {"behaviour_checkpoint": row["checkpoint"], "behaviour_env_steps": row["env_steps"],
-              "quality": quality, "measured_return": row["return_mean"],
-              "behaviour_learner": "matd3", "transitions_asked": transitions}
-    return record_env(meta["env_id"], out, episodes=episodes_for(row, transitions),
-                      policy=str(Path(folder) / row["checkpoint"]), noise=level, seed=seed,
-                      env_kwargs=meta.get("env_kwargs") or {}, overwrite=overwrite,
-                      source=source, bars=bars or no_bars)
+    source = {
+        "behaviour_checkpoint": row["checkpoint"],
+        "behaviour_env_steps": row["env_steps"],
+        "quality": quality,
+        "measured_return": row["return_mean"],
+        "behaviour_learner": "matd3",
+        "transitions_asked": transitions,
+    }
+    return record_env(
+        meta["env_id"],
+        out,
+        episodes=episodes_for(row, transitions),
+        policy=str(Path(folder) / row["checkpoint"]),
+        noise=level,
+        seed=seed,
+        env_kwargs=meta.get("env_kwargs") or {},
+        overwrite=overwrite,
+        source=source,
+        bars=bars or no_bars,
+    )

@@ -26,8 +26,8 @@ def env_id_for(module_path: str) -> str:
 
 
 def make_parallel_env(module_path: str, **kwargs: Any):
-    """Import ``module_path`` (optionally prefixed ``pettingzoo:``) and call its ``parallel_env``."""
-    path = module_path[len(PREFIX):] if module_path.startswith(PREFIX) else module_path
+    """Import ``module_path`` (may be prefixed ``pettingzoo:``) and call its ``parallel_env``."""
+    path = module_path[len(PREFIX) :] if module_path.startswith(PREFIX) else module_path
     if not path or any(not part.isidentifier() for part in path.split(".")):
         raise NotFound(f"{module_path!r} is not a module path like 'mpe2.simple_spread_v3'")
     top = path.split(".")[0]
@@ -37,7 +37,9 @@ def make_parallel_env(module_path: str, **kwargs: Any):
         if exc.name == top and top in EXTRAS:
             raise MissingDependency(top, EXTRAS[top], f"environment {path!r}") from None
         if exc.name and (exc.name == path or path.startswith(exc.name + ".")):
-            raise NotFound(f"cannot import environment module {path!r} ({exc}); is it installed?") from None
+            raise NotFound(
+                f"cannot import environment module {path!r} ({exc}); is it installed?"
+            ) from None
         raise
     factory = getattr(module, "parallel_env", None)
     if factory is None:
@@ -45,7 +47,9 @@ def make_parallel_env(module_path: str, **kwargs: Any):
     try:
         return factory(**kwargs)
     except TypeError as exc:
-        raise NotFound(f"{path}.parallel_env() refused the options {sorted(kwargs)}: {exc}") from None
+        raise NotFound(
+            f"{path}.parallel_env() refused the options {sorted(kwargs)}: {exc}"
+        ) from None
 
 
 def mpe_module(name: str) -> str:
@@ -57,14 +61,19 @@ def mpe_module(name: str) -> str:
         if exc.name == "mpe2":
             raise MissingDependency("mpe2", "mpe", f"environment mpe:{name}") from None
         raise
-    found = sorted(m.name for m in pkgutil.iter_modules(mpe2.__path__)
-                   if re.fullmatch(r"simple\w*_v\d+", m.name))
+    found = sorted(
+        m.name
+        for m in pkgutil.iter_modules(mpe2.__path__)
+        if re.fullmatch(r"simple\w*_v\d+", m.name)
+    )
     if name in found:
         return f"mpe2.{name}"
     versions = [m for m in found if re.fullmatch(re.escape(name) + r"_v\d+", m)]
     if not versions:
-        raise NotFound(f"unknown MPE environment {name!r}; mpe2 has "
-                       f"{', '.join(sorted({re.sub(r'_v[0-9]+$', '', m) for m in found}))}")
+        raise NotFound(
+            f"unknown MPE environment {name!r}; mpe2 has "
+            f"{', '.join(sorted({re.sub(r'_v[0-9]+$', '', m) for m in found}))}"
+        )
     return "mpe2." + max(versions, key=lambda m: int(m.rsplit("_v", 1)[1]))
 
 
@@ -76,13 +85,18 @@ def make_mpe(name: str, agent_speed_min: float | None = None, **kwargs: Any):
     uniformly from [agent_speed_min, 1] (1 is MPE's own; DOM2 uses 0.3 for simple_spread, 0.4
     for predator-prey, 0.5 for world), see :class:`AgentSpeedShift`."""
     if kwargs.get("continuous_actions", True) is not True:
-        raise NotFound(f"mpe:{name} has continuous actions; for discrete ones use "
-                       f"pettingzoo:{mpe_module(name)}")
+        raise NotFound(
+            f"mpe:{name} has continuous actions; for discrete ones use "
+            f"pettingzoo:{mpe_module(name)}"
+        )
     env = make_parallel_env(mpe_module(name), **{**kwargs, "continuous_actions": True})
     if agent_speed_min is None:
         return env
-    if isinstance(agent_speed_min, bool) or not isinstance(agent_speed_min, (int, float)) \
-            or not 0 < agent_speed_min <= 1:
+    if (
+        isinstance(agent_speed_min, bool)
+        or not isinstance(agent_speed_min, (int, float))
+        or not 0 < agent_speed_min <= 1
+    ):
         raise ConfigError(f"agent_speed_min must be a number in (0, 1], got {agent_speed_min!r}")
     return AgentSpeedShift(env, float(agent_speed_min))
 
@@ -119,8 +133,10 @@ def mamujoco_args(name: str) -> tuple[str, str]:
     """``2x3-HalfCheetah`` -> (``HalfCheetah``, ``2x3``): robot and agent partition."""
     conf, sep, robot = name.partition("-")
     if not sep or not robot or not re.fullmatch(r"\d+x\d+\w*|\d+\w*", conf):
-        raise NotFound(f"mamujoco:{name} is not <agents>-<robot>, e.g. mamujoco:2x3-HalfCheetah, "
-                       f"mamujoco:2x4-Ant, mamujoco:4x2-Ant")
+        raise NotFound(
+            f"mamujoco:{name} is not <agents>-<robot>, e.g. mamujoco:2x3-HalfCheetah, "
+            f"mamujoco:2x4-Ant, mamujoco:4x2-Ant"
+        )
     return robot, conf
 
 
@@ -131,7 +147,7 @@ def make_mamujoco(name: str, **kwargs: Any):
     robot, conf = mamujoco_args(name)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")      # notes on unrelated robotics envs at import
+            warnings.simplefilter("ignore")  # notes on unrelated robotics envs at import
             from gymnasium_robotics import mamujoco_v1
     except ModuleNotFoundError as exc:
         if exc.name in ("gymnasium_robotics", "mujoco"):
@@ -142,8 +158,9 @@ def make_mamujoco(name: str, **kwargs: Any):
         return mamujoco_v1.parallel_env(robot, conf, **kwargs)
     except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise NotFound(f"mamujoco:{name}: MaMuJoCo refused robot {robot!r} with agents "
-                       f"{conf!r} ({first})") from None
+        raise NotFound(
+            f"mamujoco:{name}: MaMuJoCo refused robot {robot!r} with agents {conf!r} ({first})"
+        ) from None
 
 
 def _mujoco_warnings_to_python() -> None:
@@ -154,4 +171,5 @@ def _mujoco_warnings_to_python() -> None:
 
     if mujoco.get_mju_user_warning() is None:
         mujoco.set_mju_user_warning(
-            lambda msg: warnings.warn(f"MuJoCo: {msg}", RuntimeWarning, stacklevel=1))
+            lambda msg: warnings.warn(f"MuJoCo: {msg}", RuntimeWarning, stacklevel=1)
+        )

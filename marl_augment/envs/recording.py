@@ -34,7 +34,9 @@ def default_noise(action_kind: str) -> float:
     return 0.2 if action_kind == "continuous" else 0.05
 
 
-def behaviour_policy(policy: str, noise: float | None, seed: int, env) -> tuple[Any, dict[str, Any]]:
+def behaviour_policy(
+    policy: str, noise: float | None, seed: int, env
+) -> tuple[Any, dict[str, Any]]:
     """The recording policy: a built-in one by name, or a trained policy folder (a ``train``
     run or a ``behaviour train`` checkpoint) acting with OG-MARL's behaviour noise; refused in
     one line when its action kind is not the env's."""
@@ -48,19 +50,33 @@ def behaviour_policy(policy: str, noise: float | None, seed: int, env) -> tuple[
     trained = load_policy(policy)
     kind = agent_action_kinds(env, list(env.possible_agents))
     if trained.action_kind != kind:
-        raise ConfigError(f"the policy in {policy} acts with {trained.action_kind} actions and "
-                          f"the env takes {kind} ones")
+        raise ConfigError(
+            f"the policy in {policy} acts with {trained.action_kind} actions and "
+            f"the env takes {kind} ones"
+        )
     level = noise if noise is not None else default_noise(kind)
-    facts = {"behaviour_run": str(Path(policy).resolve()), "behaviour_noise": level,
-             "behaviour_algo": trained.name}
+    facts = {
+        "behaviour_run": str(Path(policy).resolve()),
+        "behaviour_noise": level,
+        "behaviour_algo": trained.name,
+    }
     return NoisyPolicy(trained, level, seed=seed, name=f"{trained.name}+noise"), facts
 
 
-def record_env(env_id: str, out: str, *, episodes: int, policy: str = "random",
-               noise: float | None = None, seed: int = 0,
-               env_kwargs: dict[str, Any] | None = None, log: Path | None = None,
-               overwrite: bool = False, source: dict[str, Any] | None = None,
-               bars: Bars = no_bars):
+def record_env(
+    env_id: str,
+    out: str,
+    *,
+    episodes: int,
+    policy: str = "random",
+    noise: float | None = None,
+    seed: int = 0,
+    env_kwargs: dict[str, Any] | None = None,
+    log: Path | None = None,
+    overwrite: bool = False,
+    source: dict[str, Any] | None = None,
+    bars: Bars = no_bars,
+):
     """Record ``episodes`` episodes of ``env_id`` into the store ``out`` and return it.
 
     The env's settings (``env_kwargs``) go with the data, so evaluation in its env id makes the
@@ -79,24 +95,36 @@ def record_env(env_id: str, out: str, *, episodes: int, policy: str = "random",
     with tempfile.TemporaryDirectory(prefix="marl-augment-") as tmp:
         log_path = log if log is not None else temp_log_path(Path(tmp))
         with bars(f"recording {env_id}", total=episodes) as advance, torch_threads(1):
-            record(env, log_path, episodes=episodes, policy=actor, seed=seed,
-                       env_id=env_id, overwrite=overwrite, progress=advance,
-                       meta={"env_kwargs": kwargs, **facts})
+            record(
+                env,
+                log_path,
+                episodes=episodes,
+                policy=actor,
+                seed=seed,
+                env_id=env_id,
+                overwrite=overwrite,
+                progress=advance,
+                meta={"env_kwargs": kwargs, **facts},
+            )
         with bars("writing store", unit="transitions") as advance:
             recorded = {"recorded_from": env_id, "policy": policy, "seed": seed, **facts}
             if log is None:
                 recorded.update(path=None, sha256=None)  # the log was temporary
-            adapter = PettingZooLogAdapter(PettingZooLogAdapter.Config(
-                reward=team_reward(env_id), extras={"env_kwargs": kwargs} if kwargs else {}))
-            return adapter.convert(log_path, out, overwrite=overwrite, progress=advance,
-                                   source=recorded)
+            adapter = PettingZooLogAdapter(
+                PettingZooLogAdapter.Config(
+                    reward=team_reward(env_id), extras={"env_kwargs": kwargs} if kwargs else {}
+                )
+            )
+            return adapter.convert(
+                log_path, out, overwrite=overwrite, progress=advance, source=recorded
+            )
 
 
 def random_policy(seed: int):
     """Uniformly random legal actions (respecting action masks); continuous actions uniform
     within their bounds."""
     rng = np.random.default_rng(seed)
-    bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}    # per agent, read once
+    bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # per agent, read once
 
     def act(env, obs, infos) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -122,9 +150,18 @@ def random_policy(seed: int):
 POLICIES = {"random": random_policy}
 
 
-def record(env, log_path: str | os.PathLike, *, episodes: int, policy: Any = "random",
-           seed: int = 0, env_id: str | None = None, overwrite: bool = False,
-           progress: Any = None, meta: Mapping[str, Any] | None = None) -> Path:
+def record(
+    env,
+    log_path: str | os.PathLike,
+    *,
+    episodes: int,
+    policy: Any = "random",
+    seed: int = 0,
+    env_id: str | None = None,
+    overwrite: bool = False,
+    progress: Any = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
     """Run ``episodes`` episodes of ``env`` and log them. ``policy`` is a built-in policy's
     name, or an ``act(env, obs, infos) -> actions`` callable (its ``reset()``, if it has one, is
     called at every episode start: e.g. :class:`marl_augment.envs.evaluate.NoisyPolicy`)."""
@@ -134,8 +171,13 @@ def record(env, log_path: str | os.PathLike, *, episodes: int, policy: Any = "ra
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
     act = POLICIES[policy](seed) if isinstance(policy, str) else policy
     name = policy if isinstance(policy, str) else getattr(policy, "name", type(policy).__name__)
-    rec = Recorder(env, log_path, env_id=env_id, overwrite=overwrite,
-                   meta={"policy": name, "seed": seed, **(meta or {})})
+    rec = Recorder(
+        env,
+        log_path,
+        env_id=env_id,
+        overwrite=overwrite,
+        meta={"policy": name, "seed": seed, **(meta or {})},
+    )
     try:
         done = started = in_a_row = 0
         while done < episodes:
@@ -148,9 +190,11 @@ def record(env, log_path: str | os.PathLike, *, episodes: int, policy: Any = "ra
             if interrupted(infos):  # logged as such, left out by convert: play another
                 in_a_row += 1
                 if in_a_row >= MAX_INTERRUPTED_IN_A_ROW:
-                    raise EnvError(f"{in_a_row} episodes in a row were cut short by the "
-                                   "environment (StarCraft II lost its connection); check the "
-                                   "game installation and record again")
+                    raise EnvError(
+                        f"{in_a_row} episodes in a row were cut short by the "
+                        "environment (StarCraft II lost its connection); check the "
+                        "game installation and record again"
+                    )
                 continue
             in_a_row = 0
             done += 1

@@ -53,9 +53,11 @@ NOOP = 0
 #: the best return with SMAC's default reward settings; SmacParallelEnv.max_return follows
 #: the settings it was made with
 MAX_RETURN = 20.0
-INSTALL = ("pip install 'git+https://github.com/oxwhirl/smac.git' (StarCraft SMAC) and install "
-           "StarCraft II with its SMAC maps, then set SC2PATH; where StarCraft II cannot run, "
-           "use smax:<map> (pip install 'marl-augment[smax]')")
+INSTALL = (
+    "pip install 'git+https://github.com/oxwhirl/smac.git' (StarCraft SMAC) and install "
+    "StarCraft II with its SMAC maps, then set SC2PATH; where StarCraft II cannot run, "
+    "use smax:<map> (pip install 'marl-augment[smax]')"
+)
 
 
 class SmacUnavailable(MarlAugmentError, ImportError):
@@ -113,7 +115,9 @@ class SmacParallelEnv(_pettingzoo_base()):
             self._env = self._factory(map_name=map_name, seed=self._seed, **self._kwargs)
         except KeyError as e:  # smac.env.starcraft2.maps.get_map_params: map_param_registry[name]
             if e.args and e.args[0] == map_name:
-                raise NotFound(f"unknown SMAC map {map_name!r}; {_known_maps(self._factory)}") from None
+                raise NotFound(
+                    f"unknown SMAC map {map_name!r}; {_known_maps(self._factory)}"
+                ) from None
             raise
         info = self._env.get_env_info()
         self.n_actions = int(info["n_actions"])
@@ -123,9 +127,10 @@ class SmacParallelEnv(_pettingzoo_base()):
         self.possible_agents = [f"agent_{i}" for i in range(int(info["n_agents"]))]
         self.agents: list[str] = []
         box = spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
-        self._obs_spaces = {a: spaces.Dict({"observation": box,
-                                            "action_mask": spaces.MultiBinary(self.n_actions)})
-                            for a in self.possible_agents}
+        self._obs_spaces = {
+            a: spaces.Dict({"observation": box, "action_mask": spaces.MultiBinary(self.n_actions)})
+            for a in self.possible_agents
+        }
         self._act_spaces = {a: spaces.Discrete(self.n_actions) for a in self.possible_agents}
         self.state_space = spaces.Box(-np.inf, np.inf, (self.state_dim,), np.float32)
         self.episodes = 0
@@ -200,8 +205,10 @@ class SmacParallelEnv(_pettingzoo_base()):
                 act = int(np.asarray(actions[a]).item())
                 legal = np.asarray(self._env.get_avail_agent_actions(i))
                 if not 0 <= act < self.n_actions or not legal[act]:
-                    raise ConfigError(f"agent {a!r} cannot take action {act} now (legal: "
-                                      f"{np.flatnonzero(legal).tolist()})")
+                    raise ConfigError(
+                        f"agent {a!r} cannot take action {act} now (legal: "
+                        f"{np.flatnonzero(legal).tolist()})"
+                    )
                 joint.append(act)
             else:
                 joint.append(NOOP)  # dead units may only no-op
@@ -214,13 +221,20 @@ class SmacParallelEnv(_pettingzoo_base()):
         dead = self._dead_allies()
         # SMAC reports a time-out as terminated=True, with info["episode_limit"] only when
         # continuing_episode is set: also recognise it by the step count (and no winner)
-        timeout = done and (bool(info.get("episode_limit", False)) or (
-            self._steps >= self.episode_limit and not info.get("battle_won", False)
-            and not dead.all()))
-        out_info = {"battle_won": bool(info.get("battle_won", False)),
-                    "dead_allies": int(info.get("dead_allies", int(dead.sum()))),
-                    "dead_enemies": int(info.get("dead_enemies", 0)),
-                    "episode_limit": timeout}
+        timeout = done and (
+            bool(info.get("episode_limit", False))
+            or (
+                self._steps >= self.episode_limit
+                and not info.get("battle_won", False)
+                and not dead.all()
+            )
+        )
+        out_info = {
+            "battle_won": bool(info.get("battle_won", False)),
+            "dead_allies": int(info.get("dead_allies", int(dead.sum()))),
+            "dead_enemies": int(info.get("dead_enemies", 0)),
+            "episode_limit": timeout,
+        }
         terms, truncs = {}, {}
         for a in acting:
             died = bool(dead[self.possible_agents.index(a)])
@@ -228,8 +242,13 @@ class SmacParallelEnv(_pettingzoo_base()):
             truncs[a] = done and timeout and not died
         obs = self._observations(acting)
         self.agents = [] if done else [a for a in acting if not terms[a]]
-        return (obs, {a: float(reward) for a in acting}, terms, truncs,
-                {a: dict(out_info) for a in acting})
+        return (
+            obs,
+            {a: float(reward) for a in acting},
+            terms,
+            truncs,
+            {a: dict(out_info) for a in acting},
+        )
 
     def _interrupted(self, acting: list[str]):
         """StarCraft2Env.step lost the game connection, restarted StarCraft II and answered
@@ -237,11 +256,21 @@ class SmacParallelEnv(_pettingzoo_base()):
         restarted game's observations stand in for the last ones."""
         self.interrupted += 1
         self.agents = []
-        info = {"battle_won": False, "dead_allies": 0, "dead_enemies": 0, "episode_limit": False,
-                "interrupted": True}
+        info = {
+            "battle_won": False,
+            "dead_allies": 0,
+            "dead_enemies": 0,
+            "episode_limit": False,
+            "interrupted": True,
+        }
         obs = self._observations(acting)
-        return (obs, {a: 0.0 for a in acting}, {a: False for a in acting},
-                {a: True for a in acting}, {a: dict(info) for a in acting})
+        return (
+            obs,
+            {a: 0.0 for a in acting},
+            {a: False for a in acting},
+            {a: True for a in acting},
+            {a: dict(info) for a in acting},
+        )
 
     def _dead_allies(self) -> np.ndarray:
         """SMAC marks a dead unit by leaving it only the no-op."""
@@ -272,8 +301,9 @@ def _check_options(factory, kwargs: dict[str, Any]) -> None:
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
         known = ", ".join(k for k in params if k not in ("self", "map_name", "seed"))
-        raise ConfigError(f"StarCraft2Env has no option {', '.join(map(repr, unknown))}; "
-                          f"its options are: {known}")
+        raise ConfigError(
+            f"StarCraft2Env has no option {', '.join(map(repr, unknown))}; its options are: {known}"
+        )
 
 
 def _known_maps(factory) -> str:
@@ -288,4 +318,3 @@ def _known_maps(factory) -> str:
     if not registry:
         return "see SMAC's smac_maps.py for the map names"
     return f"known maps: {', '.join(sorted(registry))}"
-

@@ -88,7 +88,9 @@ class SmaxCore:
         try:
             scenario = map_name_to_scenario(map_name)
         except KeyError:
-            raise NotFound(f"unknown SMAX map {map_name!r}; known maps: {', '.join(smax_maps())}") from None
+            raise NotFound(
+                f"unknown SMAX map {map_name!r}; known maps: {', '.join(smax_maps())}"
+            ) from None
         if max_steps < 1:
             raise ConfigError(f"max_steps must be >= 1, got {max_steps}")
         self.map_name = map_name
@@ -122,8 +124,11 @@ class SmaxCore:
         # the heuristic enemy's initial state holds a Python int (weakly typed); after one step
         # it is a strong int32, which would make jit compile `step` a second time
         eps = state.enemy_policy_state
-        eps = eps.replace(last_attacked_enemy=jax.lax.convert_element_type(
-            jnp.asarray(eps.last_attacked_enemy), jnp.int32))
+        eps = eps.replace(
+            last_attacked_enemy=jax.lax.convert_element_type(
+                jnp.asarray(eps.last_attacked_enemy), jnp.int32
+            )
+        )
         state = state.replace(enemy_policy_state=eps)
         o, w, m = self._pack(obs, state)
         return o, w, m, state
@@ -135,7 +140,7 @@ class SmaxCore:
         o, w, m = self._pack(obs, state)
         s = state.state
         ally_alive = s.unit_alive[: self.n_agents]
-        enemy_alive = s.unit_alive[self.n_agents:]
+        enemy_alive = s.unit_alive[self.n_agents :]
         won = ~enemy_alive.any() & ally_alive.any()
         lost = ~ally_alive.any()
         done = dones["__all__"]
@@ -174,7 +179,9 @@ class SmaxParallelEnv(_pettingzoo_base()):
         self.agents: list[str] = []
         obs_box = spaces.Box(-np.inf, np.inf, (self.core.obs_dim,), np.float32)
         self._obs_spaces = {
-            a: spaces.Dict({"observation": obs_box, "action_mask": spaces.MultiBinary(self.core.n_actions)})
+            a: spaces.Dict(
+                {"observation": obs_box, "action_mask": spaces.MultiBinary(self.core.n_actions)}
+            )
             for a in self.possible_agents
         }
         self._act_spaces = {a: spaces.Discrete(self.core.n_actions) for a in self.possible_agents}
@@ -204,8 +211,10 @@ class SmaxParallelEnv(_pettingzoo_base()):
 
     def _observations(self, agents):
         idx = [self.possible_agents.index(a) for a in agents]
-        return {a: {"observation": self._obs[i], "action_mask": self._mask[i].astype(np.int8)}
-                for a, i in zip(agents, idx)}
+        return {
+            a: {"observation": self._obs[i], "action_mask": self._mask[i].astype(np.int8)}
+            for a, i in zip(agents, idx)
+        }
 
     def step(self, actions: dict[str, Any]):
         if not self.agents:
@@ -218,21 +227,27 @@ class SmaxParallelEnv(_pettingzoo_base()):
             i = self.possible_agents.index(a)
             act = int(np.asarray(actions[a]).item())
             if not 0 <= act < self.core.n_actions or not self._mask[i, act]:
-                raise ConfigError(f"agent {a!r} cannot take action {act} now (legal: "
-                                  f"{np.flatnonzero(self._mask[i]).tolist()})")
+                raise ConfigError(
+                    f"agent {a!r} cannot take action {act} now (legal: "
+                    f"{np.flatnonzero(self._mask[i]).tolist()})"
+                )
             arr[i] = act
         self._key, sub = jax.random.split(self._key)
         o, w, m, r, done, won, timeout, ally_alive, enemy_alive, self._state = self.core.step_one(
-            sub, self._state, arr)
+            sub, self._state, arr
+        )
         self._obs, self._world, self._mask = np.asarray(o), np.asarray(w), np.asarray(m)
         done, won, timeout = bool(done), bool(won), bool(timeout)
         ally_alive = np.asarray(ally_alive)
         acting = list(self.agents)
         reward = float(r)
         self._return += reward
-        info = {"battle_won": won, "dead_allies": int((~ally_alive).sum()),
-                "dead_enemies": int((~np.asarray(enemy_alive)).sum()),
-                "episode_limit": timeout}
+        info = {
+            "battle_won": won,
+            "dead_allies": int((~ally_alive).sum()),
+            "dead_enemies": int((~np.asarray(enemy_alive)).sum()),
+            "episode_limit": timeout,
+        }
         terms, truncs = {}, {}
         for a in acting:
             i = self.possible_agents.index(a)
@@ -272,8 +287,10 @@ def policy_spec(name: str) -> tuple[str, float]:
         return QUALITIES[name]
     base, _, eps = name.partition(":")
     if base not in BEHAVIOURS:
-        raise NotFound(f"unknown policy {name!r}; use one of {sorted(QUALITIES)} or "
-                       f"{'|'.join(BEHAVIOURS)}[:epsilon], e.g. focus:0.1")
+        raise NotFound(
+            f"unknown policy {name!r}; use one of {sorted(QUALITIES)} or "
+            f"{'|'.join(BEHAVIOURS)}[:epsilon], e.g. focus:0.1"
+        )
     try:
         e = float(eps) if eps else 0.0
     except ValueError:
@@ -300,10 +317,10 @@ def scripted_actions(c: SmaxCore, key, state, avail, behaviour: str, epsilon: fl
     e_alive = s.unit_alive[:, n:]
     e_health = jnp.where(e_alive, health[:, n:], jnp.inf)
     a_alive = s.unit_alive[:, :n]
-    diff = enemy[:, None, :, :] - ally[:, :, None, :]             # (B, N, M, 2)
+    diff = enemy[:, None, :, :] - ally[:, :, None, :]  # (B, N, M, 2)
     dist = jnp.linalg.norm(diff, axis=-1)
     dist = jnp.where(e_alive[:, None, :], dist, jnp.inf)
-    can_hit = avail[:, :, N_MOVES + 1:]
+    can_hit = avail[:, :, N_MOVES + 1 :]
     k_rand, k_eps = jax.random.split(key)
     logits = jnp.where(avail, 0.0, -jnp.inf)
     random_act = jax.random.categorical(k_rand, logits, axis=-1)
@@ -315,7 +332,7 @@ def scripted_actions(c: SmaxCore, key, state, avail, behaviour: str, epsilon: fl
     else:  # focus
         score = jnp.where(can_hit, e_health[:, None, :] * 1e3 + dist, jnp.inf)
         pick = jnp.argmin(score, axis=-1)
-        weakest = jnp.argmin(e_health, axis=-1)                     # (B,)
+        weakest = jnp.argmin(e_health, axis=-1)  # (B,)
         goal = jnp.broadcast_to(weakest[:, None], pick.shape)
     attack = N_MOVES + 1 + pick
     to_goal = jnp.take_along_axis(diff, goal[..., None, None].repeat(2, -1), axis=2)[:, :, 0]
@@ -336,8 +353,10 @@ def _rollout_fns(map_name: str, max_steps: int, behaviour: str, batch: int):
     """Jitted (start, chunk) for a batch of episodes; epsilon is an argument (no recompile)."""
     c = core(map_name, max_steps)
     return batch_rollout_fns(
-        c, batch, lambda key, o, m, state, epsilon: scripted_actions(
-            c, key, state, m, behaviour, epsilon))
+        c,
+        batch,
+        lambda key, o, m, state, epsilon: scripted_actions(c, key, state, m, behaviour, epsilon),
+    )
 
 
 def batch_rollout_fns(c: SmaxCore, batch: int, act):
@@ -349,7 +368,15 @@ def batch_rollout_fns(c: SmaxCore, batch: int, act):
     def start(key):
         k_reset, k_loop = jax.random.split(key)
         o, w, m, state = c.reset_batch(jax.random.split(k_reset, batch))
-        return (o, w, m, state, jnp.ones((batch, c.n_agents), bool), jnp.ones((batch,), bool), k_loop)
+        return (
+            o,
+            w,
+            m,
+            state,
+            jnp.ones((batch, c.n_agents), bool),
+            jnp.ones((batch,), bool),
+            k_loop,
+        )
 
     def chunk(carry, *args):
         def body(carry, _):
@@ -357,9 +384,19 @@ def batch_rollout_fns(c: SmaxCore, batch: int, act):
             key, k_act, k_step = jax.random.split(key, 3)
             a = act(k_act, o, m, state, *args)
             o2, w2, m2, r, done, won, timeout, a_alive, _, state2 = c.step_batch(
-                jax.random.split(k_step, batch), state, a)
-            out = dict(obs=o, state=w, avail_actions=m, actions=a, rewards=r, alive=alive,
-                       valid=running, won=won, timeout=timeout)
+                jax.random.split(k_step, batch), state, a
+            )
+            out = dict(
+                obs=o,
+                state=w,
+                avail_actions=m,
+                actions=a,
+                rewards=r,
+                alive=alive,
+                valid=running,
+                won=won,
+                timeout=timeout,
+            )
             return (o2, w2, m2, state2, a_alive, running & ~done, key), out
 
         return jax.lax.scan(body, carry, None, length=CHUNK)
@@ -367,19 +404,46 @@ def batch_rollout_fns(c: SmaxCore, batch: int, act):
     return jax.jit(start), jax.jit(chunk)
 
 
-def rollout(map_name: str, policy: str, episodes: int, *, seed: int = 0, batch: int = 256,
-            max_steps: int = 100, progress: Any = None):
+def rollout(
+    map_name: str,
+    policy: str,
+    episodes: int,
+    *,
+    seed: int = 0,
+    batch: int = 256,
+    max_steps: int = 100,
+    progress: Any = None,
+):
     """Yield (columns, lengths, won) for ``episodes`` episodes of a scripted policy, batched."""
     behaviour, epsilon = policy_spec(policy)
     c = core(map_name, max_steps)
     batch = max(1, min(int(batch), int(episodes)))
     start, chunk = _rollout_fns(map_name, max_steps, behaviour, batch)
-    yield from run_batches(c, start, chunk, (c.jnp.float32(epsilon),), episodes, seed=seed,
-                           batch=batch, max_steps=max_steps, progress=progress)
+    yield from run_batches(
+        c,
+        start,
+        chunk,
+        (c.jnp.float32(epsilon),),
+        episodes,
+        seed=seed,
+        batch=batch,
+        max_steps=max_steps,
+        progress=progress,
+    )
 
 
-def run_batches(c: SmaxCore, start, chunk, args: tuple, episodes: int, *, seed: int, batch: int,
-                max_steps: int, progress: Any = None):
+def run_batches(
+    c: SmaxCore,
+    start,
+    chunk,
+    args: tuple,
+    episodes: int,
+    *,
+    seed: int,
+    batch: int,
+    max_steps: int,
+    progress: Any = None,
+):
     """Yield (columns, lengths, won) batch by batch until ``episodes`` episodes, with the
     jitted ``start`` / ``chunk`` of :func:`batch_rollout_fns` (``chunk`` gets ``args``)."""
     done = 0
@@ -403,10 +467,12 @@ def _collect_batch(start, chunk, key, max_steps: int, take: int):
         if not bool(np.asarray(carry[5]).any()):  # every episode of the batch has ended
             break
     traj = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}  # (T, B, ...)
-    valid = traj["valid"][:, :take].T                                   # (B, T)
+    valid = traj["valid"][:, :take].T  # (B, T)
     lengths = valid.sum(1)
-    cols = {k: np.swapaxes(traj[k][:, :take], 0, 1)[valid]
-            for k in ("obs", "state", "avail_actions", "actions", "rewards", "alive")}
+    cols = {
+        k: np.swapaxes(traj[k][:, :take], 0, 1)[valid]
+        for k in ("obs", "state", "avail_actions", "actions", "rewards", "alive")
+    }
     last = np.zeros_like(valid)
     last[np.arange(take), lengths - 1] = True
     ends = last[valid]
@@ -421,8 +487,18 @@ def _collect_batch(start, chunk, key, max_steps: int, take: int):
     return cols, lengths.astype(np.int64), won
 
 
-def collect(env_id: str, out, *, quality: str = "medium", episodes: int = 1000, seed: int = 0,
-            batch: int = 256, max_steps: int = 100, overwrite: bool = False, progress: Any = None):
+def collect(
+    env_id: str,
+    out,
+    *,
+    quality: str = "medium",
+    episodes: int = 1000,
+    seed: int = 0,
+    batch: int = 256,
+    max_steps: int = 100,
+    overwrite: bool = False,
+    progress: Any = None,
+):
     """Collect ``episodes`` episodes of a scripted policy on ``smax:<map>`` into a new store."""
     from ..data.dataset import StoreWriter, make_provenance_entry
     from ..data.schema import Spec
@@ -431,19 +507,35 @@ def collect(env_id: str, out, *, quality: str = "medium", episodes: int = 1000, 
 
     backend, map_name = split_id(env_id)
     if backend != "smax":
-        raise ConfigError(f"collect runs scripted policies on smax:<map> only, got {env_id!r}; "
-                          f"record PettingZoo envs with 'marl-augment record'")
+        raise ConfigError(
+            f"collect runs scripted policies on smax:<map> only, got {env_id!r}; "
+            f"record PettingZoo envs with 'marl-augment record'"
+        )
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
     behaviour, epsilon = policy_spec(quality)
     check_output_path(out, overwrite=overwrite)
     c = core(map_name, max_steps)
-    spec = Spec(env_id=env_id, agent_ids=tuple(f"agent_{i}" for i in range(c.n_agents)),
-                obs_dim=c.obs_dim, n_actions=c.n_actions, state_dim=c.state_dim,
-                has_avail_actions=True, has_alive=True, reward_mode="given",
-                extras={"max_steps": max_steps, "max_return": MAX_RETURN})
-    config = {"env_id": env_id, "policy": quality, "behaviour": behaviour, "epsilon": epsilon,
-              "episodes": episodes, "max_steps": max_steps, "batch": batch}
+    spec = Spec(
+        env_id=env_id,
+        agent_ids=tuple(f"agent_{i}" for i in range(c.n_agents)),
+        obs_dim=c.obs_dim,
+        n_actions=c.n_actions,
+        state_dim=c.state_dim,
+        has_avail_actions=True,
+        has_alive=True,
+        reward_mode="given",
+        extras={"max_steps": max_steps, "max_return": MAX_RETURN},
+    )
+    config = {
+        "env_id": env_id,
+        "policy": quality,
+        "behaviour": behaviour,
+        "epsilon": epsilon,
+        "episodes": episodes,
+        "max_steps": max_steps,
+        "batch": batch,
+    }
     try:
         from importlib.metadata import version
 
@@ -453,7 +545,14 @@ def collect(env_id: str, out, *, quality: str = "medium", episodes: int = 1000, 
     source = {"adapter": "collect", "jaxmarl_version": jm, **config, "seed": seed}
     prov = [make_provenance_entry(step=1, method="collect", config=config, seed=seed)]
     with StoreWriter(out, spec, overwrite=overwrite, source=source, provenance=prov) as w:
-        for cols, lengths, won in rollout(map_name, quality, episodes, seed=seed, batch=batch,
-                                          max_steps=max_steps, progress=progress):
+        for cols, lengths, won in rollout(
+            map_name,
+            quality,
+            episodes,
+            seed=seed,
+            batch=batch,
+            max_steps=max_steps,
+            progress=progress,
+        ):
             w.append_episodes(cols, lengths, won=won.tolist())
     return w.result

@@ -150,8 +150,13 @@ class EAQ(Augmenter):
         return sum(p.numel() for p in self.model.parameters())
 
     # -- training ---------------------------------------------------------------------------
-    def _fit(self, ds: Dataset, progress: Any = None, checkpoint_dir: str | Path | None = None,
-             resume: bool = False) -> None:
+    def _fit(
+        self,
+        ds: Dataset,
+        progress: Any = None,
+        checkpoint_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> None:
         import torch
 
         c = self.config
@@ -164,13 +169,16 @@ class EAQ(Augmenter):
         self.reward_maps = {}
         y = torch.from_numpy(self.norm.forward(x, mask)).to(self.device)
         m = torch.from_numpy(mask.astype(np.float32)).to(self.device)
-        rows = F.dead_row_weights(x, self.layout, self.structure) \
-            if c.skip_dead_rows and c.structured_decoding else None
+        rows = (
+            F.dead_row_weights(x, self.layout, self.structure)
+            if c.skip_dead_rows and c.structured_decoding
+            else None
+        )
         row_w = None if rows is None else torch.from_numpy(rows).to(self.device)
         sl = self.layout.slices()
         q_ch = sl["q"].start
         chan_w = torch.ones(self.layout.width, device=self.device)
-        chan_w[sl["reward"].start:sl["done"].stop] = c.episode_weight
+        chan_w[sl["reward"].start : sl["done"].stop] = c.episode_weight
         opt = torch.optim.Adam(self.model.parameters(), lr=c.lr)
         start = 0
         ckpt = Path(checkpoint_dir) if checkpoint_dir else None
@@ -195,9 +203,11 @@ class EAQ(Augmenter):
             mse = (((pred - x0) ** 2) * w).sum() / w.sum()
             if c.lam > 0:
                 steps = mk.sum(1).clamp(min=1)
-                q_true = (x0[:, q_ch, :] * mk).sum(1) / steps          # mean_t Q(tau_0) per episode
+                q_true = (x0[:, q_ch, :] * mk).sum(1) / steps  # mean_t Q(tau_0) per episode
                 q_pred = (pred[:, q_ch, :] * mk).sum(1) / steps
-                q_loss = torch.relu(q_true.max() - q_pred).mean()      # [max_B Q(tau_0) - Q(f(tau_k))]_+
+                q_loss = torch.relu(
+                    q_true.max() - q_pred
+                ).mean()  # [max_B Q(tau_0) - Q(f(tau_k))]_+
             else:
                 q_loss = torch.zeros((), device=self.device)
             loss = mse + c.lam * q_loss
@@ -209,36 +219,65 @@ class EAQ(Augmenter):
                 for pe, pm in zip(self.ema.parameters(), self.model.parameters()):
                     pe.mul_(c.ema_decay).add_(pm, alpha=1 - c.ema_decay)
             if step % 10 == 0 or step == c.train_steps - 1:
-                self.losses.append({"step": step, "loss": float(loss.detach()), "mse": float(mse.detach()),
-                                    "q_loss": float(q_loss.detach())})
+                self.losses.append(
+                    {
+                        "step": step,
+                        "loss": float(loss.detach()),
+                        "mse": float(mse.detach()),
+                        "q_loss": float(q_loss.detach()),
+                    }
+                )
             if progress is not None:
                 progress(1, float(loss.detach()))
-            if ckpt is not None and (step + 1) % c.checkpoint_every == 0 and step + 1 < c.train_steps:
+            if (
+                ckpt is not None
+                and (step + 1) % c.checkpoint_every == 0
+                and step + 1 < c.train_steps
+            ):
                 self._save_checkpoint(ckpt, opt, step + 1)
         self.train_seconds = time.perf_counter() - t0
         if ckpt is not None:
             clear_training_state(ckpt)
 
-    def fit(self, ds: Dataset, *, progress: Any = None, checkpoint_dir: str | Path | None = None,
-            resume: bool = False) -> EAQ:
-        """Train on ``ds``; with ``checkpoint_dir`` save resumable checkpoints, ``resume`` from one."""
+    def fit(
+        self,
+        ds: Dataset,
+        *,
+        progress: Any = None,
+        checkpoint_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> EAQ:
+        """Train on ``ds``; with ``checkpoint_dir`` save checkpoints, ``resume`` from one."""
         self.check_fittable(ds)
         self._fit(ds, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
-        self.maps_for(self.config.sampler)             # calibrate the default sampler now
-        self.dynamics = (DynamicsModel.fit(ds, seed=self.config.seed) if self.config.filter_factor > 1
-                         else None)
-        self.fitted_on = {"fingerprint": ds.fingerprint, "episodes": len(ds), "spec": ds.spec.to_json()}
+        self.maps_for(self.config.sampler)  # calibrate the default sampler now
+        self.dynamics = (
+            DynamicsModel.fit(ds, seed=self.config.seed) if self.config.filter_factor > 1 else None
+        )
+        self.fitted_on = {
+            "fingerprint": ds.fingerprint,
+            "episodes": len(ds),
+            "spec": ds.spec.to_json(),
+        }
         return self
 
     def _save_checkpoint(self, d: Path, opt, step: int) -> None:
-        save_training_state(d, {"model": self.model, "ema": self.ema}, {"adam": opt},
-                            {"step": step, "config": self.config_dict()})
+        save_training_state(
+            d,
+            {"model": self.model, "ema": self.ema},
+            {"adam": opt},
+            {"step": step, "config": self.config_dict()},
+        )
 
     def _load_checkpoint(self, d: Path, opt) -> int:
         meta = json.loads((d / STATE_META).read_text())
         if meta["config"] != self.config_dict():
-            raise ConfigError(f"checkpoint in {d} was made with other options; resume with the same ones")
-        meta = load_training_state(d, {"model": self.model, "ema": self.ema}, {"adam": opt}, self.device)
+            raise ConfigError(
+                f"checkpoint in {d} was made with other options; resume with the same ones"
+            )
+        meta = load_training_state(
+            d, {"model": self.model, "ema": self.ema}, {"adam": opt}, self.device
+        )
         return int(meta["step"])
 
     def denoise(self, net, xk, k):
@@ -252,7 +291,9 @@ class EAQ(Augmenter):
         return a.sqrt() * xk + (1 - a).sqrt() * net(xk, k)
 
     # -- sampling ---------------------------------------------------------------------------
-    def generate(self, n: int, seed: int, *, sampler: str | None = None, progress: Any = None) -> np.ndarray:
+    def generate(
+        self, n: int, seed: int, *, sampler: str | None = None, progress: Any = None
+    ) -> np.ndarray:
         """De-normalised episode tensors (n, F, horizon) from the EMA model."""
         import torch
 
@@ -266,14 +307,16 @@ class EAQ(Augmenter):
         for lo in range(0, n, c.sample_batch):
             b = min(c.sample_batch, n - lo)
             shape = (b, self.layout.width, self.horizon)
+
             def model(x, k):
                 return self.denoise(self.ema, x, k)
 
             if sampler == "ddpm":
                 y = ddpm_sample(model, self.sched, shape, gen, self.device, clip=c.clip)
             else:
-                y = ddim_sample(model, self.sched, shape, gen, self.device, n_steps=c.sample_steps,
-                                clip=c.clip)
+                y = ddim_sample(
+                    model, self.sched, shape, gen, self.device, n_steps=c.sample_steps, clip=c.clip
+                )
             out.append(self.norm.inverse(y.cpu().numpy()))
             if progress is not None:
                 progress(b)
@@ -284,18 +327,25 @@ class EAQ(Augmenter):
         if factor <= 1:
             return self.decode(self.generate(n_episodes, seed))
         if getattr(self, "dynamics", None) is None:
-            raise ConfigError("filter_factor > 1 needs the dynamics model made at fit time; this model "
-                              "was fitted (or saved) without it: fit it again with filter_factor set")
+            raise ConfigError(
+                "filter_factor > 1 needs the dynamics model made at fit time; this model "
+                "was fitted (or saved) without it: fit it again with filter_factor set"
+            )
         made = self.decode(self.generate(int(np.ceil(n_episodes * factor)), seed))
         report = dict(self.last_report)
         score = self.dynamics.episode_errors(made)
         order = np.argsort(score, kind="stable")
         keep = np.sort(order[:n_episodes])
         dropped = order[n_episodes:]
-        self.last_report = {**report, "filter": {
-            "generated": len(made), "kept": int(n_episodes),
-            "dynamics_error_kept": float(score[keep].mean()),
-            "dynamics_error_dropped": float(score[dropped].mean()) if len(dropped) else None}}
+        self.last_report = {
+            **report,
+            "filter": {
+                "generated": len(made),
+                "kept": int(n_episodes),
+                "dynamics_error_kept": float(score[keep].mean()),
+                "dynamics_error_dropped": float(score[dropped].mean()) if len(dropped) else None,
+            },
+        }
         return made.select(keep)
 
     def decode(self, x: np.ndarray, sampler: str | None = None) -> Dataset:
@@ -315,8 +365,11 @@ class EAQ(Augmenter):
 
     def _reward_quantiles(self, x: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
         s = self.layout.slices()
-        return {name: F.RewardQuantiles.quantiles(F.reward_values(x, self.layout, name, valid))
-                for name in F.REWARD_CHANNELS if s[name].stop > s[name].start}
+        return {
+            name: F.RewardQuantiles.quantiles(F.reward_values(x, self.layout, name, valid))
+            for name in F.REWARD_CHANNELS
+            if s[name].stop > s[name].start
+        }
 
     def maps_for(self, sampler: str) -> dict[str, F.RewardQuantiles]:
         """Reward maps for episodes made by ``sampler`` (each sampler blurs rewards its own way):
@@ -326,7 +379,9 @@ class EAQ(Augmenter):
         if not self.config.reward_calibration or not real:
             return {}
         if sampler not in self.reward_maps:
-            x = self.generate(self.CALIBRATION_EPISODES, seed=self.config.seed + 7919, sampler=sampler)
+            x = self.generate(
+                self.CALIBRATION_EPISODES, seed=self.config.seed + 7919, sampler=sampler
+            )
             lengths, _ = F.episode_ends(x[:, self.layout.slices()["done"], :][:, 0, :])
             valid = np.arange(x.shape[2])[None, :] < lengths[:, None]
             syn = self._reward_quantiles(x, valid)
@@ -353,34 +408,50 @@ class EAQ(Augmenter):
         return arrays
 
     def _facts(self) -> dict[str, Any]:
-        return {"spec": self.spec.to_json(), "horizon": self.horizon,
-                "layout": self.layout.to_json(),
-                "train_seconds": getattr(self, "train_seconds", None),
-                "final_loss": self.losses[-1] if getattr(self, "losses", None) else None}
+        return {
+            "spec": self.spec.to_json(),
+            "horizon": self.horizon,
+            "layout": self.layout.to_json(),
+            "train_seconds": getattr(self, "train_seconds", None),
+            "final_loss": self.losses[-1] if getattr(self, "losses", None) else None,
+        }
 
     def _restore(self, arrays: dict[str, np.ndarray], facts: dict[str, Any]) -> None:
         import torch
 
         spec = Spec.from_json(facts.get("spec"))
         horizon = facts.get("horizon")
-        if isinstance(horizon, bool) or not isinstance(horizon, int) or not 1 <= horizon <= MAX_HORIZON:
-            raise FormatError(f"horizon must be a whole number in 1..{MAX_HORIZON}, got {horizon!r}")
+        if (
+            isinstance(horizon, bool)
+            or not isinstance(horizon, int)
+            or not 1 <= horizon <= MAX_HORIZON
+        ):
+            raise FormatError(
+                f"horizon must be a whole number in 1..{MAX_HORIZON}, got {horizon!r}"
+            )
         self._build(spec, horizon)
         state = {k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("ema.")}
         self.ema.load_state_dict(state)
         self.model.load_state_dict(state)
-        self.norm = F.Normaliser(arrays["norm.kinds"], arrays["norm.mean"], arrays["norm.std"],
-                                 arrays.get("norm.low"), arrays.get("norm.high"))
+        self.norm = F.Normaliser(
+            arrays["norm.kinds"],
+            arrays["norm.mean"],
+            arrays["norm.std"],
+            arrays.get("norm.low"),
+            arrays.get("norm.high"),
+        )
         self.norm.reward_like = self.layout.reward_like()
         self.structure = F.Structure.from_arrays(arrays)
         saved = [(k.split(".", 2), v) for k, v in arrays.items() if k.startswith("rewards.")]
         self.real_rewards = {name: v for (_, sampler, name), v in saved if sampler == "real"}
-        dyn = {k[len("dynamics."):]: v for k, v in arrays.items() if k.startswith("dynamics.")}
+        dyn = {k[len("dynamics.") :]: v for k, v in arrays.items() if k.startswith("dynamics.")}
         self.dynamics = DynamicsModel.from_arrays(dyn) if dyn else None
         self.reward_maps = {}
         for (_, sampler, name), v in saved:
             if sampler != "real" and name in self.real_rewards:
-                self.reward_maps.setdefault(sampler, {})[name] = F.RewardQuantiles(self.real_rewards[name], v)
+                self.reward_maps.setdefault(sampler, {})[name] = F.RewardQuantiles(
+                    self.real_rewards[name], v
+                )
 
 
 @dataclass

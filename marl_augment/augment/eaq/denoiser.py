@@ -35,8 +35,11 @@ class StepEmbedding(nn.Module):
 
 class ConvBlock(nn.Sequential):
     def __init__(self, cin: int, cout: int, kernel: int) -> None:
-        super().__init__(nn.Conv1d(cin, cout, kernel, padding=kernel // 2),
-                         nn.GroupNorm(groups_for(cout), cout), nn.Mish())
+        super().__init__(
+            nn.Conv1d(cin, cout, kernel, padding=kernel // 2),
+            nn.GroupNorm(groups_for(cout), cout),
+            nn.Mish(),
+        )
 
 
 class ResidualBlock(nn.Module):
@@ -55,8 +58,9 @@ class ResidualBlock(nn.Module):
 class TemporalUnet(nn.Module):
     """Predicts the clean episode tensor tau_0 from a noised one and the diffusion step."""
 
-    def __init__(self, features: int, dims: tuple[int, ...] = (64, 128, 256), emb: int = 32,
-                 kernel: int = 5) -> None:
+    def __init__(
+        self, features: int, dims: tuple[int, ...] = (64, 128, 256), emb: int = 32, kernel: int = 5
+    ) -> None:
         super().__init__()
         self.features = features
         self.levels = len(dims)
@@ -65,18 +69,34 @@ class TemporalUnet(nn.Module):
         self.down = nn.ModuleList()
         for i, (cin, cout) in enumerate(zip(chans[:-1], chans[1:])):
             last = i == len(dims) - 1
-            self.down.append(nn.ModuleList([
-                ResidualBlock(cin, cout, emb, kernel), ResidualBlock(cout, cout, emb, kernel),
-                nn.Conv1d(cout, cout, 3, stride=2, padding=1) if not last else nn.Identity()]))
+            self.down.append(
+                nn.ModuleList(
+                    [
+                        ResidualBlock(cin, cout, emb, kernel),
+                        ResidualBlock(cout, cout, emb, kernel),
+                        nn.Conv1d(cout, cout, 3, stride=2, padding=1)
+                        if not last
+                        else nn.Identity(),
+                    ]
+                )
+            )
         mid = dims[-1]
         self.mid1 = ResidualBlock(mid, mid, emb, kernel)
         self.mid2 = ResidualBlock(mid, mid, emb, kernel)
         self.up = nn.ModuleList()
         for cin, cout in reversed(list(zip(chans[1:-1], chans[2:]))):
-            self.up.append(nn.ModuleList([
-                ResidualBlock(cout * 2, cin, emb, kernel), ResidualBlock(cin, cin, emb, kernel),
-                nn.ConvTranspose1d(cin, cin, 4, stride=2, padding=1)]))
-        self.out = nn.Sequential(ConvBlock(dims[0], dims[0], kernel), nn.Conv1d(dims[0], features, 1))
+            self.up.append(
+                nn.ModuleList(
+                    [
+                        ResidualBlock(cout * 2, cin, emb, kernel),
+                        ResidualBlock(cin, cin, emb, kernel),
+                        nn.ConvTranspose1d(cin, cin, 4, stride=2, padding=1),
+                    ]
+                )
+            )
+        self.out = nn.Sequential(
+            ConvBlock(dims[0], dims[0], kernel), nn.Conv1d(dims[0], features, 1)
+        )
 
     @property
     def multiple(self) -> int:

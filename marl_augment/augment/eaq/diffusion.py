@@ -46,8 +46,15 @@ Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
-def ddpm_sample(model: Denoise, sched: Schedule, shape, generator: torch.Generator,
-                device, clip: float | None = None, progress=None) -> torch.Tensor:
+def ddpm_sample(
+    model: Denoise,
+    sched: Schedule,
+    shape,
+    generator: torch.Generator,
+    device,
+    clip: float | None = None,
+    progress=None,
+) -> torch.Tensor:
     """Ancestral sampling through every step."""
     x = torch.randn(shape, generator=generator, device=device)
     for k in reversed(range(sched.steps)):
@@ -67,8 +74,16 @@ def ddpm_sample(model: Denoise, sched: Schedule, shape, generator: torch.Generat
 
 
 @torch.no_grad()
-def ddim_sample(model: Denoise, sched: Schedule, shape, generator: torch.Generator, device,
-                n_steps: int = 10, clip: float | None = None, progress=None) -> torch.Tensor:
+def ddim_sample(
+    model: Denoise,
+    sched: Schedule,
+    shape,
+    generator: torch.Generator,
+    device,
+    n_steps: int = 10,
+    clip: float | None = None,
+    progress=None,
+) -> torch.Tensor:
     """Deterministic DDIM (eta = 0) over ``n_steps`` evenly spaced diffusion steps."""
     ks = np.unique(np.linspace(0, sched.steps - 1, n_steps).round().astype(int))[::-1]
     x = torch.randn(shape, generator=generator, device=device)

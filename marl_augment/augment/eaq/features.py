@@ -46,11 +46,15 @@ class Layout:
             out[f"obs{i}"] = slice(at, at + self.obs_dim)
             out[f"act{i}"] = slice(at + self.obs_dim, at + self.agent_width)
             at += self.agent_width
-        for name, width in (("state", self.state_dim),
-                            ("avail", self.n_agents * self.n_actions if self.has_avail else 0),
-                            ("alive", self.n_agents if self.has_alive else 0),
-                            ("agent_rewards", self.n_agents if self.has_agent_rewards else 0),
-                            ("reward", 1), ("q", 1), ("done", 1)):
+        for name, width in (
+            ("state", self.state_dim),
+            ("avail", self.n_agents * self.n_actions if self.has_avail else 0),
+            ("alive", self.n_agents if self.has_alive else 0),
+            ("agent_rewards", self.n_agents if self.has_agent_rewards else 0),
+            ("reward", 1),
+            ("q", 1),
+            ("done", 1),
+        ):
             out[name] = slice(at, at + width)
             at += width
         out["_total"] = slice(0, at)
@@ -79,9 +83,16 @@ class Layout:
 
     @classmethod
     def from_spec(cls, spec: Spec) -> Layout:
-        return cls(spec.n_agents, spec.obs_dim, spec.n_actions, spec.state_dim or 0,
-                   spec.has_avail_actions, spec.has_alive, spec.has_agent_rewards,
-                   spec.continuous)
+        return cls(
+            spec.n_agents,
+            spec.obs_dim,
+            spec.n_actions,
+            spec.state_dim or 0,
+            spec.has_avail_actions,
+            spec.has_alive,
+            spec.has_agent_rewards,
+            spec.continuous,
+        )
 
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -112,7 +123,7 @@ def encode(ds: Dataset, layout: Layout, horizon: int) -> tuple[np.ndarray, np.nd
     if layout.has_agent_rewards:
         x[:, s["agent_rewards"], :] = p["agent_rewards"].transpose(0, 2, 1)
     r = p["rewards"].astype(np.float64) * p["mask"]
-    q = np.flip(np.cumsum(np.flip(r, 1), 1), 1)                       # reward-to-go
+    q = np.flip(np.cumsum(np.flip(r, 1), 1), 1)  # reward-to-go
     x[:, s["reward"], :] = r[:, None, :]
     x[:, s["q"], :] = q[:, None, :]
     x *= p["mask"][:, None, :]
@@ -173,18 +184,22 @@ class Structure:
         dead = np.zeros((e, t, n), bool)
         out = cls()
         if layout.has_alive:
-            alive = x[:, s["alive"], :].transpose(0, 2, 1) > 0.5                     # (E, T, N)
+            alive = x[:, s["alive"], :].transpose(0, 2, 1) > 0.5  # (E, T, N)
             live, dead = live & alive, live & ~alive
             # monotone: within each episode, no dead -> alive step
             back = (~alive[:, :-1] & alive[:, 1:]) & valid[:, 1:, None]
             out.alive_monotone = bool(not back.any())
         if layout.has_avail:
             avail = x[:, s["avail"], :].transpose(0, 2, 1).reshape(e, t, n, a) > 0.5
-            out.fixed_avail = np.stack([_constant_bits(avail[:, :, i][live[:, :, i]]) for i in range(n)])
+            out.fixed_avail = np.stack(
+                [_constant_bits(avail[:, :, i][live[:, :, i]]) for i in range(n)]
+            )
             if dead.any():
-                out.dead_avail = np.stack([_constant_bits(avail[:, :, i][dead[:, :, i]]) for i in range(n)])
-        if dead.any() and not layout.continuous:       # a dead agent's fixed discrete action
-            acts = np.stack([x[:, s[f"act{i}"], :].argmax(1) for i in range(n)], -1)       # (E, T, N)
+                out.dead_avail = np.stack(
+                    [_constant_bits(avail[:, :, i][dead[:, :, i]]) for i in range(n)]
+                )
+        if dead.any() and not layout.continuous:  # a dead agent's fixed discrete action
+            acts = np.stack([x[:, s[f"act{i}"], :].argmax(1) for i in range(n)], -1)  # (E, T, N)
             obs_zero = np.stack([(x[:, s[f"obs{i}"], :] == 0).all(1) for i in range(n)], -1)
             out.dead_action = np.full(n, -1, np.int64)
             out.dead_obs_zero = np.zeros(n, bool)
@@ -206,10 +221,14 @@ class Structure:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Structure | None:
         if "structure.alive_monotone" not in arrays:
-            return None                                     # a model saved before it existed
-        return cls(arrays.get("structure.fixed_avail"), bool(arrays["structure.alive_monotone"]),
-                   arrays.get("structure.dead_action"), arrays.get("structure.dead_avail"),
-                   arrays.get("structure.dead_obs_zero"))
+            return None  # a model saved before it existed
+        return cls(
+            arrays.get("structure.fixed_avail"),
+            bool(arrays["structure.alive_monotone"]),
+            arrays.get("structure.dead_action"),
+            arrays.get("structure.dead_avail"),
+            arrays.get("structure.dead_obs_zero"),
+        )
 
 
 def dead_row_weights(x: np.ndarray, layout: Layout, st: Structure) -> np.ndarray | None:
@@ -221,7 +240,7 @@ def dead_row_weights(x: np.ndarray, layout: Layout, st: Structure) -> np.ndarray
     s = layout.slices()
     e, f, t = x.shape
     a = layout.n_actions
-    dead = x[:, s["alive"], :] <= 0.5                                    # (E, N, T)
+    dead = x[:, s["alive"], :] <= 0.5  # (E, N, T)
     w = np.ones((e, f, t), np.float32)
     hit = False
     for i in range(layout.n_agents):
@@ -233,7 +252,7 @@ def dead_row_weights(x: np.ndarray, layout: Layout, st: Structure) -> np.ndarray
             w[:, s[f"obs{i}"], :] = np.where(d, 0.0, 1.0)
         if st.dead_avail is not None and (st.dead_avail[i] >= 0).all():
             lo = s["avail"].start + i * a
-            w[:, lo:lo + a, :] = np.where(d, 0.0, 1.0)
+            w[:, lo : lo + a, :] = np.where(d, 0.0, 1.0)
     return w if hit else None
 
 
@@ -242,11 +261,12 @@ def _step_costs(channel: np.ndarray, valid: np.ndarray) -> np.ndarray:
     (E, T, 1), for every D in 0..T: (E, T + 1, N). Values are clipped to [-0.5, 1.5] first, so a
     single wild step cannot outweigh the rest."""
     c = np.clip(channel.astype(np.float64), -0.5, 1.5)
-    high = np.where(valid, (1 - c) ** 2, 0.0)              # cost of calling step t 1
-    low = np.where(valid, c ** 2, 0.0)                     # cost of calling it 0
+    high = np.where(valid, (1 - c) ** 2, 0.0)  # cost of calling step t 1
+    low = np.where(valid, c**2, 0.0)  # cost of calling it 0
     zero = np.zeros((c.shape[0], 1, c.shape[2]))
-    return (np.concatenate([zero, np.cumsum(high, 1)], 1)
-            + np.concatenate([np.cumsum(low[:, ::-1], 1)[:, ::-1], zero], 1))
+    return np.concatenate([zero, np.cumsum(high, 1)], 1) + np.concatenate(
+        [np.cumsum(low[:, ::-1], 1)[:, ::-1], zero], 1
+    )
 
 
 def step_down(channel: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -254,15 +274,21 @@ def step_down(channel: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     episode's first L steps: (E, T, N) booleans, False from D on."""
     t = channel.shape[1]
     valid = (np.arange(t)[None, :] < lengths[:, None])[..., None]
-    death = _step_costs(channel, valid).argmin(1)                                    # (E, N)
+    death = _step_costs(channel, valid).argmin(1)  # (E, N)
     return np.arange(t)[None, :, None] < death[:, None, :]
 
 
 class Normaliser:
     """Per-feature standardisation of continuous features, {-1, +1} for binary ones."""
 
-    def __init__(self, kinds: np.ndarray, mean: np.ndarray, std: np.ndarray,
-                 low: np.ndarray | None = None, high: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        kinds: np.ndarray,
+        mean: np.ndarray,
+        std: np.ndarray,
+        low: np.ndarray | None = None,
+        high: np.ndarray | None = None,
+    ) -> None:
         self.kinds, self.mean, self.std = kinds, mean.astype(np.float32), std.astype(np.float32)
         # the range each feature took in the real data: decoded values are clipped to it
         self.low = None if low is None else low.astype(np.float32)
@@ -350,7 +376,7 @@ REWARD_CHANNELS = ("reward", "agent_rewards")
 
 def reward_values(x: np.ndarray, layout: Layout, name: str, valid: np.ndarray) -> np.ndarray:
     """The values of reward channel ``name`` (all its columns pooled) on ``valid`` (E, T) steps."""
-    block = x[:, layout.slices()[name], :]                                   # (E, C, T)
+    block = x[:, layout.slices()[name], :]  # (E, C, T)
     return block.transpose(0, 2, 1)[valid].ravel()
 
 
@@ -370,14 +396,18 @@ def episode_ends(done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     an episode whose channel stays below 0.5 at the horizon has no end there (truncated)."""
     # the step 1[t >= L-1] is 1 minus the step 1[t < L-1]: fit the latter to 1 - done, D = L-1
     d = done.astype(np.float64)[:, :, None]
-    costs = _step_costs(1 - d, np.ones_like(d, bool))[:, :-1, 0]                  # D = 0..T-1
+    costs = _step_costs(1 - d, np.ones_like(d, bool))[:, :-1, 0]  # D = 0..T-1
     lengths = costs.argmin(1) + 1
     has_end = d[np.arange(d.shape[0]), lengths - 1, 0] > 0.5
     return lengths.astype(np.int64), has_end
 
 
-def decode(x: np.ndarray, layout: Layout, spec: Spec, structure: Structure | None = None,
-           ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, Any]]:
+def decode(
+    x: np.ndarray,
+    layout: Layout,
+    spec: Spec,
+    structure: Structure | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, Any]]:
     """De-normalised features (E, F, T) -> store columns, episode lengths and a report.
 
     An episode ends where the done channel's step best fits (see :func:`episode_ends`); it is
@@ -394,16 +424,21 @@ def decode(x: np.ndarray, layout: Layout, spec: Spec, structure: Structure | Non
     if layout.continuous:
         return _decode_continuous(x, layout, spec, structure, lengths, has_end, valid)
     n, a = layout.n_agents, layout.n_actions
-    logits = np.stack([x[:, s[f"act{i}"], :] for i in range(n)], 1).transpose(0, 3, 1, 2)  # (E,T,N,A)
+    logits = np.stack([x[:, s[f"act{i}"], :] for i in range(n)], 1).transpose(
+        0, 3, 1, 2
+    )  # (E,T,N,A)
     if layout.has_avail:
         avail = x[:, s["avail"], :].transpose(0, 2, 1).reshape(e, t, n, a) > 0.5
     else:
         avail = np.ones((e, t, n, a), bool)
     alive = None
     if layout.has_alive:
-        channel = x[:, s["alive"], :].transpose(0, 2, 1)                                   # (E,T,N)
-        alive = step_down(channel, lengths) if structure is not None and structure.alive_monotone \
+        channel = x[:, s["alive"], :].transpose(0, 2, 1)  # (E,T,N)
+        alive = (
+            step_down(channel, lengths)
+            if structure is not None and structure.alive_monotone
             else channel > 0.5
+        )
     st = structure or Structure()
     live = np.ones((e, t, n), bool) if alive is None else alive
 
@@ -411,12 +446,14 @@ def decode(x: np.ndarray, layout: Layout, spec: Spec, structure: Structure | Non
         if fixed is None:
             return bits
         f = fixed[None, None]
-        return np.where(where[..., None], np.where(f == 1, True, np.where(f == 0, False, bits)), bits)
+        return np.where(
+            where[..., None], np.where(f == 1, True, np.where(f == 0, False, bits)), bits
+        )
 
     avail = impose(avail, st.fixed_avail, live)
     avail = impose(avail, st.dead_avail, ~live)
     if spec.agent_n_actions is not None:
-        allowed = np.arange(a)[None, :] < np.asarray(spec.agent_n_actions)[:, None]   # (N, A)
+        allowed = np.arange(a)[None, :] < np.asarray(spec.agent_n_actions)[:, None]  # (N, A)
         avail &= allowed[None, None]
         logits = np.where(allowed[None, None], logits, -np.inf)
     free = logits.argmax(-1)
@@ -444,18 +481,20 @@ def decode(x: np.ndarray, layout: Layout, spec: Spec, structure: Structure | Non
         cols["avail_actions"] = avail
     flat, rest = _finish(x, layout, cols, alive, lengths, has_end, valid)
     on = np.broadcast_to(rest.pop("_live"), legal_before.shape)
-    report = {"legal_before_masking": float(legal_before[on].mean())
-              if rest.pop("_any_live") else 1.0, **rest}
+    report = {
+        "legal_before_masking": float(legal_before[on].mean()) if rest.pop("_any_live") else 1.0,
+        **rest,
+    }
     return flat, lengths, report
 
 
-def _observations(x, layout: Layout, spec: Spec, st: Structure, live: np.ndarray
-                  ) -> dict[str, np.ndarray]:
+def _observations(
+    x, layout: Layout, spec: Spec, st: Structure, live: np.ndarray
+) -> dict[str, np.ndarray]:
     """Observation columns (E, T, N, O): padding of smaller agents and dead agents' zeros
     imposed."""
     s = layout.slices()
-    obs = np.stack([x[:, s[f"obs{i}"], :] for i in range(layout.n_agents)], 1
-                   ).transpose(0, 3, 1, 2)
+    obs = np.stack([x[:, s[f"obs{i}"], :] for i in range(layout.n_agents)], 1).transpose(0, 3, 1, 2)
     if spec.obs_dims is not None:
         keep = np.arange(layout.obs_dim)[None, :] < np.asarray(spec.obs_dims)[:, None]
         obs = obs * keep[None, None]
@@ -464,8 +503,9 @@ def _observations(x, layout: Layout, spec: Spec, st: Structure, live: np.ndarray
     return {"obs": obs}
 
 
-def _decode_continuous(x, layout: Layout, spec: Spec, structure: Structure | None, lengths,
-                       has_end, valid):
+def _decode_continuous(
+    x, layout: Layout, spec: Spec, structure: Structure | None, lengths, has_end, valid
+):
     """Continuous actions: each agent's action channels clipped to its bounds, padding 0."""
     s = layout.slices()
     n = layout.n_agents
@@ -476,7 +516,11 @@ def _decode_continuous(x, layout: Layout, spec: Spec, structure: Structure | Non
     alive = None
     if layout.has_alive:
         channel = x[:, s["alive"], :].transpose(0, 2, 1)
-        alive = step_down(channel, lengths) if structure is not None and structure.alive_monotone             else channel > 0.5
+        alive = (
+            step_down(channel, lengths)
+            if structure is not None and structure.alive_monotone
+            else channel > 0.5
+        )
     live = np.ones(raw.shape[:3], bool) if alive is None else alive
     cols = _observations(x, layout, spec, structure or Structure(), live)
     cols["actions"] = np.where(real, np.clip(raw, low, high), 0.0).astype(np.float32)
@@ -511,7 +555,8 @@ def _finish(x, layout: Layout, cols: dict[str, np.ndarray], alive, lengths, has_
             flat[k] = np.nan_to_num(flat[k].astype(np.float32), nan=0.0, posinf=1e6, neginf=-1e6)
     live = valid[..., None] if alive is None else (valid[..., None] & alive)
     report = {
-        "_live": live, "_any_live": bool(live.any()),
+        "_live": live,
+        "_any_live": bool(live.any()),
         "ended_by_done": float(has_end.mean()),
         "q_mean": float((x[:, s["q"], :][:, 0, :] * valid).sum() / max(1, valid.sum())),
     }
