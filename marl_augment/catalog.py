@@ -7,11 +7,16 @@ A card names the dataset (``og-marl/smac_v1/3m``), where to download it, and wha
 from __future__ import annotations
 
 import json
+from difflib import get_close_matches
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import FormatError
+from . import adapters
+from .config import datasets_dir, home, store_name
+from .data.dataset import Dataset
+from .download import fetch, safe_extract
+from .errors import FormatError, NotFound
 
 
 def catalog_dir() -> Path | None:
@@ -42,9 +47,6 @@ def cards() -> dict[str, dict[str, Any]]:
 
 def scenario_cards(dataset_id: str) -> list[dict[str, Any]]:
     """Cards matching a scenario id (``og-marl/smac_v1/3m``: every uid) or one card id."""
-    from difflib import get_close_matches
-
-    from .errors import NotFound
 
     all_cards = cards()
     if dataset_id in all_cards:
@@ -73,10 +75,6 @@ def download(
     Resumable: an interrupted download continues where it stopped on the next call. Returns
     the converted datasets (already converted ones are reused unless ``overwrite``).
     """
-    from . import adapters
-    from .config import datasets_dir, home, store_name
-    from .data.dataset import Dataset
-    from .download import fetch, safe_extract
 
     chosen = scenario_cards(dataset_id)
     first = chosen[0]

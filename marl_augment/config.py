@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import platform
+import sys
 from pathlib import Path
 
 ENV_VAR = "MARL_AUGMENT_HOME"
@@ -40,8 +42,6 @@ def package_version() -> str:
 
 def machine_summary() -> str:
     """One line describing this machine for benchmark records: CPU, cores, Python (and torch)."""
-    import platform
-    import sys
 
     parts = [
         platform.processor() or platform.machine(),

@@ -24,12 +24,15 @@ import json
 import os
 import re
 import shutil
+import signal
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .config import package_version
 from .errors import AlreadyExists, ConfigError
 
 MARKER = ".marl-augment.json"
@@ -58,7 +61,6 @@ def write_marker(folder: str | os.PathLike, kind: str, **facts: Any) -> None:
     """Mark ``folder`` as a marl-augment output of ``kind``."""
     if kind not in KINDS:
         raise ValueError(f"unknown output kind {kind!r}")
-    from .config import package_version
 
     data = {
         "kind": kind,
@@ -213,8 +215,6 @@ def deferred_interrupt() -> Iterator[None]:
     that thread write files *after* the clean-up removed the folder. Outside the main thread
     (where signals are never delivered) this does nothing.
     """
-    import signal
-    import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield

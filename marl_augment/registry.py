@@ -7,8 +7,12 @@ A miss lists what exists.
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import difflib
 import importlib
+import inspect
+import textwrap
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -28,7 +32,6 @@ def config_from_options(
 
     Unknown options are refused with the list of known ones (no silent typos).
     """
-    import dataclasses
 
     options = options or {}
     if config is not None and options:
@@ -50,10 +53,6 @@ def config_from_options(
 def option_docs(config_cls: type) -> list[tuple[str, Any, str]]:
     """(name, default, description) of every field of a config dataclass, the description being
     the docstring written under the field in its class (or a base class) source."""
-    import ast
-    import dataclasses
-    import inspect
-    import textwrap
 
     docs: dict[str, str] = {}
     for klass in reversed(config_cls.__mro__):

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from . import adapters
+from .augment import load_augmenter, make_augmenter
 from .data.dataset import Dataset
 from .errors import AlreadyExists
 
@@ -75,13 +77,11 @@ class AdapterTests(ABC):
         """The episodes ``source`` holds, as dicts of per-transition arrays (any subset)."""
 
     def _convert(self, src: Path, out: Path, **kw: Any) -> Dataset:
-        from . import adapters
 
         return adapters.convert(self.adapter, src, out, **self.options, **kw)
 
     def test_is_an_adapter(self) -> None:
         """The registered class has the adapter interface (name, Config, convert)."""
-        from . import adapters
 
         cls = adapters.ADAPTERS.get(self.adapter)
         assert cls.name == self.adapter and dataclasses.is_dataclass(cls.Config)
@@ -138,7 +138,6 @@ class AugmenterTests:
     scale: float | None = 2.0
 
     def make(self):
-        from .augment import make_augmenter
 
         return make_augmenter(self.method, **self.options)
 
@@ -183,7 +182,6 @@ class AugmenterTests:
         assert differs, "different seeds gave identical synthetic episodes"
 
     def test_save_and_load(self, dataset, tmp_path):
-        from .augment import load_augmenter
 
         aug = self.make().fit(dataset)
         aug.save(tmp_path / "model")

@@ -8,8 +8,11 @@ No pickle anywhere.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import platform
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,18 +51,16 @@ def keep_freed_heap() -> None:
 
     PyTorch's CPU allocator has no cache: each update allocates and frees many 1–2 MB tensors.
     glibc's default thresholds give those pages back (trim, munmap) and fault them in again on
-    the next update: ~1,900 page faults per forward of the stacked agent networks, 5.4 instead of
-    2.45 ms on this VM (docs/performance.md). Keeping up to 256 MB of freed heap (and serving
-    requests below 32 MB from it) removes them. Once per process, glibc only; elsewhere a no-op.
-    Called when a learner is built for the CPU, never on import; ``MARL_AUGMENT_KEEP_HEAP=0``
-    turns it off.
+    the next update: page faults on every forward of the stacked agent networks, which then ran
+    slower than unstacked ones (numbers in docs/performance.md, "Page faults"). Keeping up to
+    256 MB of freed heap (and serving requests below 32 MB from it) removes them. Once per
+    process, glibc only; elsewhere a no-op. Called when a learner is built for the CPU, never on
+    import; ``MARL_AUGMENT_KEEP_HEAP=0`` turns it off.
     """
     global _HEAP_KEPT
     if _HEAP_KEPT or os.environ.get(KEEP_HEAP_ENV, "1") == "0":
         return
     _HEAP_KEPT = True
-    import ctypes
-    import platform
 
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return
@@ -77,8 +78,7 @@ def torch_threads(n: int) -> Iterator[None]:
     """torch's intra-op threads set to ``n`` inside the block and restored after it (when torch
     is already imported; a no-op otherwise). Acting one step at a time (evaluating, recording)
     gains nothing from several threads, and beside another busy process their spin-waits made
-    recording with a trained policy ~6× slower (docs/performance.md)."""
-    import sys
+    recording with a trained policy several times slower (docs/performance.md)."""
 
     torch = sys.modules.get("torch")
     if torch is None:

@@ -23,6 +23,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import FIRST_EXCEPTION, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,11 +32,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from .algos import ALGORITHMS
 from .algos.common import SequenceSampler, state_dim_of
 from .config import package_version
 from .data.dataset import Dataset
+from .data.locate import load
+from .envs import action_kind_of, recorded_settings
+from .envs.evaluate import evaluate as evaluate_env
 from .errors import AlreadyExists, ConfigError
 from .outputs import MARKER, check_output, partial_dir, save_figure, swap_into_place, write_marker
+from .processes import spawn_pool, stop_pool
 from .torch_state import has_training_state, load_training_state, save_training_state
 
 RUN_FILE = "run.json"
@@ -102,8 +108,6 @@ def train(
     ``progress(n, **fields)`` is called after every update. ``evaluate=False`` trains without
     an environment (summary without returns).
     """
-    from .algos import ALGORITHMS
-    from .data.locate import load
 
     ds = dataset if isinstance(dataset, Dataset) else load(dataset)
     run = RunConfig(
@@ -132,7 +136,6 @@ def train(
 
 
 def _check_env_kind(env_id: str, ds: Dataset) -> None:
-    from .envs import action_kind_of, recorded_settings
 
     kind = action_kind_of(env_id, **recorded_settings(ds.spec, env_id))
     if kind != ds.spec.action_kind:
@@ -207,8 +210,6 @@ def _train_in(
     eval_clock = [0.0]
 
     def run_eval(at: int, episodes: int) -> dict[str, Any]:
-        from .envs import recorded_settings
-        from .envs.evaluate import evaluate as evaluate_env
 
         t = time.perf_counter()
         res = evaluate_env(
@@ -298,8 +299,6 @@ def train_seeds(
     ``resume`` continues unfinished seeds and keeps finished ones; ``overwrite`` replaces the
     whole set, swapped in when every seed is done. ``progress(seed, step)`` follows the runs.
     """
-    from .algos import ALGORITHMS
-    from .data.locate import load
 
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"give distinct seeds, got {seeds}")
@@ -374,9 +373,6 @@ def _run_seed_jobs(jobs: list[dict[str, Any]], workers: int, progress: Any) -> l
 
             results.append(_train_job({**job, "progress": advance}))
         return results
-    from concurrent.futures import FIRST_EXCEPTION, wait
-
-    from .processes import spawn_pool, stop_pool
 
     n = min(workers, len(jobs))
     threads = max(1, (os.cpu_count() or 1) // n)

@@ -23,9 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from ..catalog import cards
 from ..data.dataset import StoreWriter
 from ..data.schema import Spec
 from ..data.store import check_output_path
+from ..download import safe_extract, sha256_file
 from ..errors import (
     ConfigError,
     FormatError,
@@ -95,7 +97,6 @@ def vault_uids(vlt: Path) -> list[str]:
 
 def known_env_id(vault_name: str) -> str:
     """``3m.vlt`` -> ``smac:3m`` for SMAC maps the catalog knows; else ``ogmarl:<name>``."""
-    from ..catalog import cards
 
     name = vault_name.removesuffix(".vlt").removesuffix(".zip")
     for card in cards().values():
@@ -244,8 +245,6 @@ class OgMarlVaultAdapter:
         uid = self.config.uid
         checksum = None
         if src.is_file():
-            from ..download import safe_extract, sha256_file
-
             checksum = "sha256:" + sha256_file(src)
             tops = safe_extract(src, tmp / "x")
             vlts = [p for p in tops if p.is_dir() and p.name.endswith(".vlt")] or [

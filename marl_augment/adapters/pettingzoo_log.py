@@ -12,11 +12,13 @@ our recorder, and loading it never executes code (no pickle).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import math
 import os
 import uuid
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -450,8 +452,6 @@ class PettingZooLogAdapter:
                     progress(cols["actions"].shape[0])
             w.source.update(report)
         if report["dropped_unfinished"]:
-            import warnings
-
             warnings.warn(
                 f"{src.name}: the last episode was unfinished and was dropped", stacklevel=2
             )
@@ -827,7 +827,6 @@ def _won(infos: Mapping[str, Any]) -> bool | None:
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
 
     h = hashlib.sha256()
     with open(path, "rb") as f:

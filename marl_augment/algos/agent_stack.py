@@ -17,7 +17,7 @@ n = tanh(W_in a + b_in + r ⊙ (W_hn h + b_hn)), h' = (1 − z) ⊙ n + z ⊙ h)
 to float rounding; ``tests/test_algos.py`` checks values and gradients against ``nn.GRU`` under
 autograd. Where the C++ kernels are not available (:mod:`marl_augment.algos.kernels`: CUDA,
 float64, no compiler, ``MARL_AUGMENT_NO_CPP=1``) the networks run one by one through ``nn.GRU``
-(cuDNN's on CUDA) — in one process on this CPU as fast as a Python version of the same pass.
+(cuDNN's on CUDA); docs/performance.md compares the two.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from ..data.windows import window_rows
 from ..errors import ConfigError
 from ..registry import config_from_options
 from ..torch_state import keep_freed_heap, resolve_device
+from . import keys_for
 
 #: logit / Q value given to illegal actions before a max (finite, so no NaN from inf - inf)
 NEG = -1e9
@@ -306,8 +307,8 @@ def _expand(m: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 # -- the algorithm interface ----------------------------------------------------------------------
 def adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
     """Adam, fused into one kernel where the device supports it (CPU and CUDA do): the same
-    update as the per-tensor loop up to rounding, ~4x faster for these ~20 small tensors, which
-    is ~1 ms of a QMIX+CQL update on a 2-core CPU (benchmarks/train_speed.py)."""
+    update as the per-tensor loop up to rounding, and much faster for these ~20 small tensors
+    (docs/performance.md, "Offline baselines")."""
     try:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, ValueError):  # a device without the fused kernel
@@ -339,8 +340,6 @@ class OfflineAlgorithm(ABC):
         self.config = config_from_options("algorithm", self.name, self.Config, config, options)
         self.check_config()
         if spec.action_kind != self.action_kind:
-            from . import keys_for
-
             raise ConfigError(
                 f"{self.name} learns {self.action_kind} actions, and {spec.env_id} data has "
                 f"{spec.action_kind} ones; use one of {', '.join(keys_for(spec.action_kind))}"

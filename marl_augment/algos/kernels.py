@@ -4,7 +4,7 @@ dozen small operators. Where they are not available (other devices and dtypes, n
 callers run PyTorch's own modules instead. (A fused QMIX mixing kernel was tried too and
 dropped: 1–3% of an update.)
 
-The C++ code is compiled on first use (~30 s, with the machine's C++ compiler and ninja) and cached
+The C++ code is compiled on first use (with the machine's C++ compiler and ninja) and cached
 by PyTorch under ``~/.cache/torch_extensions`` (``TORCH_EXTENSIONS_DIR``). ``-march=native``: a
 cache shared between machines of different CPU generations needs one ``TORCH_EXTENSIONS_DIR`` each.
 ``MARL_AUGMENT_NO_CPP=1`` turns the kernels off.
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils import cpp_extension
 
 #: set to 1 to run PyTorch's modules even where the C++ kernels build
 NO_CPP_ENV = "MARL_AUGMENT_NO_CPP"
@@ -42,8 +43,6 @@ def cpu_kernels(like: torch.Tensor) -> Any:
 
 def _build() -> Any:
     try:
-        from torch.utils import cpp_extension
-
         venv_bin = str(Path(sys.executable).parent)  # pip's ninja, when the venv is not activated
         path = os.environ.get("PATH")
         if shutil.which("ninja") is None and shutil.which("ninja", path=venv_bin):

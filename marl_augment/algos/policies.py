@@ -10,6 +10,7 @@ from typing import Any
 
 from ..data.schema import Spec
 from ..errors import ConfigError, FormatError, NotFound
+from . import ALGORITHMS
 from .common import POLICY_FILE, WEIGHTS_FILE, state_dim_of
 from .feedforward import FORMAT as FEEDFORWARD_FORMAT
 from .feedforward import load_feedforward_policy
@@ -19,8 +20,6 @@ def load_policy(directory: str | Path, device: str = "cpu") -> Any:
     """A policy saved by a training run (the run directory or its ``policy/`` folder), or a
     feed-forward actor saved by an online behaviour learner (a checkpoint folder)."""
     from safetensors.torch import load_file
-
-    from . import ALGORITHMS
 
     d = Path(directory)
     if (d / "policy" / POLICY_FILE).is_file():

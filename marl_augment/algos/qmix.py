@@ -79,11 +79,11 @@ class QMixer(nn.Module):
         """Q_tot of K joint actions at once: ``qs`` (B, T, N, K) → (B, T, K)."""
         w1, b1, w2, v = weights
         b, t, n, k = qs.shape
-        # one batched (K×N)·(N×E) product per step: ~2x faster on CPU than broadcast-and-sum
-        # over a (B, T, N, K, E) intermediate, forward and backward (benchmarks/train_speed.py)
+        # one batched (K×N)·(N×E) product per step: faster on CPU than broadcast-and-sum over a
+        # (B, T, N, K, E) intermediate, forward and backward (docs/performance.md)
         hidden = nn.functional.elu(torch.baddbmm(b1, qs.reshape(b * t, n, k).transpose(1, 2), w1))
         # the E→1 product as multiply-and-sum: a batched (K×E)·(E×1) product's backward is an
-        # outer product, slow in CPU bmm (this mixing alone, forward + backward: 3.7 → 1.3 ms)
+        # outer product, slow in CPU bmm (docs/performance.md has the times)
         return (hidden * w2).sum(-1).reshape(b, t, k) + v
 
     def forward(self, qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,9 @@ from ..config import package_version
 from ..data.dataset import Dataset
 from ..data.store import check_output_path
 from ..errors import ConfigError, FormatError, MarlAugmentError, NotFound
+from ..outputs import check_output, kind_of, partial_path, swap_into_place, write_marker
 from ..registry import config_from_options
+from . import AUGMENTERS, keys_for
 
 MAX_ORIGIN = 255
 STATE_FILE = "augmenter.json"
@@ -94,8 +96,6 @@ class Augmenter(ABC):
         if len(ds) == 0:
             raise ConfigError("cannot fit an augmenter on an empty dataset")
         if ds.spec.action_kind not in self.action_kinds:
-            from . import keys_for
-
             raise ConfigError(
                 f"{self.name} augments {' or '.join(self.action_kinds)} actions, "
                 f"and {ds.spec.env_id} data has {ds.spec.action_kind} ones; use "
@@ -206,7 +206,6 @@ class Augmenter(ABC):
 
         if self.fitted_on is None:
             raise ConfigError("only a fitted augmenter can be saved: call fit(dataset) first")
-        from ..outputs import check_output, partial_path, swap_into_place, write_marker
 
         directory = check_output(directory, "model", overwrite=overwrite, what="model folder")
         tmp = partial_path(directory)
@@ -237,8 +236,6 @@ class Augmenter(ABC):
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Augmenter:
         from safetensors.numpy import load_file
-
-        from . import AUGMENTERS
 
         directory = Path(directory)
         path = directory / STATE_FILE
@@ -300,7 +297,6 @@ def fit_beside(
     """Fit a learned augmenter with resumable checkpoints in ``<out>.train`` beside its output
     (a fit folder of our own, removed once the fit is done): an interrupted ``augment`` goes on
     with ``resume=True``. ``out`` is the output store's local path (a URL's mirror)."""
-    from ..outputs import check_output, kind_of, write_marker
 
     if resume and not aug.learned:
         raise ConfigError(f"--resume applies to learned augmenters (eaq, eaq-q), not {aug.name!r}")

@@ -26,6 +26,7 @@ import numpy as np
 from ..data.dataset import Dataset
 from ..errors import ConfigError
 from ..outputs import check_output, kind_of, save_figure, write_marker
+from .eaq import features as F
 
 #: first attack action of each env family (SMAC: no-op, stop, 4 moves; SMAX: 4 moves, stop)
 ATTACK_OFFSET = {"smac": 6, "smax": 5, "synthetic": 6}
@@ -392,7 +393,7 @@ def fidelity_report(
     gates: bool = True,
 ) -> dict[str, Any]:
     """Compare ``synthetic`` episodes with ``real`` ones (see the module docstring);
-    ``gates`` adds :func:`fidelity_gates` (a one-step dynamics model is fitted: ~10–30 s)."""
+    ``gates`` adds :func:`fidelity_gates` (fits a one-step dynamics model)."""
     if real.spec.arrays() != synthetic.spec.arrays() or real.spec.obs_dim != synthetic.spec.obs_dim:
         raise ConfigError(
             "real and synthetic datasets have different specs; compare like with like"
@@ -517,7 +518,6 @@ def shuffled_baseline(ds: Dataset, n_episodes: int, seed: int = 0) -> Dataset:
     real ones); the joint structure (which reward goes with which actions, when an episode ends)
     is destroyed. A model that learnt anything should beat it.
     """
-    from .eaq import features as F
 
     rng = np.random.default_rng(seed)
     layout = F.Layout.from_spec(ds.spec)

@@ -16,6 +16,7 @@ again and an interrupted one resumes (augmenter fits and training runs from thei
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import shutil
@@ -26,6 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..algos import load_policy
+from ..augment import AUGMENTERS, make_augmenter
+from ..augment.base import Augmenter
+from ..augment.fidelity import fidelity_gates
+from ..data.dataset import Dataset
+from ..data.locate import load
+from ..envs import max_return, recorded_settings
+from ..envs.evaluate import evaluate
 from .config import ORIGINAL
 
 RESULT = "result.json"
@@ -124,7 +133,6 @@ def _summary(ds) -> dict[str, Any]:
 
 
 def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
-    from ..data.locate import load
 
     cfg = c.config
     out = folder / "store.zarr"
@@ -251,7 +259,6 @@ def _behaviour_folder(c: Cell, folder: Path, work: Path) -> Path:
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive lock on ``path`` between processes (released when the holder exits)."""
-    import fcntl
 
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -263,15 +270,11 @@ def _locked(path: Path) -> Iterator[None]:
 
 def is_learned(method: str) -> bool:
     """Whether an augmenter fits a model (trained with steps and checkpoints) before it samples."""
-    from ..augment import AUGMENTERS
 
     return bool(AUGMENTERS.get(method).learned)
 
 
 def _augment(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
-    from ..augment import AUGMENTERS, make_augmenter
-    from ..augment.base import Augmenter
-    from ..data.locate import load
 
     cfg = c.config
     ds = load(store_of(work, cfg["data"]))
@@ -315,7 +318,6 @@ def _augment(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
 def gates_of(augmented) -> dict[str, Any] | None:
     """The fidelity gates of an augmented store's synthetic episodes against its real ones
     (None when it has no synthetic episodes or too few real ones)."""
-    from ..augment.fidelity import fidelity_gates
 
     origin = augmented.episode_origin
     if not (origin != 0).any() or (origin == 0).sum() < 4:
@@ -341,7 +343,6 @@ def _shared_fit_folder(c: Cell, work: Path) -> Path:
 
 
 def _train(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
-    from ..envs import max_return
     from ..training import read_metrics, train
 
     cfg = c.config
@@ -386,16 +387,12 @@ def _train(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
 
 def _fingerprint(store: str | Path) -> str | None:
     """The content fingerprint of a cell's store (what a restored row is checked against)."""
-    from ..data.dataset import Dataset
 
     return Dataset.open(store, validate=False, lazy=True).fingerprint
 
 
 def _shifted_eval(run: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     """The trained policy's final evaluation in the shifted env (same episodes and seed)."""
-    from ..algos import load_policy
-    from ..envs import recorded_settings
-    from ..envs.evaluate import evaluate
 
     policy = load_policy(run, device="cpu")
     kwargs = {**recorded_settings(policy.spec, cfg["env_id"]), **cfg["shifted_env_args"]}

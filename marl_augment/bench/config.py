@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..algos import ALGORITHMS
+from ..augment import AUGMENTERS
 from ..errors import ConfigError, FormatError, NotFound
 
 try:
@@ -122,8 +124,6 @@ class BenchConfig:
     """Options per algorithm, e.g. ``{"qmix-cql": {"cql_alpha": 1.0}}``."""
 
     def check(self) -> BenchConfig:
-        from ..algos import ALGORITHMS
-        from ..augment import AUGMENTERS
 
         if not self.scenarios and not self.datasets:
             raise ConfigError(

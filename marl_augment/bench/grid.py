@@ -20,13 +20,20 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, MissingDependency
+from ..algos import ALGORITHMS
+from ..augment import AUGMENTERS
+from ..data.dataset import Dataset
+from ..data.locate import load, resolve
+from ..errors import ConfigError, MissingDependency, NotFound
 from ..outputs import check_output, write_marker
-from .cells import RESULT, Cell, is_learned, run_cell, store_of
+from ..processes import spawn_pool, stop_pool
+from .cells import RESULT, Cell, _fingerprint, gates_of, is_learned, run_cell, store_of
 from .config import ORIGINAL, BenchConfig, split_method
+from .report import write_report
 
 RESULTS_FILE = "results.jsonl"
 #: beside a kept results.jsonl: the data cells its rows were trained on (``benchmark --keep``)
@@ -37,9 +44,6 @@ EXECUTORS = ("local", "ray")
 
 def plan(cfg: BenchConfig) -> tuple[list[Cell], list[Cell], list[Cell]]:
     """The grid's data, augment and train cells."""
-    from ..algos import ALGORITHMS
-    from ..augment import AUGMENTERS
-    from ..data.locate import resolve
 
     data: list[Cell] = []
     for scenario in cfg.scenarios:
@@ -146,7 +150,6 @@ def _version(registry, name: str) -> dict[str, int]:
 
 
 def _fingerprint_and_env(path: Path) -> tuple[str, str]:
-    from ..data.dataset import Dataset
 
     ds = Dataset.open(path, validate=False, lazy=True)
     return str(ds.fingerprint), ds.spec.env_id
@@ -234,8 +237,6 @@ def run_benchmark(
         tmp.write_text("".join(json.dumps(r, default=float) + "\n" for r in rows))
         tmp.replace(work / RESULTS_FILE)
         if report and rows:
-            from .report import write_report
-
             fid = [c.result(work) for c in augment if c.done(work)]
             write_report(
                 rows,
@@ -334,8 +335,6 @@ def timing_table(rows: list[dict[str, Any]], workers: int) -> str:
 
 def _backfill_fidelity(augment: list[Cell], work: Path) -> None:
     """Fidelity gates for finished augment cells made before the cells computed them."""
-    from ..data.locate import load
-    from .cells import gates_of
 
     for c in augment:
         if not c.done(work):
@@ -392,7 +391,6 @@ def restore_data(data: list[Cell], restore: Path, work: Path) -> int:
         src = kept / c.key
         if c.done(work) or not (src / RESULT).is_file():
             continue
-        from ..data.dataset import Dataset
 
         Dataset.open(src / "store.zarr", validate=True)  # a damaged copy: one line, no cell
         folder = c.folder(work)
@@ -416,8 +414,6 @@ def keep_results(work: str | os.PathLike, out: str | os.PathLike) -> Path:
     ``--restore out`` later goes on with the same data and rows on any machine."""
     work = Path(work)
     if not (work / RESULTS_FILE).is_file():
-        from ..errors import NotFound
-
         raise NotFound(
             f"no benchmark results in {work} (expected {RESULTS_FILE}); run the benchmark first"
         )
@@ -463,7 +459,6 @@ def unrestore_mismatched(restored: list[Cell], upstream: dict[str, Cell], work: 
     A row written since rows carry it has its data's fingerprint; an older row is checked
     through the rows on the original data of the same data cell (their dataset return and
     episode count are the data cell's own). Rows whose data cell is not made are left alone."""
-    from .cells import _fingerprint
 
     verdict: dict[str, bool] = {}
     made: dict[str, str | None] = {}  # each data cell's fingerprint, read once
@@ -506,8 +501,6 @@ def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
     if p.is_dir():
         p = p / RESULTS_FILE
     if not p.is_file():
-        from ..errors import NotFound
-
         raise NotFound(
             f"no benchmark results at {path} (expected {RESULTS_FILE}); run 'marl-augment "
             "benchmark' first"
@@ -533,9 +526,6 @@ def _local_runner(workers: int) -> Runner:
             for c in cells:
                 yield run_cell(c, work, device)
             return
-        from concurrent.futures import as_completed
-
-        from ..processes import spawn_pool, stop_pool
 
         pool = spawn_pool(min(workers, len(cells)))
         futures = [pool.submit(run_cell, c, work, device) for c in cells]

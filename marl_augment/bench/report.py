@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from ..augment.fidelity import GATE_NAMES
 from ..outputs import save_figure
-from .config import ORIGINAL
+from .config import ORIGINAL, split_method
 
 REPORT_FILE = "report.md"
 
@@ -97,7 +98,6 @@ def best_variant_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
     (dataset, algorithm), the variant of highest mean final return, as rows of a pseudo-method
     ``<name> (best variant)``. It is chosen on the test measure itself — an oracle — and shown
     beside each variant fixed in advance. Returns (rows, pseudo-method names)."""
-    from .config import split_method
 
     families: dict[str, set[str]] = defaultdict(set)
     for r in rows:
@@ -437,7 +437,6 @@ def plot_curves(rows: list[dict[str, Any]], out: Path) -> Path:
 def fidelity_table(augmented: list[dict[str, Any]]) -> str:
     """Markdown: per augmented dataset (dataset, method, seed), each gate's synthetic distance
     against the shuffled baseline's, and whether it passes."""
-    from ..augment.fidelity import GATE_NAMES
 
     names = list(dict.fromkeys(n for r in augmented for n in r["fidelity"]["gates"]))
     head = (

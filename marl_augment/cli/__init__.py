@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from .. import __version__
 from . import augment as _augment
 from . import behaviour as _behaviour
 from . import bench as _bench
@@ -15,6 +16,7 @@ from . import data as _data
 from . import datasets as _datasets
 from . import envs as _envs
 from . import train as _train
+from ._common import EXIT_INTERRUPTED, say_interrupted
 
 app = typer.Typer(
     name="marl-augment",
@@ -28,8 +30,6 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from .. import __version__
-
         typer.echo(f"marl-augment {__version__}")
         raise typer.Exit(0)
 
@@ -57,8 +57,6 @@ _behaviour.register(app)
 
 
 def main() -> None:
-    from ._common import EXIT_INTERRUPTED, say_interrupted
-
     try:
         app()
     except SystemExit as e:

@@ -22,8 +22,10 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 
 from ..errors import MarlAugmentError
+from ..registry import option_docs
 
 console = Console()
 err_console = Console(stderr=True)
@@ -158,7 +160,6 @@ def _fmt(v: Any) -> str:
 
 def kv_table(title: str, rows: dict[str, Any]):
     """A two-column key / value table."""
-    from rich.table import Table
 
     t = Table(title=title, show_header=False, title_justify="left")
     t.add_column("key", style="bold cyan")
@@ -170,9 +171,6 @@ def kv_table(title: str, rows: dict[str, Any]):
 
 def options_table(registry, name: str, kind: str):
     """The options of one registry entry: name, default and description, for -o key=value."""
-    from rich.table import Table
-
-    from ..registry import option_docs
 
     t = Table(title=f"options of {kind} {name!r} (-o key=value)", title_justify="left")
     for col in ("option", "default", "what it does"):
@@ -184,7 +182,6 @@ def options_table(registry, name: str, kind: str):
 
 def registry_table(registry, title: str, key: str, doc: str):
     """The entries of a registry and their one-line descriptions."""
-    from rich.table import Table
 
     t = Table(title=title, title_justify="left")
     t.add_column(key)

@@ -6,12 +6,22 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
+from ..augment import AUGMENTERS, load_augmenter, make_augmenter
+from ..augment.base import fit_beside
+from ..augment.fidelity import fidelity_report, gates_rows
+from ..data.locate import load
+from ..data.store import check_output_path
+from ..errors import ConfigError
+from ..outputs import check_output, new_output
 from ._common import (
     console,
+    kv_table,
     metrics_bar,
     options_table,
     parse_options,
+    print_json,
     progress_bar,
     registry_table,
     user_errors,
@@ -83,12 +93,6 @@ def augment(
     ] = False,
 ) -> None:
     """Augment a dataset: write D_real ∪ D_syn with provenance (method, config, seed, parent)."""
-    from ..augment import AUGMENTERS, load_augmenter, make_augmenter
-    from ..augment.base import fit_beside
-    from ..data.locate import load
-    from ..data.store import check_output_path
-    from ..errors import ConfigError
-    from ..outputs import check_output
 
     if list_:
         console.print(registry_table(AUGMENTERS, "augmenters", "method", "what it does"))
@@ -158,10 +162,6 @@ def fidelity(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Compare synthetic with real episodes: returns, lengths, features, legality, t-SNE."""
-    from ..augment.fidelity import fidelity_report
-    from ..data.locate import load
-    from ..outputs import new_output
-    from ._common import kv_table, print_json
 
     r = load(real)
     a = load(augmented)
@@ -181,10 +181,6 @@ def fidelity(
     gates = rep.pop("gates", None)
     console.print(kv_table(f"fidelity: {augmented} vs {real}", rep))
     if gates:
-        from rich.table import Table
-
-        from ..augment.fidelity import gates_rows
-
         t = Table(
             title=f"fidelity gates: {'all pass' if gates['passes'] else 'not all pass'} "
             f"(pass: ≤ {gates['ratio']:g} × the shuffled baseline, or within the real "

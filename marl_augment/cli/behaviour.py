@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
+from ..envs import split_id
+from ..errors import ConfigError
 from ._common import console, parse_options, print_json, progress_bar, user_errors
 
 app = typer.Typer(
@@ -30,10 +33,8 @@ ENV_ARG_HELP = (
 
 def _config(env_id: str, options: list[str] | None, steps: int | None):
     """The learner's config for ``env_id``: MAPPO on smax:*, MATD3 on continuous envs."""
-    from ..envs import split_id
     from ..envs.behaviour import PpoConfig
     from ..envs.online import Td3OnlineConfig
-    from ..errors import ConfigError
 
     smax = split_id(env_id)[0] == "smax"
     cls, learner = (PpoConfig, "MAPPO") if smax else (Td3OnlineConfig, "MATD3")
@@ -100,10 +101,8 @@ def train(
 ) -> None:
     """Train a behaviour policy (MAPPO on SMAX, MATD3 on continuous envs), saving and
     evaluating checkpoints as it learns."""
-    from ..envs import split_id
     from ..envs.behaviour import train_behaviour
     from ..envs.online import train_matd3
-    from ..errors import ConfigError
 
     cfg = _config(env_id, option, steps)
     kwargs = parse_options(env_arg, "env argument")
@@ -161,7 +160,6 @@ def list_checkpoints(
     if as_json:
         print_json(rows)
         return
-    from rich.table import Table
 
     t = Table(title=str(folder))
     for col in ("checkpoint", "env steps", "return", "normalised", "win rate", "quality"):
@@ -187,7 +185,6 @@ def _list_matd3(folder: Path, rows: list[dict[str, Any]], as_json: bool) -> None
     if as_json:
         print_json({"bands": bands, "checkpoints": rows})
         return
-    from rich.table import Table
 
     t = Table(title=str(folder))
     for col in ("checkpoint", "env steps", "behaviour return", "greedy return", "quality"):
@@ -243,7 +240,6 @@ def record(
     """Record a dataset with a learned behaviour policy, with provenance (checkpoint, noise,
     return)."""
     from ..envs.behaviour import record_behaviour
-    from ..errors import ConfigError
 
     if _learner(folder) == "matd3":
         from ..envs.online import record_matd3
@@ -325,7 +321,6 @@ def datasets(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Reproduce an env's datasets from a seed: train, record each quality, keep a 3% subsample."""
-    from ..envs import split_id
     from ..envs.datasets import behaviour_datasets
 
     cfg = _config(env_id, option, steps)

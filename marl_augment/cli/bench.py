@@ -9,8 +9,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from ._common import console, err_console, parse_seeds, print_json, user_errors
+from ..bench import BenchConfig, load_config, plan, read_results, run_benchmark
+from ..bench.compare import compare_datasets, compare_results
+from ..bench.grid import keep_results, timing, timing_table
+from ..bench.report import table1
+from ..errors import ConfigError
+from ._common import console, err_console, kv_table, parse_seeds, print_json, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +29,6 @@ def register(app: typer.Typer) -> None:
 @contextmanager
 def stage_bars():
     """One progress bar per benchmark stage (data, augment, train), counting cells."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
         TextColumn("{task.description:<9}"),
@@ -59,8 +65,6 @@ def _run_and_print(
     restore: Path | None = None,
     compute: bool = True,
 ) -> list[dict[str, Any]]:
-    from ..bench import run_benchmark
-    from ..bench.report import table1
 
     t0 = time.perf_counter()
     with stage_bars() as update:
@@ -171,7 +175,6 @@ def benchmark(
 
     Runs seed by seed; results.jsonl and report.md are rewritten after each seed's round.
     """
-    from ..bench import load_config, plan
 
     seed_list = parse_seeds(seeds) if seeds is not None else None
     cfg = load_config(
@@ -191,8 +194,6 @@ def benchmark(
     if dry_run:
         from rich.markdown import Markdown
 
-        from ..bench.grid import timing, timing_table
-
         stages = plan(cfg)
         for name, cells in zip(("data", "augment", "train"), stages):
             done = sum(c.done(out) for c in cells)
@@ -200,8 +201,6 @@ def benchmark(
         if any(c.done(out) for cells in stages for c in cells):
             console.print(Markdown(timing_table(timing(*stages, out), workers)))
         if restore is not None:
-            from ..bench import read_results
-
             keys = {c.key for c in stages[2]}
             rows = read_results(restore)
             console.print(
@@ -213,8 +212,6 @@ def benchmark(
         cfg, out, executor, workers, device, ray_address, as_json, restore, not report_only
     )
     if keep is not None:
-        from ..bench.grid import keep_results
-
         err_console.print(f"kept in {keep_results(out, keep)}")
 
 
@@ -233,7 +230,6 @@ def quickstart(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result rows as JSON.")] = False,
 ) -> None:
     """The main job on an embedded default: smax:3m data, EAQ and RAD-s, QMIX+CQL, comparison."""
-    from ..bench import BenchConfig
 
     cfg = BenchConfig(
         scenarios=["smax:3m"],
@@ -278,7 +274,6 @@ def compare(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Compare datasets (stats, returns, fidelity, t-SNE) or two benchmark result sets."""
-    from ..errors import ConfigError
 
     kinds = {_kind(i) for i in items}
     if len(kinds) != 1:
@@ -288,7 +283,6 @@ def compare(
     if kinds == {"results"}:
         if len(items) != 2:
             raise ConfigError(f"compare takes two benchmark result sets, got {len(items)}")
-        from ..bench.compare import compare_results
 
         res = compare_results(items[0], items[1])
         if as_json:
@@ -300,13 +294,11 @@ def compare(
         return
     if len(items) < 2:
         raise ConfigError("give at least two datasets to compare")
-    from ..bench.compare import compare_datasets
 
     res = compare_datasets(items, out, overwrite=overwrite)
     if as_json:
         print_json(res)
         return
-    from rich.table import Table
 
     t = Table(title="datasets", title_justify="left")
     t.add_column("")
@@ -325,8 +317,6 @@ def compare(
         t.add_row(key, *[_fmt(s.get(key)) for s in res["stats"]])
     console.print(t)
     if "fidelity" in res:
-        from ._common import kv_table
-
         console.print(
             kv_table(f"fidelity: {Path(items[1]).name} vs {Path(items[0]).name}", res["fidelity"])
         )

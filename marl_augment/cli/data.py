@@ -5,9 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.table import Table
 
+from .. import adapters
+from ..adapters.ogmarl_vault import export_vault
+from ..data.chunks import array_of, open_group, read_array
+from ..data.locate import load, resolve
+from ..data.remote import is_url, mirror
+from ..data.schema import episode_returns, episode_stats
+from ..data.store import check_output_path, read_store
+from ..envs.recording import record_env
+from ..errors import ConfigError
 from ._common import _fmt, console, kv_table, parse_options, print_json, progress_bar, user_errors
 
 
@@ -26,13 +36,6 @@ def info(
     validate: Annotated[bool, typer.Option(help="Check every value and the fingerprint.")] = True,
 ) -> None:
     """Show a store's spec, statistics, source and provenance (validating it first)."""
-    import numpy as np
-
-    from ..data.chunks import array_of, open_group, read_array
-    from ..data.locate import resolve
-    from ..data.remote import is_url, mirror
-    from ..data.schema import episode_returns, episode_stats
-    from ..data.store import read_store
 
     where = resolve(path)
     p = mirror(where) if is_url(where) else where  # URLs: the local copy (fetched if it changed)
@@ -139,7 +142,6 @@ def convert(
     ] = False,
 ) -> None:
     """Convert a dataset into an episode store with one of the registered adapters."""
-    from .. import adapters
 
     adapter = adapters.make(from_, **parse_options(option, "adapter option"))
     with progress_bar(f"converting {src.name}", unit="transitions") as advance:
@@ -196,7 +198,6 @@ def record(
 ) -> None:
     """Record episodes of a PettingZoo ParallelEnv with a built-in policy into a store."""
     from ..envs.pettingzoo import env_id_for
-    from ..envs.recording import record_env
 
     env_id = env_module if ":" in env_module else env_id_for(env_module)
     ds = record_env(
@@ -233,9 +234,6 @@ def subsample(
     ] = False,
 ) -> None:
     """Keep a seeded random subset of whole episodes (as the EAQ paper's 3% datasets)."""
-    from ..data.locate import load
-    from ..data.store import check_output_path
-    from ..errors import ConfigError
 
     if (fraction is None) == (episodes is None):
         raise ConfigError("give exactly one of --fraction or --episodes")
@@ -277,9 +275,6 @@ def export(
     ] = False,
 ) -> None:
     """Export a store for another library: an OG-MARL / flashbax Vault."""
-    from ..adapters.ogmarl_vault import export_vault
-    from ..data.locate import load
-    from ..errors import ConfigError
 
     if to != "ogmarl-vault":
         raise ConfigError(f"unknown export format {to!r}; available: ogmarl-vault")

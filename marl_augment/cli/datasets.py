@@ -5,18 +5,21 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
-from ._common import console, print_json, registry_table, user_errors
+from ..adapters import ADAPTERS
+from ..catalog import cards, download
+from ..config import datasets_dir
+from ..data.chunks import open_group
+from ..errors import MarlAugmentError
+from ._common import console, err_console, print_json, progress_bar, registry_table, user_errors
 
 app = typer.Typer(help="Datasets: local stores, the catalog, adapters.", no_args_is_help=True)
 
 
 def local_stores() -> list[dict]:
     """Named stores in the data root with their summary (read from attributes only)."""
-    from ..config import datasets_dir
-    from ..data.chunks import open_group
-    from ..errors import MarlAugmentError
 
     root = datasets_dir()
     rows = []
@@ -45,8 +48,6 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the catalog's datasets and the stores in the local data root."""
-    from ..catalog import cards
-    from ..config import datasets_dir
 
     local = local_stores()
     local_names = {r["name"] for r in local}
@@ -109,7 +110,6 @@ def list_(
 @user_errors
 def adapters_() -> None:
     """List the registered dataset adapters (for 'marl-augment convert --from')."""
-    from ..adapters import ADAPTERS
 
     console.print(registry_table(ADAPTERS, "adapters", "name", "reads"))
 
@@ -138,10 +138,6 @@ def download_(
     ] = False,
 ) -> None:
     """Download an OG-MARL dataset (resumable, checked, safely unpacked) and convert it."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    from ..catalog import download
-    from ._common import err_console, progress_bar
 
     with Progress(
         "[progress.description]{task.description}",

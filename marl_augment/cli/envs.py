@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+from ..algos import load_policy
+from ..envs import recorded_settings
+from ..envs.evaluate import evaluate as run
 from ._common import console, kv_table, parse_options, print_json, progress_bar, user_errors
 
 
@@ -93,14 +96,10 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Evaluate a policy (trained or scripted): return, normalised return, win rate, length."""
-    from ..envs import recorded_settings
-    from ..envs.evaluate import evaluate as run
 
     actor = policy
     kwargs = parse_options(env_arg, "env argument")
     if Path(policy).is_dir():
-        from ..algos import load_policy
-
         actor = load_policy(policy, device=device)
         if actor.spec is not None:  # the data's spec (an online checkpoint has none)
             kwargs = {**recorded_settings(actor.spec, env_id), **kwargs}

@@ -6,9 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
+from ..algos import ALGORITHMS
+from ..errors import ConfigError
 from ._common import (
     console,
+    err_console,
     kv_table,
     metrics_bar,
     options_table,
@@ -91,8 +96,6 @@ def train(
     ] = False,
 ) -> None:
     """Train QMIX+CQL, QMIX+BCQ or BC on a dataset; evaluate as it learns; save the policy."""
-    from ..algos import ALGORITHMS
-    from ..errors import ConfigError
     from ..training import train as run
 
     if list_:
@@ -169,10 +172,8 @@ def train(
 def _train_seeds(
     dataset: str, algo: str, out: Path, seed_list: list[int], workers: int, as_json: bool, **kwargs
 ) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..training import train_seeds
-    from ._common import err_console
 
     with Progress(
         TextColumn("{task.description}"),
@@ -193,7 +194,6 @@ def _train_seeds(
     if as_json:
         print_json(res)
         return
-    from rich.table import Table
 
     t = Table(title=f"{algo} → {out}", title_justify="left")
     for col in ("seed", "updates/s", "eval return", "win rate", "run"):

@@ -26,6 +26,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -157,8 +158,6 @@ def encoder_for(blosc: Mapping[str, Any], itemsize: int):
 def thread_pool():
     global _POOL
     if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-
         _POOL = ThreadPoolExecutor(
             max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="marl-augment-read"
         )
@@ -171,9 +170,9 @@ class RowReader:
     For local stores in the layout our writer produces (regular chunks along axis 0,
     little-endian ``bytes`` + ``blosc`` codecs, default ``c/i/0/...`` chunk keys) it decodes
     chunk files straight into the destination array, several chunks at once in a thread pool
-    (Blosc releases the GIL): about 1.6x faster than going through zarr-python, which decodes
-    into a temporary and copies (docs/performance.md). Any other layout or store goes through
-    zarr-python unchanged.
+    (Blosc releases the GIL): faster than going through zarr-python, which decodes into a
+    temporary and copies (docs/performance.md, "Episode store I/O"). Any other layout or store
+    goes through zarr-python unchanged.
     """
 
     def __init__(self, root: Path, group, names: Sequence[str]) -> None:

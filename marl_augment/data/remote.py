@@ -19,13 +19,16 @@ Credentials and options come from fsspec's usual configuration (environment vari
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
+from ..config import home
 from ..errors import AlreadyExists, MissingDependency, NotFound
+from .schema import FORMAT_NAME
 
 ROOT_META = "zarr.json"
 
@@ -60,7 +63,6 @@ def _fs(url: str) -> tuple[Any, str]:
 
 def mirror_dir(url: str) -> Path:
     """Where the local copy of ``url`` lives."""
-    from ..config import home
 
     name = url.rstrip("/").rsplit("/", 1)[-1] or "store.zarr"
     return home() / "cache" / "remote" / hashlib.sha256(url.encode()).hexdigest()[:16] / name
@@ -102,9 +104,6 @@ def check_remote_output(url: str, overwrite: bool) -> None:
 
 
 def _check_ours(fs, root: str, url: str) -> None:
-    import json
-
-    from .schema import FORMAT_NAME
 
     try:
         meta = json.loads(fs.cat_file(f"{root}/{ROOT_META}"))

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import numpy as np
 
 from ..config import package_version
 from ..errors import AlreadyExists, SchemaError
+from ..outputs import check_output, deferred_interrupt, partial_path, swap_into_place
 from .chunks import (
     DEFAULT_CHUNK_BYTES,
     RowReader,
@@ -39,6 +41,7 @@ from .chunks import (
     thread_pool,
 )
 from .fingerprint import SPEC_FINGERPRINT, Fingerprint
+from .remote import check_remote_output, is_url, local_path, mirror, mirror_dir, upload
 from .schema import (
     FORMAT_NAME,
     OFFSETS,
@@ -61,8 +64,6 @@ def check_output_path(
 
     For an fsspec URL, checks the remote location and returns its local mirror's path.
     """
-    from ..outputs import check_output
-    from .remote import check_remote_output, is_url, local_path, mirror_dir
 
     if is_url(out):
         check_remote_output(str(out), overwrite)
@@ -98,7 +99,6 @@ class EpisodeWriter:
         attrs: Mapping[str, Any] | None = None,
     ) -> None:
         spec.check()
-        from .remote import check_remote_output, is_url, mirror_dir
 
         self.url = str(path) if is_url(path) else None
         self.url_overwrite = overwrite
@@ -157,8 +157,6 @@ class EpisodeWriter:
 
     def open(self) -> None:
         import zarr
-
-        from ..outputs import deferred_interrupt, partial_path
 
         # a store's marker is its root attribute ``format`` (no extra file: stores stay pure Zarr)
         self._tmp = partial_path(self.path)
@@ -274,7 +272,6 @@ class EpisodeWriter:
         except BaseException:  # Ctrl-C or a failed chunk: let no writer outlive the cleanup
             for t in tasks:
                 t.cancel()
-            from concurrent.futures import wait
 
             wait(tasks)
             raise
@@ -308,7 +305,6 @@ class EpisodeWriter:
 
     def close(self):
         """Flush, write episode arrays and attributes, then atomically move into place."""
-        from ..outputs import deferred_interrupt
 
         if self._closed:
             return self.path
@@ -371,8 +367,6 @@ class EpisodeWriter:
                 self._group.attrs.update(attrs)
             self._move_into_place()
             if self.url is not None:
-                from .remote import upload
-
                 upload(self.path, self.url, self.url_overwrite)
         except BaseException:
             self.abort()
@@ -381,7 +375,6 @@ class EpisodeWriter:
         return self.path
 
     def _move_into_place(self) -> None:
-        from ..outputs import swap_into_place
 
         assert self._tmp is not None
         if self.path.exists() and not self.overwrite:  # appeared while we were writing
@@ -417,7 +410,6 @@ def read_store(
     ``info`` on datasets larger than memory). ``path`` may be an fsspec URL (read through a
     local mirror, :mod:`marl_augment.data.remote`).
     """
-    from .remote import is_url, local_path, mirror
 
     path = mirror(str(path)) if is_url(path) else local_path(path)
     group = open_group(path)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .dataset import StoreWriter
 from .schema import Spec
 
 MOVES = np.array([[0, 1], [0, -1], [1, 0], [-1, 0]], dtype=np.float32)  # north south east west
@@ -213,7 +214,6 @@ def smac_like_dataset(
     max_len: int = 60,
 ):
     """Write a generated SMAC-shaped store and return it as a Dataset."""
-    from .dataset import StoreWriter
 
     spec = smac_like_spec(n_agents)
     with StoreWriter(

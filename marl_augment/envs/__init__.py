@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import NotFound
+from ..spaces import agent_action_kinds
 
 #: env-id prefix -> (maximum team return used to normalise, description)
 BACKENDS = {
@@ -92,7 +93,6 @@ def action_kind_of(env_id: str, **kwargs: Any) -> str:
         return "discrete"
     if backend in ("mpe", "mamujoco"):
         return "continuous"
-    from ..spaces import agent_action_kinds
 
     env = make_env(env_id, **kwargs)
     try:

@@ -29,8 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from ..data.dataset import StoreWriter, make_provenance_entry
+from ..data.schema import Spec
+from ..data.store import check_output_path
 from ..errors import ConfigError, FormatError, NotFound
-from .smax import MAX_RETURN, core
+from ..outputs import check_output, kind_of, write_marker
+from . import split_id
+from .smax import MAX_RETURN, batch_rollout_fns, core, run_batches
 
 #: OG-MARL's SMAC dataset qualities as fractions of the maximum return: the published means of
 #: the ``datasets/og-marl/smac_v1/*`` cards (poor ≈ 0.23-0.37, medium ≈ 0.50-0.63, good ≈
@@ -374,7 +379,6 @@ def behaviour_rollout(
 ):
     """Yield (columns, lengths, won) of ``episodes`` episodes of a learned behaviour policy,
     in the layout of :func:`marl_augment.envs.smax.rollout`."""
-    from .smax import run_batches
 
     c = core(map_name, max_steps)
     batch = max(1, min(int(batch), int(episodes)))
@@ -399,7 +403,6 @@ def _behaviour_fns(map_name: str, max_steps: int, hidden: int, batch: int):
     k = (map_name, max_steps, hidden, batch)
     if k in _FNS:
         return _FNS[k]
-    from .smax import batch_rollout_fns
 
     c = core(map_name, max_steps)
     nets = _Nets(c, hidden)
@@ -466,8 +469,6 @@ def train_behaviour(
     log: Any = None,
 ) -> dict[str, Any]:
     """Train MAPPO on ``smax:<map>`` into ``out`` (resumable); see the module docstring."""
-    from ..outputs import check_output, kind_of, write_marker
-    from . import split_id
 
     cfg = (config or PpoConfig()).check()
     backend, map_name = split_id(env_id)
@@ -612,9 +613,6 @@ def record_behaviour(
     progress: Any = None,
 ):
     """Record about ``transitions`` steps (whole episodes) of a checkpoint's ε-greedy policy."""
-    from ..data.dataset import StoreWriter, make_provenance_entry
-    from ..data.schema import Spec
-    from ..data.store import check_output_path
 
     if (quality is None) == (checkpoint is None):
         raise ConfigError("give a quality (poor, medium, good) or a checkpoint name, not both")

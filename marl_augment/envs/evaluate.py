@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, EnvError
-from . import make_env, max_return, split_id
+from ..spaces import action_mask_of, agent_action_kinds, box_bounds, flat_obs, obs_dim
+from ..torch_state import torch_threads
+from . import episode_seed, make_env, max_return, split_id, team_reward
 
 BatchPolicy = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
@@ -81,7 +83,6 @@ def evaluate(
         return _evaluate_smax_batch(
             policy, name, env_id, episodes, seed, batch, progress, **env_kwargs
         )
-    from ..torch_state import torch_threads
 
     with torch_threads(1):  # one env, one step at a time: threads only spin
         return _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs)
@@ -143,7 +144,6 @@ MAX_INTERRUPTED_IN_A_ROW = 5
 def _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs):
     """One PettingZoo env, one episode at a time (any backend). Episodes the env cut short
     (``info["interrupted"]``: SMAC lost the game) are not counted and are played again."""
-    from . import episode_seed, team_reward
 
     combine = np.mean if team_reward(env_id) == "mean" else np.sum
     env = make_env(env_id, **env_kwargs)
@@ -209,7 +209,6 @@ def _evaluate_loop(policy, env_id, episodes, seed, progress, **env_kwargs):
 def action_bounds_of(env) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
     """Each agent's Box bounds (float32, flattened), or None when the env's actions are
     discrete; read once per env, not at every step."""
-    from ..spaces import agent_action_kinds, box_bounds
 
     agents = list(env.possible_agents)
     if agent_action_kinds(env, agents) != "continuous":
@@ -222,7 +221,6 @@ def action_bounds_of(env) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
 
 def _act(policy, env, agents, obs, infos, rng, first, bounds):
     """The env's actions for one step; ``bounds`` is :func:`action_bounds_of` the env."""
-    from ..spaces import action_mask_of
 
     live = list(env.agents)
     if bounds is not None:
@@ -245,7 +243,6 @@ def _act(policy, env, agents, obs, infos, rng, first, bounds):
 
 def _batch_obs(env, agents, live, obs) -> np.ndarray:
     """(1, N, O) flattened observations, zero for absent agents and padding."""
-    from ..spaces import flat_obs, obs_dim
 
     vecs = {a: flat_obs(env.observation_space(a), obs[a]) for a in live}
     width = max(obs_dim(env.observation_space(a)) for a in agents)
@@ -306,7 +303,6 @@ class NoisyPolicy:
         self.first = True
 
     def __call__(self, env, obs, infos) -> dict[str, Any]:
-        from ..spaces import action_mask_of
 
         if id(env) not in self._bounds:
             self._bounds[id(env)] = action_bounds_of(env)

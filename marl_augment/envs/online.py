@@ -38,8 +38,19 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, NotFound
+from ..errors import ConfigError, FormatError, NotFound
+from ..outputs import check_output, kind_of, write_marker
+from ..spaces import flat_obs, obs_dim
+from ..torch_state import (
+    has_training_state,
+    load_training_state,
+    resolve_device,
+    save_training_state,
+)
+from . import make_env, team_reward
 from .behaviour import CHECKPOINTS, CONFIG_FILE, QUALITY_BANDS, read_checkpoints
+from .evaluate import action_bounds_of
+from .recording import no_bars, record_env
 
 STATE_DIR = "train-state"
 #: settings a resumed run may change
@@ -133,9 +144,6 @@ class _EnvIO:
     """One PettingZoo env seen as arrays: padded observations (N, O), state (S), Box bounds."""
 
     def __init__(self, env_id: str, env_kwargs: dict[str, Any]) -> None:
-        from ..spaces import flat_obs, obs_dim
-        from . import make_env, team_reward
-        from .evaluate import action_bounds_of
 
         self.env = make_env(env_id, **env_kwargs)
         self.agents = list(self.env.possible_agents)
@@ -244,7 +252,6 @@ class Matd3:
 
         from ..algos.feedforward import MlpActor
         from ..algos.maddpg_cql import TwinJointCritic
-        from ..torch_state import resolve_device
 
         self.torch, self.cfg = torch, cfg
         self.device = resolve_device(cfg.device)
@@ -352,8 +359,6 @@ def train_matd3(
     """Train MATD3 on a continuous-action env into ``out`` (resumable); see the module
     docstring. ``env_kwargs`` go to the env (e.g. ``max_cycles`` of MPE)."""
     from ..algos.feedforward import save_feedforward_policy
-    from ..outputs import check_output, kind_of, write_marker
-    from ..torch_state import has_training_state, load_training_state, save_training_state
 
     cfg = (config or Td3OnlineConfig()).check()
     env_kwargs = dict(env_kwargs or {})
@@ -563,7 +568,6 @@ def episodes_for(row: dict[str, Any], transitions: int) -> int:
 
 def load_meta(folder: str | Path) -> dict[str, Any]:
     """``behaviour.json`` of a behaviour folder (any learner)."""
-    from ..errors import FormatError
 
     p = Path(folder) / CONFIG_FILE
     if not p.is_file():
@@ -593,7 +597,6 @@ def record_matd3(
 ):
     """Record about ``transitions`` steps (whole episodes) with a MATD3 checkpoint picked by
     quality or by name, acting with Gaussian noise (the folder's ``behaviour_noise``)."""
-    from .recording import no_bars, record_env
 
     if (quality is None) == (checkpoint is None):
         raise ConfigError("give a quality or a checkpoint name, not both")

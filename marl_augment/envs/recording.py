@@ -13,11 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters.pettingzoo_log import Recorder, interrupted
+from ..adapters.pettingzoo_log import PettingZooLogAdapter, Recorder, interrupted, temp_log_path
+from ..algos import load_policy
+from ..data.store import check_output_path
 from ..errors import ConfigError, EnvError, FormatError
 from ..spaces import action_kind, action_mask_of, agent_action_kinds, box_bounds
-from . import episode_seed
-from .evaluate import MAX_INTERRUPTED_IN_A_ROW
+from ..torch_state import torch_threads
+from . import episode_seed, make_env, team_reward
+from .evaluate import MAX_INTERRUPTED_IN_A_ROW, NoisyPolicy
 
 #: ``bars(description, total, unit)``: a context manager yielding ``advance(n)``
 Bars = Callable[..., contextlib.AbstractContextManager[Callable[[int], None]]]
@@ -44,8 +47,6 @@ def behaviour_policy(
         if noise is not None:
             raise ConfigError("--noise applies to a trained policy (--policy FOLDER)")
         return policy, {}
-    from ..algos import load_policy
-    from .evaluate import NoisyPolicy
 
     trained = load_policy(policy)
     kind = agent_action_kinds(env, list(env.possible_agents))
@@ -82,10 +83,6 @@ def record_env(
     The env's settings (``env_kwargs``) go with the data, so evaluation in its env id makes the
     same env; ``source`` adds facts to the store's source (provenance of the behaviour).
     """
-    from ..adapters.pettingzoo_log import PettingZooLogAdapter, temp_log_path
-    from ..data.store import check_output_path
-    from ..torch_state import torch_threads
-    from . import make_env, team_reward
 
     check_output_path(out, overwrite=overwrite, inputs=[policy] if Path(policy).is_dir() else [])
     kwargs = dict(env_kwargs or {})

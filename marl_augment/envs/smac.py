@@ -41,11 +41,13 @@ optimiser; StarCraft SMAC installs from its git repository and needs StarCraft I
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pettingzoo import ParallelEnv
 
 from ..errors import ConfigError, MarlAugmentError, NotFound
 
@@ -89,13 +91,7 @@ def load_starcraft2env(check_sc2: bool = True):
     return cls
 
 
-def _pettingzoo_base():
-    from pettingzoo import ParallelEnv
-
-    return ParallelEnv
-
-
-class SmacParallelEnv(_pettingzoo_base()):
+class SmacParallelEnv(ParallelEnv):
     """PettingZoo ParallelEnv over ``StarCraft2Env`` (see the module docstring)."""
 
     metadata = {"name": "smac_v1", "render_modes": [], "is_parallelizable": True}
@@ -290,7 +286,6 @@ class SmacParallelEnv(_pettingzoo_base()):
 def _check_options(factory, kwargs: dict[str, Any]) -> None:
     """Keyword arguments StarCraft2Env does not take are one clear error (its constructor has
     no ``**kwargs``, so a misspelt option would otherwise be a TypeError from deep inside)."""
-    import inspect
 
     try:
         params = inspect.signature(factory).parameters

@@ -16,12 +16,20 @@ SMAX's team reward sums to at most 2 per episode (1 for damage, 1 for winning).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import sys
 from typing import Any
 
 import numpy as np
+from pettingzoo import ParallelEnv
 
+from ..data.dataset import StoreWriter, make_provenance_entry
+from ..data.schema import Spec
+from ..data.store import check_output_path
 from ..errors import ConfigError, MissingDependency, NotFound
+from . import split_id
 
 STOP = 4
 N_MOVES = 4
@@ -32,9 +40,6 @@ MOVES = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, -1.0], [-1.0, 0.0]], dtype=np.fl
 def _quiet_stdout():
     """Silence file descriptor 1 for a moment: jaxmarl prints a banner on import (one of its
     dependencies rebinds sys.stdout, so contextlib.redirect_stdout does not catch it)."""
-    import contextlib
-    import os
-    import sys
 
     @contextlib.contextmanager
     def quiet():
@@ -158,13 +163,7 @@ class SmaxCore:
 # ---------------------------------------------------------------------------------------------
 
 
-def _pettingzoo_base():
-    from pettingzoo import ParallelEnv
-
-    return ParallelEnv
-
-
-class SmaxParallelEnv(_pettingzoo_base()):
+class SmaxParallelEnv(ParallelEnv):
     """``smax:<map>``: SMAX with the heuristic enemy behind the PettingZoo ParallelEnv API."""
 
     metadata = {"name": "smax_v0", "render_modes": [], "is_parallelizable": True}
@@ -500,10 +499,6 @@ def collect(
     progress: Any = None,
 ):
     """Collect ``episodes`` episodes of a scripted policy on ``smax:<map>`` into a new store."""
-    from ..data.dataset import StoreWriter, make_provenance_entry
-    from ..data.schema import Spec
-    from ..data.store import check_output_path
-    from . import split_id
 
     backend, map_name = split_id(env_id)
     if backend != "smax":
