@@ -444,16 +444,45 @@ def test_paper_protocol_configs_load_and_plan():
     cfg = load_config(root / "continuous-learners.toml").check()
     assert {"dom2", "omsd"} <= set(cfg.algos) and len(plan(cfg)[2]) == 450
     assert all(
-        c.config["shifted_env_args"] == {"agent_speed_min": 0.3}
+        c.config.shifted_env_args == {"agent_speed_min": 0.3}
         for c in plan(cfg)[2]
-        if c.config["env_id"] == "mpe:simple_spread"
+        if c.config.env_id == "mpe:simple_spread"
     )
+
+
+def test_cell_keys_of_kept_results_do_not_drift():
+    """A change to how cells are described must not change their keys: the kept rows and data
+    cells in docs/results/ would no longer match their cells, and every cache would be lost."""
+    from pathlib import Path
+
+    from marl_augment.bench.grid import KEPT_DATA
+
+    root = Path(__file__).resolve().parents[1]
+    kept = root / "docs" / "results" / "smax-paper-small"
+    data, _, train = plan(load_config(root / "benchmarks" / "configs" / "smax-paper-small.toml"))
+    rows = read_results(kept)
+    assert rows and {r["key"] for r in rows} <= {c.key for c in train}
+    assert {p.name for p in (kept / KEPT_DATA).iterdir()} <= {c.key for c in data}
+
+
+def test_cells_travel_as_json_and_come_back_the_same():
+    from pathlib import Path
+
+    from marl_augment.bench.cells import Cell
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "configs"
+    data, augment, train = plan(load_config(root / "continuous-learners-small.toml"))
+    for c in (data[0], augment[0], train[0], train[-1]):
+        back = Cell.from_json(json.loads(json.dumps(c.to_json())))
+        assert back.key == c.key and back.config == c.config and back.labels == c.labels
+    with pytest.raises(ConfigError, match="not a benchmark cell"):
+        Cell.from_json({"kind": "train", "config": {"data": "x"}})
 
 
 def test_method_variants_are_separate_cells_with_their_options():
     cfg = load_config(None, **{**TINY, "methods": ["original", "eaq:lam=0.5", "eaq:lam=0.01"]})
     _, augment, train = plan(cfg.check())
-    assert [(a.config["method"], a.config["options"], a.labels["method"]) for a in augment] == [
+    assert [(a.config.method, a.config.options, a.labels["method"]) for a in augment] == [
         ("eaq", {"lam": 0.5}, "eaq:lam=0.5"),
         ("eaq", {"lam": 0.01}, "eaq:lam=0.01"),
     ]

@@ -23,9 +23,9 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..algos import load_policy
 from ..augment import AUGMENTERS, make_augmenter
@@ -35,24 +35,118 @@ from ..data.dataset import Dataset
 from ..data.locate import load
 from ..envs import max_return, recorded_settings
 from ..envs.evaluate import evaluate
+from ..errors import ConfigError
 from .config import ORIGINAL
 
 RESULT = "result.json"
 
 
+def _optional(default: Any = None) -> Any:
+    """A setting left out of the cell's key while it is unset (None), so that adding one keeps
+    the keys of cells made before it, and their caches and kept results, valid."""
+    return field(default=default, metadata={"optional": True})
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """What determines a cell's output; its key is a hash of these fields."""
+
+    KIND: ClassVar[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields that make the key (unset optional ones left out), JSON-able."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if not (f.metadata.get("optional") and getattr(self, f.name) is None)
+        }
+
+
+@dataclass(frozen=True)
+class DataConfig(CellConfig):
+    """A dataset: collected on ``scenario`` (scripted policy of ``quality`` and ``episodes``, or
+    a learned behaviour policy's checkpoint of ``quality`` recorded for ``transitions``), or an
+    explicit store ``dataset``; then subsampled to ``subsample`` of its episodes."""
+
+    KIND: ClassVar[str] = "data"
+    subsample: float
+    subsample_seed: int = 0
+    scenario: str | None = _optional()
+    quality: str | None = _optional()
+    collect_seed: int | None = _optional()
+    episodes: int | None = _optional()
+    """Scripted behaviour: episodes collected."""
+    behaviour: str | None = _optional()
+    """``learned`` for OG-MARL's recipe (an online learner's checkpoints)."""
+    learner: str | None = _optional()
+    """The online learner of continuous scenarios (``matd3``); unset: MAPPO on SMAX."""
+    transitions: int | None = _optional()
+    behaviour_options: dict[str, Any] | None = _optional()
+    env_args: dict[str, Any] | None = _optional()
+    dataset: str | None = _optional()
+    """An explicit store (path) instead of a scenario, with its ``fingerprint``."""
+    fingerprint: str | None = _optional()
+
+
+@dataclass(frozen=True)
+class AugmentConfig(CellConfig):
+    """A data cell's dataset augmented by ``method`` with ``seed`` (D_real ∪ D_syn)."""
+
+    KIND: ClassVar[str] = "augment"
+    data: str
+    method: str
+    scale: float
+    seed: int
+    options: dict[str, Any]
+    fit_seed: int | None = _optional()
+    """Set when one fit per dataset and method is shared by every seed's cell."""
+    version: int | None = _optional()
+    """The augmenter's code version when above 1."""
+
+
+@dataclass(frozen=True)
+class TrainConfig(CellConfig):
+    """``algo`` trained with ``seed`` on a data cell's store, or an augment cell's when
+    ``augment`` is set, and evaluated in ``env_id``."""
+
+    KIND: ClassVar[str] = "train"
+    data: str
+    augment: str | None
+    algo: str
+    options: dict[str, Any]
+    steps: int
+    seed: int
+    eval_every: int | None
+    eval_episodes: int
+    env_id: str
+    shifted_env_args: dict[str, Any] | None = _optional()
+    """Settings of a shifted env the final policy is evaluated in as well (DOM2's test)."""
+    version: int | None = _optional()
+    """The algorithm's code version when above 1."""
+
+
+CONFIGS: dict[str, type[CellConfig]] = {c.KIND: c for c in (DataConfig, AugmentConfig, TrainConfig)}
+
+
 @dataclass(frozen=True)
 class Cell:
-    kind: str
-    """``data``, ``augment`` or ``train``."""
-    config: dict[str, Any] = field(hash=False)
+    config: DataConfig | AugmentConfig | TrainConfig = field(hash=False)
     """Everything that determines the output (upstream keys included)."""
     labels: dict[str, Any] = field(hash=False, default_factory=dict)
     """What the cell is, for people (dataset label, method, algo, seed)."""
 
     @property
+    def kind(self) -> str:
+        """``data``, ``augment`` or ``train``."""
+        return self.config.KIND
+
+    @property
     def key(self) -> str:
         blob = json.dumps(
-            {"kind": self.kind, **self.config}, sort_keys=True, separators=(",", ":"), default=str
+            {"kind": self.kind, **self.config.as_dict()},
+            sort_keys=True,
+            separators=(",", ":"),
+            default=str,
         )
         return f"{self.kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
@@ -66,7 +160,15 @@ class Cell:
         return json.loads((self.folder(work) / RESULT).read_text())
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "config": self.config, "labels": self.labels}
+        return {"kind": self.kind, "config": self.config.as_dict(), "labels": self.labels}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Cell:
+        try:
+            config = CONFIGS[d["kind"]](**d["config"])
+        except (KeyError, TypeError) as e:
+            raise ConfigError(f"not a benchmark cell of a known kind: {e}") from e
+        return cls(config, d.get("labels", {}))
 
 
 def run_cell(
@@ -84,7 +186,7 @@ def run_cell(
 
 
 def _run_cell(cell: dict[str, Any], work: str, device: str) -> dict[str, Any]:
-    c = Cell(cell["kind"], cell["config"], cell.get("labels", {}))
+    c = Cell.from_json(cell)
     folder = c.folder(Path(work))
     if c.done(Path(work)):
         return c.result(Path(work))
@@ -137,7 +239,7 @@ def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
     cfg = c.config
     out = folder / "store.zarr"
     extra: dict[str, Any] = {}
-    if cfg.get("learner") == "matd3":
+    if cfg.learner == "matd3":
         # continuous scenarios: MATD3 trained online (shared per scenario), the checkpoint of
         # the quality's band recorded with Gaussian noise
         from ..envs.online import Td3OnlineConfig, record_matd3, train_matd3
@@ -146,11 +248,11 @@ def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
         policies = _behaviour_folder(c, folder, work)
         with _locked(policies.with_name(policies.name + ".lock")):
             train_matd3(
-                cfg["scenario"],
+                cfg.scenario,
                 policies,
-                config=Td3OnlineConfig(**cfg["behaviour_options"]),
-                seed=cfg["collect_seed"],
-                env_kwargs=cfg["env_args"],
+                config=Td3OnlineConfig(**cfg.behaviour_options),
+                seed=cfg.collect_seed,
+                env_kwargs=cfg.env_args,
             )
         raw = (
             load(raw_path)
@@ -158,9 +260,9 @@ def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
             else record_matd3(
                 policies,
                 str(raw_path),
-                quality=cfg["quality"],
-                transitions=cfg["transitions"],
-                seed=cfg["collect_seed"],
+                quality=cfg.quality,
+                transitions=cfg.transitions,
+                seed=cfg.collect_seed,
             )
         )
         src = raw.attrs["source"]
@@ -170,7 +272,7 @@ def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
             "full_episodes": len(raw),
             "full_transitions": raw.num_transitions,
         }
-    elif cfg.get("behaviour") == "learned":
+    elif cfg.behaviour == "learned":
         # OG-MARL's recipe: train a behaviour policy (resumable, in this cell's folder), record
         # the checkpoint of the quality's band
         from ..envs.behaviour import PpoConfig, record_behaviour, train_behaviour
@@ -181,10 +283,10 @@ def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
             # one behaviour learner per scenario: every quality records from its checkpoints
             # (the first cell trains, a cell of another quality waits for it, then reads)
             train_behaviour(
-                cfg["scenario"],
+                cfg.scenario,
                 policies,
-                config=PpoConfig(**cfg["behaviour_options"]),
-                seed=cfg["collect_seed"],
+                config=PpoConfig(**cfg.behaviour_options),
+                seed=cfg.collect_seed,
             )
         raw = (
             load(raw_path)
@@ -192,9 +294,9 @@ def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
             else record_behaviour(
                 policies,
                 raw_path,
-                quality=cfg["quality"],
-                transitions=cfg["transitions"],
-                seed=cfg["collect_seed"],
+                quality=cfg.quality,
+                transitions=cfg.transitions,
+                seed=cfg.collect_seed,
             )
         )
         src = raw.attrs["source"]
@@ -204,7 +306,7 @@ def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
             "full_episodes": len(raw),
             "full_transitions": raw.num_transitions,
         }
-    elif "scenario" in cfg:
+    elif cfg.scenario is not None:
         from ..envs.smax import collect
 
         raw_path = folder / "collected.zarr"
@@ -212,18 +314,18 @@ def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
             load(raw_path)
             if raw_path.exists()
             else collect(
-                cfg["scenario"],
+                cfg.scenario,
                 raw_path,
-                quality=cfg["quality"],
-                episodes=cfg["episodes"],
-                seed=cfg["collect_seed"],
+                quality=cfg.quality,
+                episodes=cfg.episodes,
+                seed=cfg.collect_seed,
             )
         )
     else:
-        raw = load(cfg["dataset"])
-    if cfg["subsample"] < 1:
-        ds = raw.subsample(cfg["subsample"], seed=cfg["subsample_seed"]).save(out, overwrite=True)
-    elif "scenario" in cfg:
+        raw = load(cfg.dataset)
+    if cfg.subsample < 1:
+        ds = raw.subsample(cfg.subsample, seed=cfg.subsample_seed).save(out, overwrite=True)
+    elif cfg.scenario is not None:
         raw_path.rename(out)
         ds = load(out)
     else:
@@ -240,9 +342,9 @@ def _behaviour_folder(c: Cell, folder: Path, work: Path) -> Path:
     cfg = c.config
     blob = json.dumps(
         {
-            k: cfg[k]
-            for k in ("scenario", "behaviour_options", "collect_seed", "learner", "env_args")
-            if k in cfg
+            k: v
+            for k, v in cfg.as_dict().items()
+            if k in ("scenario", "behaviour_options", "collect_seed", "learner", "env_args")
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -250,7 +352,7 @@ def _behaviour_folder(c: Cell, folder: Path, work: Path) -> Path:
     shared = (
         Path(work)
         / "behaviour"
-        / f"{cfg['scenario'].replace(':', '-')}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+        / f"{cfg.scenario.replace(':', '-')}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
     )
     shared.parent.mkdir(parents=True, exist_ok=True)
     return shared
@@ -277,33 +379,33 @@ def is_learned(method: str) -> bool:
 def _augment(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
 
     cfg = c.config
-    ds = load(store_of(work, cfg["data"]))
-    fields = AUGMENTERS.get(cfg["method"]).Config.__dataclass_fields__
-    options = dict(cfg["options"])
-    if "seed" in fields:  # learned augmenters: the fit is seeded too
-        options.setdefault("seed", cfg.get("fit_seed", cfg["seed"]))
-    if "device" in fields:
+    ds = load(store_of(work, cfg.data))
+    config_fields = AUGMENTERS.get(cfg.method).Config.__dataclass_fields__
+    options = dict(cfg.options)
+    if "seed" in config_fields:  # learned augmenters: the fit is seeded too
+        options.setdefault("seed", cfg.seed if cfg.fit_seed is None else cfg.fit_seed)
+    if "device" in config_fields:
         options["device"] = device
     t0 = time.perf_counter()
-    if "fit_seed" in cfg:
+    if cfg.fit_seed is not None:
         # one fit per dataset and method (fit_per_seed = false), shared by the seeds' cells
         shared = _shared_fit_folder(c, work)
         with _locked(shared.with_name(shared.name + ".lock")):
             if not (shared / "model").is_dir():
-                aug = make_augmenter(cfg["method"], **options)
+                aug = make_augmenter(cfg.method, **options)
                 aug.fit(ds, checkpoint_dir=shared / "fit", resume=True)
                 aug.save(shared / "model")
                 shutil.rmtree(shared / "fit", ignore_errors=True)
         aug = Augmenter.load(shared / "model")
     else:
-        aug = make_augmenter(cfg["method"], **options)
-        if is_learned(cfg["method"]):
+        aug = make_augmenter(cfg.method, **options)
+        if is_learned(cfg.method):
             aug.fit(ds, checkpoint_dir=folder / "fit", resume=True)
         else:
             aug.fit(ds)
     fit_s = time.perf_counter() - t0
     out = folder / "store.zarr"
-    new = aug.augment(ds, scale=cfg["scale"], seed=cfg["seed"], out=out, overwrite=True)
+    new = aug.augment(ds, scale=cfg.scale, seed=cfg.seed, out=out, overwrite=True)
     shutil.rmtree(folder / "fit", ignore_errors=True)
     augment_s = time.perf_counter() - t0
     return {
@@ -330,14 +432,12 @@ def gates_of(augmented) -> dict[str, Any] | None:
 def _shared_fit_folder(c: Cell, work: Path) -> Path:
     cfg = c.config
     blob = json.dumps(
-        {k: v for k, v in cfg.items() if k != "seed" and k != "scale"},
+        {k: v for k, v in cfg.as_dict().items() if k != "seed" and k != "scale"},
         sort_keys=True,
         separators=(",", ":"),
         default=str,
     )
-    folder = (
-        Path(work) / "fits" / f"{cfg['method']}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
-    )
+    folder = Path(work) / "fits" / f"{cfg.method}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
     folder.parent.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -346,27 +446,27 @@ def _train(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
     from ..training import read_metrics, train
 
     cfg = c.config
-    store = store_of(work, cfg["augment"] or cfg["data"])
+    store = store_of(work, cfg.augment or cfg.data)
     run = folder / "run"
-    data_fp = _fingerprint(store_of(work, cfg["data"]))
+    data_fp = _fingerprint(store_of(work, cfg.data))
     s = train(
         store,
-        cfg["algo"],
+        cfg.algo,
         out=run,
-        env_id=cfg["env_id"],
-        steps=cfg["steps"],
-        seed=cfg["seed"],
-        eval_every=cfg["eval_every"] or 0,
+        env_id=cfg.env_id,
+        steps=cfg.steps,
+        seed=cfg.seed,
+        eval_every=cfg.eval_every or 0,
         eval_episodes=32,
-        final_episodes=cfg["eval_episodes"],
-        options={**cfg["options"], "device": device},
+        final_episodes=cfg.eval_episodes,
+        options={**cfg.options, "device": device},
         resume=run.exists(),
     )
-    top = max_return(cfg["env_id"])
+    top = max_return(cfg.env_id)
     ev = s["eval"]
     curve = [(r["step"], r["return_mean"]) for r in read_metrics(run) if r["kind"] == "eval"]
     extra = {}
-    if cfg.get("shifted_env_args"):
+    if cfg.shifted_env_args:
         extra["shifted"] = _shifted_eval(run, cfg)
     return {
         **extra,
@@ -391,17 +491,30 @@ def _fingerprint(store: str | Path) -> str | None:
     return Dataset.open(store, validate=False, lazy=True).fingerprint
 
 
-def _shifted_eval(run: Path, cfg: dict[str, Any]) -> dict[str, Any]:
+def _shifted_eval(run: Path, cfg: TrainConfig) -> dict[str, Any]:
     """The trained policy's final evaluation in the shifted env (same episodes and seed)."""
 
     policy = load_policy(run, device="cpu")
-    kwargs = {**recorded_settings(policy.spec, cfg["env_id"]), **cfg["shifted_env_args"]}
-    res = evaluate(policy, cfg["env_id"], episodes=cfg["eval_episodes"], seed=cfg["seed"], **kwargs)
+    kwargs = {**recorded_settings(policy.spec, cfg.env_id), **cfg.shifted_env_args}
+    res = evaluate(policy, cfg.env_id, episodes=cfg.eval_episodes, seed=cfg.seed, **kwargs)
     return {
-        "env_args": cfg["shifted_env_args"],
+        "env_args": cfg.shifted_env_args,
         "return_mean": res["return_mean"],
         "return_std": res["return_std"],
     }
 
 
-__all__ = ["ORIGINAL", "RESULT", "Cell", "gates_of", "is_learned", "run_cell", "store_of"]
+__all__ = [
+    "CONFIGS",
+    "ORIGINAL",
+    "RESULT",
+    "AugmentConfig",
+    "Cell",
+    "CellConfig",
+    "DataConfig",
+    "TrainConfig",
+    "gates_of",
+    "is_learned",
+    "run_cell",
+    "store_of",
+]

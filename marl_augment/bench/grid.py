@@ -31,7 +31,18 @@ from ..data.locate import load, resolve
 from ..errors import ConfigError, MissingDependency, NotFound
 from ..outputs import check_output, write_marker
 from ..processes import spawn_pool, stop_pool
-from .cells import RESULT, Cell, _fingerprint, gates_of, is_learned, run_cell, store_of
+from .cells import (
+    RESULT,
+    AugmentConfig,
+    Cell,
+    DataConfig,
+    TrainConfig,
+    _fingerprint,
+    gates_of,
+    is_learned,
+    run_cell,
+    store_of,
+)
 from .config import ORIGINAL, BenchConfig, split_method
 from .report import write_report
 
@@ -66,15 +77,14 @@ def plan(cfg: BenchConfig) -> tuple[list[Cell], list[Cell], list[Cell]]:
                 }
             data.append(
                 Cell(
-                    "data",
-                    {
-                        "scenario": scenario,
-                        "quality": q,
+                    DataConfig(
+                        scenario=scenario,
+                        quality=q,
+                        collect_seed=0,
+                        subsample=cfg.subsample,
+                        subsample_seed=0,
                         **made,
-                        "collect_seed": 0,
-                        "subsample": cfg.subsample,
-                        "subsample_seed": 0,
-                    },
+                    ),
                     {"dataset": f"{scenario} {q}", "env_id": scenario},
                 )
             )
@@ -83,13 +93,9 @@ def plan(cfg: BenchConfig) -> tuple[list[Cell], list[Cell], list[Cell]]:
         fp, env_id = _fingerprint_and_env(path)
         data.append(
             Cell(
-                "data",
-                {
-                    "dataset": str(path),
-                    "fingerprint": fp,
-                    "subsample": cfg.subsample,
-                    "subsample_seed": 0,
-                },
+                DataConfig(
+                    dataset=str(path), fingerprint=fp, subsample=cfg.subsample, subsample_seed=0
+                ),
                 {"dataset": Path(name).name.removesuffix(".zarr"), "env_id": env_id},
             )
         )
@@ -101,52 +107,48 @@ def plan(cfg: BenchConfig) -> tuple[list[Cell], list[Cell], list[Cell]]:
                 a = None
                 if method != ORIGINAL:
                     name, variant = split_method(method)
-                    shared = {} if cfg.fit_per_seed or not is_learned(name) else {"fit_seed": 0}
+                    shared = cfg.fit_per_seed or not is_learned(name)
                     a = Cell(
-                        "augment",
-                        {
-                            "data": d.key,
-                            "method": name,
-                            "scale": cfg.scale,
-                            "seed": seed,
-                            "options": {**cfg.method_options.get(name, {}), **variant},
-                            **shared,
-                            **_version(AUGMENTERS, name),
-                        },
+                        AugmentConfig(
+                            data=d.key,
+                            method=name,
+                            scale=cfg.scale,
+                            seed=seed,
+                            options={**cfg.method_options.get(name, {}), **variant},
+                            fit_seed=None if shared else 0,
+                            version=_version(AUGMENTERS, name),
+                        ),
                         {**d.labels, "method": method, "seed": seed},
                     )
                     augment.append(a)
-                # (only when set: the keys of cells without one stay as they were)
-                shifted = cfg.shifted_env_args.get(d.labels["env_id"])
-                shift = {"shifted_env_args": shifted} if shifted else {}
                 for algo in cfg.algos:
                     train.append(
                         Cell(
-                            "train",
-                            {
-                                "data": d.key,
-                                "augment": a.key if a else None,
-                                "algo": algo,
-                                "options": cfg.algo_options.get(algo, {}),
-                                "steps": cfg.steps,
-                                "seed": seed,
-                                "eval_every": cfg.eval_every,
-                                "eval_episodes": cfg.eval_episodes,
-                                "env_id": d.labels["env_id"],
-                                **shift,
-                                **_version(ALGORITHMS, algo),
-                            },
+                            TrainConfig(
+                                data=d.key,
+                                augment=a.key if a else None,
+                                algo=algo,
+                                options=cfg.algo_options.get(algo, {}),
+                                steps=cfg.steps,
+                                seed=seed,
+                                eval_every=cfg.eval_every,
+                                eval_episodes=cfg.eval_episodes,
+                                env_id=d.labels["env_id"],
+                                shifted_env_args=cfg.shifted_env_args.get(d.labels["env_id"])
+                                or None,
+                                version=_version(ALGORITHMS, algo),
+                            ),
                             {**d.labels, "method": method, "algo": algo, "seed": seed},
                         )
                     )
     return data, augment, train
 
 
-def _version(registry, name: str) -> dict[str, int]:
-    """The code version of a method or algorithm for its cells' keys; version 1 adds nothing, so
+def _version(registry, name: str) -> int | None:
+    """The code version of a method or algorithm for its cells' keys; version 1 is left out, so
     caches made before versions existed stay valid for code that has not changed since."""
     v = int(getattr(registry.get(name), "version", 1))
-    return {} if v == 1 else {"version": v}
+    return None if v == 1 else v
 
 
 def _fingerprint_and_env(path: Path) -> tuple[str, str]:
@@ -204,7 +206,7 @@ def run_benchmark(
     if restored and compute:
         # restored rows count only on the data they were trained on: make their data here
         # (learned behaviour data can come out differently on another machine), then check
-        keys = {c.config["data"] for c in restored}
+        keys = {c.config.data for c in restored}
         for _ in run(
             [c.to_json() for c in data if c.key in keys and not c.done(work)], str(work), dev
         ):
@@ -252,9 +254,9 @@ def _group(c: Cell) -> str:
     if c.kind == "data":
         return "data: " + (
             "learned behaviour"
-            if c.config.get("behaviour") == "learned"
+            if c.config.behaviour == "learned"
             else "scripted"
-            if "scenario" in c.config
+            if c.config.scenario is not None
             else "explicit dataset"
         )
     if c.kind == "augment":
@@ -352,14 +354,12 @@ def _needed(todo: list[Cell], upstream: dict[str, Cell], work: Path) -> set[str]
     """Keys of the unfinished data and augment cells the training cells ``todo`` depend on."""
     keys: set[str] = set()
     for c in todo:
-        for k in (c.config["augment"], c.config["data"]):
+        for k in (c.config.augment, c.config.data):
             if k is None or upstream[k].done(work):
                 continue
             keys.add(k)
-            if upstream[k].kind == "augment" and not upstream[upstream[k].config["data"]].done(
-                work
-            ):
-                keys.add(upstream[k].config["data"])
+            if upstream[k].kind == "augment" and not upstream[upstream[k].config.data].done(work):
+                keys.add(upstream[k].config.data)
     return keys
 
 
@@ -463,7 +463,7 @@ def unrestore_mismatched(restored: list[Cell], upstream: dict[str, Cell], work: 
     verdict: dict[str, bool] = {}
     made: dict[str, str | None] = {}  # each data cell's fingerprint, read once
     for c in restored:
-        d = upstream.get(c.config["data"])
+        d = upstream.get(c.config.data)
         if d is None or not d.done(work):
             continue
         row, facts = c.result(work), d.result(work)
@@ -471,7 +471,7 @@ def unrestore_mismatched(restored: list[Cell], upstream: dict[str, Cell], work: 
             if d.key not in made:
                 made[d.key] = _fingerprint(store_of(work, d.key))
             same = row["data_fingerprint"] == made[d.key]
-        elif c.config["augment"] is None:
+        elif c.config.augment is None:
             same = (
                 row.get("dataset_episodes") == facts.get("episodes")
                 and abs(
@@ -483,7 +483,7 @@ def unrestore_mismatched(restored: list[Cell], upstream: dict[str, Cell], work: 
             continue
         verdict[d.key] = verdict.get(d.key, True) and same
     bad = {k for k, ok in verdict.items() if not ok}
-    dropped = [c for c in restored if c.config["data"] in bad]
+    dropped = [c for c in restored if c.config.data in bad]
     for c in dropped:
         (c.folder(work) / RESULT).unlink()
     if not dropped:
