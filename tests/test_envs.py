@@ -440,3 +440,22 @@ def test_cli_collect_and_evaluate(tmp_path):
     assert_user_error(run(app, ["evaluate", "smax:nope"]), "unknown SMAX map")
     assert_user_error(run(app, ["evaluate", "smac:3m"]), "SMAC")
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_a_registered_env_backend_works_like_the_built_in_ones(monkeypatch):
+    from marl_augment.envs import ENVS, EnvBackend, action_kind_of, team_reward
+    from marl_augment.errors import MissingDependency
+
+    monkeypatch.setattr(ENVS, "_entries", dict(ENVS._entries))
+    ENVS.register("toy", EnvBackend("tests.toy_envs:make_skirmish", "toy:obs", max_return=12.0))
+    env = make_env("toy:infos", max_steps=5)
+    assert env.max_steps == 5 and env.mask_in == "infos"
+    assert max_return("toy:obs") == 12.0 and team_reward("toy:obs") == "sum"
+    assert action_kind_of("toy:obs") == "discrete"  # looked up on a made env
+    res = evaluate("random", "toy:obs", episodes=3, seed=0)
+    assert res["episodes"] == 3
+    with pytest.raises(NotFound, match=r"toy:<name> \(e\.g\. toy:obs\)"):
+        make_env("toys:obs")
+    ENVS.register("gone", EnvBackend("no_such_module_xyz:make", "gone:x", extra="gone"))
+    with pytest.raises(MissingDependency, match=r"marl-augment\[gone\]"):
+        make_env("gone:x")

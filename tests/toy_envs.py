@@ -122,3 +122,8 @@ class BoxActions(ParallelEnv):
         if done:
             self.agents = []
         return out
+
+
+def make_skirmish(name: str, **kwargs):
+    """An env backend's factory: ``toy:<mask_in>`` (``obs`` or ``infos``)."""
+    return Skirmish(mask_in=name, **kwargs)

@@ -8,92 +8,141 @@ error naming what to install.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from ..errors import NotFound
+from ..errors import MissingDependency, NotFound
+from ..registry import Registry, import_string
 from ..spaces import agent_action_kinds
 
-#: env-id prefix -> (maximum team return used to normalise, description)
-BACKENDS = {
-    "smax": (2.0, "JaxMARL's SMAX with the heuristic enemy (pip install 'marl-augment[smax]')"),
-    "smac": (20.0, "StarCraft SMAC's StarCraft2Env (needs StarCraft II and SC2PATH)"),
-    "mpe": (
-        None,
-        "PettingZoo MPE (mpe2) with continuous actions, e.g. mpe:simple_spread "
-        "(pip install 'marl-augment[mpe]')",
+
+@dataclass(frozen=True)
+class EnvBackend:
+    """An env family behind an id prefix (``<prefix>:<name>``): how to make one, and what
+    evaluation and the learners need to know about it without making one."""
+
+    factory: str
+    """``"module:callable"``, called as ``callable(name, **kwargs)`` -> a PettingZoo
+    ParallelEnv; imported on first use."""
+    example: str
+    """An id to show in messages, e.g. ``smax:3m``."""
+    extra: str = ""
+    """The pip extra that installs what the factory imports (for the error when it is missing)."""
+    max_return: float | None = None
+    """The maximum team return with default settings, for normalised returns (None: none)."""
+    action_kind: str | None = None
+    """``discrete`` or ``continuous`` for every env of the family; None: look at the env."""
+    shared_reward: bool = False
+    """Every agent receives the one team reward: the team return sums it over steps only."""
+
+    def make(self, name: str, **kwargs: Any):
+        try:
+            factory = import_string(self.factory)
+        except ImportError as e:
+            if not self.extra:
+                raise
+            raise MissingDependency(e.name or str(e), self.extra, f"env {self.example}") from e
+        return factory(name, **kwargs)
+
+
+#: env-id prefix -> backend
+ENVS: Registry[EnvBackend] = Registry("environment backend")
+ENVS.register(
+    "smax",
+    EnvBackend(
+        "marl_augment.envs.smax:SmaxParallelEnv",
+        "smax:3m",
+        extra="smax",
+        max_return=2.0,
+        action_kind="discrete",
+        shared_reward=True,
     ),
-    "mamujoco": (
-        None,
-        "Gymnasium-Robotics' multi-agent MuJoCo, e.g. mamujoco:2x3-HalfCheetah "
-        "(pip install 'marl-augment[mamujoco]')",
+    doc="JaxMARL's SMAX with the heuristic enemy (pip install 'marl-augment[smax]')",
+)
+ENVS.register(
+    "smac",
+    EnvBackend(
+        "marl_augment.envs.smac:SmacParallelEnv",
+        "smac:3m",
+        max_return=20.0,
+        action_kind="discrete",
+        shared_reward=True,
     ),
-    "pettingzoo": (
-        None,
-        "any PettingZoo ParallelEnv module, e.g. pettingzoo:mpe2.simple_spread_v3",
+    doc="StarCraft SMAC's StarCraft2Env (needs StarCraft II and SC2PATH)",
+)
+ENVS.register(
+    "mpe",
+    EnvBackend(
+        "marl_augment.envs.pettingzoo:make_mpe",
+        "mpe:simple_spread",
+        extra="mpe",
+        action_kind="continuous",
     ),
-}
+    doc="PettingZoo MPE (mpe2) with continuous actions, e.g. mpe:simple_spread "
+    "(pip install 'marl-augment[mpe]')",
+)
+ENVS.register(
+    "mamujoco",
+    EnvBackend(
+        "marl_augment.envs.pettingzoo:make_mamujoco",
+        "mamujoco:2x3-HalfCheetah",
+        extra="mamujoco",
+        action_kind="continuous",
+        shared_reward=True,
+    ),
+    doc="Gymnasium-Robotics' multi-agent MuJoCo, e.g. mamujoco:2x3-HalfCheetah "
+    "(pip install 'marl-augment[mamujoco]')",
+)
+ENVS.register(
+    "pettingzoo",
+    EnvBackend(
+        "marl_augment.envs.pettingzoo:make_parallel_env", "pettingzoo:mpe2.simple_spread_v3"
+    ),
+    doc="any PettingZoo ParallelEnv module, e.g. pettingzoo:mpe2.simple_spread_v3",
+)
 
 
 def split_id(env_id: str) -> tuple[str, str]:
+    """``(prefix, name)`` of an env id; an unknown prefix gets one line listing the known ones."""
     backend, sep, name = env_id.partition(":")
-    if not sep or backend not in BACKENDS or not name:
-        raise NotFound(
-            f"unknown environment id {env_id!r}; use smax:<map> (e.g. smax:3m), smac:<map>, "
-            f"mpe:<env> (e.g. mpe:simple_spread), mamujoco:<agents>-<robot> (e.g. "
-            f"mamujoco:2x3-HalfCheetah) or pettingzoo:<module> (e.g. "
-            f"pettingzoo:mpe2.simple_spread_v3)"
-        )
+    if not sep or backend not in ENVS or not name:
+        known = ", ".join(f"{k}:<name> (e.g. {ENVS.get(k).example})" for k in ENVS.keys())
+        raise NotFound(f"unknown environment id {env_id!r}; use {known}")
     return backend, name
+
+
+def backend_of(env_id: str) -> EnvBackend:
+    """The backend of ``env_id``."""
+    return ENVS.get(split_id(env_id)[0])
 
 
 def max_return(env_id: str) -> float | None:
     """The maximum team return of an env family with its default settings (SMAX 2, SMAC 20),
     for normalised returns; a SMAC env made with other reward settings has its own
     ``env.max_return``, which evaluation uses."""
-    return BACKENDS[split_id(env_id)[0]][0]
+    return backend_of(env_id).max_return
 
 
 def make_env(env_id: str, **kwargs: Any):
-    """A PettingZoo ParallelEnv for ``smax:<map>``, ``smac:<map>``, ``mpe:<env>``,
-    ``mamujoco:<agents>-<robot>`` or ``pettingzoo:<module>``."""
+    """A PettingZoo ParallelEnv for ``env_id`` (``smax:<map>``, ``smac:<map>``, ``mpe:<env>``,
+    ``mamujoco:<agents>-<robot>``, ``pettingzoo:<module>``, or a backend registered in
+    :data:`ENVS`)."""
     backend, name = split_id(env_id)
-    if backend == "smax":
-        from .smax import SmaxParallelEnv
-
-        return SmaxParallelEnv(name, **kwargs)
-    if backend == "smac":
-        from .smac import SmacParallelEnv
-
-        return SmacParallelEnv(name, **kwargs)
-    from .pettingzoo import make_mamujoco, make_mpe, make_parallel_env
-
-    if backend == "mamujoco":
-        return make_mamujoco(name, **kwargs)
-    if backend == "mpe":
-        return make_mpe(name, **kwargs)
-    return make_parallel_env(name, **kwargs)
-
-
-#: backends whose agents all receive the one team reward: the team return is its sum over
-#: steps, not over agents too
-SHARED_REWARD = ("smax", "smac", "mamujoco")
+    return ENVS.get(backend).make(name, **kwargs)
 
 
 def team_reward(env_id: str) -> str:
     """How the team reward is formed from the agents' rewards: ``mean`` where every agent
     receives the same team reward (SMAX, SMAC, MaMuJoCo), ``sum`` elsewhere (MPE)."""
-    return "mean" if split_id(env_id)[0] in SHARED_REWARD else "sum"
+    return "mean" if backend_of(env_id).shared_reward else "sum"
 
 
 def action_kind_of(env_id: str, **kwargs: Any) -> str:
-    """``discrete`` or ``continuous``: the actions ``env_id`` takes (a PettingZoo module is made
-    and closed to look at its action spaces)."""
-    backend = split_id(env_id)[0]
-    if backend in ("smax", "smac"):
-        return "discrete"
-    if backend in ("mpe", "mamujoco"):
-        return "continuous"
-
+    """``discrete`` or ``continuous``: the actions ``env_id`` takes (where its family does not
+    fix it, a PettingZoo module is made and closed to look at its action spaces)."""
+    kind = backend_of(env_id).action_kind
+    if kind is not None:
+        return kind
     env = make_env(env_id, **kwargs)
     try:
         return agent_action_kinds(env, list(env.possible_agents))
@@ -125,7 +174,9 @@ def episode_seed(env, seed: int | None, episode: int) -> int | None:
 
 
 __all__ = [
-    "BACKENDS",
+    "ENVS",
+    "EnvBackend",
+    "backend_of",
     "action_kind_of",
     "episode_seed",
     "make_env",
