@@ -196,7 +196,7 @@ def test_cli_behaviour_commands(tmp_path):
     r = runner.invoke(
         app, ["behaviour", "train", "smax:3m", "--out", str(folder), "-o", "learning_rate=1"]
     )
-    assert r.exit_code == 2 and "unknown MAPPO option" in r.output
+    assert r.exit_code == 2 and "'MAPPO' has no option(s)" in r.output
     r = runner.invoke(
         app, ["behaviour", "record", str(folder), str(tmp_path / "e.zarr"), "--quality", "good"]
     )

@@ -3,15 +3,22 @@ and datasets recorded from them (OG-MARL's way)."""
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from ..envs import split_id
-from ..errors import ConfigError
+from ..envs.datasets import (
+    behaviour_datasets,
+    checkpoint_levels,
+    learner_config,
+    learner_in,
+    learner_of,
+    record_from,
+    train_learner,
+)
 from ._common import console, parse_options, print_json, progress_bar, user_errors
 
 app = typer.Typer(
@@ -29,34 +36,6 @@ ENV_ARG_HELP = (
     "Env argument key=value of a continuous env (repeatable), e.g. -e max_cycles=25; "
     "kept with the policies and the datasets."
 )
-
-
-def _config(env_id: str, options: list[str] | None, steps: int | None):
-    """The learner's config for ``env_id``: MAPPO on smax:*, MATD3 on continuous envs."""
-    from ..envs.behaviour import PpoConfig
-    from ..envs.online import Td3OnlineConfig
-
-    smax = split_id(env_id)[0] == "smax"
-    cls, learner = (PpoConfig, "MAPPO") if smax else (Td3OnlineConfig, "MATD3")
-    opts = parse_options(options, "option")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(opts) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown {learner} option(s) {unknown}; known: {', '.join(sorted(known))}"
-        )
-    if steps is not None:
-        opts["total_steps"] = steps
-    try:
-        return cls(**opts).check()
-    except TypeError as e:
-        raise ConfigError(str(e)) from None
-
-
-def _learner(folder: Path) -> str:
-    from ..envs.online import load_meta
-
-    return load_meta(folder).get("learner", "mappo")
 
 
 def _show_matd3(row: dict[str, Any]) -> None:
@@ -101,42 +80,24 @@ def train(
 ) -> None:
     """Train a behaviour policy (MAPPO on SMAX, MATD3 on continuous envs), saving and
     evaluating checkpoints as it learns."""
-    from ..envs.behaviour import train_behaviour
-    from ..envs.online import train_matd3
-
-    cfg = _config(env_id, option, steps)
-    kwargs = parse_options(env_arg, "env argument")
+    cfg = learner_config(env_id, parse_options(option, "option"), steps)
+    show = _show_checkpoint if learner_of(env_id) == "mappo" else _show_matd3
     with progress_bar(f"training behaviour on {env_id}", total=cfg.total_steps) as advance:
-        if split_id(env_id)[0] == "smax":
-            if kwargs:
-                raise ConfigError(
-                    "SMAX behaviour policies take no env arguments; set -o max_steps=... instead"
-                )
-            res = train_behaviour(
-                env_id,
-                out,
-                config=cfg,
-                seed=seed,
-                progress=advance,
-                log=None if as_json else _show_checkpoint,
-            )
-            seconds = res["train_seconds"]
-        else:
-            res = train_matd3(
-                env_id,
-                out,
-                config=cfg,
-                seed=seed,
-                env_kwargs=kwargs,
-                progress=advance,
-                log=None if as_json else _show_matd3,
-            )
-            seconds = res["seconds"]
+        res = train_learner(
+            env_id,
+            out,
+            config=cfg,
+            seed=seed,
+            env_kwargs=parse_options(env_arg, "env argument"),
+            progress=advance,
+            log=None if as_json else show,
+        )
     if as_json:
         print_json(res)
         return
     console.print(
-        f"[green]wrote[/] {res['folder']}: {len(res['checkpoints'])} checkpoints, {seconds:.0f} s"
+        f"[green]wrote[/] {res['folder']}: {len(res['checkpoints'])} checkpoints, "
+        f"{res['seconds']:.0f} s"
     )
 
 
@@ -147,46 +108,29 @@ def list_checkpoints(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The checkpoints of a behaviour folder with their measured behaviour returns and qualities."""
-    from ..envs.behaviour import QUALITY_BANDS, read_checkpoints
-
-    rows = read_checkpoints(folder)
-    if _learner(folder) == "matd3":
-        _list_matd3(folder, rows, as_json)
-        return
-    for r in rows:
-        r["quality"] = next(
-            (q for q, (lo, hi) in QUALITY_BANDS.items() if lo <= r["normalised_return"] <= hi), None
-        )
+    levels = checkpoint_levels(folder)
+    rows, bands = levels["checkpoints"], levels["bands"]
+    if levels["learner"] == "mappo":
+        for r in rows:  # OG-MARL's bands do not overlap: one quality at most
+            r["quality"] = (r.pop("qualities") or [None])[0]
     if as_json:
-        print_json(rows)
+        print_json(rows if levels["learner"] == "mappo" else {"bands": bands, "checkpoints": rows})
         return
-
     t = Table(title=str(folder))
-    for col in ("checkpoint", "env steps", "return", "normalised", "win rate", "quality"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(
-            r["checkpoint"],
-            f"{r['env_steps']:,}",
-            f"{r['return_mean']:.3f}",
-            f"{r['normalised_return']:.3f}",
-            f"{r['win_rate']:.2f}",
-            r["quality"] or "-",
-        )
-    console.print(t)
-
-
-def _list_matd3(folder: Path, rows: list[dict[str, Any]], as_json: bool) -> None:
-    from ..envs.online import load_meta, quality_bands
-
-    bands = quality_bands(load_meta(folder)["env_id"], rows)
-    for r in rows:
-        r["qualities"] = [q for q, (lo, hi) in bands.items() if lo <= r["return_mean"] <= hi]
-    if as_json:
-        print_json({"bands": bands, "checkpoints": rows})
+    if levels["learner"] == "mappo":
+        for col in ("checkpoint", "env steps", "return", "normalised", "win rate", "quality"):
+            t.add_column(col)
+        for r in rows:
+            t.add_row(
+                r["checkpoint"],
+                f"{r['env_steps']:,}",
+                f"{r['return_mean']:.3f}",
+                f"{r['normalised_return']:.3f}",
+                f"{r['win_rate']:.2f}",
+                r["quality"] or "-",
+            )
+        console.print(t)
         return
-
-    t = Table(title=str(folder))
     for col in ("checkpoint", "env steps", "behaviour return", "greedy return", "quality"):
         t.add_column(col)
     for r in rows:
@@ -239,53 +183,33 @@ def record(
 ) -> None:
     """Record a dataset with a learned behaviour policy, with provenance (checkpoint, noise,
     return)."""
-    from ..envs.behaviour import record_behaviour
-
-    if _learner(folder) == "matd3":
-        from ..envs.online import record_matd3
-
-        if epsilon is not None:
-            raise ConfigError("--epsilon is for SMAX's discrete actions; use --noise")
-        ds = record_matd3(
-            folder,
-            out,
-            quality=quality,
-            checkpoint=checkpoint,
-            transitions=transitions,
-            noise=noise,
-            seed=seed,
-            overwrite=overwrite,
-            bars=progress_bar,
-        )
-        s, src = ds.attrs["summary"], ds.attrs["source"]
-        console.print(
-            f"[green]wrote[/] {ds.path}: {s['episodes']} episodes, "
-            f"{s['transitions']} transitions, return {s['return_mean']:.1f} ± "
-            f"{s['return_std']:.1f} (checkpoint {src['behaviour_checkpoint']}, noise "
-            f"{src['behaviour_noise']})"
-        )
-        return
-    if noise is not None:
-        raise ConfigError(
-            "--noise is for continuous actions; SMAX's behaviour is ε-greedy: use --epsilon"
-        )
-    with progress_bar("recording", total=transitions) as advance:
-        ds = record_behaviour(
+    # SMAX records in one batched loop (one bar here); the continuous recorder makes its own bars
+    smax = learner_in(folder) == "mappo"
+    bar = progress_bar("recording", total=transitions) if smax else contextlib.nullcontext()
+    with bar as advance:
+        ds = record_from(
             folder,
             out,
             quality=quality,
             checkpoint=checkpoint,
             transitions=transitions,
             epsilon=epsilon,
+            noise=noise,
             seed=seed,
             overwrite=overwrite,
             progress=advance,
+            bars=progress_bar,
         )
     s, src = ds.attrs["summary"], ds.attrs["source"]
+    if "behaviour_noise" in src:  # continuous actions, Gaussian noise
+        how = f"checkpoint {src['behaviour_checkpoint']}, noise {src['behaviour_noise']}"
+        ret = f"{s['return_mean']:.1f} ± {s['return_std']:.1f}"
+    else:
+        how = f"checkpoint {src['checkpoint']}, ε {src['epsilon']}"
+        ret = f"{s['return_mean']:.3f} ± {s['return_std']:.3f}"
     console.print(
         f"[green]wrote[/] {ds.path}: {s['episodes']} episodes, {s['transitions']} "
-        f"transitions, return {s['return_mean']:.3f} ± {s['return_std']:.3f} "
-        f"(checkpoint {src['checkpoint']}, ε {src['epsilon']})"
+        f"transitions, return {ret} ({how})"
     )
 
 
@@ -321,10 +245,8 @@ def datasets(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Reproduce an env's datasets from a seed: train, record each quality, keep a 3% subsample."""
-    from ..envs.datasets import behaviour_datasets
-
-    cfg = _config(env_id, option, steps)
-    show = _show_checkpoint if split_id(env_id)[0] == "smax" else _show_matd3
+    cfg = learner_config(env_id, parse_options(option, "option"), steps)
+    show = _show_checkpoint if learner_of(env_id) == "mappo" else _show_matd3
     with progress_bar(f"training behaviour on {env_id}", total=cfg.total_steps) as advance:
         res = behaviour_datasets(
             env_id,
