@@ -4,6 +4,7 @@ monotonicity, and end-to-end training runs on SMAX (resume, policy, CLI)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -533,6 +534,28 @@ def recurrence(request, monkeypatch):
         assert kernels.cpu_kernels(torch.zeros(1)) is not None
         assert kernels.cpu_kernels(torch.zeros(1, dtype=torch.float64)) is None
     return request.param
+
+
+@pytest.mark.timeout(300)
+def test_a_killed_build_does_not_hang_the_next_one(monkeypatch):
+    """A build killed midway leaves PyTorch's lock file, which PyTorch would wait on forever;
+    the next process to build removes it (it holds the build lock, so nobody else is building)."""
+    import shutil
+
+    from marl_augment.algos import kernels
+
+    if shutil.which("c++") is None:
+        pytest.skip("no C++ compiler")
+    monkeypatch.setattr(kernels, "_MODULE", None)
+    monkeypatch.setattr(kernels, "_TRIED", False)
+    folder = kernels.build_folder(kernels.build_name())
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "lock").touch()  # as a build killed after taking PyTorch's lock leaves it
+    assert kernels.cpu_kernels(torch.zeros(1)) is not None
+    assert not (folder / "lock").exists()
+    assert (folder / "_kernels.cpp").read_bytes() == (
+        Path(kernels.__file__).with_name("_kernels.cpp").read_bytes()
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -8,10 +8,18 @@ The C++ code is compiled on first use (with the machine's C++ compiler and ninja
 by PyTorch under ``~/.cache/torch_extensions`` (``TORCH_EXTENSIONS_DIR``). ``-march=native``: a
 cache shared between machines of different CPU generations needs one ``TORCH_EXTENSIONS_DIR`` each.
 ``MARL_AUGMENT_NO_CPP=1`` turns the kernels off.
+
+The build is named by a hash of the source and flags and compiled from a copy of the source in
+its own folder, so that checkouts or installs of the same code share one build and never rebuild
+it under each other. Builds are serialised by a lock on a file beside that folder; whoever holds
+it removes a lock file PyTorch left there (a build that was killed leaves one, and PyTorch would
+wait for it forever).
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
 import sys
@@ -47,16 +55,8 @@ def _build() -> Any:
         path = os.environ.get("PATH")
         if shutil.which("ninja") is None and shutil.which("ninja", path=venv_bin):
             os.environ["PATH"] = venv_bin + os.pathsep + (path or "")
-        if not _built():
-            print(
-                "marl-augment: compiling the CPU kernels (once per machine, ~30 s)",
-                file=sys.stderr,
-                flush=True,
-            )
         try:
-            return cpp_extension.load(
-                _NAME, [str(Path(__file__).with_name("_kernels.cpp"))], extra_cflags=_CFLAGS
-            )
+            return _load()
         finally:  # the process's PATH as it was
             if path is None:
                 os.environ.pop("PATH", None)
@@ -72,11 +72,44 @@ def _build() -> Any:
         return None
 
 
-def _built() -> bool:
-    """Whether PyTorch's extension cache already holds a build (only for a message)."""
-    try:
-        from torch.utils.cpp_extension import _get_build_directory
+def build_name() -> str:
+    """The extension's name: ``marl_augment_kernels_<hash of the source and flags>``."""
+    source = Path(__file__).with_name("_kernels.cpp").read_bytes()
+    digest = hashlib.sha256(source + " ".join(_CFLAGS).encode()).hexdigest()[:12]
+    return f"{_NAME}_{digest}"
 
-        return any(Path(_get_build_directory(_NAME, verbose=False)).glob("*.so"))
-    except Exception:  # noqa: BLE001 - a private helper: if it moves, only the message goes
-        return True
+
+def build_folder(name: str) -> Path:
+    """Where PyTorch builds and caches extension ``name``."""
+    root = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if root:
+        return Path(root) / name
+    flavour = f"py{sys.version_info.major}{sys.version_info.minor}_cpu"
+    return Path.home() / ".cache" / "torch_extensions" / flavour / name
+
+
+def _load() -> Any:
+    name = build_name()
+    folder = build_folder(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".build-lock"), "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # released when this process exits, however it exits
+        try:
+            # no other marl-augment process is building now: a lock PyTorch left is stale
+            (folder / "lock").unlink(missing_ok=True)
+            source = folder / "_kernels.cpp"
+            text = Path(__file__).with_name("_kernels.cpp").read_bytes()
+            if not source.is_file() or source.read_bytes() != text:
+                source.write_bytes(text)
+            if not any(folder.glob("*.so")):
+                print(
+                    "marl-augment: compiling the CPU kernels (once per machine, about half "
+                    "a minute)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return cpp_extension.load(
+                name, [str(source)], extra_cflags=_CFLAGS, build_directory=str(folder)
+            )
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
