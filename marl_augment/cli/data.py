@@ -5,17 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 from rich.table import Table
 
 from .. import adapters
 from ..adapters.ogmarl_vault import export_vault
-from ..data.chunks import array_of, open_group, read_array
-from ..data.locate import load, resolve
-from ..data.remote import is_url, mirror
-from ..data.schema import episode_returns, episode_stats
-from ..data.store import check_output_path, read_store
+from ..data.locate import describe, load, local_copy, transitions_in
+from ..data.store import check_output_path
+from ..envs.pettingzoo import env_id_for
 from ..envs.recording import record_env
 from ..errors import ConfigError
 from ._common import _fmt, console, kv_table, parse_options, print_json, progress_bar, user_errors
@@ -37,37 +34,14 @@ def info(
 ) -> None:
     """Show a store's spec, statistics, source and provenance (validating it first)."""
 
-    where = resolve(path)
-    p = mirror(where) if is_url(where) else where  # URLs: the local copy (fetched if it changed)
-    total = None
-    if validate:
-        total = int(array_of(open_group(p), "obs").shape[0])
+    p = local_copy(path)  # URLs: the local copy (fetched if it changed)
+    total = transitions_in(p) if validate else None
     with progress_bar(f"validating {p.name}", total=total) as advance:
-        c = read_store(p, validate=validate, keep=False, progress=advance)
-    group = open_group(p)
-    rewards = read_array(array_of(group, "rewards"), "rewards")
-    terminated = read_array(array_of(group, "terminated"), "terminated")
-    stats = episode_stats(
-        np.diff(c.offsets),
-        episode_returns(c.offsets, rewards),
-        c.origin,
-        c.won,
-        terminated[c.offsets[1:] - 1],
-    )
-    attrs = c.attrs
+        c = describe(path, validate=validate, progress=advance, local=p)
     if as_json:
-        print_json(
-            {
-                "path": str(where),
-                "spec": c.spec.to_json(),
-                "stats": stats,
-                "source": attrs.get("source", {}),
-                "provenance": attrs.get("provenance", []),
-                "fingerprint": attrs.get("fingerprint"),
-                "validated": validate,
-            }
-        )
+        print_json(c.to_json())
         return
+    attrs, stats = c.attrs, c.stats
     spec = c.spec.to_json()
     rows = {
         k: spec[k]
@@ -95,7 +69,7 @@ def info(
         )
     rows["fingerprint"] = str(attrs.get("fingerprint")) + (" (verified)" if validate else "")
     rows["created"] = f"{attrs.get('created')} by marl-augment {attrs.get('marl_augment_version')}"
-    console.print(kv_table(str(p), rows))
+    console.print(kv_table(str(c.local), rows))
     console.print(kv_table("statistics", stats))
     if attrs.get("source"):
         console.print(kv_table("source", attrs["source"]))
@@ -197,8 +171,6 @@ def record(
     ] = False,
 ) -> None:
     """Record episodes of a PettingZoo ParallelEnv with a built-in policy into a store."""
-    from ..envs.pettingzoo import env_id_for
-
     env_id = env_module if ":" in env_module else env_id_for(env_module)
     ds = record_env(
         env_id,
