@@ -141,6 +141,14 @@ class AugmenterTests:
 
         return make_augmenter(self.method, **self.options)
 
+    def test_a_learned_augmenter_has_the_learned_settings(self):
+        """What the CLI and the benchmark set on a learned augmenter (fit steps, the fit's seed,
+        the torch device) are fields of its Config."""
+        aug = self.make()
+        if aug.learned:
+            names = {f.name for f in dataclasses.fields(aug.Config)}
+            assert {"train_steps", "seed", "device"} <= names, names
+
     def test_output_validates_and_keeps_the_spec(self, dataset, tmp_path):
         out = self.make().augment(dataset, scale=self.scale, seed=0, out=tmp_path / "aug.zarr")
         reopened = Dataset.open(out.path, validate=True)

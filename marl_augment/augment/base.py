@@ -42,8 +42,9 @@ class Augmenter(ABC):
     #: copy-based methods (RAD, replication) always fit on the dataset they augment; learned
     #: models (EAQ) keep what they learned and may augment any dataset of the same spec
     refit_on_augment: ClassVar[bool] = False
-    #: whether fitting trains a model (with training steps, resumable checkpoints and a seed)
-    #: rather than reading the data: the CLI's --resume and the benchmark's shared fits use it
+    #: whether fitting trains a model rather than reading the data: a learned augmenter's
+    #: Config has ``train_steps``, ``seed`` and ``device``, and its fit takes resumable
+    #: checkpoints (the CLI's --resume, the benchmark's shared fits and devices use this)
     learned: ClassVar[bool] = False
     #: bumped when the same config and seed give different episodes than before by design (a
     #: decoding or training change, not floating-point rounding): benchmark caches key augment

@@ -380,11 +380,9 @@ def _augment(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
 
     cfg = c.config
     ds = load(store_of(work, cfg.data))
-    config_fields = AUGMENTERS.get(cfg.method).Config.__dataclass_fields__
     options = dict(cfg.options)
-    if "seed" in config_fields:  # learned augmenters: the fit is seeded too
+    if is_learned(cfg.method):  # the fit is seeded too, and runs on the cell's device
         options.setdefault("seed", cfg.seed if cfg.fit_seed is None else cfg.fit_seed)
-    if "device" in config_fields:
         options["device"] = device
     t0 = time.perf_counter()
     if cfg.fit_seed is not None:

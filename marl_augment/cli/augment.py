@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -122,11 +123,13 @@ def augment(
     else:
         aug = make_augmenter(method, **options)
     aug.check_fittable(ds)  # data it cannot learn from: one line, before any folder exists
-    if resume and not aug.learned:
-        raise ConfigError(f"--resume applies to learned augmenters (eaq, eaq-q), not {aug.name!r}")
-    if aug.learned and aug.fitted_on is None:
-        with metrics_bar(f"fitting {aug.name}", aug.config.train_steps, ("loss",)) as advance:
-            fit_beside(aug, ds, out_path, resume=resume, progress=advance)
+    fitting = aug.learned and aug.fitted_on is None
+    with (
+        metrics_bar(f"fitting {aug.name}", aug.config.train_steps, ("loss",))
+        if fitting
+        else contextlib.nullcontext()
+    ) as advance:
+        fit_beside(aug, ds, out_path, resume=resume, progress=advance)
     if save_model is not None:
         if aug.fitted_on is None or aug.refit_on_augment:
             aug.fit(ds)
