@@ -261,7 +261,7 @@ def _group(c: Cell) -> str:
         )
     if c.kind == "augment":
         return f"augment: {c.labels['method']}"
-    return f"train: {c.config['algo']}"
+    return f"train: {c.config.algo}"
 
 
 def timing(
