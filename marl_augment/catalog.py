@@ -1,63 +1,16 @@
-"""The dataset catalog: one JSON card per known public dataset, shipped inside the wheel.
-
-Cards live in the repository's ``datasets/`` folder (packaged as ``marl_augment/_catalog``).
-A card names the dataset (``og-marl/smac_v1/3m``), where to download it, and what it holds.
-"""
+"""The dataset catalog: download a card's dataset (resumably, checked, unpacked safely) and
+convert it with its adapter. The cards themselves are read by :mod:`marl_augment.cards`."""
 
 from __future__ import annotations
 
-import json
-from difflib import get_close_matches
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from . import adapters
+from .cards import cards, catalog_dir, scenario_cards
 from .config import datasets_dir, home, store_name
 from .data.dataset import Dataset
 from .download import fetch, safe_extract
-from .errors import FormatError, NotFound
-
-
-def catalog_dir() -> Path | None:
-    packaged = Path(__file__).parent / "_catalog"
-    if packaged.is_dir():
-        return packaged
-    source_tree = Path(__file__).resolve().parent.parent / "datasets"
-    return source_tree if source_tree.is_dir() else None
-
-
-@lru_cache(maxsize=1)
-def cards() -> dict[str, dict[str, Any]]:
-    """All catalog cards by dataset id."""
-    root = catalog_dir()
-    out: dict[str, dict[str, Any]] = {}
-    if root is None:
-        return out
-    for path in sorted(root.rglob("*.json")):
-        try:
-            card = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise FormatError(f"catalog card {path.name} is not valid JSON: {exc}") from None
-        if "id" not in card:
-            raise FormatError(f"catalog card {path.name} has no 'id'")
-        out[card["id"]] = card
-    return out
-
-
-def scenario_cards(dataset_id: str) -> list[dict[str, Any]]:
-    """Cards matching a scenario id (``og-marl/smac_v1/3m``: every uid) or one card id."""
-
-    all_cards = cards()
-    if dataset_id in all_cards:
-        return [all_cards[dataset_id]]
-    found = [c for i, c in sorted(all_cards.items()) if i.startswith(dataset_id.rstrip("/") + "/")]
-    if not found:
-        scenarios = sorted({i.rsplit("/", 1)[0] for i in all_cards})
-        close = get_close_matches(dataset_id, scenarios + sorted(all_cards), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise NotFound(f"no catalog dataset {dataset_id!r}.{hint} Known: {', '.join(scenarios)}")
-    return found
+from .errors import FormatError
 
 
 def download(
@@ -124,3 +77,6 @@ def download(
     for c in chosen:
         results.append(Dataset.open(out_paths[c["id"]], validate=False, lazy=True))
     return results
+
+
+__all__ = ["cards", "catalog_dir", "download", "scenario_cards"]

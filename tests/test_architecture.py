@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "torch_state",
             "processes",
             "download",
+            "cards",
         ),
     ),
     ("data", ("data",)),
@@ -212,3 +213,21 @@ def test_imports_inside_functions_earn_their_place(module):
         f"{module}: imports inside functions that keep nothing heavy out and close no circle; "
         "move them to the top:\n" + "\n".join(idle)
     )
+
+
+def test_the_command_line_starts_without_the_heavy_libraries():
+    """``marl-augment --help`` (and every command's start) loads the library's pure-Python
+    modules and numpy; torch, jax, zarr, the environments and plotting load when a command
+    needs them."""
+    import json
+    import subprocess
+    import sys
+
+    code = "import sys, json, marl_augment.cli; print(json.dumps(sorted(sys.modules)))"
+    loaded = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    # the CLI's own tools (Typer, rich's console, tables and bars) and nothing heavier
+    assert _heavy(set(loaded)) - {"typer", "rich", "rich.progress", "rich.table"} == set()

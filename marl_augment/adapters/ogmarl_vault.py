@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..catalog import cards
+from ..cards import cards
 from ..data.dataset import StoreWriter
 from ..data.schema import Spec
 from ..data.store import check_output_path

@@ -10,15 +10,6 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ..envs.datasets import (
-    behaviour_datasets,
-    checkpoint_levels,
-    learner_config,
-    learner_in,
-    learner_of,
-    record_from,
-    train_learner,
-)
 from ._common import console, parse_options, print_json, progress_bar, user_errors
 
 app = typer.Typer(
@@ -80,6 +71,8 @@ def train(
 ) -> None:
     """Train a behaviour policy (MAPPO on SMAX, MATD3 on continuous envs), saving and
     evaluating checkpoints as it learns."""
+    from ..envs.datasets import learner_config, learner_of, train_learner
+
     cfg = learner_config(env_id, parse_options(option, "option"), steps)
     show = _show_checkpoint if learner_of(env_id) == "mappo" else _show_matd3
     with progress_bar(f"training behaviour on {env_id}", total=cfg.total_steps) as advance:
@@ -108,6 +101,8 @@ def list_checkpoints(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The checkpoints of a behaviour folder with their measured behaviour returns and qualities."""
+    from ..envs.datasets import checkpoint_levels
+
     levels = checkpoint_levels(folder)
     rows, bands = levels["checkpoints"], levels["bands"]
     if levels["learner"] == "mappo":
@@ -183,6 +178,8 @@ def record(
 ) -> None:
     """Record a dataset with a learned behaviour policy, with provenance (checkpoint, noise,
     return)."""
+    from ..envs.datasets import learner_in, record_from
+
     # SMAX records in one batched loop (one bar here); the continuous recorder makes its own bars
     smax = learner_in(folder) == "mappo"
     bar = progress_bar("recording", total=transitions) if smax else contextlib.nullcontext()
@@ -245,6 +242,8 @@ def datasets(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Reproduce an env's datasets from a seed: train, record each quality, keep a 3% subsample."""
+    from ..envs.datasets import behaviour_datasets, learner_config, learner_of
+
     cfg = learner_config(env_id, parse_options(option, "option"), steps)
     show = _show_checkpoint if learner_of(env_id) == "mappo" else _show_matd3
     with progress_bar(f"training behaviour on {env_id}", total=cfg.total_steps) as advance:

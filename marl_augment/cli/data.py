@@ -12,7 +12,6 @@ from .. import adapters
 from ..adapters.ogmarl_vault import export_vault
 from ..data.locate import describe, load, local_copy, transitions_in
 from ..data.store import check_output_path
-from ..envs.pettingzoo import env_id_for
 from ..envs.recording import record_env
 from ..errors import ConfigError
 from ._common import _fmt, console, kv_table, parse_options, print_json, progress_bar, user_errors
@@ -171,6 +170,8 @@ def record(
     ] = False,
 ) -> None:
     """Record episodes of a PettingZoo ParallelEnv with a built-in policy into a store."""
+    from ..envs.pettingzoo import env_id_for
+
     env_id = env_module if ":" in env_module else env_id_for(env_module)
     ds = record_env(
         env_id,

@@ -10,7 +10,6 @@ import typer
 from ..algos import load_policy
 from ..envs import recorded_settings
 from ..envs.evaluate import evaluate as run
-from ..envs.smax import collect as collect_smax
 from ._common import console, kv_table, parse_options, print_json, progress_bar, user_errors
 
 
@@ -43,6 +42,8 @@ def collect(
     ] = False,
 ) -> None:
     """Collect a dataset on SMAX with a scripted policy of a chosen quality (fast, batched)."""
+    from ..envs.smax import collect as collect_smax
+
     with progress_bar(f"collecting {env_id} ({quality})", total=episodes) as advance:
         ds = collect_smax(
             env_id,
