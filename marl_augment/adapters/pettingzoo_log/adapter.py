@@ -1,23 +1,10 @@
-"""Logs of any PettingZoo ``ParallelEnv``: a recorder, the on-disk format, and the adapter.
-
-The log format (``marl-augment/pettingzoo-log`` v1, documented in ``docs/formats.md``) is JSON
-Lines, optionally gzip-compressed (``.jsonl.gz``): one header line, then one line per ``reset``
-and per ``step`` in the order they happened. It is plain JSON so that anyone can write it without
-our recorder, and loading it never executes code (no pickle).
-
-:class:`Recorder` wraps an env and writes that log while the user's own loop runs;
-:class:`PettingZooLogAdapter` converts logs to an episode store, streaming.
-"""
+"""The adapter: PettingZoo logs to an episode store, streaming (``--from pettingzoo-log``)."""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
-import json
 import math
 import os
-import uuid
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -26,344 +13,26 @@ from typing import Any
 
 import numpy as np
 
-from ..data.dataset import StoreWriter
-from ..data.schema import Spec
-from ..data.store import check_output_path
-from ..errors import (
-    AlreadyExists,
+from ...data.dataset import StoreWriter
+from ...data.schema import Spec
+from ...data.store import check_output_path
+from ...errors import (
     ConfigError,
     FormatError,
     NotFound,
     SchemaError,
 )
-from ..spaces import (
-    action_mask_of,
-    agent_action_kinds,
-    box_bounds,
-    flat_obs,
-    n_actions,
-    obs_dim,
+from .format import (
+    LOG_FORMAT,
+    LOG_VERSION,
+    MAX_ACTIONS,
+    MAX_AGENTS,
+    MAX_OBS_DIM,
+    REWARD_MODES,
+    WIN_KEYS,
+    interrupted,
+    read_log,
 )
-
-LOG_FORMAT = "marl-augment/pettingzoo-log"
-LOG_VERSION = 1
-REWARD_MODES = ("sum", "mean", "max")
-#: Sizes a header may declare; larger ones are refused before anything is allocated.
-MAX_AGENTS = 10_000
-MAX_OBS_DIM = 1 << 22
-MAX_ACTIONS = 1 << 20
-WIN_KEYS = ("battle_won", "won")
-
-
-def _jsonable(x: Any) -> Any:
-    """Infos made JSON-safe: numpy to lists/scalars, unknown objects to their repr."""
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items() if k != "action_mask"}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return repr(x)
-    if x is None or isinstance(x, (bool, int, float, str)):
-        return x
-    return repr(x)
-
-
-# ---------------------------------------------------------------------------------------------
-# writing logs
-# ---------------------------------------------------------------------------------------------
-
-
-def _open_text(path: Path, mode: str, *, gz: bool | None = None):
-    """Open a log for text I/O; gzip when writing a ``.gz`` name or reading gzip magic bytes."""
-    if gz is None:
-        if mode == "r":
-            with open(path, "rb") as f:
-                gz = f.read(2) == b"\x1f\x8b"
-        else:
-            gz = path.name.endswith(".gz")
-    if gz:
-        return io.TextIOWrapper(gzip.open(path, mode + "b", compresslevel=6), encoding="utf-8")
-    return open(path, mode, encoding="utf-8")
-
-
-def _is_our_log(path: Path) -> bool:
-    """Whether ``path`` starts with a marl-augment log header (so it is ours to replace)."""
-    try:
-        with _open_text(path, "r") as f:
-            first = json.loads(f.readline(1 << 20))
-    except (OSError, EOFError, ValueError, UnicodeDecodeError):
-        return False
-    return isinstance(first, dict) and first.get("format") == LOG_FORMAT
-
-
-class LogWriter:
-    """Writes a log file to ``<path>.partial`` and renames it into place on :meth:`close`."""
-
-    def __init__(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
-        self.path = Path(path)
-        if self.path.is_dir() or self.path.is_symlink():
-            raise AlreadyExists(
-                f"log {str(self.path)!r} is a folder or a link; give a file path "
-                f"such as run.jsonl.gz"
-            )
-        if self.path.exists() and not overwrite:
-            raise AlreadyExists(
-                f"log {str(self.path)!r} exists already; pass --overwrite to replace it"
-            )
-        if self.path.exists() and not _is_our_log(self.path):
-            raise AlreadyExists(
-                f"log {str(self.path)!r} exists and is not a marl-augment log; "
-                f"--overwrite replaces only a marl-augment log: choose another path"
-            )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.partial = self.path.with_name(self.path.name + ".partial")
-        if self.partial.exists() and (self.partial.is_dir() or not _is_our_log(self.partial)):
-            raise AlreadyExists(
-                f"{str(self.partial)!r} exists and is not a marl-augment log; it "
-                f"is never replaced: move it or choose another --log path"
-            )
-        if self.partial.exists() and not overwrite:
-            raise AlreadyExists(
-                f"{str(self.partial)!r} is the log of an interrupted recording, readable up to its "
-                f"last complete episode: convert it with 'marl-augment convert {self.partial} "
-                f"OUT.zarr', or pass --overwrite to record anew"
-            )
-        self._f = _open_text(self.partial, "w", gz=self.path.name.endswith(".gz"))
-        self.closed = False
-
-    def write(self, record: Mapping[str, Any]) -> None:
-        self._f.write(json.dumps(record, separators=(",", ":"), allow_nan=False))
-        self._f.write("\n")
-
-    def flush(self) -> None:
-        """Push what was written to disk (gzip: a sync flush), so a crash keeps it readable."""
-        self._f.flush()
-
-    def close(self) -> None:
-        if not self.closed:
-            self._f.close()
-            os.replace(self.partial, self.path)
-            self.closed = True
-
-    def abort(self) -> None:
-        """Close and delete the partial log (nothing is left at the target path)."""
-        if not self.closed:
-            self._f.close()
-            self.partial.unlink(missing_ok=True)
-            self.closed = True
-
-
-class Recorder:
-    """Wraps a PettingZoo ``ParallelEnv`` and logs every reset and step to a JSON Lines file.
-
-    Use it in place of the env in your own loop, then ``close()`` it::
-
-        env = Recorder(mpe2.simple_spread_v3.parallel_env(), "run.jsonl.gz")
-        obs, infos = env.reset(seed=0)
-        while env.agents:
-            obs, rew, term, trunc, infos = env.step({a: policy(obs[a]) for a in env.agents})
-        env.close()
-
-    Until ``close()`` the log is ``<path>.partial`` (the adapter reads that too, dropping an
-    unfinished last episode). Observations are flattened with ``gymnasium.spaces.flatten``
-    (the ``observation`` part of a ``Dict`` space holding an ``action_mask``); masks come from
-    ``obs[agent]["action_mask"]`` or ``infos[agent]["action_mask"]``.
-    """
-
-    def __init__(
-        self,
-        env,
-        path: str | os.PathLike,
-        *,
-        env_id: str | None = None,
-        overwrite: bool = False,
-        meta: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.env = env
-        self.env_id = env_id or _guess_env_id(env)
-        agents = list(env.possible_agents)
-        self._obs_spaces = {a: env.observation_space(a) for a in agents}
-        self._n_actions = {a: n_actions(env.action_space(a), a) for a in agents}
-        self._kind = agent_action_kinds(env, agents)
-        self._bounds = (
-            {a: box_bounds(env.action_space(a), a) for a in agents}
-            if self._kind == "continuous"
-            else None
-        )
-        self._obs_dims = {a: obs_dim(self._obs_spaces[a]) for a in agents}
-        self._agents = agents
-        self._meta = dict(meta or {})
-        self._log = LogWriter(path, overwrite=overwrite)
-        self._header_written = False
-        self._has_state: bool | None = None
-        self.episodes = 0
-
-    # the ParallelEnv surface ------------------------------------------------------------------
-    def __getattr__(self, name: str):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.env, name)
-
-    @property
-    def agents(self):
-        return self.env.agents
-
-    @property
-    def possible_agents(self):
-        return self.env.possible_agents
-
-    def observation_space(self, agent):
-        return self.env.observation_space(agent)
-
-    def action_space(self, agent):
-        return self.env.action_space(agent)
-
-    def state(self):
-        return self.env.state()
-
-    def reset(self, seed: int | None = None, options: dict | None = None):
-        self._log.flush()  # the episodes so far survive a crash (kill -9, power loss)
-        obs, infos = self.env.reset(seed=seed, options=options)
-        record = {"t": "reset", "seed": seed, **self._observe(obs, infos)}
-        if not self._header_written:
-            self._write_header(record)
-        self._log.write(record)
-        self.episodes += 1
-        return obs, infos
-
-    def step(self, actions: Mapping[str, Any]):
-        obs, rewards, terms, truncs, infos = self.env.step(actions)
-        record = {
-            "t": "step",
-            "actions": {a: self._action(v) for a, v in actions.items()},
-            "rewards": {a: float(r) for a, r in rewards.items()},
-            "terminations": {a: bool(v) for a, v in terms.items()},
-            "truncations": {a: bool(v) for a, v in truncs.items()},
-            **self._observe(obs, infos),
-        }
-        self._log.write(record)
-        return obs, rewards, terms, truncs, infos
-
-    def close(self) -> None:
-        self._log.close()
-        self.env.close()
-
-    def abort(self) -> None:
-        """Stop recording without keeping the log (e.g. after an error in the loop)."""
-        self._log.abort()
-        self.env.close()
-
-    @property
-    def log_path(self) -> Path:
-        return self._log.path
-
-    # helpers --------------------------------------------------------------------------------
-    def _action(self, v: Any) -> int | list[float]:
-        if self._kind == "continuous":
-            return np.asarray(v, np.float64).ravel().tolist()
-        return int(np.asarray(v).item())
-
-    def _observe(self, obs: Mapping[str, Any], infos: Mapping[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "obs": {a: flat_obs(self._obs_spaces[a], o).tolist() for a, o in obs.items()},
-        }
-        masks = {}
-        for a, o in obs.items():
-            m = action_mask_of(o, infos.get(a))
-            if m is not None:
-                masks[a] = m.astype(int).tolist()
-        if masks:
-            out["action_mask"] = masks
-        if self._has_state is None:
-            self._has_state = _try_state(self.env) is not None
-        if self._has_state:
-            out["state"] = np.asarray(self.env.state(), dtype=np.float32).ravel().tolist()
-        out["infos"] = _jsonable(dict(infos))
-        return out
-
-    def _write_header(self, first: Mapping[str, Any]) -> None:
-        state_dim = len(first["state"]) if "state" in first else None
-        header = {
-            "format": LOG_FORMAT,
-            "version": LOG_VERSION,
-            "env_id": self.env_id,
-            "agents": self._agents,
-            "obs_dims": self._obs_dims,
-            "n_actions": self._n_actions,
-            "state_dim": state_dim,
-            "has_action_mask": "action_mask" in first,
-            "meta": _jsonable(self._meta),
-        }
-        if self._bounds is not None:
-            header["action_kind"] = "continuous"
-            header["action_low"] = {a: lo for a, (lo, _) in self._bounds.items()}
-            header["action_high"] = {a: hi for a, (_, hi) in self._bounds.items()}
-        self._log.write(header)
-        self._log.flush()  # a crash leaves a log that says what it is
-        self._header_written = True
-
-
-def _try_state(env) -> np.ndarray | None:
-    """The env's global state, or None when its class does not provide ``state()``."""
-    from pettingzoo import ParallelEnv
-
-    if type(env.unwrapped).state is ParallelEnv.state:  # the base class's "not implemented"
-        return None
-    s = env.state()
-    return None if s is None else np.asarray(s)
-
-
-def _guess_env_id(env) -> str:
-    module = type(env.unwrapped).__module__
-    name = env.metadata.get("name") if hasattr(env, "metadata") else None
-    if module.startswith("mpe2.") and name:
-        return f"pettingzoo:mpe2.{name}"
-    return f"pettingzoo:{name or module}"
-
-
-# ---------------------------------------------------------------------------------------------
-# reading logs
-# ---------------------------------------------------------------------------------------------
-
-
-def read_log(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, record) of a log, with one-line errors for malformed lines."""
-    path = Path(path)
-    if not path.exists():
-        raise NotFound(f"no log file at {str(path)!r}")
-    crashed = path.name.endswith(".partial")  # a recording that did not close: its tail may be cut
-    lineno = 0
-    try:
-        with _open_text(path, "r") as f:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                if crashed and not line.endswith("\n"):
-                    return  # the line being written when the recorder stopped
-                try:
-                    rec = json.loads(line)
-                except RecursionError:
-                    raise FormatError(
-                        f"{path.name} line {lineno} is nested too deeply to be a log record"
-                    ) from None
-                except json.JSONDecodeError as exc:
-                    raise FormatError(
-                        f"{path.name} line {lineno} is not valid JSON ({exc.msg} at column "
-                        f"{exc.colno}); the log is corrupted or truncated"
-                    ) from None
-                if not isinstance(rec, dict):
-                    raise FormatError(f"{path.name} line {lineno} is not a JSON object")
-                yield lineno, rec
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        if crashed and lineno > 0 and isinstance(exc, (EOFError, UnicodeDecodeError)):
-            return  # the compressed stream ends mid-block: what came before is kept
-        if isinstance(exc, FileNotFoundError):
-            raise NotFound(f"no log file at {str(path)!r}") from None
-        raise FormatError(f"{path.name} cannot be read as a (gzip) text log: {exc}") from None
 
 
 @dataclass
@@ -811,12 +480,6 @@ def _floats(values: Any, where: str, what: str) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def interrupted(infos: Mapping[str, Any]) -> bool:
-    """An episode the environment cut short (``info["interrupted"]``, e.g. SMAC losing the
-    game): neither a win nor a loss, and not data."""
-    return any(isinstance(i, Mapping) and i.get("interrupted") is True for i in infos.values())
-
-
 def _won(infos: Mapping[str, Any]) -> bool | None:
     for info in infos.values():
         if isinstance(info, Mapping):
@@ -833,9 +496,3 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return "sha256:" + h.hexdigest()
-
-
-def temp_log_path(directory: Path) -> Path:
-    """A log that lives only until it is converted: plain JSON lines (compressing it cost a
-    sixth of a MaMuJoCo recording's time)."""
-    return directory / f"record-{uuid.uuid4().hex[:8]}.jsonl"
