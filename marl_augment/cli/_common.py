@@ -90,6 +90,18 @@ def progress_bar(
         yield lambda n=1: prog.advance(task, n)
 
 
+def counting_bars(description: str = "{task.description}") -> Progress:
+    """Several counted bars in one display (stages of a benchmark, seeds of a training run)."""
+    return Progress(
+        TextColumn(description),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=not err_console.is_terminal,
+    )
+
+
 @contextmanager
 def metrics_bar(
     description: str, total: int, fields: tuple[str, ...]

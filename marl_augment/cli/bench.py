@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..bench import BenchConfig, load_config, plan, read_results, run_benchmark
@@ -17,7 +16,15 @@ from ..bench.compare import compare_datasets, compare_results
 from ..bench.grid import keep_results, timing, timing_table
 from ..bench.report import table1
 from ..errors import ConfigError
-from ._common import console, err_console, kv_table, parse_seeds, print_json, user_errors
+from ._common import (
+    console,
+    counting_bars,
+    err_console,
+    kv_table,
+    parse_seeds,
+    print_json,
+    user_errors,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -30,14 +37,7 @@ def register(app: typer.Typer) -> None:
 def stage_bars():
     """One progress bar per benchmark stage (data, augment, train), counting cells."""
 
-    with Progress(
-        TextColumn("{task.description:<9}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        disable=not err_console.is_terminal,
-    ) as prog:
+    with counting_bars("{task.description:<9}") as prog:
         tasks: dict[str, Any] = {}
 
         def update(stage: str, n: int, total: int) -> None:

@@ -6,14 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..algos import ALGORITHMS
 from ..errors import ConfigError
 from ._common import (
     console,
-    err_console,
+    counting_bars,
     kv_table,
     metrics_bar,
     options_table,
@@ -175,14 +174,7 @@ def _train_seeds(
 
     from ..training import train_seeds
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        disable=not err_console.is_terminal,
-    ) as prog:
+    with counting_bars() as prog:
         bars = {s: prog.add_task(f"{algo} seed {s}", total=kwargs["steps"]) for s in seed_list}
 
         def progress(seed: int, step: int) -> None:
