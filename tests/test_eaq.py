@@ -388,3 +388,69 @@ def test_augment_command_fits_with_checkpoints_beside_the_output_and_cleans_up(d
         ["augment", str(dataset.path), str(tmp_path / "r.zarr"), "--method", "rad-s", "--resume"],
     )
     assert r.exit_code != 0 and "--resume applies to learned augmenters" in r.output
+
+
+def _obs_gap(syn, real, sources) -> float:
+    """Mean |obs| difference of each synthetic episode to its source, over common steps."""
+    gaps = []
+    for i, j in enumerate(sources):
+        a, b = syn.episode(i).obs, real.episode(int(j)).obs
+        t = min(len(a), len(b))
+        gaps.append(float(np.abs(a[:t] - b[:t]).mean()))
+    return float(np.mean(gaps))
+
+
+def test_partial_noising_starts_from_real_episodes(dataset, tmp_path):
+    """partial_noise (SDEdit): at a low level each synthetic episode stays close to the real one
+    it started from, far closer than episodes made from pure noise; every real episode is used
+    in turn; a saved model noises the dataset it augments, the same way."""
+    aug = ma.make_augmenter("eaq", **TINY, seed=0).fit(dataset)
+    full = aug.sample(40, seed=2)
+    aug.config.partial_noise = 0.1
+    near = aug.sample(40, seed=2)
+    src = aug.last_sources
+    assert sorted(src) == list(range(40))  # one round through the real episodes
+    report = aug.last_report["partial_noise"]
+    assert report == {"level": 0.1, "from_step": 1, "source_episodes": 40}
+    assert set(aug.reward_maps) == {"ddim", "ddim-p100"}  # a reward map per way of sampling
+    gap_near, gap_full = _obs_gap(near, dataset, src), _obs_gap(full, dataset, src)
+    assert gap_near < 0.5 * gap_full, (gap_near, gap_full)
+    np.testing.assert_array_equal(aug.sample(40, seed=2).columns["obs"], near.columns["obs"])
+
+    aug.save(tmp_path / "m")
+    back = ma.load_augmenter(tmp_path / "m")
+    with pytest.raises(ConfigError, match="starts from real episodes"):
+        back.sample(4, seed=0)
+    out = back.augment(dataset, scale=1.0, seed=2, out=tmp_path / "aug.zarr")
+    np.testing.assert_array_equal(out.where("synthetic").columns["obs"], near.columns["obs"])
+    prov = out.provenance[-1]["sample_report"]["partial_noise"]
+    assert prov["source_episodes"] == 40
+    with pytest.raises(ConfigError, match="partial_noise must be in"):
+        ma.make_augmenter("eaq", partial_noise=0.0)
+
+
+def test_a_fit_checkpoint_resumes_with_other_sampling_options(dataset, tmp_path):
+    """Sampling options (sampler, partial noising, filtering, device) do not change a fit, so a
+    checkpoint resumes under other values; fit options (lam) still have to match."""
+    opts = {**TINY, "train_steps": 20, "checkpoint_every": 10}
+    ck = tmp_path / "train"
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_15(n, loss, seen=[]):  # noqa: B006 - a counter across calls
+        seen.append(loss)
+        if len(seen) == 15:
+            raise Stop
+
+    with pytest.raises(Stop):
+        ma.make_augmenter("eaq", **opts).fit(dataset, progress=stop_at_15, checkpoint_dir=ck)
+    with pytest.raises(ConfigError, match="other options"):
+        ma.make_augmenter("eaq", **{**opts, "lam": 0.5}).fit(
+            dataset, checkpoint_dir=ck, resume=True
+        )
+    steps = []
+    ma.make_augmenter("eaq", **opts, sampler="ddpm", partial_noise=0.5, filter_factor=2.0).fit(
+        dataset, progress=lambda n, loss: steps.append(loss), checkpoint_dir=ck, resume=True
+    )
+    assert len(steps) == 10

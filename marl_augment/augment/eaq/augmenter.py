@@ -36,6 +36,21 @@ from . import features as F
 #: value in a damaged model folder would allocate gigabytes before anything else failed.
 MAX_HORIZON = 20_000
 
+#: options that change how a fitted model samples, not how it is fitted: a fit checkpoint may be
+#: resumed with other values of these
+SAMPLING_OPTIONS = frozenset(
+    {
+        "sampler",
+        "sample_steps",
+        "clip",
+        "sample_batch",
+        "filter_factor",
+        "partial_noise",
+        "device",
+        "checkpoint_every",
+    }
+)
+
 
 @dataclass
 class EAQConfig:
@@ -81,6 +96,11 @@ class EAQConfig:
     """Dynamics filtering (MADiTS-style): generate this many times the episodes asked for and
     keep those whose steps best follow the real dynamics, scored by a one-step model fitted on
     the real data at fit time (``fidelity.DynamicsModel``). 1: no filtering."""
+    partial_noise: float = 1.0
+    """Partial noising (SDEdit; GTA's way of trading novelty for fidelity): each synthetic episode
+    starts from a real episode of the augmented dataset noised to this fraction of the diffusion
+    chain, and is denoised from there. 1: from pure noise (the paper); 0.3 keeps much of the real
+    episode. Real episodes are used in turn, each as often as the scale asks."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ..."""
     checkpoint_every: int = 500
@@ -110,6 +130,9 @@ class EAQ(Augmenter):
         """Quantiles of the real data's reward channels (set by fitting or loading)."""
         self.reward_maps: dict[str, dict[str, F.RewardQuantiles]] = {}
         """Reward maps per sampler (see :meth:`maps_for`)."""
+        self.sources: Dataset | None = None
+        """The real episodes partial noising starts from: the dataset last fitted or augmented."""
+        self._encoded_sources: tuple[int, Any] | None = None
 
     def check_config(self) -> None:
         c = self.config
@@ -121,6 +144,8 @@ class EAQ(Augmenter):
             raise ConfigError(f"dims must be channel counts >= 8, got {c.dims}")
         if not 1.0 <= self.config.filter_factor <= 100.0:
             raise ConfigError(f"filter_factor must be in [1, 100], got {self.config.filter_factor}")
+        if not 0.0 < c.partial_noise <= 1.0:
+            raise ConfigError(f"partial_noise must be in (0, 1], got {c.partial_noise}")
         for k in ("diffusion_steps", "sample_steps", "train_steps", "batch_size", "sample_batch"):
             if getattr(c, k) < 1:
                 raise ConfigError(f"{k} must be >= 1")
@@ -249,8 +274,9 @@ class EAQ(Augmenter):
     ) -> EAQ:
         """Train on ``ds``; with ``checkpoint_dir`` save checkpoints, ``resume`` from one."""
         self.check_fittable(ds)
+        self.sources = ds
         self._fit(ds, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
-        self.maps_for(self.config.sampler)  # calibrate the default sampler now
+        self.maps_for(self.sampler_key())  # calibrate the configured sampler now
         self.dynamics = (
             DynamicsModel.fit(ds, seed=self.config.seed) if self.config.filter_factor > 1 else None
         )
@@ -269,9 +295,16 @@ class EAQ(Augmenter):
             {"step": step, "config": self.config_dict()},
         )
 
+    def _fit_options(self, saved: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The options a fit depends on: the config's, or a checkpoint's (``saved``, an option
+        it predates counting at its default), without :data:`SAMPLING_OPTIONS`."""
+        now = self.config_dict()
+        opts = now if saved is None else {k: saved.get(k, self.Config().__dict__[k]) for k in now}
+        return {k: v for k, v in opts.items() if k not in SAMPLING_OPTIONS}
+
     def _load_checkpoint(self, d: Path, opt) -> int:
         meta = json.loads((d / STATE_META).read_text())
-        if meta["config"] != self.config_dict():
+        if self._fit_options(meta["config"]) != self._fit_options():
             raise ConfigError(
                 f"checkpoint in {d} was made with other options; resume with the same ones"
             )
@@ -291,10 +324,57 @@ class EAQ(Augmenter):
         return a.sqrt() * xk + (1 - a).sqrt() * net(xk, k)
 
     # -- sampling ---------------------------------------------------------------------------
+    def augment(self, ds: Dataset, **kwargs: Any) -> Dataset:
+        """As :meth:`Augmenter.augment`; partial noising starts from ``ds``'s episodes."""
+        self.sources = ds
+        return super().augment(ds, **kwargs)
+
+    def sampler_key(self, sampler: str | None = None) -> str:
+        """The name of a way of sampling, for its reward map: the sampler, and the partial
+        noising level when there is one (``ddim-p300`` starts at 0.3 of the chain)."""
+        sampler = sampler or self.config.sampler
+        s = self.config.partial_noise
+        return sampler if s >= 1.0 else f"{sampler}-p{int(round(s * 1000)):03d}"
+
+    def partial_step(self) -> int | None:
+        """The diffusion step partial noising starts from (None: pure noise)."""
+        s = self.config.partial_noise
+        if s >= 1.0:
+            return None
+        return int(np.clip(round(s * self.sched.steps) - 1, 0, self.sched.steps - 1))
+
+    def _source_tensor(self):
+        """The normalised episodes of :attr:`sources` (cached per dataset)."""
+        import torch
+
+        ds = self.sources
+        if ds is None:
+            raise ConfigError(
+                "partial_noise < 1 starts from real episodes: augment a dataset (or fit one) "
+                "so the model has them"
+            )
+        if self._encoded_sources is None or self._encoded_sources[0] != id(ds):
+            if ds.spec.to_json() != self.spec.to_json():
+                raise ConfigError(
+                    f"partial noising needs episodes of the fitted spec ({self.spec.env_id}); "
+                    f"got {ds.spec.env_id} data"
+                )
+            if int(ds.episode_lengths.max()) > self.horizon:
+                raise ConfigError(
+                    f"the dataset has episodes of {int(ds.episode_lengths.max())} steps, longer "
+                    f"than the model's horizon {self.horizon}; fit the model on it"
+                )
+            x, mask = F.encode(ds, self.layout, self.horizon)
+            y = torch.from_numpy(self.norm.forward(x, mask))
+            self._encoded_sources = (id(ds), y)
+        return self._encoded_sources[1]
+
     def generate(
         self, n: int, seed: int, *, sampler: str | None = None, progress: Any = None
     ) -> np.ndarray:
-        """De-normalised episode tensors (n, F, horizon) from the EMA model."""
+        """De-normalised episode tensors (n, F, horizon) from the EMA model; with
+        ``partial_noise`` < 1 each starts from a source episode (:attr:`sources`, each used in
+        turn in a seeded order), whose indices are left in ``last_sources``."""
         import torch
 
         from .diffusion import ddim_sample, ddpm_sample
@@ -302,20 +382,46 @@ class EAQ(Augmenter):
         c = self.config
         sampler = sampler or c.sampler
         gen = torch.Generator(device=self.device).manual_seed(int(seed))
+        from_step = self.partial_step()
+        src = None
+        if from_step is not None:
+            src = self._source_tensor()
+            rng = np.random.default_rng(int(seed))
+            rounds = -(-n // src.shape[0])
+            order = np.concatenate([rng.permutation(src.shape[0]) for _ in range(rounds)])
+            self.last_sources = order[:n]
         self.ema.eval()
         out = []
         for lo in range(0, n, c.sample_batch):
             b = min(c.sample_batch, n - lo)
             shape = (b, self.layout.width, self.horizon)
+            start = None if src is None else src[self.last_sources[lo : lo + b]]
 
             def model(x, k):
                 return self.denoise(self.ema, x, k)
 
             if sampler == "ddpm":
-                y = ddpm_sample(model, self.sched, shape, gen, self.device, clip=c.clip)
+                y = ddpm_sample(
+                    model,
+                    self.sched,
+                    shape,
+                    gen,
+                    self.device,
+                    clip=c.clip,
+                    start=start,
+                    from_step=from_step,
+                )
             else:
                 y = ddim_sample(
-                    model, self.sched, shape, gen, self.device, n_steps=c.sample_steps, clip=c.clip
+                    model,
+                    self.sched,
+                    shape,
+                    gen,
+                    self.device,
+                    n_steps=c.sample_steps,
+                    clip=c.clip,
+                    start=start,
+                    from_step=from_step,
                 )
             out.append(self.norm.inverse(y.cpu().numpy()))
             if progress is not None:
@@ -325,14 +431,16 @@ class EAQ(Augmenter):
     def _sample(self, n_episodes: int, rng: np.random.Generator, seed: int) -> Dataset:
         factor = self.config.filter_factor
         if factor <= 1:
-            return self.decode(self.generate(n_episodes, seed))
+            syn = self.decode(self.generate(n_episodes, seed))
+            self.last_report = self._with_sources(self.last_report)
+            return syn
         if getattr(self, "dynamics", None) is None:
             raise ConfigError(
                 "filter_factor > 1 needs the dynamics model made at fit time; this model "
                 "was fitted (or saved) without it: fit it again with filter_factor set"
             )
         made = self.decode(self.generate(int(np.ceil(n_episodes * factor)), seed))
-        report = dict(self.last_report)
+        report = self._with_sources(dict(self.last_report))
         score = self.dynamics.episode_errors(made)
         order = np.argsort(score, kind="stable")
         keep = np.sort(order[:n_episodes])
@@ -348,11 +456,25 @@ class EAQ(Augmenter):
         }
         return made.select(keep)
 
+    def _with_sources(self, report: dict[str, Any]) -> dict[str, Any]:
+        s = self.config.partial_noise
+        if s >= 1.0:
+            return report
+        used = self.last_sources
+        return {
+            **report,
+            "partial_noise": {
+                "level": s,
+                "from_step": self.partial_step(),
+                "source_episodes": int(np.unique(used).size),
+            },
+        }
+
     def decode(self, x: np.ndarray, sampler: str | None = None) -> Dataset:
         """Episodes from de-normalised features (as :meth:`generate` returns them, made with
         ``sampler``, the configured one by default): rewards calibrated, structure imposed, as
         the config says. The decoding report is left in ``last_report``."""
-        x = F.map_rewards(x, self.layout, self.maps_for(sampler or self.config.sampler))
+        x = F.map_rewards(x, self.layout, self.maps_for(self.sampler_key(sampler)))
         structure = self.structure if self.config.structured_decoding else None
         cols, lengths, report = F.decode(x, self.layout, self.spec, structure)
         self.last_report = report
@@ -371,22 +493,28 @@ class EAQ(Augmenter):
             if s[name].stop > s[name].start
         }
 
-    def maps_for(self, sampler: str) -> dict[str, F.RewardQuantiles]:
-        """Reward maps for episodes made by ``sampler`` (each sampler blurs rewards its own way):
-        measured once on a fixed-seed calibration sample, then kept (and saved with the model).
-        Empty when calibration is off, or for a model saved before it existed."""
+    def maps_for(self, key: str) -> dict[str, F.RewardQuantiles]:
+        """Reward maps for episodes made the way ``key`` names (:meth:`sampler_key`; each way
+        blurs rewards its own): measured once on a fixed-seed calibration sample, then kept (and
+        saved with the model). Empty when calibration is off, or for a model saved before it
+        existed. A partial-noising key is calibrated on the :attr:`sources` of its first use."""
         real = self.real_rewards
         if not self.config.reward_calibration or not real:
             return {}
-        if sampler not in self.reward_maps:
+        if key not in self.reward_maps:
+            sampler = key.split("-p")[0]
+            if self.sampler_key(sampler) != key:
+                raise ConfigError(f"no reward map {key!r}, and the config samples as another")
+            used = getattr(self, "last_sources", None)
             x = self.generate(
                 self.CALIBRATION_EPISODES, seed=self.config.seed + 7919, sampler=sampler
             )
+            self.last_sources = used  # the calibration sample's are not the caller's
             lengths, _ = F.episode_ends(x[:, self.layout.slices()["done"], :][:, 0, :])
             valid = np.arange(x.shape[2])[None, :] < lengths[:, None]
             syn = self._reward_quantiles(x, valid)
-            self.reward_maps[sampler] = {k: F.RewardQuantiles(real[k], syn[k]) for k in real}
-        return self.reward_maps[sampler]
+            self.reward_maps[key] = {k: F.RewardQuantiles(real[k], syn[k]) for k in real}
+        return self.reward_maps[key]
 
     # -- persistence --------------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:

@@ -1,7 +1,9 @@
 """The noise schedule and samplers, apart from the network (the diffusers way).
 
 EAQ's network predicts tau_0 (not the noise), so both samplers are written for an x0-predictor:
-DDPM's ancestral sampler over every step, and DDIM (eta = 0) over an evenly spaced subset.
+DDPM's ancestral sampler over every step, and DDIM (eta = 0) over an evenly spaced subset. Both
+can start part-way down the chain from given episodes noised to that step (SDEdit, Meng et al.
+2022; GTA's partial noising): ``start`` holds the clean episodes and ``from_step`` the step.
 """
 
 from __future__ import annotations
@@ -41,6 +43,25 @@ class Schedule:
         a = self.abar[k][:, None, None]
         return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
+    def start_from(
+        self,
+        shape,
+        generator: torch.Generator,
+        device,
+        start: torch.Tensor | None,
+        from_step: int | None,
+    ) -> tuple[torch.Tensor, int]:
+        """The sampler's first tau and step: pure noise at the last step, or ``start`` (clean
+        episodes) noised to ``from_step`` (SDEdit)."""
+        noise = torch.randn(shape, generator=generator, device=device)
+        if start is None:
+            return noise, self.steps - 1
+        k = self.steps - 1 if from_step is None else int(from_step)
+        if not 0 <= k < self.steps:
+            raise ValueError(f"from_step must be in 0..{self.steps - 1}, got {k}")
+        kk = torch.full((shape[0],), k, device=device, dtype=torch.long)
+        return self.q_sample(start.to(device), kk, noise), k
+
 
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -54,10 +75,12 @@ def ddpm_sample(
     device,
     clip: float | None = None,
     progress=None,
+    start: torch.Tensor | None = None,
+    from_step: int | None = None,
 ) -> torch.Tensor:
-    """Ancestral sampling through every step."""
-    x = torch.randn(shape, generator=generator, device=device)
-    for k in reversed(range(sched.steps)):
+    """Ancestral sampling through every step (from ``from_step`` down, with ``start``)."""
+    x, top = sched.start_from(shape, generator, device, start, from_step)
+    for k in reversed(range(top + 1)):
         kk = torch.full((shape[0],), k, device=device, dtype=torch.long)
         x0 = model(x, kk)
         if clip is not None:
@@ -83,10 +106,15 @@ def ddim_sample(
     n_steps: int = 10,
     clip: float | None = None,
     progress=None,
+    start: torch.Tensor | None = None,
+    from_step: int | None = None,
 ) -> torch.Tensor:
-    """Deterministic DDIM (eta = 0) over ``n_steps`` evenly spaced diffusion steps."""
-    ks = np.unique(np.linspace(0, sched.steps - 1, n_steps).round().astype(int))[::-1]
-    x = torch.randn(shape, generator=generator, device=device)
+    """Deterministic DDIM (eta = 0) over ``n_steps`` evenly spaced diffusion steps (from
+    ``from_step`` down, with ``start``: the steps of the full chain that lie below it, at least
+    one)."""
+    x, top = sched.start_from(shape, generator, device, start, from_step)
+    ks = np.unique(np.linspace(0, sched.steps - 1, n_steps).round().astype(int))
+    ks = np.unique(np.concatenate([[top], ks[ks < top]]))[::-1]
     for i, k in enumerate(ks):
         kk = torch.full((shape[0],), int(k), device=device, dtype=torch.long)
         x0 = model(x, kk)
