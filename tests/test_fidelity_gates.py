@@ -51,3 +51,21 @@ def test_action_shares_and_errors(real):
     assert set(errs) == {"real_held_out", "same"} and all(np.isfinite(v) for v in errs.values())
     with pytest.raises(ConfigError, match="at least 4 real episodes"):
         fidelity_gates(real.select([0, 1]), real)
+
+
+def test_novelty_tells_copies_from_fresh_episodes(real):
+    """Copies of the data have no novelty; a fresh half of real episodes against the other half
+    is about as far as real episodes are from each other; shuffled episodes are further."""
+    from marl_augment.augment.fidelity import novelty
+
+    order = np.random.default_rng(0).permutation(len(real))
+    a, b = real.select(np.sort(order[:60])), real.select(np.sort(order[60:]))
+    copies = novelty(a, a.select(np.arange(30)))
+    assert copies["copies"] == 1.0 and copies["nn_ratio"] == pytest.approx(0.0, abs=1e-3)
+    fresh = novelty(a, b)
+    assert fresh["copies"] == 0.0 and 0.6 < fresh["nn_ratio"] < 1.6, fresh
+    shuffled = novelty(a, shuffled_baseline(a, 60, seed=3))
+    assert shuffled["nn_ratio"] > fresh["nn_ratio"], (shuffled, fresh)
+    assert "novelty" in fidelity_gates(a, b, seed=0, dynamics_steps=50)
+    with pytest.raises(ConfigError, match="novelty needs"):
+        novelty(a.select(np.arange(1)), b)

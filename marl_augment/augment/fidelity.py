@@ -10,7 +10,10 @@
 - **gates** (:func:`fidelity_gates`): per measure — return and length W1, action marginals,
   dynamics consistency, focus fire — the synthetic set's distance to the real data next to the
   shuffled baseline's and the real data's own sampling noise; a set passes a gate when it is far
-  closer than the baseline (at most half its distance) or within the noise.
+  closer than the baseline (at most half its distance) or within the noise;
+- **novelty** (:func:`novelty`): how far synthetic episodes are from their nearest real one,
+  relative to how far real episodes are from each other — the other side of fidelity (a copy of
+  the data passes every gate and adds nothing).
 
 ``shuffled_baseline`` makes the reference a generative model should beat: real episodes with
 every feature shuffled independently across episodes (marginals kept, structure destroyed).
@@ -323,6 +326,7 @@ def fidelity_gates(
         "gates": gates,
         "passes": all(g["pass"] for g in gates.values()),
         "ratio": GATE_RATIO,
+        "novelty": novelty(real, synthetic, seed=seed),
     }
     types = action_types(real)
     if types is not None:
@@ -507,6 +511,67 @@ def return_histogram(real: Dataset, synthetic: Dataset, path: Path) -> Path:
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
     return path
+
+
+NOVELTY_POINTS = 8
+"""Time points an episode is summarised at for :func:`novelty`."""
+
+
+def _episode_summaries(ds: Dataset) -> np.ndarray:
+    """Each episode as a vector: its state (observations when it has none) at
+    :data:`NOVELTY_POINTS` evenly spaced steps, its return and its length."""
+    feats = ds.columns["state"] if ds.spec.state_dim else ds.columns["obs"]
+    feats = feats.reshape(feats.shape[0], -1).astype(np.float32)
+    starts, lengths = ds.episode_offsets[:-1], ds.episode_lengths
+    at = np.linspace(0.0, 1.0, NOVELTY_POINTS)[None, :] * (lengths - 1)[:, None]
+    rows = starts[:, None] + np.round(at).astype(np.int64)  # (E, points)
+    out = feats[rows].reshape(len(ds), -1)
+    extra = np.stack([ds.episode_returns, lengths.astype(np.float64)], 1).astype(np.float32)
+    return np.concatenate([out, extra], 1)
+
+
+def _nearest(a: np.ndarray, b: np.ndarray, skip_self: bool = False) -> np.ndarray:
+    """Euclidean distance from every row of ``a`` to its nearest row of ``b`` (blocked)."""
+    bb = (b**2).sum(1)
+    out = np.empty(len(a), np.float64)
+    for lo in range(0, len(a), 512):
+        blk = a[lo : lo + 512]
+        d2 = (blk**2).sum(1)[:, None] + bb[None, :] - 2.0 * blk @ b.T
+        if skip_self:
+            d2[np.arange(len(blk)), np.arange(lo, lo + len(blk))] = np.inf
+        out[lo : lo + 512] = np.sqrt(np.maximum(d2.min(1), 0.0))
+    return out
+
+
+def novelty(real: Dataset, synthetic: Dataset, max_episodes: int = 4000, seed: int = 0):
+    """How new synthetic episodes are: the median distance from a synthetic episode to its
+    nearest real one over the median distance from a real episode to its nearest *other* real
+    one (``nn_ratio``: about 1 when synthetic episodes are as far from the data as fresh real
+    ones would be, 0 for copies), and the share of synthetic episodes that are (near) copies of
+    a real one (``copies``: nearer than 1% of that real median). Episodes are compared as
+    z-scored summaries (state at a few evenly spaced steps, return, length); at most
+    ``max_episodes`` of each set, drawn by ``seed``."""
+    if len(real) < 2 or len(synthetic) == 0:
+        raise ConfigError("novelty needs at least 2 real and 1 synthetic episodes")
+    rng = np.random.default_rng(seed)
+
+    def some(ds: Dataset) -> Dataset:
+        if len(ds) <= max_episodes:
+            return ds
+        return ds.select(np.sort(rng.choice(len(ds), max_episodes, replace=False)))
+
+    r, s = _episode_summaries(some(real)), _episode_summaries(some(synthetic))
+    mu, sd = r.mean(0), r.std(0)
+    sd[sd < 1e-8] = 1.0
+    r, s = (r - mu) / sd, (s - mu) / sd
+    real_nn = float(np.median(_nearest(r, r, skip_self=True)))
+    syn_nn = _nearest(s, r)
+    scale = max(real_nn, 1e-12)
+    return {
+        "nn_ratio": float(np.median(syn_nn) / scale),
+        "copies": float((syn_nn < 0.01 * scale).mean()),
+        "real_nn": real_nn,
+    }
 
 
 def shuffled_baseline(ds: Dataset, n_episodes: int, seed: int = 0) -> Dataset:
