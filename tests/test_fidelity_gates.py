@@ -69,3 +69,16 @@ def test_novelty_tells_copies_from_fresh_episodes(real):
     assert "novelty" in fidelity_gates(a, b, seed=0, dynamics_steps=50)
     with pytest.raises(ConfigError, match="novelty needs"):
         novelty(a.select(np.arange(1)), b)
+
+
+def test_the_fidelity_command_prints_gates_and_novelty(real, tmp_path):
+    from typer.testing import CliRunner
+
+    import marl_augment as ma
+    from marl_augment.cli import app
+
+    ma.make_augmenter("rad-s").augment(real, scale=0.5, seed=0, out=tmp_path / "aug.zarr")
+    r = CliRunner().invoke(app, ["fidelity", str(real.path), str(tmp_path / "aug.zarr")])
+    assert r.exit_code == 0, r.output
+    assert "fidelity gates: all pass" in r.output
+    assert "novelty: nearest-real distance" in r.output

@@ -195,3 +195,9 @@ def fidelity(
         for row in gates_rows(gates):
             t.add_row(*row)
         console.print(t)
+        nov = gates.get("novelty")
+        if nov:
+            console.print(
+                f"novelty: nearest-real distance {nov['nn_ratio']:.2f} × the real episodes' own "
+                f"({nov['copies']:.0%} near copies of a real episode)"
+            )
