@@ -46,6 +46,7 @@ OPTIONS = [
     ("filter x3", {"filter_factor": 3.0}),
     ("filter x3 + partial 0.3", {"filter_factor": 3.0, "partial_noise": 0.3}),
 ]
+DEFAULT_DIMS = (32, 64, 128)
 GATES = ("return_w1", "length_w1", "action_tv", "focus_fire", "dynamics")
 
 
@@ -68,7 +69,7 @@ def load_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def fit(ds, folder: Path, lam: float, budgets: list[int], seed: int):
+def fit(ds, folder: Path, lam: float, budgets: list[int], seed: int, dims: list[int]):
     """The EAQ fitted to the largest budget, its EMA state at every budget (files in ``folder``)
     and the fit's cost; a finished fit is loaded, an interrupted one resumes."""
     import torch
@@ -85,7 +86,13 @@ def fit(ds, folder: Path, lam: float, budgets: list[int], seed: int):
         aug = Augmenter.load(model_dir)
         return aug, snaps, json.loads(timing.read_text())
     aug = ma.make_augmenter(
-        "eaq", lam=lam, train_steps=max(budgets), seed=seed, device="cpu", checkpoint_every=500
+        "eaq",
+        lam=lam,
+        dims=dims,
+        train_steps=max(budgets),
+        seed=seed,
+        device="cpu",
+        checkpoint_every=500,
     )
     ck = folder / "fit"
     done = 0
@@ -157,18 +164,23 @@ def run(args) -> None:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     rows_path = args.out / "rows.jsonl"
-    done = {(r["dataset"], r["fit_steps"], r["option"]) for r in load_rows(rows_path)}
+    done = {(r["dataset"], dims_of(r), r["fit_steps"], r["option"]) for r in load_rows(rows_path)}
+    dims = list(args.dims)
+    options = [(o, opts) for o, opts in OPTIONS if not args.options or o in args.options]
     budgets = sorted(set(args.budgets))
     for store in args.stores or default_stores():
         ds = ma.load(store)
         name = name_of(store)
-        folder = args.out / f"{ds.fingerprint[:16]}-lam{args.lam:g}-seed{args.seed}"
+        digest = ds.fingerprint.split(":")[-1][:16]
+        folder = args.out / (
+            f"{digest}-lam{args.lam:g}-seed{args.seed}-dims{'x'.join(map(str, dims))}"
+        )
         todo = [(b, "pure noise", {}) for b in budgets[:-1]]
-        todo += [(budgets[-1], o, opts) for o, opts in OPTIONS]
-        todo = [t for t in todo if (name, t[0], t[1]) not in done]
+        todo += [(budgets[-1], o, opts) for o, opts in options]
+        todo = [t for t in todo if (name, tuple(dims), t[0], t[1]) not in done]
         if not todo:
             continue
-        aug, snaps, cost = fit(ds, folder, args.lam, budgets, args.seed)
+        aug, snaps, cost = fit(ds, folder, args.lam, budgets, args.seed, dims)
         final = {k: v.clone() for k, v in aug.ema.state_dict().items()}
         n = max(1, int(round(args.scale * len(ds))))
         for b, option, opts in todo:
@@ -178,6 +190,8 @@ def run(args) -> None:
                 "dataset": name,
                 "store_fingerprint": ds.fingerprint,
                 "fit_steps": b,
+                "dims": dims,
+                "parameters": aug.parameter_count(),
                 "option": option,
                 "options": opts,
                 "lam": args.lam,
@@ -197,6 +211,11 @@ def run(args) -> None:
             )
 
 
+def dims_of(row: dict) -> tuple[int, ...]:
+    """A row's U-Net channels (rows from before the option have the default's)."""
+    return tuple(row.get("dims", DEFAULT_DIMS))
+
+
 def fmt(g: dict | None) -> str:
     if g is None:
         return "—"
@@ -208,25 +227,37 @@ def report(out: Path) -> str:
     if not rows:
         return "no rows yet"
     head = (
-        "| dataset | fit steps | option | "
+        "| dataset | U-Net channels | fit steps | option | "
         + " | ".join(GATES)
         + " | all | novelty (copies) | return (real) | length (real) | sample CPU s |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in sorted(rows, key=lambda r: (r["dataset"], r["fit_steps"], r["option"])):
+    for r in sorted(rows, key=lambda r: (r["dataset"], dims_of(r), r["fit_steps"], r["option"])):
         lines.append(
-            f"| {r['dataset']} | {r['fit_steps']} | {r['option']} | "
+            f"| {r['dataset']} | {'-'.join(map(str, dims_of(r)))} | {r['fit_steps']} | "
+            f"{r['option']} | "
             + " | ".join(fmt(r["gates"].get(g)) for g in GATES)
             + f" | {'pass' if r['passes'] else 'fail'} | {r['novelty']['nn_ratio']:.2f} "
             f"({r['novelty']['copies']:.0%}) | {r['return_mean']:.3f} "
             f"({r['real_return_mean']:.3f}) | {r['length_mean']:.1f} ({r['real_length_mean']:.1f})"
             f" | {r['sample_cpu_s']:.0f} |"
         )
-    fits = sorted({(r["dataset"], round(r["fit_cpu_s_full_budget"])) for r in rows})
+    fits = sorted(
+        {(r["dataset"], dims_of(r), max_steps(rows, r), r["fit_cpu_s_full_budget"]) for r in rows}
+    )
     lines.append("")
-    lines += [f"- fit of {d} to the largest budget: {s / 60:.1f} CPU min" for d, s in fits]
+    lines += [
+        f"- fit of {d}, channels {'-'.join(map(str, m))}, {n} steps: {s / 60:.1f} CPU min"
+        for d, m, n, s in fits
+    ]
     plot(rows, out / "fit_budget.png")
     return "\n".join(lines)
+
+
+def max_steps(rows: list[dict], row: dict) -> int:
+    """The largest budget of the fit a row's snapshot came from."""
+    same = (row["dataset"], dims_of(row))
+    return max(r["fit_steps"] for r in rows if (r["dataset"], dims_of(r)) == same)
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -238,13 +269,16 @@ def plot(rows: list[dict], path: Path) -> None:
     curve = [r for r in rows if r["option"] == "pure noise"]
     if not curve:
         return
-    datasets = sorted({r["dataset"] for r in curve})
+    datasets = sorted({(r["dataset"], dims_of(r)) for r in curve})
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, g in zip(axes, ("dynamics", "return_w1", "length_w1")):
         for d in datasets:
-            rs = sorted((r for r in curve if r["dataset"] == d), key=lambda r: r["fit_steps"])
+            rs = sorted(
+                (r for r in curve if (r["dataset"], dims_of(r)) == d), key=lambda r: r["fit_steps"]
+            )
             x = [r["fit_steps"] for r in rs]
-            (line,) = ax.plot(x, [r["gates"][g]["synthetic"] for r in rs], "o-", label=d)
+            label = f"{d[0]}, channels {'-'.join(map(str, d[1]))}"
+            (line,) = ax.plot(x, [r["gates"][g]["synthetic"] for r in rs], "o-", label=label)
             ax.axhline(
                 rs[-1]["gates"][g]["shuffled"],
                 color=line.get_color(),
@@ -266,6 +300,8 @@ def main() -> None:
     ap.add_argument("--stores", type=Path, nargs="*", help="default: the kept paper-grid stores")
     ap.add_argument("--budgets", type=int, nargs="+", default=[500, 1000, 2000, 4000])
     ap.add_argument("--lam", type=float, default=0.1)
+    ap.add_argument("--dims", type=int, nargs="+", default=list(DEFAULT_DIMS), help="U-Net")
+    ap.add_argument("--options", nargs="*", help="only these of the options compared")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=1)
