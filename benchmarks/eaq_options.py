@@ -42,6 +42,7 @@ OPTIONS = [
     ("pure noise", {}),
     ("partial 0.5", {"partial_noise": 0.5}),
     ("partial 0.3", {"partial_noise": 0.3}),
+    ("partial 0.2", {"partial_noise": 0.2}),
     ("partial 0.1", {"partial_noise": 0.1}),
     ("filter x3", {"filter_factor": 3.0}),
     ("filter x3 + partial 0.3", {"filter_factor": 3.0, "partial_noise": 0.3}),
@@ -164,7 +165,7 @@ def run(args) -> None:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     rows_path = args.out / "rows.jsonl"
-    done = {(r["dataset"], dims_of(r), r["fit_steps"], r["option"]) for r in load_rows(rows_path)}
+    done = {(*fit_of(r), r["fit_steps"], r["option"]) for r in load_rows(rows_path)}
     dims = list(args.dims)
     options = [(o, opts) for o, opts in OPTIONS if not args.options or o in args.options]
     budgets = sorted(set(args.budgets))
@@ -177,7 +178,7 @@ def run(args) -> None:
         )
         todo = [(b, "pure noise", {}) for b in budgets[:-1]]
         todo += [(budgets[-1], o, opts) for o, opts in options]
-        todo = [t for t in todo if (name, tuple(dims), t[0], t[1]) not in done]
+        todo = [t for t in todo if (name, args.lam, tuple(dims), t[0], t[1]) not in done]
         if not todo:
             continue
         aug, snaps, cost = fit(ds, folder, args.lam, budgets, args.seed, dims)
@@ -216,6 +217,15 @@ def dims_of(row: dict) -> tuple[int, ...]:
     return tuple(row.get("dims", DEFAULT_DIMS))
 
 
+def fit_of(row: dict) -> tuple:
+    """Which fit a row's model came from: dataset, lambda, U-Net channels."""
+    return (row["dataset"], row["lam"], dims_of(row))
+
+
+def fit_name(fit: tuple) -> str:
+    return f"{fit[0]}, λ {fit[1]:g}, channels {'-'.join(map(str, fit[2]))}"
+
+
 def fmt(g: dict | None) -> str:
     if g is None:
         return "—"
@@ -227,37 +237,31 @@ def report(out: Path) -> str:
     if not rows:
         return "no rows yet"
     head = (
-        "| dataset | U-Net channels | fit steps | option | "
+        "| dataset | λ | U-Net channels | fit steps | option | "
         + " | ".join(GATES)
         + " | all | novelty (copies) | return (real) | length (real) | sample CPU s |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in sorted(rows, key=lambda r: (r["dataset"], dims_of(r), r["fit_steps"], r["option"])):
+    for r in sorted(rows, key=lambda r: (*fit_of(r), r["fit_steps"], r["option"])):
         lines.append(
-            f"| {r['dataset']} | {'-'.join(map(str, dims_of(r)))} | {r['fit_steps']} | "
-            f"{r['option']} | "
+            f"| {r['dataset']} | {r['lam']:g} | {'-'.join(map(str, dims_of(r)))} | "
+            f"{r['fit_steps']} | {r['option']} | "
             + " | ".join(fmt(r["gates"].get(g)) for g in GATES)
             + f" | {'pass' if r['passes'] else 'fail'} | {r['novelty']['nn_ratio']:.2f} "
             f"({r['novelty']['copies']:.0%}) | {r['return_mean']:.3f} "
             f"({r['real_return_mean']:.3f}) | {r['length_mean']:.1f} ({r['real_length_mean']:.1f})"
             f" | {r['sample_cpu_s']:.0f} |"
         )
-    fits = sorted(
-        {(r["dataset"], dims_of(r), max_steps(rows, r), r["fit_cpu_s_full_budget"]) for r in rows}
-    )
+    fits = sorted({(fit_of(r), max_steps(rows, r), r["fit_cpu_s_full_budget"]) for r in rows})
     lines.append("")
-    lines += [
-        f"- fit of {d}, channels {'-'.join(map(str, m))}, {n} steps: {s / 60:.1f} CPU min"
-        for d, m, n, s in fits
-    ]
+    lines += [f"- fit of {fit_name(f)}, {n} steps: {s / 60:.1f} CPU min" for f, n, s in fits]
     plot(rows, out / "fit_budget.png")
     return "\n".join(lines)
 
 
 def max_steps(rows: list[dict], row: dict) -> int:
     """The largest budget of the fit a row's snapshot came from."""
-    same = (row["dataset"], dims_of(row))
-    return max(r["fit_steps"] for r in rows if (r["dataset"], dims_of(r)) == same)
+    return max(r["fit_steps"] for r in rows if fit_of(r) == fit_of(row))
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -269,16 +273,13 @@ def plot(rows: list[dict], path: Path) -> None:
     curve = [r for r in rows if r["option"] == "pure noise"]
     if not curve:
         return
-    datasets = sorted({(r["dataset"], dims_of(r)) for r in curve})
+    fits = sorted({fit_of(r) for r in curve})
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, g in zip(axes, ("dynamics", "return_w1", "length_w1")):
-        for d in datasets:
-            rs = sorted(
-                (r for r in curve if (r["dataset"], dims_of(r)) == d), key=lambda r: r["fit_steps"]
-            )
+        for f in fits:
+            rs = sorted((r for r in curve if fit_of(r) == f), key=lambda r: r["fit_steps"])
             x = [r["fit_steps"] for r in rs]
-            label = f"{d[0]}, channels {'-'.join(map(str, d[1]))}"
-            (line,) = ax.plot(x, [r["gates"][g]["synthetic"] for r in rs], "o-", label=label)
+            (line,) = ax.plot(x, [r["gates"][g]["synthetic"] for r in rs], "o-", label=fit_name(f))
             ax.axhline(
                 rs[-1]["gates"][g]["shuffled"],
                 color=line.get_color(),
@@ -286,6 +287,9 @@ def plot(rows: list[dict], path: Path) -> None:
                 lw=1,
             )
         ax.set_xscale("log")
+        ticks = sorted({r["fit_steps"] for r in curve})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("EAQ fit steps")
         ax.set_title(f"{g} (dotted: shuffled baseline)")
     axes[0].legend(fontsize=7)
