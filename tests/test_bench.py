@@ -434,10 +434,14 @@ def test_paper_protocol_configs_load_and_plan():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "benchmarks" / "configs"
-    for name, runs in (("smax-paper.toml", 480), ("smax-paper-small.toml", 160)):
+    for name, runs in (("smax-paper.toml", 540), ("smax-paper-small.toml", 160)):
         cfg = load_config(root / name).check()
         assert cfg.behaviour == "learned" and cfg.steps == 15000 and len(cfg.seeds) == 5
         assert len(plan(cfg)[2]) == runs
+    # the full run's generator option, fixed in advance, with the paper's sampling beside it
+    augment = plan(load_config(root / "smax-paper.toml").check())[1]
+    noising = {(c.config.method, c.config.options.get("partial_noise")) for c in augment}
+    assert ("eaq", 0.2) in noising and ("eaq-q", 0.2) in noising and ("eaq", 1.0) in noising
     # every shipped config loads and plans (a config key renamed in code would break them)
     for path in sorted(root.glob("*.toml")):
         assert plan(load_config(path).check())[2], path.name
