@@ -246,6 +246,8 @@ def test_options_are_checked():
         ma.make_augmenter("eaq-q", lam=0.1)
     with pytest.raises(ConfigError, match="sampler"):
         ma.make_augmenter("eaq", sampler="euler")
+    with pytest.raises(ConfigError, match="calibration_episodes must be >= 1"):
+        ma.make_augmenter("eaq", calibration_episodes=0)
     if not torch.cuda.is_available():
         from marl_augment.torch_state import resolve_device
 
