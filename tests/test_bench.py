@@ -611,3 +611,23 @@ def test_probability_of_improvement_is_rliables():
 def test_performance_profile():
     taus = np.array([0.0, 0.5, 1.0])
     assert performance_profile(np.array([0.2, 0.6, 0.9, 1.2]), taus).tolist() == [1.0, 0.75, 0.25]
+
+
+def test_algorithm_variants_sweep_the_synthetic_share(tmp_path):
+    """``algo:synthetic_share=…`` variants are their own training runs on augmented data; on the
+    original data, which has no synthetic episodes, a variant's run is the plain algorithm's
+    (one run, two rows, each with its own label)."""
+    cfg = load_config(None, **{**TINY, "algos": ["bc", "bc:synthetic_share=0.5"]}).check()
+    _, _, train = plan(cfg)
+    by_label = {(c.labels["method"], c.labels["algo"]): c for c in train}
+    assert by_label["rad-s", "bc:synthetic_share=0.5"].config.options == {"synthetic_share": 0.5}
+    assert by_label["rad-s", "bc:synthetic_share=0.5"].config.algo == "bc"
+    assert by_label["original", "bc:synthetic_share=0.5"].key == by_label["original", "bc"].key
+    assert len({c.key for c in train}) == 3
+    rows = run_benchmark(cfg, tmp_path / "bench", workers=1)
+    assert sorted((r["method"], r["algo"]) for r in rows) == sorted(by_label)
+    assert len(list((tmp_path / "bench" / "cells").glob("train-*/result.json"))) == 3
+    with pytest.raises(ConfigError, match="has no option"):
+        load_config(None, **{**TINY, "algos": ["bc:sharee=1"]}).check()
+    with pytest.raises(ConfigError, match="algos repeat"):
+        load_config(None, **{**TINY, "algos": ["bc", "bc"]}).check()

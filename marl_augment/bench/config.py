@@ -102,7 +102,10 @@ class BenchConfig:
     scale: float = 5.0
     """Synthetic episodes per real one for every augmenter (paper: 5)."""
     algos: list[str] = field(default_factory=lambda: ["qmix-cql"])
-    """Offline algorithms trained on every (augmented) dataset."""
+    """Offline algorithms trained on every (augmented) dataset; ``name:key=value,…`` is a variant
+    with its own options, e.g. ``"qmix-cql:synthetic_share=0.25"`` beside ``"qmix-cql"`` (the
+    real:synthetic mix per batch). On the original data a variant's ``synthetic_share`` is left
+    out (there are no synthetic episodes), so its run is the plain algorithm's."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """Seeds; each seeds the augmenter's fit and sampling and the algorithm's training."""
     steps: int = 2000
@@ -196,9 +199,16 @@ class BenchConfig:
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError(f"methods repeat: {self.methods}")
         for a in self.algos:
-            ALGORITHMS.get(a)
+            name, opts = split_method(a)
+            fields = ALGORITHMS.get(name).Config.__dataclass_fields__
+            unknown = sorted(set(opts) - set(fields))
+            if unknown:
+                raise ConfigError(f"algo {a!r}: {name} has no option(s) {unknown}")
+        if len(set(self.algos)) != len(self.algos):
+            raise ConfigError(f"algos repeat: {self.algos}")
         names = [split_method(m)[0] for m in self.methods]
-        for key, reg in (("method_options", names), ("algo_options", self.algos)):
+        algo_names = [split_method(a)[0] for a in self.algos]
+        for key, reg in (("method_options", names), ("algo_options", algo_names)):
             extra = sorted(set(getattr(self, key)) - set(reg))
             if extra:
                 raise ConfigError(f"{key} for {extra}, which the benchmark does not run ({reg})")

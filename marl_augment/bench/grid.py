@@ -122,13 +122,17 @@ def plan(cfg: BenchConfig) -> tuple[list[Cell], list[Cell], list[Cell]]:
                     )
                     augment.append(a)
                 for algo in cfg.algos:
+                    name, variant = split_method(algo)
+                    options = {**cfg.algo_options.get(name, {}), **variant}
+                    if a is None:  # no synthetic episodes to mix in: the plain algorithm's run
+                        options.pop("synthetic_share", None)
                     train.append(
                         Cell(
                             TrainConfig(
                                 data=d.key,
                                 augment=a.key if a else None,
-                                algo=algo,
-                                options=cfg.algo_options.get(algo, {}),
+                                algo=name,
+                                options=options,
                                 steps=cfg.steps,
                                 seed=seed,
                                 eval_every=cfg.eval_every,
@@ -136,7 +140,7 @@ def plan(cfg: BenchConfig) -> tuple[list[Cell], list[Cell], list[Cell]]:
                                 env_id=d.labels["env_id"],
                                 shifted_env_args=cfg.shifted_env_args.get(d.labels["env_id"])
                                 or None,
-                                version=_version(ALGORITHMS, algo),
+                                version=_version(ALGORITHMS, name),
                             ),
                             {**d.labels, "method": method, "algo": algo, "seed": seed},
                         )
@@ -221,8 +225,13 @@ def run_benchmark(
     rows: list[dict[str, Any]] = []
     rounds = list(dict.fromkeys(c.labels["seed"] for c in train)) if compute else [None]
     for seed in rounds:
+        # one run per key (an algorithm variant's run on the original data is the plain one's)
         todo_train = (
-            [c for c in train if c.labels["seed"] == seed and not c.done(work)] if compute else []
+            list(
+                {c.key: c for c in train if c.labels["seed"] == seed and not c.done(work)}.values()
+            )
+            if compute
+            else []
         )
         needed = _needed(todo_train, upstream, work)
         for name, todo in (
@@ -234,7 +243,7 @@ def run_benchmark(
                 if progress:
                     progress(name, 1, 0)
         _backfill_fidelity(augment, work)
-        rows = [c.result(work) for c in train if c.done(work)]
+        rows = [{**c.result(work), **c.labels} for c in train if c.done(work)]
         tmp = work / (RESULTS_FILE + ".tmp")
         tmp.write_text("".join(json.dumps(r, default=float) + "\n" for r in rows))
         tmp.replace(work / RESULTS_FILE)
