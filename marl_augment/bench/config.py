@@ -189,23 +189,18 @@ class BenchConfig:
                     raise ConfigError(f"{key}: {e}") from None
             if self.transitions < 1:
                 raise ConfigError(f"transitions must be >= 1, got {self.transitions}")
-        for m in self.methods:
-            if m != ORIGINAL:
-                name, opts = split_method(m)
-                cls = AUGMENTERS.get(name)
-                unknown = sorted(set(opts) - set(cls.Config.__dataclass_fields__))
+        for kind, entries, registry in (
+            ("method", [m for m in self.methods if m != ORIGINAL], AUGMENTERS),
+            ("algo", self.algos, ALGORITHMS),
+        ):
+            for entry in entries:  # a registered name, or a variant name:key=value,...
+                name, opts = split_method(entry)
+                unknown = sorted(set(opts) - set(registry.get(name).Config.__dataclass_fields__))
                 if unknown:
-                    raise ConfigError(f"method {m!r}: {name} has no option(s) {unknown}")
-        if len(set(self.methods)) != len(self.methods):
-            raise ConfigError(f"methods repeat: {self.methods}")
-        for a in self.algos:
-            name, opts = split_method(a)
-            fields = ALGORITHMS.get(name).Config.__dataclass_fields__
-            unknown = sorted(set(opts) - set(fields))
-            if unknown:
-                raise ConfigError(f"algo {a!r}: {name} has no option(s) {unknown}")
-        if len(set(self.algos)) != len(self.algos):
-            raise ConfigError(f"algos repeat: {self.algos}")
+                    raise ConfigError(f"{kind} {entry!r}: {name} has no option(s) {unknown}")
+        for key in ("methods", "algos"):
+            if len(set(getattr(self, key))) != len(getattr(self, key)):
+                raise ConfigError(f"{key} repeat: {getattr(self, key)}")
         names = [split_method(m)[0] for m in self.methods]
         algo_names = [split_method(a)[0] for a in self.algos]
         for key, reg in (("method_options", names), ("algo_options", algo_names)):

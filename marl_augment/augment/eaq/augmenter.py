@@ -137,7 +137,7 @@ class EAQ(Augmenter):
         """Reward maps per sampler (see :meth:`maps_for`)."""
         self.sources: Dataset | None = None
         """The real episodes partial noising starts from: the dataset last fitted or augmented."""
-        self._encoded_sources: tuple[int, Any] | None = None
+        self._encoded_sources: tuple[Dataset, Any] | None = None
 
     def check_config(self) -> None:
         c = self.config
@@ -365,7 +365,7 @@ class EAQ(Augmenter):
                 "partial_noise < 1 starts from real episodes: augment a dataset (or fit one) "
                 "so the model has them"
             )
-        if self._encoded_sources is None or self._encoded_sources[0] != id(ds):
+        if self._encoded_sources is None or self._encoded_sources[0] is not ds:
             if ds.spec.to_json() != self.spec.to_json():
                 raise ConfigError(
                     f"partial noising needs episodes of the fitted spec ({self.spec.env_id}); "
@@ -378,7 +378,7 @@ class EAQ(Augmenter):
                 )
             x, mask = F.encode(ds, self.layout, self.horizon)
             y = torch.from_numpy(self.norm.forward(x, mask))
-            self._encoded_sources = (id(ds), y)
+            self._encoded_sources = (ds, y)
         return self._encoded_sources[1]
 
     def generate(
