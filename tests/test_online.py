@@ -191,15 +191,75 @@ def test_qualities_are_bands_of_the_runs_range_or_published_levels(tmp_path):
     bands = quality_bands(ENV, read_checkpoints(tmp_path / "f"))
     assert bands["poor"] == pytest.approx((-100 + 23, -100 + 37))
     assert set(bands) == set(RELATIVE_BANDS)
-    assert pick(tmp_path / "f", "poor")["return_mean"] == -68.0
-    assert pick(tmp_path / "f", "good")["return_mean"] == -10.0
+    assert pick(tmp_path / "f", "poor", precise=False)["return_mean"] == -68.0
+    assert pick(tmp_path / "f", "good", precise=False)["return_mean"] == -10.0
     with pytest.raises(NotFound, match="no checkpoint .* reaches medium"):
-        pick(tmp_path / "f", "medium")
+        pick(tmp_path / "f", "medium", precise=False)
     with pytest.raises(ConfigError, match="unknown quality"):
         pick(tmp_path / "f", "expert")
     hc = quality_bands("mamujoco:2x3-HalfCheetah", [])
     assert hc["medium"] == pytest.approx((1485.0 * 0.8, 1485.0 * 1.2))
     assert "omar-expert" in hc
+
+
+def test_a_pick_is_made_on_precise_returns_not_the_noisy_training_ones(tmp_path):
+    # training-time means (20 episodes, std 15: standard error 3.4) against the truth
+    rough = [-100.0, -80.0, -68.0, -60.0, -57.0, -51.0, -40.0, -33.0]
+    truth = [-100.0, -80.0, -67.0, -58.0, -62.0, -48.0, -43.0, -40.0]
+    _fake_rows(tmp_path / "f", rough)
+    rows = read_checkpoints(tmp_path / "f")
+    for r in rows:
+        r.update(return_std=15.0, eval_episodes=20)
+    (tmp_path / "f" / CHECKPOINTS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    measured = []
+
+    def measure(r):
+        measured.append(r["env_steps"])
+        i = r["env_steps"]
+        return {**r, "return_mean": truth[i], "return_std": 15.0, "eval_episodes": 800}
+
+    # the noisy best (-33) sets a range of 67: "good" would be -45.1 to -38.4, -40 in it;
+    # measured again, the best is -40, good is -50.8 to -44.8 and -40 is really -43: -48 it is
+    good = pick(tmp_path / "f", "good", measure=measure)
+    assert good["return_mean"] == -48.0 and good["env_steps"] == 5
+    assert good["band"] == pytest.approx([-100 + 0.82 * 60, -100 + 0.92 * 60])
+    assert 0 in measured and 7 in measured  # the range's ends were measured again
+    assert 1 not in measured  # -80 ± 6.7 can be neither best nor good
+    # medium: -66.5 to -57.8 on the noisy range, where -60 is nearest the middle; -70 to -62.2
+    # on the true one, where -60 is really -58: the checkpoint that looked like -68 is the one
+    medium = pick(tmp_path / "f", "medium", measure=measure)
+    assert medium["env_steps"] == 2 and medium["return_mean"] == -67.0
+    with pytest.raises(NotFound, match="measured precisely"):
+        pick(
+            tmp_path / "f", "poor", measure=lambda r: {**r, "return_mean": -100.0 + r["env_steps"]}
+        )
+
+
+def test_precise_returns_come_from_the_saved_policies_deterministically(tmp_path):
+    from marl_augment.envs.online import precise_row
+
+    train_matd3(ENV, tmp_path / "p", config=tiny(60), seed=0, env_kwargs=KW)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "p").rglob("*")}
+    meta = json.loads((tmp_path / "p" / "behaviour.json").read_text())
+    row = read_checkpoints(tmp_path / "p")[-1]
+    a, b = precise_row(tmp_path / "p", row, meta), precise_row(tmp_path / "p", row, meta)
+    assert a == b and a["precise"] and a["eval_episodes"] == 1000  # 5-step episodes: the cap
+    assert a["training_return"] == row["return_mean"]
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "p").rglob("*")} == before
+    # by default a pick measures with precise_row: the same outcome as from its values
+    known = {
+        r["checkpoint"]: precise_row(tmp_path / "p", r, meta)
+        for r in read_checkpoints(tmp_path / "p")
+    }
+
+    def outcome(**kw):
+        try:
+            return pick(tmp_path / "p", "poor", **kw)
+        except NotFound as e:
+            return str(e)
+
+    assert outcome() == outcome(measure=lambda r: known[r["checkpoint"]])
+    assert before == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "p").rglob("*")}
 
 
 def test_record_by_quality_writes_whole_episodes_with_provenance(tmp_path):
