@@ -2,6 +2,7 @@
 
     python benchmarks/train_speed.py                  # 3m, default configs, batch 32 x 20
     python benchmarks/train_speed.py --updates 500 --threads 1 2
+    python benchmarks/train_speed.py --maps smax:3m smax:2s3z smax:8m --threads 1   # map costs
 
 Data: 1,000 smax:3m medium episodes collected with ``marl-augment collect``'s code path. Every
 algorithm runs its default config (batch 32 windows of 20 steps, 3 agents, 75-dim observations,
@@ -40,6 +41,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[2])
     p.add_argument("--algos", nargs="+", default=["qmix-cql", "qmix-bcq", "bc"])
     p.add_argument(
+        "--maps",
+        nargs="+",
+        default=["smax:3m"],
+        help="SMAX maps whose data shapes are timed (1,000 scripted episodes each)",
+    )
+    p.add_argument(
         "--no-cpp",
         action="store_true",
         help="PyTorch's nn.GRU net by net instead of the C++ kernels (the fallback's speed)",
@@ -59,41 +66,46 @@ def main() -> None:
         os.environ[NO_CPP_ENV] = "1"
 
     tmp = Path(tempfile.mkdtemp())
-    ds = collect("smax:3m", tmp / "3m-medium.zarr", quality="medium", episodes=1000, seed=0)
     recurrence = (
         "stacked, C++ step" if cpu_kernels(torch.zeros(1)) is not None else "nn.GRU net by net"
     )
-    results: dict = {
-        "machine": machine_summary(),
-        "agent_networks": recurrence,
-        "dataset": {"episodes": len(ds), "transitions": ds.num_transitions},
-        "runs": [],
-    }
-    for threads in args.threads:
-        torch.set_num_threads(threads)
-        for name in args.algos:
-            algo = make_algorithm(name, ds.spec, state_dim_of(ds.spec), device="cpu")
-            c = algo.config
-            sampler = SequenceSampler(ds, c.seq_len, c.period, c.batch_size, 0, algo.device)
-            step = iter(range(10**9))
+    results: dict = {"machine": machine_summary(), "agent_networks": recurrence, "runs": []}
+    sets = {}
+    for env_id in args.maps:
+        name = env_id.split(":")[-1]
+        sets[env_id] = collect(
+            env_id, tmp / f"{name}-medium.zarr", quality="medium", episodes=1000, seed=0
+        )
+    for env_id, data in sets.items():
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            for name in args.algos:
+                algo = make_algorithm(name, data.spec, state_dim_of(data.spec), device="cpu")
+                c = algo.config
+                sampler = SequenceSampler(data, c.seq_len, c.period, c.batch_size, 0, algo.device)
+                step = iter(range(10**9))
 
-            def one() -> None:
-                k = next(step)
-                algo.update(sampler.batch(k), torch.Generator().manual_seed(k))
+                def one(algo=algo, sampler=sampler, step=step) -> None:
+                    k = next(step)
+                    algo.update(sampler.batch(k), torch.Generator().manual_seed(k))
 
-            for _ in range(20):
-                one()
-            blocks = sorted(timed(one, args.updates) for _ in range(args.repeats))
-            dt = blocks[len(blocks) // 2]
-            row = {
-                "algo": name,
-                "threads": threads,
-                "updates_per_s": round(1 / dt, 1),
-                "ms_per_update": round(dt * 1000, 2),
-                "best_updates_per_s": round(1 / blocks[0], 1),
-            }
-            results["runs"].append(row)
-            print(json.dumps(row), flush=True)
+                for _ in range(20):
+                    one()
+                blocks = sorted(timed(one, args.updates) for _ in range(args.repeats))
+                dt = blocks[len(blocks) // 2]
+                row = {
+                    "map": env_id,
+                    "agents": data.spec.n_agents,
+                    "obs_dim": data.spec.obs_dim,
+                    "algo": name,
+                    "threads": threads,
+                    "updates_per_s": round(1 / dt, 1),
+                    "ms_per_update": round(dt * 1000, 2),
+                    "best_updates_per_s": round(1 / blocks[0], 1),
+                }
+                results["runs"].append(row)
+                print(json.dumps(row), flush=True)
+    ds = sets[args.maps[0]]
     # where one QMIX+CQL update spends its time
     torch.set_num_threads(args.threads[0])
     algo = make_algorithm("qmix-cql", ds.spec, state_dim_of(ds.spec), device="cpu")
