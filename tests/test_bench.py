@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,6 +104,28 @@ def test_config_errors(tmp_path):
     assert (
         cfg.algos == ["bc"] and cfg.seeds == [3] and cfg.method_options == {"rad-s": {"alpha": 0.9}}
     )
+
+
+def test_flags_that_run_part_of_a_config_drop_the_options_of_what_they_leave_out():
+    configs = Path(__file__).parent.parent / "benchmarks" / "configs"
+    path = configs / "continuous-learners.toml"
+    cfg = load_config(path, scenarios=["mamujoco:2x3-HalfCheetah"], algos=["td3-bc"])
+    assert cfg.scenarios == ["mamujoco:2x3-HalfCheetah"] and cfg.algos == ["td3-bc"]
+    assert set(cfg.matd3_options) == {"mamujoco:2x3-HalfCheetah"}
+    assert cfg.shifted_env_args == {}
+    full = load_config(path)
+    assert cfg.matd3_for("mamujoco:2x3-HalfCheetah") == full.matd3_for("mamujoco:2x3-HalfCheetah")
+    small = configs / "continuous-learners-small.toml"
+    part = load_config(small, algos=["dom2:hidden=64", "td3-bc"])  # a variant keeps its options
+    assert part.algo_options == {"dom2": load_config(small).algo_options["dom2"]}
+    # options for entries the file never listed are still an error
+    with pytest.raises(ConfigError, match="matd3_options for"):
+        load_config(
+            None,
+            scenarios=["mpe:simple_spread"],
+            behaviour="learned",
+            matd3_options={"mpe:simple_tag": {}},
+        )
 
 
 def test_rerun_and_interrupted_run_recompute_nothing_finished(tmp_path):

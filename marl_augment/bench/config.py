@@ -229,6 +229,32 @@ class BenchConfig:
         return dataclasses.asdict(self)
 
 
+#: the option tables keyed by the entries of a list setting (a scenario, a method's or an
+#: algorithm's name)
+_KEYED_OPTIONS = {
+    "scenarios": ("env_args", "shifted_env_args", "matd3_options"),
+    "methods": ("method_options",),
+    "algos": ("algo_options",),
+}
+
+
+def _drop_options_of_narrowed(data: dict[str, Any], given: dict[str, Any]) -> None:
+    """When a flag narrows a list the file sets (``--scenario``, ``--method``, ``--algo``), the
+    file's options for the entries left out go too: a run of part of a config is not a config
+    error. Options for entries the file never listed still are (they are typos)."""
+    for key, tables in _KEYED_OPTIONS.items():
+        if key not in given or not isinstance(data.get(key), list):
+            continue
+
+        def name(v: Any, key: str = key) -> str:
+            return str(v) if key == "scenarios" else split_method(str(v))[0]
+
+        dropped = {name(v) for v in data[key]} - {name(v) for v in given[key] or []}
+        for t in tables:
+            if isinstance(data.get(t), dict):
+                data[t] = {k: v for k, v in data[t].items() if k not in dropped}
+
+
 def load_config(path: str | Path | None = None, **overrides: Any) -> BenchConfig:
     """A config from a TOML / JSON file (optional) with ``overrides`` (None values ignored)."""
     data: dict[str, Any] = {}
@@ -245,7 +271,9 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> BenchConfig
                 f"benchmark config {p} is not valid "
                 f"{'TOML' if p.suffix == '.toml' else 'JSON'}: {e}"
             ) from None
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    _drop_options_of_narrowed(data, given)
+    data.update(given)
     if data.get("datasets") and "scenarios" not in data:
         data["scenarios"] = []  # explicit datasets alone: collect nothing
     known = {f.name for f in dataclasses.fields(BenchConfig)}
