@@ -365,6 +365,11 @@ def test_final_best_and_last_third_tell_collapse_from_peak():
     ]
     m = run_measures(rows[0])
     assert m == {"final": 0.31, "best": 0.63, "last_third": 0.31}
+    # an affine reference (continuous scenarios: the behaviour run's range) maps the curve too
+    shifted = {**rows[0], "reference_returns": [-1.0, 3.0], "normalised_return": (0.62 + 1) / 4}
+    assert run_measures(shifted) == pytest.approx(
+        {"final": 0.405, "best": (1.26 + 1) / 4, "last_third": 0.405}
+    )
     assert run_measures(rows[1])["best"] == 1.31 / 2
     t = measures_table(rows, ["original", "eaq"]).splitlines()
     assert t[2].startswith("| qmix-cql · original | 1 | 0.310 | – | 0.630 | – |")

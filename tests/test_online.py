@@ -414,9 +414,21 @@ def test_benchmark_makes_continuous_scenario_data_with_learned_behaviour(tmp_pat
     assert (
         len(list((tmp_path / "w" / "behaviour").glob("mpe-simple_spread-*/checkpoints.jsonl"))) == 1
     )
+    refs = []
     for data in (tmp_path / "w" / "cells").glob("data-*"):
         res = json.loads((data / "result.json").read_text())
         assert res["behaviour_checkpoint"].startswith("ckpt-") and res["transitions"] == 20
+        ref = res["reference_returns"]  # the behaviour run's precise range, shared by qualities
+        assert np.isfinite(ref["low"]) and ref["high"] >= ref["low"]
+        refs.append((ref["low"], ref["high"]))
+    assert len(set(refs)) == 1
+    lo, hi = refs[0]
+    for r in rows:  # normalised by that range, like SMAX's by the maximum return
+        if hi > lo:
+            assert r["normalised_return"] == pytest.approx((r["return_mean"] - lo) / (hi - lo))
+            assert r["reference_returns"] == [lo, hi]
+        else:
+            assert r["normalised_return"] is None
     with pytest.raises(ConfigError, match="continuous actions: its data comes from learned"):
         load_config(None, scenarios=[ENV], qualities=["poor"]).check()
     with pytest.raises(ConfigError, match="unknown quality 'omar-expert'"):

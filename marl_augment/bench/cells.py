@@ -269,6 +269,7 @@ def _data(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
         extra = {
             "behaviour_checkpoint": src["behaviour_checkpoint"],
             "behaviour_return": src["measured_return"],
+            "reference_returns": src.get("reference_returns"),
             "full_episodes": len(raw),
             "full_transitions": raw.num_transitions,
         }
@@ -460,7 +461,7 @@ def _train(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
         options={**cfg.options, "device": device},
         resume=run.exists(),
     )
-    top = max_return(cfg.env_id)
+    lo, top = _reference(cfg.env_id, store_of(work, cfg.data))
     ev = s["eval"]
     curve = [(r["step"], r["return_mean"]) for r in read_metrics(run) if r["kind"] == "eval"]
     extra = {}
@@ -472,7 +473,8 @@ def _train(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
         "return_mean": ev["return_mean"],
         "return_std": ev["return_std"],
         "win_rate": ev.get("win_rate"),
-        "normalised_return": ev["return_mean"] / top if top else None,
+        "normalised_return": (ev["return_mean"] - lo) / (top - lo) if top is not None else None,
+        "reference_returns": [lo, top] if top is not None else None,
         "train_seconds": s["train_seconds"],
         "eval_seconds": s.get("eval_seconds"),
         "updates_per_s": s["updates_per_s"],
@@ -481,6 +483,20 @@ def _train(c: Cell, folder: Path, work: Path, device: str) -> dict[str, Any]:
         "dataset_return": s["dataset"]["return_mean"],
         "dataset_episodes": s["dataset"]["episodes"],
     }
+
+
+def _reference(env_id: str, data_store: str | Path) -> tuple[float, float | None]:
+    """The returns a run's normalised return maps to 0 and 1: 0 and the env's maximum (SMAX,
+    SMAC), else the behaviour run's range recorded with the data (continuous scenarios:
+    :func:`~marl_augment.envs.online.behaviour_range`); (0, None) when there is neither."""
+    top = max_return(env_id)
+    if top:
+        return 0.0, float(top)
+    src = Dataset.open(data_store, validate=False, lazy=True).attrs.get("source") or {}
+    ref = src.get("reference_returns") if isinstance(src, dict) else None
+    if isinstance(ref, dict) and ref.get("high", 0) > ref.get("low", 0):
+        return float(ref["low"]), float(ref["high"])
+    return 0.0, None
 
 
 def _fingerprint(store: str | Path) -> str | None:

@@ -140,17 +140,20 @@ def run_measures(row: dict[str, Any]) -> dict[str, float] | None:
     (the best periodic evaluation or the final one: an oracle early stop) and ``last_third``
     (mean of the evaluations in the last third of training, the final one included)."""
     norm, ret = row.get("normalised_return"), row.get("return_mean")
-    if norm is None or not ret:
-        top = None if norm is None else 1.0
-    else:
-        top = ret / norm
-    if top is None:
+    if norm is None:
         return None
+    ref = row.get("reference_returns")
+    if ref and ref[1] is not None and ref[1] > ref[0]:  # (R - low) / (high - low)
+        low, top = float(ref[0]), float(ref[1]) - float(ref[0])
+    elif not ret:
+        low, top = 0.0, 1.0
+    else:  # rows from before reference_returns: R / top
+        low, top = 0.0, ret / norm
     curve = [(int(s), float(v)) for s, v in row.get("curve") or []]
     end = max([s for s, _ in curve], default=0)
-    final = float(ret) / top
-    points = [v / top for _, v in curve]
-    late = [v / top for s, v in curve if s >= 2 * end / 3] + [final]
+    final = float(norm)
+    points = [(v - low) / top for _, v in curve]
+    late = [(v - low) / top for s, v in curve if s >= 2 * end / 3] + [final]
     return {"final": final, "best": max(points + [final]), "last_third": float(np.mean(late))}
 
 

@@ -602,8 +602,57 @@ def precise_row(folder: str | Path, row: dict[str, Any], meta: dict[str, Any]) -
     }
 
 
+class PreciseReturns:
+    """Precise returns of a behaviour folder's checkpoints (:func:`precise_row`), each measured
+    once: share one between :func:`pick` and :func:`behaviour_range`. ``measure`` replaces
+    :func:`precise_row` (tests)."""
+
+    def __init__(self, folder: str | Path, measure: Any = None) -> None:
+        self.folder = Path(folder)
+        self.meta = json.loads((self.folder / CONFIG_FILE).read_text())
+        self.measure = measure or (lambda r: precise_row(self.folder, r, self.meta))
+        self.done: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        if row["checkpoint"] not in self.done:
+            self.done[row["checkpoint"]] = self.measure(row)
+        return self.done[row["checkpoint"]]
+
+    def ends(self, rows: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The first checkpoint and the best, measured precisely: the best among those whose
+        training-time return lies within two standard errors of the best one's."""
+        top = max(r["return_mean"] - 2 * standard_error(r) for r in rows)
+        best = [r for r in rows if r["return_mean"] + 2 * standard_error(r) >= top]
+        best.sort(key=lambda r: -r["return_mean"])
+        first = self(rows[0])
+        return first, max((self(r) for r in best[:PRECISE_MAX]), key=lambda r: r["return_mean"])
+
+
+def behaviour_range(folder: str | Path, precise: PreciseReturns | None = None) -> dict[str, Any]:
+    """The behaviour run's range of returns, measured precisely with the behaviour noise: its
+    first checkpoint (random actions) and its best. Continuous benchmark scenarios normalise
+    returns by it, (R − low) / (high − low), as SMAX's by the maximum return."""
+    precise = precise or PreciseReturns(folder)
+    rows = read_checkpoints(folder)
+    if not rows:
+        raise NotFound(f"{folder} has no checkpoints yet; train first")
+    first, best = precise.ends(rows)
+    return {
+        "low": first["return_mean"],
+        "high": best["return_mean"],
+        "low_checkpoint": first["checkpoint"],
+        "high_checkpoint": best["checkpoint"],
+        "episodes": best["eval_episodes"],
+        "how": "precise behaviour returns (behaviour noise) of the first and the best checkpoint",
+    }
+
+
 def pick(
-    folder: str | Path, quality: str, *, precise: bool = True, measure: Any = None
+    folder: str | Path,
+    quality: str,
+    *,
+    precise: bool = True,
+    measure: Any = None,
 ) -> dict[str, Any]:
     """The checkpoint whose behaviour return lies in ``quality``'s band (nearest its middle).
 
@@ -611,7 +660,8 @@ def pick(
     (:func:`precise_row`): for bands of the run's own range, the first checkpoint and those that
     may be the best (within two standard errors of it); then every checkpoint whose mean could lie
     in the band (within two standard errors), nearest the middle first. The pick is made on the
-    precise returns only. ``measure`` replaces :func:`precise_row` (tests)."""
+    precise returns only. ``measure`` is a :class:`PreciseReturns` to share, or a function that
+    replaces :func:`precise_row` (tests)."""
     meta = json.loads((Path(folder) / CONFIG_FILE).read_text())
     env_id = meta["env_id"]
     rows = read_checkpoints(folder)
@@ -621,21 +671,10 @@ def pick(
         raise ConfigError(
             f"unknown quality {quality!r} for {env_id}; use one of {', '.join(known)}"
         )
-    measure = measure or (lambda r: precise_row(folder, r, meta))
-    done: dict[str, dict[str, Any]] = {}
-
-    def again(r: dict[str, Any]) -> dict[str, Any]:
-        if r["checkpoint"] not in done:
-            done[r["checkpoint"]] = measure(r)
-        return done[r["checkpoint"]]
-
+    again = measure if isinstance(measure, PreciseReturns) else PreciseReturns(folder, measure)
     if precise and env_id not in PUBLISHED_LEVELS and len(rows) >= 2:
-        top = max(r["return_mean"] - 2 * standard_error(r) for r in rows)
-        best = [r for r in rows if r["return_mean"] + 2 * standard_error(r) >= top]
-        best.sort(key=lambda r: -r["return_mean"])
-        for r in [rows[0], *best[:PRECISE_MAX]]:
-            again(r)
-        bands = quality_bands(env_id, [done.get(r["checkpoint"], r) for r in rows])
+        again.ends(rows)
+        bands = quality_bands(env_id, [again.done.get(r["checkpoint"], r) for r in rows])
     if quality not in bands:
         raise NotFound(
             f"no checkpoint of {folder} returns more than its first, so there are no quality "
@@ -653,7 +692,7 @@ def pick(
         maybe.sort(key=lambda r: (abs(r["return_mean"] - mid), r["env_steps"]))
         for r in maybe[:PRECISE_MAX]:
             again(r)
-        rows = [done[r["checkpoint"]] for r in rows if r["checkpoint"] in done]
+        rows = [again.done[r["checkpoint"]] for r in rows if r["checkpoint"] in again.done]
     inside = [r for r in rows if lo <= r["return_mean"] <= hi]
     if not inside:
         got = ", ".join(f"{r['return_mean']:.1f}" for r in rows) or "none"
@@ -709,13 +748,15 @@ def record_matd3(
     if transitions < 1:
         raise ConfigError(f"transitions must be >= 1, got {transitions}")
     meta = load_meta(folder)
+    precise = PreciseReturns(folder)
     row = (
-        pick(folder, quality)
+        pick(folder, quality, measure=precise)
         if quality
         else next((r for r in read_checkpoints(folder) if r["checkpoint"] == checkpoint), None)
     )
     if row is None:
         raise NotFound(f"no checkpoint {checkpoint!r} in {folder}; see {CHECKPOINTS}")
+    reference = behaviour_range(folder, precise)
     level = meta["config"]["behaviour_noise"] if noise is None else float(noise)
     source = {
         "behaviour_checkpoint": row["checkpoint"],
@@ -724,6 +765,7 @@ def record_matd3(
         "measured_return": row["return_mean"],
         "measured_episodes": row.get("eval_episodes"),
         "quality_band": row.get("band"),
+        "reference_returns": reference,
         "behaviour_learner": "matd3",
         "transitions_asked": transitions,
     }
