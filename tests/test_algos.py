@@ -214,7 +214,11 @@ def test_bcq_allowed_actions_and_policy_respect_threshold_and_legality():
     best_allowed = q.masked_fill(~ok, -1e9).argmax(-1).numpy()
     assert (acts == best_allowed).all()
     # the Q network alone would often pick something else: the filter is doing work
-    assert (q.masked_fill(~torch.from_numpy(avail), -1e9).argmax(-1).numpy() != acts).any()
+    greedy_legal = q.masked_fill(~torch.from_numpy(avail), -1e9).argmax(-1).numpy()
+    assert (greedy_legal != acts).any()
+    # OG-MARL's way: the filter shapes the TD target only, the policy acts among legal actions
+    algo.config.act_allowed_only = False
+    assert (algo.policy()(obs, avail, np.ones(64, bool)) == greedy_legal).all()
 
 
 def test_policy_keeps_recurrent_state_per_env_and_resets_on_first():

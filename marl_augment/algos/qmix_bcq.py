@@ -27,6 +27,10 @@ class QmixBcqConfig(QmixConfig):
 
     threshold: float = 0.4
     """An action is allowed when π(a) / max_legal π ≥ threshold (π: the cloned behaviour)."""
+    act_allowed_only: bool = True
+    """The trained policy acts greedily among allowed actions only (Fujimoto et al.'s discrete
+    BCQ); false: greedily among all legal actions, as OG-MARL's implementation acts (there the
+    filter shapes only the TD target)."""
 
 
 def allowed_actions(bc_logits: torch.Tensor, legal: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -64,6 +68,8 @@ class QmixBcq(QmixBase):
         return ["agent", "bc"]
 
     def act_logits(self, outputs, avail):
+        if not self.config.act_allowed_only:
+            return masked(outputs["agent"], avail)
         allowed = allowed_actions(outputs["bc"], avail, self.config.threshold)
         return masked(outputs["agent"], allowed)
 
