@@ -213,7 +213,9 @@ def test_a_pick_is_made_on_precise_returns_not_the_noisy_training_ones(tmp_path)
     (tmp_path / "f" / CHECKPOINTS).write_text("".join(json.dumps(r) + "\n" for r in rows))
     measured = []
 
-    def measure(r):
+    def measure(r, random=-100.0):
+        if r["checkpoint"] == "random":  # uniformly random actions, measured precisely
+            return {**r, "return_mean": random, "return_std": 15.0, "eval_episodes": 800}
         measured.append(r["env_steps"])
         i = r["env_steps"]
         return {**r, "return_mean": truth[i], "return_std": 15.0, "eval_episodes": 800}
@@ -223,7 +225,7 @@ def test_a_pick_is_made_on_precise_returns_not_the_noisy_training_ones(tmp_path)
     good = pick(tmp_path / "f", "good", measure=measure)
     assert good["return_mean"] == -48.0 and good["env_steps"] == 5
     assert good["band"] == pytest.approx([-100 + 0.82 * 60, -100 + 0.92 * 60])
-    assert 0 in measured and 7 in measured  # the range's ends were measured again
+    assert 7 in measured  # the best was measured again (and random actions, the low end)
     assert 1 not in measured  # -80 ± 6.7 can be neither best nor good
     # medium: -66.5 to -57.8 on the noisy range, where -60 is nearest the middle; -70 to -62.2
     # on the true one, where -60 is really -58: the checkpoint that looked like -68 is the one
@@ -233,6 +235,9 @@ def test_a_pick_is_made_on_precise_returns_not_the_noisy_training_ones(tmp_path)
         pick(
             tmp_path / "f", "poor", measure=lambda r: {**r, "return_mean": -100.0 + r["env_steps"]}
         )
+    # the low end is the random policy's return, not the first checkpoint's
+    lifted = pick(tmp_path / "f", "good", measure=lambda r: measure(r, random=-130.0))
+    assert lifted["band"] == pytest.approx([-130 + 0.82 * 90, -130 + 0.92 * 90])
 
 
 def test_precise_returns_come_from_the_saved_policies_deterministically(tmp_path):
@@ -247,10 +252,10 @@ def test_precise_returns_come_from_the_saved_policies_deterministically(tmp_path
     assert a["training_return"] == row["return_mean"]
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "p").rglob("*")} == before
     # by default a pick measures with precise_row: the same outcome as from its values
-    known = {
-        r["checkpoint"]: precise_row(tmp_path / "p", r, meta)
-        for r in read_checkpoints(tmp_path / "p")
-    }
+    rows = read_checkpoints(tmp_path / "p")
+    random = {"checkpoint": "random", "env_steps": 0, "return_mean": 0.0, "length_mean": 5.0}
+    known = {r["checkpoint"]: precise_row(tmp_path / "p", r, meta) for r in [*rows, random]}
+    assert known["random"]["eval_episodes"] == 1000 and known["random"]["training_return"] is None
 
     def outcome(**kw):
         try:

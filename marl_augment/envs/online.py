@@ -71,7 +71,8 @@ PUBLISHED_LEVELS: dict[str, list[tuple[str, float, str]]] = {
 LEVEL_TOLERANCE = 0.2
 #: where no comparable published return exists (mpe2's rewards differ from OMAR's MPE), the
 #: qualities are bands of the normalised score (R − R_random) / (R_best − R_random), R_best the
-#: run's best checkpoint and R_random the first (random-action) evaluation: OG-MARL's SMAC
+#: run's best checkpoint and R_random uniformly random actions' (both measured precisely by
+#: :func:`pick`; training-time listings use the first checkpoint for R_random): OG-MARL's SMAC
 #: fractions (poor ≈ 0.23–0.37, medium ≈ 0.50–0.63, good ≈ 0.82–0.92 of the maximum)
 RELATIVE_BANDS = QUALITY_BANDS
 
@@ -328,20 +329,29 @@ def _evaluate(
     io: _EnvIO, actor: Any, *, episodes: int, noise: float, seed: int
 ) -> tuple[list[float], list[int]]:
     """Returns and lengths of ``episodes`` episodes of ``actor`` (an ``MlpActor``) with
-    Gaussian ``noise``."""
+    Gaussian ``noise``; ``actor=None`` acts uniformly at random (the policy of MATD3's
+    ``start_steps``)."""
     import torch
 
     rng = np.random.default_rng(seed)
-    device = actor.dims.device
-    dims = actor.dims.cpu().numpy()  # read once, and off the device
+    if actor is None:
+        dims = np.zeros((len(io.agents), max(io.dims)), np.float32)
+        for i, d in enumerate(io.dims):
+            dims[i, :d] = 1.0
+    else:
+        device = actor.dims.device
+        dims = actor.dims.cpu().numpy()  # read once, and off the device
     rets, lens = [], []
     for e in range(episodes):
         obs, _ = io.reset(seed + e)
         ret, length, over = 0.0, 0, False
         while not over:
-            with torch.no_grad():
-                u = actor(torch.from_numpy(obs).to(device)).cpu().numpy()
-            if noise > 0:
+            if actor is None:
+                u = rng.uniform(-1, 1, dims.shape) * dims
+            else:
+                with torch.no_grad():
+                    u = actor(torch.from_numpy(obs).to(device)).cpu().numpy()
+            if actor is not None and noise > 0:
                 u = np.clip(u + rng.normal(0.0, noise, u.shape), -1, 1) * dims
             obs, _, r, _, over = io.step(u)
             ret += r
@@ -530,17 +540,21 @@ def _same_settings(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return True
 
 
-def quality_bands(env_id: str, rows: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+def quality_bands(
+    env_id: str, rows: list[dict[str, Any]], low: float | None = None
+) -> dict[str, tuple[float, float]]:
     """Each quality's band of behaviour returns for ``env_id``: around the published levels
-    (:data:`PUBLISHED_LEVELS`), else :data:`RELATIVE_BANDS` of the run's own range."""
+    (:data:`PUBLISHED_LEVELS`), else :data:`RELATIVE_BANDS` of the range from ``low`` (the
+    random policy's return; without it, the first checkpoint's stands in) to the best
+    checkpoint's."""
     if env_id in PUBLISHED_LEVELS:
         return {
             q: (m - LEVEL_TOLERANCE * abs(m), m + LEVEL_TOLERANCE * abs(m))
             for q, m, _ in PUBLISHED_LEVELS[env_id]
         }
-    if len(rows) < 2:
+    if len(rows) < (1 if low is not None else 2):
         return {}
-    lo = rows[0]["return_mean"]
+    lo = rows[0]["return_mean"] if low is None else low
     hi = max(r["return_mean"] for r in rows)
     if hi <= lo:
         return {}
@@ -572,10 +586,13 @@ def precise_row(folder: str | Path, row: dict[str, Any], meta: dict[str, Any]) -
     from ..algos.feedforward import POLICY_FILE, load_feedforward_policy
     from ..torch_state import torch_threads
 
-    d = Path(folder) / row["checkpoint"]
-    if not (d / POLICY_FILE).is_file():
-        raise NotFound(f"checkpoint {row['checkpoint']} of {folder} has no policy; train again")
-    policy = load_feedforward_policy(d, json.loads((d / POLICY_FILE).read_text()))
+    if row["checkpoint"] == RANDOM:
+        actor = None
+    else:
+        d = Path(folder) / row["checkpoint"]
+        if not (d / POLICY_FILE).is_file():
+            raise NotFound(f"checkpoint {row['checkpoint']} of {folder} has no policy; train again")
+        actor = load_feedforward_policy(d, json.loads((d / POLICY_FILE).read_text())).actor
     per = max(1.0, float(row.get("length_mean") or 1.0))
     episodes = max(PRECISE_MIN_EPISODES, int(row.get("eval_episodes") or 1))
     episodes = min(1000, max(episodes, math.ceil(PRECISE_STEPS / per)))
@@ -584,7 +601,7 @@ def precise_row(folder: str | Path, row: dict[str, Any], meta: dict[str, Any]) -
         with torch_threads(1):
             rets, lens = _evaluate(
                 io,
-                policy.actor,
+                actor,
                 episodes=episodes,
                 noise=float(meta["config"]["behaviour_noise"]),
                 seed=2_000_000_000 + int(row["env_steps"]),
@@ -597,9 +614,13 @@ def precise_row(folder: str | Path, row: dict[str, Any], meta: dict[str, Any]) -
         "return_std": float(np.std(rets)),
         "length_mean": float(np.mean(lens)),
         "eval_episodes": episodes,
-        "training_return": row["return_mean"],
+        "training_return": None if actor is None else row["return_mean"],
         "precise": True,
     }
+
+
+#: the name of the uniformly random policy among a behaviour folder's measured rows
+RANDOM = "random"
 
 
 class PreciseReturns:
@@ -619,19 +640,29 @@ class PreciseReturns:
         return self.done[row["checkpoint"]]
 
     def ends(self, rows: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The first checkpoint and the best, measured precisely: the best among those whose
-        training-time return lies within two standard errors of the best one's."""
+        """The uniformly random policy and the best checkpoint, measured precisely: the best
+        among those whose training-time return lies within two standard errors of the best
+        one's."""
         top = max(r["return_mean"] - 2 * standard_error(r) for r in rows)
         best = [r for r in rows if r["return_mean"] + 2 * standard_error(r) >= top]
         best.sort(key=lambda r: -r["return_mean"])
-        first = self(rows[0])
-        return first, max((self(r) for r in best[:PRECISE_MAX]), key=lambda r: r["return_mean"])
+        random = self(
+            {
+                "checkpoint": RANDOM,
+                "env_steps": 0,
+                "return_mean": rows[0]["return_mean"],
+                "length_mean": rows[0].get("length_mean"),
+                "eval_episodes": 1,
+            }
+        )
+        return random, max((self(r) for r in best[:PRECISE_MAX]), key=lambda r: r["return_mean"])
 
 
 def behaviour_range(folder: str | Path, precise: PreciseReturns | None = None) -> dict[str, Any]:
-    """The behaviour run's range of returns, measured precisely with the behaviour noise: its
-    first checkpoint (random actions) and its best. Continuous benchmark scenarios normalise
-    returns by it, (R − low) / (high − low), as SMAX's by the maximum return."""
+    """The behaviour run's range of returns, measured precisely: the uniformly random policy's
+    and the best checkpoint's (with the behaviour noise). Continuous benchmark scenarios
+    normalise returns by it, (R − low) / (high − low), as SMAX's by the maximum return (0: the
+    random policy, as D4RL's normalised scores)."""
     precise = precise or PreciseReturns(folder)
     rows = read_checkpoints(folder)
     if not rows:
@@ -643,7 +674,8 @@ def behaviour_range(folder: str | Path, precise: PreciseReturns | None = None) -
         "low_checkpoint": first["checkpoint"],
         "high_checkpoint": best["checkpoint"],
         "episodes": best["eval_episodes"],
-        "how": "precise behaviour returns (behaviour noise) of the first and the best checkpoint",
+        "how": "precise returns of uniformly random actions and of the best checkpoint "
+        "(behaviour noise)",
     }
 
 
@@ -672,13 +704,15 @@ def pick(
             f"unknown quality {quality!r} for {env_id}; use one of {', '.join(known)}"
         )
     again = measure if isinstance(measure, PreciseReturns) else PreciseReturns(folder, measure)
-    if precise and env_id not in PUBLISHED_LEVELS and len(rows) >= 2:
-        again.ends(rows)
-        bands = quality_bands(env_id, [again.done.get(r["checkpoint"], r) for r in rows])
+    if precise and env_id not in PUBLISHED_LEVELS and rows:
+        random, _ = again.ends(rows)
+        bands = quality_bands(
+            env_id, [again.done.get(r["checkpoint"], r) for r in rows], low=random["return_mean"]
+        )
     if quality not in bands:
         raise NotFound(
-            f"no checkpoint of {folder} returns more than its first, so there are no quality "
-            f"bands yet; train longer"
+            f"no checkpoint of {folder} returns more than random actions, so there are no "
+            f"quality bands yet; train longer"
         )
     lo, hi = bands[quality]
     mid = (lo + hi) / 2
