@@ -378,7 +378,9 @@ def test_benchmark_makes_continuous_scenario_data_with_learned_behaviour(tmp_pat
 
     # a tiny MATD3 run cannot be relied on to spread over the bands: accept any return here
     monkeypatch.setattr(
-        online, "quality_bands", lambda env_id, rows: {"poor": (-1e9, 1e9), "medium": (-1e9, 1e9)}
+        online,
+        "quality_bands",
+        lambda env_id, rows, low=None: {"poor": (-1e9, 1e9), "medium": (-1e9, 1e9)},
     )
     opts = dict(total_steps=40, **{k: v for k, v in TINY.items() if k != "threads"})
     cfg = load_config(
