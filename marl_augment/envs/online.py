@@ -46,6 +46,7 @@ from ..torch_state import (
     load_training_state,
     resolve_device,
     save_training_state,
+    torch_threads,
 )
 from . import make_env, team_reward
 from .behaviour import CHECKPOINTS, CONFIG_FILE, QUALITY_BANDS, read_checkpoints
@@ -584,7 +585,6 @@ def precise_row(folder: str | Path, row: dict[str, Any], meta: dict[str, Any]) -
     steps, with the folder's behaviour noise and seeds of its own (deterministic; the folder is
     only read)."""
     from ..algos.feedforward import POLICY_FILE, load_feedforward_policy
-    from ..torch_state import torch_threads
 
     if row["checkpoint"] == RANDOM:
         actor = None
