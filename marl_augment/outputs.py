@@ -26,6 +26,7 @@ import re
 import shutil
 import signal
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -326,8 +327,20 @@ def new_output(
         yield tmp
         swap_into_place(tmp, out, kind)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_partial(tmp)
         raise
+
+
+def remove_partial(tmp: Path, patience: float = 5.0) -> None:
+    """Remove a partial output, again while it reappears: on Ctrl-C a writer thread (zarr's
+    event loop) may still finish a chunk into it after a first removal, and a file created
+    during ``rmtree`` makes its last ``rmdir`` fail, which would leave the folder behind."""
+    deadline = time.monotonic() + patience
+    gone = 0
+    while gone < 2 and time.monotonic() < deadline:  # gone, and still gone a moment later
+        shutil.rmtree(tmp, ignore_errors=True)
+        gone = gone + 1 if not os.path.lexists(tmp) else 0
+        time.sleep(0.05)
 
 
 def swap_into_place(tmp: Path, out: Path, kind: str) -> None:
